@@ -1,0 +1,637 @@
+//! Configuration: every setting of CONTRACT.md, parsed once, from a lookup function.
+//!
+//! Values come from the environment (what Function App settings and `local.settings.json`
+//! `Values` become) and, for `serve`, `subscribe` and `login`, from an optional TOML file whose
+//! top-level keys are the same setting names; the environment wins. Parsing takes a lookup
+//! function, so tests never touch the process environment.
+//!
+//! Errors name the setting and say what is expected. Secret settings are held in
+//! [`SecretString`]/[`SecretBox`], whose `Debug` prints `[REDACTED]`, and their values never
+//! appear in an error.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use url::Url;
+
+/// A setting that is wrong or missing. Its `Display` is the one line a user sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("setting {setting}: {problem}")]
+pub struct ConfigError {
+    /// The setting's name, as written in the environment or TOML file.
+    pub setting: String,
+    /// What is wrong and what is expected.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// A required setting that is absent.
+    pub fn missing(setting: &str, what: &str) -> Self {
+        Self {
+            setting: setting.to_owned(),
+            problem: format!("is not set; expected {what}"),
+        }
+    }
+
+    fn invalid(setting: &str, value: Option<&str>, expected: &str) -> Self {
+        let problem = match value {
+            Some(v) => format!("{:?} is not valid; expected {expected}", truncate(v, 80)),
+            None => format!("is not valid; expected {expected}"),
+        };
+        Self {
+            setting: setting.to_owned(),
+            problem,
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        s.chars().take(max).collect::<String>() + "…"
+    }
+}
+
+/// Which store backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Azure Table Storage (the handler's default).
+    Table,
+    /// Embedded SQLite (the default of `serve`, `login`, `users`).
+    Sqlite,
+}
+
+/// What to colour on the Hue bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HueTarget {
+    /// One light (`light:ID`; a v1 number or a v2 UUID).
+    Light(String),
+    /// A room (`room:ID`, through its `grouped_light`).
+    Room(String),
+    /// A zone (`zone:ID`).
+    Zone(String),
+    /// A v1 group (`group:ID`).
+    Group(String),
+}
+
+impl HueTarget {
+    fn parse(s: &str) -> Option<Self> {
+        let (kind, id) = s.trim().split_once(':')?;
+        let id = id.trim();
+        if id.is_empty() {
+            return None;
+        }
+        let id = id.to_owned();
+        match kind.trim().to_ascii_lowercase().as_str() {
+            "light" => Some(Self::Light(id)),
+            "room" => Some(Self::Room(id)),
+            "zone" => Some(Self::Zone(id)),
+            "group" => Some(Self::Group(id)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HueTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HueTarget::Light(id) => write!(f, "light:{id}"),
+            HueTarget::Room(id) => write!(f, "room:{id}"),
+            HueTarget::Zone(id) => write!(f, "zone:{id}"),
+            HueTarget::Group(id) => write!(f, "group:{id}"),
+        }
+    }
+}
+
+/// How to reach Azure Table Storage.
+#[derive(Debug, Clone)]
+pub enum TablesConnection {
+    /// A storage connection string (account key; `UseDevelopmentStorage=true` for Azurite).
+    ConnectionString(SecretString),
+    /// Identity-based (`AzureWebJobsStorage__accountName` / `__tableServiceUri`): bearer tokens
+    /// from the managed identity.
+    Identity {
+        /// `https://{account}.table.core.windows.net`
+        endpoint: Url,
+        /// Client id of a user-assigned identity (`AzureWebJobsStorage__clientId`).
+        client_id: Option<String>,
+    },
+}
+
+/// Every setting, parsed. Optional settings are `None` when unset; commands that need one
+/// call the matching `require_*` method, which names it in the error.
+#[derive(Debug)]
+pub struct Settings {
+    /// `AZURE_TENANT_ID` (default `organizations`).
+    pub tenant: String,
+    /// `AZURE_CLIENT_ID`.
+    pub client_id: Option<String>,
+    /// `AZURE_CLIENT_SECRET`.
+    pub client_secret: Option<SecretString>,
+    /// `AZURE_CLIENT_CERTIFICATE_PATH`.
+    pub client_certificate_path: Option<PathBuf>,
+    /// `KEY_VAULT_URL`.
+    pub key_vault_url: Option<Url>,
+    /// `KEY_VAULT_CLIENT_CERTIFICATE` (certificate name in the vault).
+    pub key_vault_client_certificate: Option<String>,
+    /// `KEY_VAULT_NOTIFICATION_CERTIFICATE` (certificate name in the vault).
+    pub key_vault_notification_certificate: Option<String>,
+    /// `AZURE_AUTHORITY_HOST`.
+    pub authority_host: Url,
+    /// `GRAPH_ENDPOINT`.
+    pub graph_endpoint: Url,
+    /// `PUBLIC_BASE_URL`, or `https://$WEBSITE_HOSTNAME` in Azure.
+    pub public_base_url: Option<Url>,
+    /// `NOTIFICATION_CERTIFICATE_PATH`.
+    pub notification_certificate_path: Option<PathBuf>,
+    /// `TOKEN_ENCRYPTION_KEY` (32 bytes).
+    pub token_encryption_key: Option<SecretBox<[u8; 32]>>,
+    /// `TABLES_CONNECTION_STRING`, else `AzureWebJobsStorage` (or its identity-based form).
+    pub tables: Option<TablesConnection>,
+    /// `STORE`.
+    pub store: Option<StoreKind>,
+    /// `ServiceBusConnection`.
+    pub service_bus_connection: Option<SecretString>,
+    /// `PRESENCE_TOPIC` (default `presence`).
+    pub presence_topic: String,
+    /// `PRESENCE_SUBSCRIPTION`.
+    pub presence_subscription: Option<String>,
+    /// `SERVICEBUS_ENDPOINT`.
+    pub servicebus_endpoint: Option<Url>,
+    /// `POLL_INTERVAL` (default 30 s).
+    pub poll_interval: Duration,
+    /// `WATCH_USERS` (empty = all).
+    pub watch_users: Vec<String>,
+    /// `HUE_BRIDGE`.
+    pub hue_bridge: Option<String>,
+    /// `HUE_APPLICATION_KEY`.
+    pub hue_application_key: Option<SecretString>,
+    /// `HUE_TARGETS`.
+    pub hue_targets: Vec<HueTarget>,
+    /// `AUTH_SCOPES` (space separated).
+    pub auth_scopes: Vec<String>,
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT` (set by the Functions host).
+    pub custom_handler_port: Option<u16>,
+    /// Tables of the TOML file (e.g. `[lights]`) for the parts that read structured config.
+    pub file_tables: toml::Table,
+}
+
+/// Default scopes: delegated Presence.Read.All is what presence change notifications need
+/// (Presence.Read is not enough); offline_access yields the refresh token.
+pub const DEFAULT_SCOPES: &str =
+    "https://graph.microsoft.com/Presence.Read.All offline_access openid profile";
+
+/// Where settings come from: the environment first, then the TOML file.
+pub struct Sources {
+    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    file: toml::Table,
+}
+
+impl Sources {
+    /// The process environment plus an optional TOML file. `explicit` says the path was given
+    /// with `--config`, in which case a missing file is an error.
+    pub fn from_env_and_file(path: Option<&Path>, explicit: bool) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(p) => read_toml(p, explicit)?,
+            None => toml::Table::new(),
+        };
+        Ok(Self {
+            env: Box::new(|k| std::env::var(k).ok()),
+            file,
+        })
+    }
+
+    /// A fixed map (tests, and the handler's payload-mode unit tests).
+    pub fn from_map(map: HashMap<String, String>) -> Self {
+        Self {
+            env: Box::new(move |k| map.get(k).cloned()),
+            file: toml::Table::new(),
+        }
+    }
+
+    /// Adds TOML text as the file source (tests).
+    pub fn with_toml(mut self, text: &str) -> Result<Self, ConfigError> {
+        self.file = text.parse().map_err(|e: toml::de::Error| ConfigError {
+            setting: "--config".into(),
+            problem: format!("is not valid TOML: {}", e.message()),
+        })?;
+        Ok(self)
+    }
+
+    /// The raw value of a setting: environment, then file; empty strings count as unset.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let from_env = (self.env)(key).filter(|v| !v.trim().is_empty());
+        from_env.or_else(|| match self.file.get(key)? {
+            toml::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            toml::Value::Boolean(b) => Some(b.to_string()),
+            toml::Value::Array(a) => Some(
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            _ => None,
+        })
+    }
+}
+
+fn read_toml(path: &Path, explicit: bool) -> Result<toml::Table, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok(toml::Table::new())
+        }
+        Err(e) => {
+            return Err(ConfigError {
+                setting: "--config".into(),
+                problem: format!("cannot read {}: {e}", path.display()),
+            })
+        }
+    };
+    text.parse().map_err(|e: toml::de::Error| ConfigError {
+        setting: "--config".into(),
+        problem: format!(
+            "{} is not valid TOML: {}",
+            path.display(),
+            e.message().trim()
+        ),
+    })
+}
+
+impl Settings {
+    /// Parses every setting. The first wrong one is the error.
+    pub fn parse(src: &Sources) -> Result<Self, ConfigError> {
+        let tables = match src.get("TABLES_CONNECTION_STRING") {
+            Some(cs) => Some(TablesConnection::ConnectionString(cs.into())),
+            None => match src.get("AzureWebJobsStorage") {
+                Some(cs) => Some(TablesConnection::ConnectionString(cs.into())),
+                None => identity_tables(src)?,
+            },
+        };
+        let public_base_url = match src.get("PUBLIC_BASE_URL") {
+            Some(v) => Some(parse_origin("PUBLIC_BASE_URL", &v)?),
+            None => match src.get("WEBSITE_HOSTNAME") {
+                Some(h) => Some(parse_origin("WEBSITE_HOSTNAME", &format!("https://{h}"))?),
+                None => None,
+            },
+        };
+        Ok(Self {
+            tenant: src
+                .get("AZURE_TENANT_ID")
+                .map(|t| parse_tenant(&t))
+                .transpose()?
+                .unwrap_or_else(|| "organizations".into()),
+            client_id: src.get("AZURE_CLIENT_ID").map(|v| v.trim().to_owned()),
+            client_secret: src.get("AZURE_CLIENT_SECRET").map(SecretString::from),
+            client_certificate_path: src.get("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
+            key_vault_url: opt_url(src, "KEY_VAULT_URL")?,
+            key_vault_client_certificate: src.get("KEY_VAULT_CLIENT_CERTIFICATE"),
+            key_vault_notification_certificate: src.get("KEY_VAULT_NOTIFICATION_CERTIFICATE"),
+            authority_host: opt_url(src, "AZURE_AUTHORITY_HOST")?
+                .unwrap_or_else(|| Url::parse("https://login.microsoftonline.com").unwrap()),
+            graph_endpoint: opt_url(src, "GRAPH_ENDPOINT")?
+                .unwrap_or_else(|| Url::parse("https://graph.microsoft.com").unwrap()),
+            public_base_url,
+            notification_certificate_path: src
+                .get("NOTIFICATION_CERTIFICATE_PATH")
+                .map(PathBuf::from),
+            token_encryption_key: src
+                .get("TOKEN_ENCRYPTION_KEY")
+                .map(|v| parse_key("TOKEN_ENCRYPTION_KEY", &v))
+                .transpose()?,
+            tables,
+            store: match src.get("STORE") {
+                None => None,
+                Some(v) => Some(match v.trim().to_ascii_lowercase().as_str() {
+                    "table" => StoreKind::Table,
+                    "sqlite" => StoreKind::Sqlite,
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            "STORE",
+                            Some(&v),
+                            "`table` or `sqlite`",
+                        ))
+                    }
+                }),
+            },
+            service_bus_connection: src.get("ServiceBusConnection").map(SecretString::from),
+            presence_topic: src
+                .get("PRESENCE_TOPIC")
+                .unwrap_or_else(|| "presence".into()),
+            presence_subscription: src.get("PRESENCE_SUBSCRIPTION"),
+            servicebus_endpoint: opt_url(src, "SERVICEBUS_ENDPOINT")?,
+            poll_interval: match src.get("POLL_INTERVAL") {
+                None => Duration::from_secs(30),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if (1..=86_400).contains(&n) => Duration::from_secs(n),
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            "POLL_INTERVAL",
+                            Some(&v),
+                            "a whole number of seconds from 1 to 86400",
+                        ))
+                    }
+                },
+            },
+            watch_users: list(src.get("WATCH_USERS")),
+            hue_bridge: src.get("HUE_BRIDGE").map(|v| v.trim().to_owned()),
+            hue_application_key: src.get("HUE_APPLICATION_KEY").map(SecretString::from),
+            hue_targets: list(src.get("HUE_TARGETS"))
+                .iter()
+                .map(|t| {
+                    HueTarget::parse(t).ok_or_else(|| {
+                        ConfigError::invalid(
+                            "HUE_TARGETS",
+                            Some(t),
+                            "a comma-separated list of light:ID, room:ID, zone:ID or group:ID",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            auth_scopes: src
+                .get("AUTH_SCOPES")
+                .unwrap_or_else(|| DEFAULT_SCOPES.into())
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            custom_handler_port: match src.get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+                None => None,
+                Some(v) => Some(v.trim().parse::<u16>().map_err(|_| {
+                    ConfigError::invalid(
+                        "FUNCTIONS_CUSTOMHANDLER_PORT",
+                        Some(&v),
+                        "a TCP port number",
+                    )
+                })?),
+            },
+            file_tables: src
+                .file
+                .iter()
+                .filter(|(_, v)| v.is_table())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+
+    /// `AZURE_CLIENT_ID`, required for anything that talks to Entra ID.
+    pub fn require_client_id(&self) -> Result<&str, ConfigError> {
+        self.client_id.as_deref().ok_or_else(|| {
+            ConfigError::missing(
+                "AZURE_CLIENT_ID",
+                "the app registration's client id (a GUID)",
+            )
+        })
+    }
+
+    /// The redirect URI registered for the authorization-code flow.
+    pub fn redirect_uri(&self) -> Result<Url, ConfigError> {
+        let base = self.public_base_url.as_ref().ok_or_else(|| {
+            ConfigError::missing(
+                "PUBLIC_BASE_URL",
+                "the public origin, e.g. https://myapp.azurewebsites.net",
+            )
+        })?;
+        Ok(base.join("api/auth/end").expect("origin joins"))
+    }
+
+    /// The store backend for a command whose default is `default`.
+    pub fn store_kind(&self, default: StoreKind) -> StoreKind {
+        self.store.unwrap_or(default)
+    }
+
+    /// `TOKEN_ENCRYPTION_KEY`'s bytes, if set.
+    pub fn token_key_bytes(&self) -> Option<&[u8; 32]> {
+        self.token_encryption_key
+            .as_ref()
+            .map(|k| k.expose_secret())
+    }
+}
+
+fn identity_tables(src: &Sources) -> Result<Option<TablesConnection>, ConfigError> {
+    let client_id = src.get("AzureWebJobsStorage__clientId");
+    if let Some(uri) = src.get("AzureWebJobsStorage__tableServiceUri") {
+        let endpoint = Url::parse(uri.trim()).map_err(|_| {
+            ConfigError::invalid(
+                "AzureWebJobsStorage__tableServiceUri",
+                Some(&uri),
+                "an https URL",
+            )
+        })?;
+        return Ok(Some(TablesConnection::Identity {
+            endpoint,
+            client_id,
+        }));
+    }
+    if let Some(account) = src.get("AzureWebJobsStorage__accountName") {
+        let account = account.trim();
+        if account.is_empty() || !account.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(ConfigError::invalid(
+                "AzureWebJobsStorage__accountName",
+                Some(account),
+                "a storage account name (letters and digits)",
+            ));
+        }
+        let endpoint = Url::parse(&format!("https://{account}.table.core.windows.net")).unwrap();
+        return Ok(Some(TablesConnection::Identity {
+            endpoint,
+            client_id,
+        }));
+    }
+    Ok(None)
+}
+
+fn parse_tenant(v: &str) -> Result<String, ConfigError> {
+    let t = v.trim();
+    let ok = !t.is_empty()
+        && t.len() <= 100
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if ok {
+        Ok(t.to_owned())
+    } else {
+        Err(ConfigError::invalid(
+            "AZURE_TENANT_ID",
+            Some(v),
+            "a tenant id (GUID), a domain, `organizations` or `common`",
+        ))
+    }
+}
+
+fn opt_url(src: &Sources, key: &str) -> Result<Option<Url>, ConfigError> {
+    match src.get(key) {
+        None => Ok(None),
+        Some(v) => match Url::parse(v.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(u)),
+            _ => Err(ConfigError::invalid(key, Some(&v), "an http(s) URL")),
+        },
+    }
+}
+
+fn parse_origin(key: &str, v: &str) -> Result<Url, ConfigError> {
+    let trimmed = v.trim().trim_end_matches('/');
+    match Url::parse(&format!("{trimmed}/")) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.query().is_none() =>
+        {
+            Ok(u)
+        }
+        _ => Err(ConfigError::invalid(
+            key,
+            Some(v),
+            "an origin such as https://example.com",
+        )),
+    }
+}
+
+fn parse_key(key: &str, v: &str) -> Result<SecretBox<[u8; 32]>, ConfigError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        // Never echo the value: it is a secret.
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                key,
+                None,
+                "base64 of exactly 32 random bytes (e.g. `openssl rand -base64 32`)",
+            )
+        })?;
+    Ok(SecretBox::new(Box::new(bytes)))
+}
+
+fn list(v: Option<String>) -> Vec<String> {
+    v.map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::parse(&Sources::from_map(map))
+    }
+
+    #[test]
+    fn empty_environment_gives_defaults() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.tenant, "organizations");
+        assert_eq!(s.graph_endpoint.as_str(), "https://graph.microsoft.com/");
+        assert_eq!(s.poll_interval, Duration::from_secs(30));
+        assert_eq!(s.presence_topic, "presence");
+        assert!(s
+            .auth_scopes
+            .iter()
+            .any(|x| x.ends_with("Presence.Read.All")));
+        assert!(s.tables.is_none() && s.store.is_none());
+    }
+
+    #[test]
+    fn wrong_values_name_the_setting() {
+        let cases: &[(&str, &str)] = &[
+            ("POLL_INTERVAL", "soon"),
+            ("POLL_INTERVAL", "0"),
+            ("STORE", "mongo"),
+            ("GRAPH_ENDPOINT", "not a url"),
+            ("HUE_TARGETS", "light:1,lamp:2"),
+            ("PUBLIC_BASE_URL", "ftp://x"),
+            ("AZURE_TENANT_ID", "a b"),
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "99999"),
+        ];
+        for (k, v) in cases {
+            let e = parse(&[(k, v)]).unwrap_err();
+            assert_eq!(e.setting, *k, "{e}");
+            assert!(e.to_string().starts_with(&format!("setting {k}:")), "{e}");
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_debug() {
+        let e = parse(&[("TOKEN_ENCRYPTION_KEY", "c2VjcmV0LXZhbHVl")]).unwrap_err();
+        assert!(!e.to_string().contains("c2VjcmV0LXZhbHVl"));
+        let s = parse(&[
+            ("AZURE_CLIENT_SECRET", "hunter2-secret"),
+            ("HUE_APPLICATION_KEY", "hue-secret-key"),
+            (
+                "ServiceBusConnection",
+                "Endpoint=sb://x/;SharedAccessKey=sb-secret",
+            ),
+            (
+                "TOKEN_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+        ])
+        .unwrap();
+        let dbg = format!("{s:?}");
+        for secret in ["hunter2", "hue-secret", "sb-secret", "AAECAw"] {
+            assert!(!dbg.contains(secret), "{secret} leaked");
+        }
+        assert_eq!(s.token_key_bytes().unwrap()[31], 31);
+    }
+
+    #[test]
+    fn environment_wins_over_the_file_and_lists_parse() {
+        let map = [("POLL_INTERVAL".to_string(), "45".to_string())].into();
+        let src = Sources::from_map(map)
+            .with_toml(
+                "POLL_INTERVAL = 10\nHUE_TARGETS = [\"room:abc\", \"light:3\"]\nWATCH_USERS = \"a@x.com, b\"\n[lights]\nbusy = \"#ff0000\"\n",
+            )
+            .unwrap();
+        let s = Settings::parse(&src).unwrap();
+        assert_eq!(s.poll_interval, Duration::from_secs(45));
+        assert_eq!(
+            s.hue_targets,
+            vec![HueTarget::Room("abc".into()), HueTarget::Light("3".into())]
+        );
+        assert_eq!(s.watch_users, vec!["a@x.com", "b"]);
+        assert!(s.file_tables.contains_key("lights"));
+    }
+
+    #[test]
+    fn public_base_url_falls_back_to_website_hostname() {
+        let s = parse(&[("WEBSITE_HOSTNAME", "app.azurewebsites.net")]).unwrap();
+        assert_eq!(
+            s.redirect_uri().unwrap().as_str(),
+            "https://app.azurewebsites.net/api/auth/end"
+        );
+        let s = parse(&[("PUBLIC_BASE_URL", "http://localhost:7071/")]).unwrap();
+        assert_eq!(
+            s.redirect_uri().unwrap().as_str(),
+            "http://localhost:7071/api/auth/end"
+        );
+        assert_eq!(
+            parse(&[]).unwrap().redirect_uri().unwrap_err().setting,
+            "PUBLIC_BASE_URL"
+        );
+    }
+
+    #[test]
+    fn identity_based_storage_is_recognised() {
+        let s = parse(&[("AzureWebJobsStorage__accountName", "mystore")]).unwrap();
+        match s.tables {
+            Some(TablesConnection::Identity { endpoint, .. }) => {
+                assert_eq!(endpoint.as_str(), "https://mystore.table.core.windows.net/")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

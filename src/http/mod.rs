@@ -1,0 +1,96 @@
+//! The `/api/...` routes, the same in `handler` (forwarded or payload mode) and `serve`.
+//!
+//! Each capability registers its own routes in its module; this one assembles them and owns
+//! the boundary error type that turns into a response.
+
+pub mod status;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::AppState;
+
+/// Requests larger than this are refused with 413 before a handler sees them.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The API router.
+pub fn api_router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/status", get(status::status_json))
+        .route("/api/auth/start", get(not_yet("sign-in (issue #3)")))
+        .route("/api/auth/end", post(not_yet("sign-in (issue #3)")))
+        .route(
+            "/api/notifications",
+            post(not_yet("change notifications (issue #5)")),
+        )
+        .route(
+            "/api/lifecycle",
+            post(not_yet("change notifications (issue #5)")),
+        )
+        .route(
+            "/api/presence/{user_id}",
+            get(not_yet("the presence API (issue #4)")),
+        )
+        .fallback(not_found)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .with_state(state)
+}
+
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": match state.mode { crate::app::Mode::Handler => "handler", crate::app::Mode::Serve => "serve" },
+        "store": match state.store { crate::store::Store::Sqlite(_) => "sqlite", crate::store::Store::Table(_) => "table" },
+    }))
+}
+
+fn not_yet(what: &'static str) -> impl Fn() -> std::future::Ready<Response> + Clone {
+    move || std::future::ready(ApiError::NotImplemented(what).into_response())
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}
+
+/// The boundary error of every API route. Each variant's doc names its status. Messages
+/// are fixed text or ids: never a token, key, clientState or request body.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; nothing was changed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: no such route or resource.
+    #[error("not found")]
+    NotFound,
+    /// 501: the capability is not built yet.
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
+    /// 503: a dependency (store, Graph) is unavailable; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        (
+            status,
+            Json(json!({"error": code, "message": self.to_string()})),
+        )
+            .into_response()
+    }
+}

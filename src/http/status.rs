@@ -1,0 +1,208 @@
+//! `serve`'s status page (`/`) and its JSON twin (`/api/status`).
+//!
+//! Server-rendered HTML, readable on a phone, refreshing itself. It shows what is configured
+//! and what to do next; it never shows a secret (settings appear only as "set"/"not set").
+//! Under the Functions host both routes answer 404: the cloud has no status page, and user
+//! presence must not be readable anonymously there.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::app::{AppState, Mode};
+use crate::message::TopicMessage;
+use crate::store::{PresenceRecord, UserRecord, UserState};
+
+/// One thing the user still has to configure.
+#[derive(Debug, Serialize)]
+pub struct NextStep {
+    /// The setting(s) to add.
+    pub setting: &'static str,
+    /// Why and how.
+    pub why: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserView {
+    user_id: String,
+    upn: String,
+    display_name: String,
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    availability: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_change: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusView {
+    version: &'static str,
+    started_at: String,
+    store: String,
+    next_steps: Vec<NextStep>,
+    users: Vec<UserView>,
+    recent_messages: Vec<serde_json::Value>,
+}
+
+/// What is still missing for a working setup, in the order a new user should add it.
+pub fn next_steps(state: &AppState) -> Vec<NextStep> {
+    let s = &state.settings;
+    let mut out = Vec::new();
+    if s.client_id.is_none() {
+        out.push(NextStep {
+            setting: "AZURE_CLIENT_ID",
+            why: "Register an app in Microsoft Entra ID (README, \"App registration\") and put its client id in teams-presence.toml or the environment.",
+        });
+    }
+    if s.client_secret.is_none() && s.client_certificate_path.is_none() {
+        out.push(NextStep {
+            setting: "AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
+            why: "Needed for the browser sign-in (/api/auth/start). Not needed for `teams-presence login` (device code) with public client flows allowed.",
+        });
+    }
+    if s.hue_bridge.is_none() || s.hue_application_key.is_none() {
+        out.push(NextStep {
+            setting: "HUE_BRIDGE and HUE_APPLICATION_KEY",
+            why: "Run `teams-presence hue discover`, then `teams-presence hue pair` and press the bridge's link button.",
+        });
+    }
+    if s.hue_targets.is_empty() {
+        out.push(NextStep {
+            setting: "HUE_TARGETS",
+            why: "Which lights to colour, e.g. light:3 or room:<id>; `teams-presence hue list` shows them.",
+        });
+    }
+    out
+}
+
+async fn gather(state: &AppState) -> StatusView {
+    let users = state.store.list::<UserRecord>().await.unwrap_or_default();
+    let presence = state
+        .store
+        .list::<PresenceRecord>()
+        .await
+        .unwrap_or_default();
+    let users = users
+        .into_iter()
+        .map(|u| {
+            let u = u.value;
+            let p = presence.iter().find(|p| p.value.user_id == u.user_id);
+            UserView {
+                state: match &u.state {
+                    UserState::Active => "active".into(),
+                    UserState::SignInRequired { reason, .. } => {
+                        format!("sign-in required: {reason}")
+                    }
+                },
+                availability: p.map(|p| p.value.last.presence.availability.to_string()),
+                activity: p.map(|p| p.value.last.presence.activity.to_string()),
+                last_change: p.map(|p| p.value.last.observed_at.to_rfc3339()),
+                user_id: u.user_id,
+                upn: u.upn,
+                display_name: u.display_name,
+            }
+        })
+        .collect();
+    StatusView {
+        version: env!("CARGO_PKG_VERSION"),
+        started_at: state.started_at.to_rfc3339(),
+        store: state.store.describe(),
+        next_steps: next_steps(state),
+        users,
+        recent_messages: state
+            .publisher
+            .recent()
+            .iter()
+            .map(TopicMessage::to_json)
+            .collect(),
+    }
+}
+
+/// `GET /api/status`.
+pub async fn status_json(State(state): State<AppState>) -> Response {
+    if state.mode != Mode::Serve {
+        return super::ApiError::NotFound.into_response();
+    }
+    Json(gather(&state).await).into_response()
+}
+
+/// `GET /`.
+pub async fn status_page(State(state): State<AppState>) -> Response {
+    if state.mode != Mode::Serve {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let v = gather(&state).await;
+    let mut body = String::new();
+    if !v.next_steps.is_empty() {
+        body.push_str("<section class=\"setup\"><h2>Set up</h2><p>Add these settings to <code>teams-presence.toml</code> (next to where you run <code>serve</code>) or the environment, then restart:</p><ol>");
+        for s in &v.next_steps {
+            body.push_str(&format!(
+                "<li><code>{}</code>: {}</li>",
+                esc(s.setting),
+                esc(s.why)
+            ));
+        }
+        body.push_str("</ol></section>");
+    }
+    body.push_str("<section><h2>People</h2>");
+    if v.users.is_empty() {
+        body.push_str("<p class=\"muted\">Nobody is signed in yet. Sign in at <a href=\"/api/auth/start\">/api/auth/start</a> or run <code>teams-presence login</code>.</p>");
+    }
+    for u in &v.users {
+        let av = u.availability.as_deref().unwrap_or("unknown");
+        body.push_str(&format!(
+            "<div class=\"user\" data-user-id=\"{id}\"><span class=\"dot\" style=\"background:{color}\"></span><div><b>{name}</b> <span class=\"muted\">{upn}</span><br>{av} / {ac} <span class=\"muted\">{since}</span><br><small>{state}</small></div></div>",
+            id = esc(&u.user_id),
+            color = swatch(av),
+            name = esc(if u.display_name.is_empty() { &u.user_id } else { &u.display_name }),
+            upn = esc(&u.upn),
+            av = esc(av),
+            ac = esc(u.activity.as_deref().unwrap_or("")),
+            since = esc(u.last_change.as_deref().unwrap_or("")),
+            state = esc(&u.state),
+        ));
+    }
+    body.push_str("</section>");
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"10\"><title>teams-presence</title><style>{CSS}</style></head><body><h1>teams-presence</h1><p class=\"muted\">{store} · version {version} · up since {started}</p>{body}</body></html>",
+        store = esc(&v.store),
+        version = v.version,
+        started = esc(&v.started_at),
+    );
+    Html(html).into_response()
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.4}.muted{color:#666}.setup{background:#fff7e0;border:1px solid #e8c66a;padding:.5rem 1rem;border-radius:.5rem}.user{display:flex;gap:.75rem;align-items:center;padding:.5rem 0;border-bottom:1px solid #eee}.dot{width:1.5rem;height:1.5rem;border-radius:50%;flex:none;border:1px solid #0002}code{background:#f3f3f3;padding:0 .2rem}";
+
+/// The page's colour for an availability (the lamp's own colours come from the light map).
+fn swatch(availability: &str) -> &'static str {
+    match availability {
+        "Available" | "AvailableIdle" => "#2e9e44",
+        "Busy" | "BusyIdle" => "#d13438",
+        "DoNotDisturb" => "#a4262c",
+        "Away" | "BeRightBack" => "#f2b600",
+        _ => "#999",
+    }
+}
+
+/// HTML-escapes text.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

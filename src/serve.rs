@@ -1,0 +1,142 @@
+//! `teams-presence serve`: the standalone all-in-one server on the embedded SQLite store.
+//!
+//! Starts with no settings at all: it creates its data directory, generates what it can
+//! (the token encryption key, mode 0600), and its status page says what to configure next.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use secrecy::SecretBox;
+use tokio::net::TcpListener;
+
+use crate::app::{AppState, Mode};
+use crate::config::{Settings, StoreKind};
+use crate::store::{sqlite::SqliteStore, table::TableStore, Store};
+
+/// Options of the `serve` command.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// `--listen`.
+    pub listen: SocketAddr,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+}
+
+/// Creates the data directory (0700) if needed.
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+/// Loads `token-key` from the data directory, generating it (32 random bytes, base64,
+/// mode 0600) on first run. Used when `TOKEN_ENCRYPTION_KEY` is not set.
+pub fn load_or_create_token_key(dir: &Path) -> anyhow::Result<SecretBox<[u8; 32]>> {
+    let path = dir.join("token-key");
+    let decode = |text: &str| -> anyhow::Result<SecretBox<[u8; 32]>> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .with_context(|| format!("{} is not base64 of 32 bytes", path.display()))?;
+        Ok(SecretBox::new(Box::new(bytes)))
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => decode(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            openssl::rand::rand_bytes(&mut key).context("cannot get random bytes")?;
+            let text = base64::engine::general_purpose::STANDARD.encode(key);
+            write_private(&path, text.as_bytes())?;
+            Ok(SecretBox::new(Box::new(key)))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes a file readable by its owner only, atomically (temp file + rename).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Opens the store a command uses: SQLite under `data_dir` unless `STORE=table`.
+pub fn open_store(
+    settings: &Settings,
+    default: StoreKind,
+    data_dir: &Path,
+) -> anyhow::Result<Store> {
+    Ok(match settings.store_kind(default) {
+        StoreKind::Sqlite => {
+            prepare_data_dir(data_dir)?;
+            Store::Sqlite(SqliteStore::open(&data_dir.join("teams-presence.sqlite3"))?)
+        }
+        StoreKind::Table => {
+            let conn = settings.tables.as_ref().ok_or_else(|| {
+                crate::config::ConfigError::missing(
+                    "TABLES_CONNECTION_STRING",
+                    "an Azure Storage connection string (or AzureWebJobsStorage) because STORE=table",
+                )
+            })?;
+            Store::Table(TableStore::from_config(conn)?)
+        }
+    })
+}
+
+/// Builds `serve`'s state: data directory, generated key, store.
+pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Result<AppState> {
+    prepare_data_dir(data_dir)?;
+    if settings.token_encryption_key.is_none() {
+        settings.token_encryption_key = Some(load_or_create_token_key(data_dir)?);
+    }
+    let store = open_store(&settings, StoreKind::Sqlite, data_dir)?;
+    store.ensure_tables().await?;
+    Ok(AppState::new(settings, store, Mode::Serve))
+}
+
+/// `serve`'s router: the API plus the status page.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(crate::http::status::status_page))
+        .with_state(state.clone())
+        .merge(crate::http::api_router(state))
+}
+
+/// Serves until `shutdown` resolves. The listener is injected so tests bind port 0.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = %state.store.describe(), "serving; status page at http://{addr}/");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")
+}

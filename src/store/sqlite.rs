@@ -1,0 +1,285 @@
+//! The embedded default: one SQLite file, entities in one table.
+//!
+//! WAL mode with `synchronous=FULL`: a write that returned is on disk, so `kill -9` loses
+//! nothing. ETags are random per write (a deleted and re-created row never matches an old
+//! ETag). rusqlite is synchronous, so every call runs on the blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use super::{Entity, Etag, StoreError, Table};
+
+/// A SQLite-backed store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+}
+
+fn sql_err(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable("database is locked by another process".into())
+        }
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+fn new_etag() -> Etag {
+    Etag(format!("\"{}\"", uuid::Uuid::new_v4().simple()))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Other(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let conn = Connection::open(path).map_err(sql_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS entities (
+                 tbl  TEXT NOT NULL,
+                 pk   TEXT NOT NULL,
+                 rk   TEXT NOT NULL,
+                 data TEXT NOT NULL,
+                 etag TEXT NOT NULL,
+                 PRIMARY KEY (tbl, pk, rk)
+             ) WITHOUT ROWID;",
+        )
+        .map_err(sql_err)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
+    }
+
+    /// Nothing to create beyond the schema made at open.
+    pub async fn ensure_tables(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Reads one entity.
+    pub async fn get(&self, t: Table, pk: &str, rk: &str) -> Result<Option<Entity>, StoreError> {
+        let (pk, rk) = (pk.to_owned(), rk.to_owned());
+        self.run(move |c| {
+            c.query_row(
+                "SELECT data, etag FROM entities WHERE tbl=?1 AND pk=?2 AND rk=?3",
+                params![t.name(), pk, rk],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(sql_err)?
+            .map(|(data, etag)| to_entity(pk, rk, &data, etag))
+            .transpose()
+        })
+        .await
+    }
+
+    /// Inserts; Conflict if present.
+    pub async fn insert(
+        &self,
+        t: Table,
+        pk: &str,
+        rk: &str,
+        data: &Value,
+    ) -> Result<Etag, StoreError> {
+        let (pk, rk, data) = (pk.to_owned(), rk.to_owned(), data.to_string());
+        self.run(move |c| {
+            let etag = new_etag();
+            let n = c
+                .execute(
+                    "INSERT INTO entities (tbl, pk, rk, data, etag) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT DO NOTHING",
+                    params![t.name(), pk, rk, data, etag.0],
+                )
+                .map_err(sql_err)?;
+            if n == 0 {
+                Err(StoreError::Conflict)
+            } else {
+                Ok(etag)
+            }
+        })
+        .await
+    }
+
+    /// Replaces when the ETag matches.
+    pub async fn replace(
+        &self,
+        t: Table,
+        pk: &str,
+        rk: &str,
+        data: &Value,
+        etag: &Etag,
+    ) -> Result<Etag, StoreError> {
+        let (pk, rk, data, old) = (
+            pk.to_owned(),
+            rk.to_owned(),
+            data.to_string(),
+            etag.0.clone(),
+        );
+        self.run(move |c| {
+            let etag = new_etag();
+            // One statement: the compare and the write cannot be split by another writer.
+            let n = c
+                .execute(
+                    "UPDATE entities SET data=?4, etag=?5 WHERE tbl=?1 AND pk=?2 AND rk=?3 AND etag=?6",
+                    params![t.name(), pk, rk, data, etag.0, old],
+                )
+                .map_err(sql_err)?;
+            if n == 1 {
+                return Ok(etag);
+            }
+            exists(c, t, &pk, &rk).and_then(|e| {
+                Err(if e {
+                    StoreError::PreconditionFailed
+                } else {
+                    StoreError::NotFound
+                })
+            })
+        })
+        .await
+    }
+
+    /// Inserts or replaces.
+    pub async fn upsert(
+        &self,
+        t: Table,
+        pk: &str,
+        rk: &str,
+        data: &Value,
+    ) -> Result<Etag, StoreError> {
+        let (pk, rk, data) = (pk.to_owned(), rk.to_owned(), data.to_string());
+        self.run(move |c| {
+            let etag = new_etag();
+            c.execute(
+                "INSERT INTO entities (tbl, pk, rk, data, etag) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tbl, pk, rk) DO UPDATE SET data=excluded.data, etag=excluded.etag",
+                params![t.name(), pk, rk, data, etag.0],
+            )
+            .map_err(sql_err)?;
+            Ok(etag)
+        })
+        .await
+    }
+
+    /// Deletes, conditionally when an ETag is given.
+    pub async fn delete(
+        &self,
+        t: Table,
+        pk: &str,
+        rk: &str,
+        etag: Option<&Etag>,
+    ) -> Result<(), StoreError> {
+        let (pk, rk, old) = (pk.to_owned(), rk.to_owned(), etag.map(|e| e.0.clone()));
+        self.run(move |c| {
+            let n = match &old {
+                Some(old) => c.execute(
+                    "DELETE FROM entities WHERE tbl=?1 AND pk=?2 AND rk=?3 AND etag=?4",
+                    params![t.name(), pk, rk, old],
+                ),
+                None => c.execute(
+                    "DELETE FROM entities WHERE tbl=?1 AND pk=?2 AND rk=?3",
+                    params![t.name(), pk, rk],
+                ),
+            }
+            .map_err(sql_err)?;
+            if n == 1 {
+                return Ok(());
+            }
+            exists(c, t, &pk, &rk).and_then(|e| {
+                Err(if e {
+                    StoreError::PreconditionFailed
+                } else {
+                    StoreError::NotFound
+                })
+            })
+        })
+        .await
+    }
+
+    /// Every entity of a table or partition, in key order.
+    pub async fn scan(&self, t: Table, pk: Option<&str>) -> Result<Vec<Entity>, StoreError> {
+        let pk = pk.map(str::to_owned);
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT pk, rk, data, etag FROM entities
+                     WHERE tbl=?1 AND (?2 IS NULL OR pk=?2) ORDER BY pk, rk",
+                )
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_map(params![t.name(), pk], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(sql_err)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (pk, rk, data, etag) = r.map_err(sql_err)?;
+                out.push(to_entity(pk, rk, &data, etag)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn exists(c: &Connection, t: Table, pk: &str, rk: &str) -> Result<bool, StoreError> {
+    c.query_row(
+        "SELECT 1 FROM entities WHERE tbl=?1 AND pk=?2 AND rk=?3",
+        params![t.name(), pk, rk],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+    .map_err(sql_err)
+}
+
+fn to_entity(pk: String, rk: String, data: &str, etag: String) -> Result<Entity, StoreError> {
+    let data = serde_json::from_str(data)
+        .map_err(|e| StoreError::Other(format!("row {pk}/{rk} holds invalid JSON: {e}")))?;
+    Ok(Entity {
+        pk,
+        rk,
+        data,
+        etag: Etag(etag),
+    })
+}

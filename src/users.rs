@@ -1,0 +1,68 @@
+//! `teams-presence users`: list and remove signed-in users.
+
+use anyhow::Context;
+
+use crate::store::{PresenceRecord, Store, StoreError, SubscriptionRecord, UserRecord, UserState};
+
+/// Prints one line per user: id, UPN, state, last presence, subscription expiry.
+pub async fn print_list(store: &Store) -> anyhow::Result<()> {
+    let users = store
+        .list::<UserRecord>()
+        .await
+        .context("cannot read users")?;
+    if users.is_empty() {
+        println!("No users. Sign in with `teams-presence login` or at /api/auth/start.");
+        return Ok(());
+    }
+    let presence = store
+        .list::<PresenceRecord>()
+        .await
+        .context("cannot read presence")?;
+    let subs = store
+        .list::<SubscriptionRecord>()
+        .await
+        .context("cannot read subscriptions")?;
+    println!(
+        "{:<38} {:<32} {:<18} {:<28} SUBSCRIPTION",
+        "USER ID", "UPN", "STATE", "PRESENCE"
+    );
+    for u in users {
+        let u = u.value;
+        let state = match &u.state {
+            UserState::Active => "active".to_owned(),
+            UserState::SignInRequired { .. } => "needs sign-in again".to_owned(),
+        };
+        let p = presence
+            .iter()
+            .find(|p| p.value.user_id == u.user_id)
+            .map(|p| p.value.last.presence.to_string())
+            .unwrap_or_else(|| "-".into());
+        let s = subs
+            .iter()
+            .filter(|s| s.value.user_ids.contains(&u.user_id))
+            .map(|s| s.value.expires_at)
+            .max()
+            .map(|t| format!("until {}", t.format("%Y-%m-%d %H:%M UTC")))
+            .unwrap_or_else(|| "polling".into());
+        println!(
+            "{:<38} {:<32} {:<18} {:<28} {}",
+            u.user_id, u.upn, state, p, s
+        );
+    }
+    Ok(())
+}
+
+/// Removes a user and their presence (their subscriptions lapse within the hour).
+pub async fn remove(store: &Store, id: &str) -> anyhow::Result<()> {
+    match store.delete::<UserRecord>(id, "user", None).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => anyhow::bail!("no user with id {id}"),
+        Err(e) => return Err(e).context("cannot remove user"),
+    }
+    match store.delete::<PresenceRecord>(id, "presence", None).await {
+        Ok(()) | Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e).context("cannot remove presence"),
+    }
+    println!("Removed {id}.");
+    Ok(())
+}
