@@ -16,6 +16,7 @@ pub mod handler;
 pub mod http;
 pub mod jobs;
 pub mod message;
+pub mod pipeline;
 pub mod presence;
 pub mod publish;
 pub mod serve;
