@@ -184,7 +184,13 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // One line, always: a nested error may carry line breaks.
+            let line = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("error: {line}");
             match e {
                 CliError::Config(_) => ExitCode::from(2),
                 _ => ExitCode::from(1),

@@ -186,9 +186,12 @@ pub struct Settings {
 pub const DEFAULT_SCOPES: &str =
     "https://graph.microsoft.com/Presence.Read.All offline_access openid profile";
 
+/// Looks a setting up in the environment (or a stand-in for it in tests).
+type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Where settings come from: the environment first, then the TOML file.
 pub struct Sources {
-    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvLookup,
     file: toml::Table,
 }
 
