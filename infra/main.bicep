@@ -33,6 +33,8 @@ param environmentName string
 param location string
 
 @description('The app registration\'s application (client) id; becomes AZURE_CLIENT_ID. See docs/app-registration.md.')
+@minLength(36)
+@maxLength(36)
 param appClientId string
 
 @description('Tenant used for sign-in: a tenant id, or organizations / common for multi-tenant apps. Becomes AZURE_TENANT_ID.')
@@ -82,7 +84,7 @@ var tags = {
   app: 'teams-presence'
 }
 
-resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
   name: 'rg-${environmentName}'
   location: location
   tags: tags
@@ -165,7 +167,7 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     serviceBusNamespaceFqdn: serviceBus.outputs.fullyQualifiedNamespace
     topicName: serviceBus.outputs.topicName
-    keyVaultUri: keyVault.outputs.uri
+    keyVaultUrl: keyVault.outputs.url
     appClientId: appClientId
     signInTenant: signInTenant
     clientCertificateName: clientCertificateName
@@ -191,7 +193,7 @@ output PUBLIC_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}'
 output SERVICE_BUS_NAMESPACE string = serviceBus.outputs.name
 output PRESENCE_TOPIC string = serviceBus.outputs.topicName
 output KEY_VAULT_NAME string = keyVault.outputs.name
-output KEY_VAULT_URL string = keyVault.outputs.uri
+output KEY_VAULT_URL string = keyVault.outputs.url
 output KEY_VAULT_CLIENT_CERTIFICATE string = clientCertificateName
 output KEY_VAULT_NOTIFICATION_CERTIFICATE string = notificationCertificateName
 output TOKEN_ENCRYPTION_SECRET_NAME string = tokenEncryptionSecretName

@@ -20,7 +20,7 @@ param deploymentContainerName string
 param appInsightsConnectionString string
 param serviceBusNamespaceFqdn string
 param topicName string
-param keyVaultUri string
+param keyVaultUrl string
 param appClientId string
 param signInTenant string
 param clientCertificateName string
@@ -40,8 +40,6 @@ param maximumInstanceCount int
 ])
 param instanceMemoryMB int = 2048
 
-// Endpoints come back with a trailing slash; settings are origins without one.
-var vaultUrl = endsWith(keyVaultUri, '/') ? substring(keyVaultUri, 0, length(keyVaultUri) - 1) : keyVaultUri
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225:Zone redundancy on Flex Consumption is a separate opt-in per region; a presence light can tolerate a zone outage.
@@ -80,15 +78,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     publicNetworkAccess: 'Enabled'
-    clientCertEnabled: false
     // Key Vault references (TOKEN_ENCRYPTION_KEY) resolve with the user-assigned identity.
     keyVaultReferenceIdentity: identityId
+    // Only site settings Flex Consumption keeps; most others (alwaysOn, linuxFxVersion,
+    // ...) are deprecated there and set through functionAppConfig instead.
     siteConfig: {
       minTlsVersion: '1.2'
-      scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      remoteDebuggingEnabled: false
     }
     functionAppConfig: {
       deployment: {
@@ -173,13 +170,13 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // Sign-in and Graph.
     AZURE_TENANT_ID: signInTenant
     AZURE_CLIENT_ID: appClientId
-    KEY_VAULT_URL: vaultUrl
+    KEY_VAULT_URL: keyVaultUrl
     KEY_VAULT_CLIENT_CERTIFICATE: clientCertificateName
     KEY_VAULT_NOTIFICATION_CERTIFICATE: notificationCertificateName
     PUBLIC_BASE_URL: 'https://${site.properties.defaultHostName}'
     // Versionless reference: follows the newest version of the secret (refreshed by
     // the platform within 24 h, or at once on restart / settings change).
-    TOKEN_ENCRYPTION_KEY: '@Microsoft.KeyVault(SecretUri=${vaultUrl}/secrets/${tokenEncryptionSecretName}/)'
+    TOKEN_ENCRYPTION_KEY: '@Microsoft.KeyVault(SecretUri=${keyVaultUrl}/secrets/${tokenEncryptionSecretName}/)'
 
     // The app's store: Azure Table Storage over Entra ID (see AzureWebJobsStorage__*).
     STORE: 'table'

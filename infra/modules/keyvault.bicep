@@ -76,4 +76,5 @@ resource deployerCertificates 'Microsoft.Authorization/roleAssignments@2022-04-0
 }
 
 output name string = vault.name
-output uri string = vault.properties.vaultUri
+// vaultUri ends with a slash; KEY_VAULT_URL is the origin without one.
+output url string = endsWith(vault.properties.vaultUri, '/') ? substring(vault.properties.vaultUri, 0, length(vault.properties.vaultUri) - 1) : vault.properties.vaultUri

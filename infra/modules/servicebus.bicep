@@ -98,5 +98,7 @@ resource sender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 output name string = namespace.name
-output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+// serviceBusEndpoint is https://<ns>.servicebus.windows.net:443/ (other suffixes in
+// sovereign clouds); the binding wants the bare host name.
+output fullyQualifiedNamespace string = split(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':')[0]
 output topicName string = topic.name
