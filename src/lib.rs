@@ -19,6 +19,7 @@ pub mod message;
 pub mod pipeline;
 pub mod presence;
 pub mod publish;
+pub mod seal;
 pub mod serve;
 pub mod store;
 pub mod users;
