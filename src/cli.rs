@@ -237,7 +237,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 // up later, and each invocation reports its own failure.
                 tracing::error!(error = %e, "store not ready at start-up");
             }
-            let state = crate::app::AppState::new(settings, store, crate::app::Mode::Handler);
+            let keys = crate::serve::notification_keys(&settings, None)?;
+            let state = crate::app::AppState::new(settings, store, crate::app::Mode::Handler)
+                .with_notification_keys(keys);
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;

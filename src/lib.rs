@@ -8,13 +8,16 @@
 
 pub mod app;
 pub mod azure_auth;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod functions;
+pub mod graph;
 pub mod handler;
 pub mod http;
 pub mod jobs;
+pub mod lifecycle;
 pub mod message;
 pub mod pipeline;
 pub mod presence;

@@ -114,9 +114,34 @@ pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Res
     if settings.token_encryption_key.is_none() {
         settings.token_encryption_key = Some(load_or_create_token_key(data_dir)?);
     }
+    let keys = notification_keys(&settings, Some(data_dir))?;
     let store = open_store(&settings, StoreKind::Sqlite, data_dir)?;
     store.ensure_tables().await?;
-    Ok(AppState::new(settings, store, Mode::Serve))
+    Ok(AppState::new(settings, store, Mode::Serve).with_notification_keys(keys))
+}
+
+/// The notification key ring: `NOTIFICATION_CERTIFICATE_PATH` when set; otherwise, with a
+/// data directory (`serve`), the generated certificate kept there; otherwise (`handler`) an
+/// empty ring, so encrypted notifications are rejected until a certificate is configured.
+///
+/// Key Vault (`KEY_VAULT_NOTIFICATION_CERTIFICATE`) is not loaded here yet: its loader should
+/// fetch the certificate's secret as PEM and call [`crate::certs::KeyRing::from_pem`].
+pub fn notification_keys(
+    settings: &Settings,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<crate::certs::KeyRing> {
+    use crate::certs::KeyRing;
+    if let Some(path) = &settings.notification_certificate_path {
+        return KeyRing::load(path)
+            .map_err(|e| anyhow::anyhow!("setting NOTIFICATION_CERTIFICATE_PATH: {e:#}"));
+    }
+    match data_dir {
+        Some(dir) => KeyRing::load_or_create(dir, chrono::Utc::now()),
+        None => {
+            tracing::warn!("NOTIFICATION_CERTIFICATE_PATH is not set: encrypted notifications will be rejected");
+            Ok(KeyRing::empty())
+        }
+    }
 }
 
 /// `serve`'s router: the API plus the status page.

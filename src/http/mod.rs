@@ -4,6 +4,7 @@
 //! the boundary error type that turns into a response.
 
 pub mod status;
+pub mod webhook;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -24,17 +25,10 @@ pub fn api_router(state: AppState) -> Router {
         .route("/api/auth/start", get(not_yet("sign-in (issue #3)")))
         .route("/api/auth/end", post(not_yet("sign-in (issue #3)")))
         .route(
-            "/api/notifications",
-            post(not_yet("change notifications (issue #5)")),
-        )
-        .route(
-            "/api/lifecycle",
-            post(not_yet("change notifications (issue #5)")),
-        )
-        .route(
             "/api/presence/{user_id}",
             get(not_yet("the presence API (issue #4)")),
         )
+        .merge(webhook::routes())
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
