@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::graph::validation_token::JwksCache;
 use crate::publish::Publisher;
 use crate::store::Store;
+use crate::tokens::TokenManager;
 
 /// Which command is running: a few routes behave differently (the status page exists only
 /// in `serve`).
@@ -35,23 +36,42 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// Certificates rich notifications are encrypted for (empty until one is loaded).
     pub notification_keys: Arc<KeyRing>,
-    /// Signing keys of the validation tokens in notification batches.
+    /// Signing keys of the validation tokens in notification batches (and of id_tokens).
     pub token_keys: JwksCache,
+    /// Delegated tokens for background work.
+    pub tokens: TokenManager,
 }
 
 impl AppState {
     /// Builds the state.
     pub fn new(settings: Settings, store: Store, mode: Mode) -> Self {
         let token_keys = JwksCache::new(&settings.authority_host);
+        let publisher = Publisher::default();
+        let entra = crate::entra::EntraClient::from_settings(&settings);
+        let seal = settings.token_key_bytes().map(|k| {
+            let ring = crate::seal::KeyRing::new(*k);
+            match settings.token_key_previous_bytes() {
+                Some(old) => ring.with_previous(*old),
+                None => ring,
+            }
+        });
+        let tokens = TokenManager::new(entra, seal, store.clone(), publisher.clone());
         Self {
             settings: Arc::new(settings),
             store,
-            publisher: Publisher::default(),
+            publisher,
+            tokens,
             mode,
             started_at: Utc::now(),
             notification_keys: Arc::new(KeyRing::empty()),
             token_keys,
         }
+    }
+
+    /// Called after a user signed in (browser or device code): the place where their
+    /// subscription and first poll start.
+    pub async fn on_signed_in(&self, user_id: &str) {
+        tracing::debug!(user_id, "signed in");
     }
 
     /// Sets the notification key ring (`serve`: generated or from the file; `handler`: from

@@ -269,10 +269,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             load(config.config.as_deref())?;
             Err(CliError::NotImplemented("subscribe (issue #6)"))
         }
-        Command::Login { data: _, config } => {
+        Command::Login { data, config } => {
             init_tracing("warn");
-            load(config.config.as_deref())?;
-            Err(CliError::NotImplemented("login (issue #3)"))
+            let settings = load(config.config.as_deref())?;
+            settings.require_client_id()?;
+            let mut out = std::io::stdout();
+            crate::login::run(
+                settings,
+                &data.data_dir,
+                &mut out,
+                std::time::Duration::from_secs(3600),
+            )
+            .await?;
+            Ok(())
         }
         Command::Hue { command } => {
             init_tracing("warn");

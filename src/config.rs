@@ -66,6 +66,15 @@ pub enum StoreKind {
     Sqlite,
 }
 
+/// Which signature a certificate client assertion uses (`AZURE_CLIENT_ASSERTION_ALG`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAlg {
+    /// RSA-PSS SHA-256 with the `x5t#S256` header: Microsoft's current guidance (default).
+    Ps256,
+    /// RSA PKCS#1 v1.5 SHA-256 with the SHA-1 `x5t` header: the long-standing format.
+    Rs256,
+}
+
 /// What to colour on the Hue bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HueTarget {
@@ -135,6 +144,8 @@ pub struct Settings {
     pub client_secret: Option<SecretString>,
     /// `AZURE_CLIENT_CERTIFICATE_PATH`.
     pub client_certificate_path: Option<PathBuf>,
+    /// `AZURE_CLIENT_ASSERTION_ALG` (`PS256`, default, or `RS256`).
+    pub client_assertion_alg: AssertionAlg,
     /// `KEY_VAULT_URL`.
     pub key_vault_url: Option<Url>,
     /// `KEY_VAULT_CLIENT_CERTIFICATE` (certificate name in the vault).
@@ -151,6 +162,8 @@ pub struct Settings {
     pub notification_certificate_path: Option<PathBuf>,
     /// `TOKEN_ENCRYPTION_KEY` (32 bytes).
     pub token_encryption_key: Option<SecretBox<[u8; 32]>>,
+    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`: the key before a rotation, still able to open.
+    pub token_encryption_key_previous: Option<SecretBox<[u8; 32]>>,
     /// `TABLES_CONNECTION_STRING`, else `AzureWebJobsStorage` (or its identity-based form).
     pub tables: Option<TablesConnection>,
     /// `STORE`.
@@ -293,6 +306,18 @@ impl Settings {
             client_id: src.get("AZURE_CLIENT_ID").map(|v| v.trim().to_owned()),
             client_secret: src.get("AZURE_CLIENT_SECRET").map(SecretString::from),
             client_certificate_path: src.get("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
+            client_assertion_alg: match src.get("AZURE_CLIENT_ASSERTION_ALG") {
+                None => AssertionAlg::Ps256,
+                Some(v) if v.trim().eq_ignore_ascii_case("PS256") => AssertionAlg::Ps256,
+                Some(v) if v.trim().eq_ignore_ascii_case("RS256") => AssertionAlg::Rs256,
+                Some(v) => {
+                    return Err(ConfigError::invalid(
+                        "AZURE_CLIENT_ASSERTION_ALG",
+                        Some(&v),
+                        "PS256 or RS256",
+                    ))
+                }
+            },
             key_vault_url: opt_url(src, "KEY_VAULT_URL")?,
             key_vault_client_certificate: src.get("KEY_VAULT_CLIENT_CERTIFICATE"),
             key_vault_notification_certificate: src.get("KEY_VAULT_NOTIFICATION_CERTIFICATE"),
@@ -307,6 +332,10 @@ impl Settings {
             token_encryption_key: src
                 .get("TOKEN_ENCRYPTION_KEY")
                 .map(|v| parse_key("TOKEN_ENCRYPTION_KEY", &v))
+                .transpose()?,
+            token_encryption_key_previous: src
+                .get("TOKEN_ENCRYPTION_KEY_PREVIOUS")
+                .map(|v| parse_key("TOKEN_ENCRYPTION_KEY_PREVIOUS", &v))
                 .transpose()?,
             tables,
             store: match src.get("STORE") {
@@ -406,6 +435,13 @@ impl Settings {
     /// The store backend for a command whose default is `default`.
     pub fn store_kind(&self, default: StoreKind) -> StoreKind {
         self.store.unwrap_or(default)
+    }
+
+    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`'s bytes, if set.
+    pub fn token_key_previous_bytes(&self) -> Option<&[u8; 32]> {
+        self.token_encryption_key_previous
+            .as_ref()
+            .map(|k| k.expose_secret())
     }
 
     /// `TOKEN_ENCRYPTION_KEY`'s bytes, if set.

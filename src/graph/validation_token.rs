@@ -116,6 +116,11 @@ impl SigningKeys {
         self.keys.contains_key(kid)
     }
 
+    /// The key with id `kid` (also used to check id_tokens).
+    pub fn get(&self, kid: &str) -> Option<&DecodingKey> {
+        self.keys.get(kid)
+    }
+
     /// How many keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -393,7 +398,7 @@ mod tests {
              "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0"}
         ]});
         Signer {
-            enc: EncodingKey::from_rsa_pem(&rsa.private_key_to_pem().unwrap()).unwrap(),
+            enc: EncodingKey::from_rsa_der(&rsa.private_key_to_der().unwrap()),
             jwks: jwks.to_string().into_bytes(),
         }
     }

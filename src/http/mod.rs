@@ -3,12 +3,13 @@
 //! Each capability registers its own routes in its module; this one assembles them and owns
 //! the boundary error type that turns into a response.
 
+pub mod auth;
 pub mod status;
 pub mod webhook;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -22,12 +23,11 @@ pub fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/api/health", get(health))
         .route("/api/status", get(status::status_json))
-        .route("/api/auth/start", get(not_yet("sign-in (issue #3)")))
-        .route("/api/auth/end", post(not_yet("sign-in (issue #3)")))
         .route(
             "/api/presence/{user_id}",
             get(not_yet("the presence API (issue #4)")),
         )
+        .merge(auth::routes())
         .merge(webhook::routes())
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(

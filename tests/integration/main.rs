@@ -7,6 +7,7 @@
 //! - `serve`: the standalone server from an empty environment.
 //! - `cli`: the binary's exit codes and one-line errors.
 
+mod auth;
 mod cli;
 mod fakes;
 mod handler;

@@ -1,4 +1,5 @@
 //! Loopback fakes for services out of reach here. Each follows the documented protocol,
 //! ugly parts included, and is started per test on 127.0.0.1:0.
 
+pub mod entra;
 pub mod graph;
