@@ -114,8 +114,9 @@ pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Res
     if settings.token_encryption_key.is_none() {
         settings.token_encryption_key = Some(load_or_create_token_key(data_dir)?);
     }
-    let keys = notification_keys(&settings, Some(data_dir))?;
+    // Settings problems first, so a wrong setting is the one line the user sees.
     let store = open_store(&settings, StoreKind::Sqlite, data_dir)?;
+    let keys = notification_keys(&settings, Some(data_dir))?;
     store.ensure_tables().await?;
     Ok(AppState::new(settings, store, Mode::Serve).with_notification_keys(keys))
 }
@@ -132,8 +133,13 @@ pub fn notification_keys(
 ) -> anyhow::Result<crate::certs::KeyRing> {
     use crate::certs::KeyRing;
     if let Some(path) = &settings.notification_certificate_path {
-        return KeyRing::load(path)
-            .map_err(|e| anyhow::anyhow!("setting NOTIFICATION_CERTIFICATE_PATH: {e:#}"));
+        return KeyRing::load(path).map_err(|e| {
+            crate::config::ConfigError {
+                setting: "NOTIFICATION_CERTIFICATE_PATH".into(),
+                problem: format!("{e:#}"),
+            }
+            .into()
+        });
     }
     match data_dir {
         Some(dir) => KeyRing::load_or_create(dir, chrono::Utc::now()),

@@ -108,7 +108,9 @@ async fn forwarded_health_is_served_as_is() {
 async fn functions_not_built_yet_answer_501_never_a_fake_success() {
     let (status, v) = call(
         app(),
-        Request::get("/api/auth/start").body(Body::empty()).unwrap(),
+        Request::get("/api/presence/some-user")
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{v}");
@@ -119,6 +121,17 @@ async fn functions_not_built_yet_answer_501_never_a_fake_success() {
         assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{f}: {v}");
         assert_eq!(v["Outputs"], json!({}));
     }
+}
+
+#[tokio::test]
+async fn sign_in_without_settings_says_which_setting_is_missing() {
+    let (status, v) = call(
+        app(),
+        Request::get("/api/auth/start").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(v.as_str().unwrap().contains("AZURE_CLIENT_ID"), "{v}");
 }
 
 #[tokio::test]
