@@ -68,6 +68,19 @@ impl AppState {
         }
     }
 
+    /// Replaces the client credential (a certificate loaded from Key Vault at start-up).
+    pub fn with_client_credential(mut self, credential: crate::entra::ClientCredential) -> Self {
+        let entra = crate::entra::EntraClient::from_settings(&self.settings)
+            .map(|e| e.with_credential(credential));
+        self.tokens = TokenManager::new(
+            entra,
+            self.tokens.seal().ok().cloned(),
+            self.store.clone(),
+            self.publisher.clone(),
+        );
+        self
+    }
+
     /// Called after a user signed in (browser or device code): the place where their
     /// subscription and first poll start.
     pub async fn on_signed_in(&self, user_id: &str) {

@@ -227,19 +227,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     "the port the Functions host assigns (set by `func start`)",
                 )
             })?;
-            let store = crate::serve::open_store(
-                &settings,
-                StoreKind::Table,
-                Path::new(".teams-presence"),
-            )?;
-            if let Err(e) = store.ensure_tables().await {
-                // The host must see us ready within its start-up window; the store may come
-                // up later, and each invocation reports its own failure.
-                tracing::error!(error = %e, "store not ready at start-up");
-            }
-            let keys = crate::serve::notification_keys(&settings, None)?;
-            let state = crate::app::AppState::new(settings, store, crate::app::Mode::Handler)
-                .with_notification_keys(keys);
+            let state = crate::handler::build_state(settings).await?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;

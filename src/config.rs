@@ -152,6 +152,9 @@ pub struct Settings {
     pub key_vault_client_certificate: Option<String>,
     /// `KEY_VAULT_NOTIFICATION_CERTIFICATE` (certificate name in the vault).
     pub key_vault_notification_certificate: Option<String>,
+    /// `MANAGED_IDENTITY_CLIENT_ID`, else `AzureWebJobsStorage__clientId`: the user-assigned
+    /// identity for Key Vault (system-assigned when unset).
+    pub managed_identity_client_id: Option<String>,
     /// `AZURE_AUTHORITY_HOST`.
     pub authority_host: Url,
     /// `GRAPH_ENDPOINT`.
@@ -321,6 +324,9 @@ impl Settings {
             key_vault_url: opt_url(src, "KEY_VAULT_URL")?,
             key_vault_client_certificate: src.get("KEY_VAULT_CLIENT_CERTIFICATE"),
             key_vault_notification_certificate: src.get("KEY_VAULT_NOTIFICATION_CERTIFICATE"),
+            managed_identity_client_id: src
+                .get("MANAGED_IDENTITY_CLIENT_ID")
+                .or_else(|| src.get("AzureWebJobsStorage__clientId")),
             authority_host: opt_url(src, "AZURE_AUTHORITY_HOST")?
                 .unwrap_or_else(|| Url::parse("https://login.microsoftonline.com").unwrap()),
             graph_endpoint: opt_url(src, "GRAPH_ENDPOINT")?

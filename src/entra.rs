@@ -391,6 +391,12 @@ impl EntraClient {
         }
     }
 
+    /// The same client with another credential.
+    pub fn with_credential(mut self, credential: ClientCredential) -> Self {
+        self.credential = credential;
+        self
+    }
+
     /// The app's client id.
     pub fn client_id(&self) -> &str {
         &self.client_id

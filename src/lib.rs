@@ -18,6 +18,7 @@ pub mod graph;
 pub mod handler;
 pub mod http;
 pub mod jobs;
+pub mod keyvault;
 pub mod lifecycle;
 pub mod login;
 pub mod message;
