@@ -40,6 +40,8 @@ pub struct AppState {
     pub token_keys: JwksCache,
     /// Delegated tokens for background work.
     pub tokens: TokenManager,
+    /// The polling safety net (kept across ticks: budgets, backoff).
+    pub poller: crate::poller::Poller,
 }
 
 impl AppState {
@@ -56,7 +58,13 @@ impl AppState {
             }
         });
         let tokens = TokenManager::new(entra, seal, store.clone(), publisher.clone());
+        let graph = crate::graph::client::GraphClient::new(
+            &settings.graph_endpoint,
+            std::time::Duration::from_secs(10),
+        );
+        let poller = crate::poller::Poller::new(graph);
         Self {
+            poller,
             settings: Arc::new(settings),
             store,
             publisher,

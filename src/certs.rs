@@ -74,6 +74,12 @@ pub enum CertError {
     NotRsa,
 }
 
+/// An RSA-OAEP unwrap failed. It carries nothing on purpose: which step failed would only
+/// help someone probing the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the data key could not be unwrapped")]
+pub struct UnwrapError;
+
 /// One certificate and its private key.
 pub struct NotificationKey {
     id: String,
@@ -128,14 +134,15 @@ impl NotificationKey {
 
     /// RSA-OAEP unwrap with SHA-1 and MGF1-SHA-1, the padding Graph uses for `dataKey`
     /// (.NET's `Decrypt(data, fOAEP: true)`). Errors carry nothing: a failure is a failure.
-    pub fn unwrap_oaep_sha1(&self, wrapped: &[u8]) -> Result<Vec<u8>, ()> {
-        let mut d = Decrypter::new(&self.key).map_err(drop)?;
-        d.set_rsa_padding(Padding::PKCS1_OAEP).map_err(drop)?;
-        d.set_rsa_oaep_md(MessageDigest::sha1()).map_err(drop)?;
-        d.set_rsa_mgf1_md(MessageDigest::sha1()).map_err(drop)?;
-        let len = d.decrypt_len(wrapped).map_err(drop)?;
+    pub fn unwrap_oaep_sha1(&self, wrapped: &[u8]) -> Result<Vec<u8>, UnwrapError> {
+        let fail = |_| UnwrapError;
+        let mut d = Decrypter::new(&self.key).map_err(fail)?;
+        d.set_rsa_padding(Padding::PKCS1_OAEP).map_err(fail)?;
+        d.set_rsa_oaep_md(MessageDigest::sha1()).map_err(fail)?;
+        d.set_rsa_mgf1_md(MessageDigest::sha1()).map_err(fail)?;
+        let len = d.decrypt_len(wrapped).map_err(fail)?;
         let mut out = vec![0u8; len];
-        let n = d.decrypt(wrapped, &mut out).map_err(drop)?;
+        let n = d.decrypt(wrapped, &mut out).map_err(fail)?;
         out.truncate(n);
         Ok(out)
     }

@@ -181,8 +181,20 @@ pub struct Settings {
     pub servicebus_endpoint: Option<Url>,
     /// `POLL_INTERVAL` (default 30 s).
     pub poll_interval: Duration,
+    /// `RECONCILE_INTERVAL` (minutes, default 15): how often a user with a live
+    /// change-notification subscription is still polled, as a safety net.
+    pub reconcile_interval: Duration,
+    /// `POLL_CONCURRENCY` (default 8): Graph calls in flight at once.
+    pub poll_concurrency: usize,
+    /// `TENANT_USERS`: tenant mode, the user ids to follow in batches.
+    pub tenant_users: Vec<String>,
+    /// `TENANT_SYNC_USER`: in tenant mode, the signed-in user whose delegated token reads
+    /// presence (app-only client credentials when unset).
+    pub tenant_sync_user: Option<String>,
     /// `WATCH_USERS` (empty = all).
     pub watch_users: Vec<String>,
+    /// `PRESENCE_API_TOKEN`: bearer token for `GET /api/presence/{id}` in `serve`.
+    pub presence_api_token: Option<SecretString>,
     /// `HUE_BRIDGE`.
     pub hue_bridge: Option<String>,
     /// `HUE_APPLICATION_KEY`.
@@ -377,7 +389,36 @@ impl Settings {
                     }
                 },
             },
+            reconcile_interval: match src.get("RECONCILE_INTERVAL") {
+                None => Duration::from_secs(15 * 60),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if (1..=1440).contains(&n) => Duration::from_secs(n * 60),
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            "RECONCILE_INTERVAL",
+                            Some(&v),
+                            "a whole number of minutes from 1 to 1440",
+                        ))
+                    }
+                },
+            },
+            poll_concurrency: match src.get("POLL_CONCURRENCY") {
+                None => 8,
+                Some(v) => match v.trim().parse::<usize>() {
+                    Ok(n) if (1..=64).contains(&n) => n,
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            "POLL_CONCURRENCY",
+                            Some(&v),
+                            "a number from 1 to 64",
+                        ))
+                    }
+                },
+            },
+            tenant_users: list(src.get("TENANT_USERS")),
+            tenant_sync_user: src.get("TENANT_SYNC_USER").map(|v| v.trim().to_owned()),
             watch_users: list(src.get("WATCH_USERS")),
+            presence_api_token: src.get("PRESENCE_API_TOKEN").map(SecretString::from),
             hue_bridge: src.get("HUE_BRIDGE").map(|v| v.trim().to_owned()),
             hue_application_key: src.get("HUE_APPLICATION_KEY").map(SecretString::from),
             hue_targets: list(src.get("HUE_TARGETS"))

@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod login;
 pub mod message;
 pub mod pipeline;
+pub mod poller;
 pub mod presence;
 pub mod publish;
 pub mod seal;

@@ -158,6 +158,38 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::http::api_router(state))
 }
 
+/// Delivers published changes in-process: every change is logged, and applied to the
+/// configured sinks. Subscribes before returning, so nothing published later is missed.
+pub fn spawn_sinks(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let mut rx = state.publisher.subscribe();
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            match &msg {
+                crate::message::TopicMessage::PresenceChanged(m) => {
+                    tracing::info!(user_id = %m.user_id, presence = %m.presence, source = ?m.source, "presence changed")
+                }
+                crate::message::TopicMessage::SignInRequired(m) => {
+                    tracing::warn!(user_id = %m.user_id, reason = %m.reason, "sign-in required")
+                }
+                crate::message::TopicMessage::Unknown { .. } => {}
+            }
+        }
+    })
+}
+
+/// `serve`'s own clock: every second, whoever is due is polled (the same code the
+/// `presence-refresh` timer runs).
+pub fn spawn_scheduler(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            every.tick().await;
+            state.poller.tick(&state, None, chrono::Utc::now()).await;
+        }
+    })
+}
+
 /// Serves until `shutdown` resolves. The listener is injected so tests bind port 0.
 pub async fn run(
     listener: TcpListener,
@@ -166,8 +198,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %state.store.describe(), "serving; status page at http://{addr}/");
-    axum::serve(listener, router(state))
+    let sinks = spawn_sinks(&state);
+    let scheduler = spawn_scheduler(state.clone());
+    let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .context("server failed")
+        .context("server failed");
+    scheduler.abort();
+    sinks.abort();
+    result
 }

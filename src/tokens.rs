@@ -202,6 +202,29 @@ impl TokenManager {
             .map(|c| c.token.clone())
     }
 
+    /// An app-only Graph token for `tenant` (client credentials), cached like the others.
+    pub async fn app_token(&self, tenant: &str) -> Result<SecretString, AccessError> {
+        let key = format!("app:{tenant}");
+        if let Some(t) = self.cached(&key, Utc::now()) {
+            return Ok(t);
+        }
+        let lock = self.user_lock(&key);
+        let _guard = lock.lock().await;
+        if let Some(t) = self.cached(&key, Utc::now()) {
+            return Ok(t);
+        }
+        let tokens = self
+            .entra()?
+            .app_token(tenant, "https://graph.microsoft.com/.default")
+            .await
+            .map_err(|e| match e {
+                TokenError::Transient(m) => AccessError::Transient(m),
+                other => AccessError::Failed(other.to_string()),
+            })?;
+        self.remember(&key, &tokens, Utc::now());
+        Ok(tokens.access_token)
+    }
+
     /// Forgets a cached access token (after Graph answered 401 with it).
     pub fn forget(&self, user_id: &str) {
         self.inner

@@ -4,6 +4,7 @@
 //! and `now` as arguments. The HTTP side lives in `crate::http::webhook`; the signing keys of
 //! validation tokens are fetched by [`validation_token::JwksCache`], the one piece with I/O.
 
+pub mod client;
 pub mod notification;
 pub mod testing;
 pub mod validation_token;

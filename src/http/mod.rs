@@ -4,6 +4,7 @@
 //! the boundary error type that turns into a response.
 
 pub mod auth;
+pub mod presence;
 pub mod status;
 pub mod webhook;
 
@@ -23,11 +24,8 @@ pub fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/api/health", get(health))
         .route("/api/status", get(status::status_json))
-        .route(
-            "/api/presence/{user_id}",
-            get(not_yet("the presence API (issue #4)")),
-        )
         .merge(auth::routes())
+        .merge(presence::routes())
         .merge(webhook::routes())
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -45,10 +43,6 @@ async fn health(
         "mode": match state.mode { crate::app::Mode::Handler => "handler", crate::app::Mode::Serve => "serve" },
         "store": match state.store { crate::store::Store::Sqlite(_) => "sqlite", crate::store::Store::Table(_) => "table" },
     }))
-}
-
-fn not_yet(what: &'static str) -> impl Fn() -> std::future::Ready<Response> + Clone {
-    move || std::future::ready(ApiError::NotImplemented(what).into_response())
 }
 
 async fn not_found() -> Response {

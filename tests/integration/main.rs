@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod fakes;
 mod handler;
+mod presence;
 mod serve;
 mod store;
 mod support;

@@ -24,6 +24,20 @@ pub struct GraphState {
     pub throttle_next: Vec<u64>,
     /// Every call: (path, user ids asked for).
     pub calls: Vec<(String, Vec<String>)>,
+    /// Users whose `/me/presence` answers 500.
+    pub failing_users: std::collections::HashSet<String>,
+    /// Delay before every answer (benchmarks: Graph's real latency).
+    pub latency: std::time::Duration,
+}
+
+/// Which user a bearer token belongs to: an explicit mapping, or the fake Entra's
+/// `at-{oid}-{n}` delegated tokens; `app-{n}` tokens are app-only.
+fn user_of(s: &GraphState, token: &str) -> Option<String> {
+    if let Some(u) = s.tokens.get(token) {
+        return Some(u.clone());
+    }
+    let rest = token.strip_prefix("at-")?;
+    rest.rsplit_once('-').map(|(oid, _)| oid.to_owned())
 }
 
 /// A running fake.
@@ -82,6 +96,10 @@ fn presence_json(id: &str, p: &(String, String)) -> Value {
 }
 
 async fn me_presence(State(state): State<Arc<Mutex<GraphState>>>, headers: HeaderMap) -> Response {
+    let latency = state.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let mut s = state.lock().unwrap();
     let token = headers
         .get("authorization")
@@ -89,7 +107,7 @@ async fn me_presence(State(state): State<Arc<Mutex<GraphState>>>, headers: Heade
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default()
         .to_owned();
-    let Some(user) = s.tokens.get(&token).cloned() else {
+    let Some(user) = user_of(&s, &token) else {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
@@ -100,6 +118,13 @@ async fn me_presence(State(state): State<Arc<Mutex<GraphState>>>, headers: Heade
     if let Some(r) = throttled(&mut s) {
         return r;
     }
+    if s.failing_users.contains(&user) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": {"code": "InternalServerError", "message": "boom"}})),
+        )
+            .into_response();
+    }
     let p = s
         .presence
         .get(&user)
@@ -108,7 +133,26 @@ async fn me_presence(State(state): State<Arc<Mutex<GraphState>>>, headers: Heade
     Json(presence_json(&user, &p)).into_response()
 }
 
-async fn batch(State(state): State<Arc<Mutex<GraphState>>>, Json(body): Json<Value>) -> Response {
+async fn batch(
+    State(state): State<Arc<Mutex<GraphState>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let latency = state.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "));
+    if !authorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
+        )
+            .into_response();
+    }
     let mut s = state.lock().unwrap();
     let ids: Vec<String> = body["ids"]
         .as_array()
@@ -153,6 +197,7 @@ async fn the_fake_enforces_the_650_id_limit_and_scripts_throttling() {
     let url = format!("{}/v1.0/communications/getPresencesByUserId", g.url);
     let r = http
         .post(&url)
+        .bearer_auth("app-1")
         .json(&json!({"ids": ["a"]}))
         .send()
         .await
@@ -161,6 +206,7 @@ async fn the_fake_enforces_the_650_id_limit_and_scripts_throttling() {
     assert_eq!(r.headers()["retry-after"], "7");
     let r: Value = http
         .post(&url)
+        .bearer_auth("app-1")
         .json(&json!({"ids": ["a"]}))
         .send()
         .await
@@ -172,6 +218,7 @@ async fn the_fake_enforces_the_650_id_limit_and_scripts_throttling() {
     let ids: Vec<String> = (0..651).map(|i| i.to_string()).collect();
     let r = http
         .post(&url)
+        .bearer_auth("app-1")
         .json(&json!({"ids": ids}))
         .send()
         .await
