@@ -106,21 +106,22 @@ async fn forwarded_health_is_served_as_is() {
 
 #[tokio::test]
 async fn functions_not_built_yet_answer_501_never_a_fake_success() {
-    let (status, v) = call(
-        app(),
-        Request::get("/api/presence/some-user")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{v}");
-    assert_eq!(v["error"], "not_implemented");
     let timer = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}});
-    for f in ["presence-refresh", "subscriptions-renew"] {
-        let (status, v) = call(app(), invocation(f, &timer)).await;
-        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{f}: {v}");
-        assert_eq!(v["Outputs"], json!({}));
-    }
+    let (status, v) = call(app(), invocation("subscriptions-renew", &timer)).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{v}");
+    assert_eq!(v["Outputs"], json!({}));
+}
+
+#[tokio::test]
+async fn presence_refresh_with_nobody_signed_in_succeeds_with_no_messages() {
+    let timer = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": true}}, "Metadata": {}});
+    let (status, v) = call(app(), invocation("presence-refresh", &timer)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["Outputs"].get("message").is_none());
+    assert!(v["Logs"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("presence-refresh:"));
 }
 
 #[tokio::test]
