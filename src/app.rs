@@ -42,6 +42,8 @@ pub struct AppState {
     pub tokens: TokenManager,
     /// The polling safety net (kept across ticks: budgets, backoff).
     pub poller: crate::poller::Poller,
+    /// Microsoft Graph.
+    pub graph: crate::graph::client::GraphClient,
 }
 
 impl AppState {
@@ -62,9 +64,10 @@ impl AppState {
             &settings.graph_endpoint,
             std::time::Duration::from_secs(10),
         );
-        let poller = crate::poller::Poller::new(graph);
+        let poller = crate::poller::Poller::new(graph.clone());
         Self {
             poller,
+            graph,
             settings: Arc::new(settings),
             store,
             publisher,
@@ -92,7 +95,14 @@ impl AppState {
     /// Called after a user signed in (browser or device code): the place where their
     /// subscription and first poll start.
     pub async fn on_signed_in(&self, user_id: &str) {
-        tracing::debug!(user_id, "signed in");
+        self.poller.poll_soon(user_id);
+        if self.mode == Mode::Serve {
+            // serve: subscribe right away rather than at the next maintenance pass.
+            let state = self.clone();
+            tokio::spawn(async move {
+                crate::subscriptions::maintain(&state, Utc::now()).await;
+            });
+        }
     }
 
     /// Sets the notification key ring (`serve`: generated or from the file; `handler`: from

@@ -46,7 +46,17 @@ pub async fn run_timer(
             );
             Ok((InvocationResponse::default().log(line), outbox))
         }
-        "subscriptions-renew" => Err(JobError::NotImplemented("subscriptions-renew (issue #5)")),
+        "subscriptions-renew" => {
+            let r = crate::subscriptions::maintain(state, chrono::Utc::now()).await;
+            let line = match &r.disabled {
+                Some(why) => format!("subscriptions-renew: {why}"),
+                None => format!(
+                    "subscriptions-renew: {} created, {} renewed, {} reauthorized, {} removed, {} failed",
+                    r.created, r.renewed, r.reauthorized, r.removed, r.failed
+                ),
+            };
+            Ok((InvocationResponse::default().log(line), outbox))
+        }
         other => Err(JobError::Unknown(other.to_owned())),
     }
 }

@@ -29,5 +29,6 @@ pub mod publish;
 pub mod seal;
 pub mod serve;
 pub mod store;
+pub mod subscriptions;
 pub mod tokens;
 pub mod users;

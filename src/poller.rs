@@ -133,6 +133,11 @@ impl Poller {
         );
     }
 
+    /// Makes a user due at the next tick (after sign-in, or a missed notification).
+    pub fn poll_soon(&self, user_id: &str) {
+        self.lock().users.remove(user_id);
+    }
+
     /// When the tenant may be called again, if it is throttled.
     pub fn blocked_until(&self, tenant: &str) -> Option<DateTime<Utc>> {
         self.lock()

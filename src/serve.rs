@@ -178,13 +178,21 @@ pub fn spawn_sinks(state: &AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// `serve`'s own clock: every second, whoever is due is polled (the same code the
-/// `presence-refresh` timer runs).
+/// `presence-refresh` timer runs); every minute, subscriptions are maintained (the same code
+/// as `subscriptions-renew`).
 pub fn spawn_scheduler(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_maintenance: Option<tokio::time::Instant> = None;
         loop {
             every.tick().await;
+            // Subscriptions first (every minute), so a fresh one is there before polling
+            // decides between the fast and the slow cadence.
+            if last_maintenance.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                crate::subscriptions::maintain(&state, chrono::Utc::now()).await;
+                last_maintenance = Some(tokio::time::Instant::now());
+            }
             state.poller.tick(&state, None, chrono::Utc::now()).await;
         }
     })
