@@ -74,6 +74,12 @@ pub enum CertError {
     NotRsa,
 }
 
+/// RSA-OAEP unwrapping failed. Deliberately without detail: which step failed is nothing a
+/// caller can act on, and telling it apart is what padding-oracle attacks feed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot unwrap the data key")]
+pub struct UnwrapError;
+
 /// One certificate and its private key.
 pub struct NotificationKey {
     id: String,
@@ -127,15 +133,16 @@ impl NotificationKey {
     }
 
     /// RSA-OAEP unwrap with SHA-1 and MGF1-SHA-1, the padding Graph uses for `dataKey`
-    /// (.NET's `Decrypt(data, fOAEP: true)`). Errors carry nothing: a failure is a failure.
-    pub fn unwrap_oaep_sha1(&self, wrapped: &[u8]) -> Result<Vec<u8>, ()> {
-        let mut d = Decrypter::new(&self.key).map_err(drop)?;
-        d.set_rsa_padding(Padding::PKCS1_OAEP).map_err(drop)?;
-        d.set_rsa_oaep_md(MessageDigest::sha1()).map_err(drop)?;
-        d.set_rsa_mgf1_md(MessageDigest::sha1()).map_err(drop)?;
-        let len = d.decrypt_len(wrapped).map_err(drop)?;
+    /// (.NET's `Decrypt(data, fOAEP: true)`).
+    pub fn unwrap_oaep_sha1(&self, wrapped: &[u8]) -> Result<Vec<u8>, UnwrapError> {
+        let e = |_| UnwrapError;
+        let mut d = Decrypter::new(&self.key).map_err(e)?;
+        d.set_rsa_padding(Padding::PKCS1_OAEP).map_err(e)?;
+        d.set_rsa_oaep_md(MessageDigest::sha1()).map_err(e)?;
+        d.set_rsa_mgf1_md(MessageDigest::sha1()).map_err(e)?;
+        let len = d.decrypt_len(wrapped).map_err(e)?;
         let mut out = vec![0u8; len];
-        let n = d.decrypt(wrapped, &mut out).map_err(drop)?;
+        let n = d.decrypt(wrapped, &mut out).map_err(e)?;
         out.truncate(n);
         Ok(out)
     }
