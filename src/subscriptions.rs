@@ -63,8 +63,14 @@ fn personal_resource(user_id: &str) -> String {
 }
 
 fn bulk_resource(ids: &[String]) -> String {
-    let list: Vec<String> = ids.iter().map(|i| format!("'{}'", i.replace('\'', "''"))).collect();
-    format!("/communications/presences?$filter=id in ({})", list.join(","))
+    let list: Vec<String> = ids
+        .iter()
+        .map(|i| format!("'{}'", i.replace('\'', "''")))
+        .collect();
+    format!(
+        "/communications/presences?$filter=id in ({})",
+        list.join(",")
+    )
 }
 
 /// Whether subscriptions can be used at all, and the notification and lifecycle URLs.
@@ -77,7 +83,10 @@ fn urls(state: &AppState) -> Result<(String, String), String> {
     // Graph only delivers to HTTPS; loopback HTTP is allowed for local tests with a fake.
     let loopback = matches!(base.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     if base.scheme() != "https" && !loopback {
-        return Err("PUBLIC_BASE_URL must be https for change notifications: presence is polled only".into());
+        return Err(
+            "PUBLIC_BASE_URL must be https for change notifications: presence is polled only"
+                .into(),
+        );
     }
     if state.notification_keys.current().is_none() {
         return Err("no notification certificate: presence is polled only".into());
@@ -145,11 +154,16 @@ pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
             return report;
         }
     };
-    let marks = crate::lifecycle::pending(&state.store).await.unwrap_or_default();
+    let marks = crate::lifecycle::pending(&state.store)
+        .await
+        .unwrap_or_default();
 
     // Lifecycle events first: they say a subscription needs attention now.
     for mark in marks {
-        let Some(pos) = have.iter().position(|s| s.subscription_id == mark.subscription_id) else {
+        let Some(pos) = have
+            .iter()
+            .position(|s| s.subscription_id == mark.subscription_id)
+        else {
             let _ = crate::lifecycle::clear(&state.store, &mark.subscription_id).await;
             continue;
         };
@@ -164,8 +178,16 @@ pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
         };
         match mark.event() {
             Some(LifecycleEvent::ReauthorizationRequired) => {
-                let renewed = match state.graph.reauthorize_subscription(&token, &rec.subscription_id).await {
-                    Ok(()) => state.graph.renew_subscription(&token, &rec.subscription_id, now + LIFETIME).await.map(|s| s.expiration_date_time),
+                let renewed = match state
+                    .graph
+                    .reauthorize_subscription(&token, &rec.subscription_id)
+                    .await
+                {
+                    Ok(()) => state
+                        .graph
+                        .renew_subscription(&token, &rec.subscription_id, now + LIFETIME)
+                        .await
+                        .map(|s| s.expiration_date_time),
                     Err(e) => Err(e),
                 };
                 match renewed {
@@ -184,7 +206,10 @@ pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
                 }
             }
             Some(LifecycleEvent::SubscriptionRemoved | LifecycleEvent::Missed) | None => {
-                let _ = state.graph.delete_subscription(&token, &rec.subscription_id).await;
+                let _ = state
+                    .graph
+                    .delete_subscription(&token, &rec.subscription_id)
+                    .await;
                 forget(state, &rec).await;
                 have.remove(pos);
                 for u in &rec.user_ids {
@@ -196,9 +221,15 @@ pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
     }
 
     // Subscriptions nobody wants any more.
-    for rec in have.iter().filter(|h| !want.iter().any(|w| w.resource == h.resource)) {
+    for rec in have
+        .iter()
+        .filter(|h| !want.iter().any(|w| w.resource == h.resource))
+    {
         if let Ok(token) = state.tokens.access_token(&rec.owner_user_id, None).await {
-            let _ = state.graph.delete_subscription(&token, &rec.subscription_id).await;
+            let _ = state
+                .graph
+                .delete_subscription(&token, &rec.subscription_id)
+                .await;
         }
         forget(state, rec).await;
         report.removed += 1;
@@ -216,7 +247,11 @@ pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
         };
         match existing {
             Some(rec) if rec.expires_at - now > RENEW_BEFORE => {}
-            Some(rec) => match state.graph.renew_subscription(&token, &rec.subscription_id, now + LIFETIME).await {
+            Some(rec) => match state
+                .graph
+                .renew_subscription(&token, &rec.subscription_id, now + LIFETIME)
+                .await
+            {
                 Ok(sub) => {
                     let mut updated = rec.clone();
                     updated.expires_at = sub.expiration_date_time;
@@ -231,7 +266,16 @@ pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
                 Err(GraphError::NotFound) => {
                     tracing::info!(subscription = %rec.subscription_id, "Graph no longer knows the subscription; recreating");
                     forget(state, &rec).await;
-                    create(state, &token, &d, &notification_url, &lifecycle_url, now, &mut report).await;
+                    create(
+                        state,
+                        &token,
+                        &d,
+                        &notification_url,
+                        &lifecycle_url,
+                        now,
+                        &mut report,
+                    )
+                    .await;
                 }
                 Err(e) => {
                     tracing::warn!(subscription = %rec.subscription_id, error = %e, "renewal failed");
@@ -241,7 +285,18 @@ pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
                     }
                 }
             },
-            None => create(state, &token, &d, &notification_url, &lifecycle_url, now, &mut report).await,
+            None => {
+                create(
+                    state,
+                    &token,
+                    &d,
+                    &notification_url,
+                    &lifecycle_url,
+                    now,
+                    &mut report,
+                )
+                .await
+            }
         }
     }
     if report != RenewReport::default() {
@@ -251,7 +306,11 @@ pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
 }
 
 async fn forget(state: &AppState, rec: &SubscriptionRecord) {
-    match state.store.delete::<SubscriptionRecord>(&rec.subscription_id, "subscription", None).await {
+    match state
+        .store
+        .delete::<SubscriptionRecord>(&rec.subscription_id, "subscription", None)
+        .await
+    {
         Ok(()) | Err(StoreError::NotFound) => {}
         Err(e) => tracing::error!(error = %e, "cannot delete a subscription record"),
     }
@@ -285,7 +344,9 @@ async fn create(
         // One presence subscription per user per app: a leftover we have no record of.
         tracing::info!(owner = %d.owner, "a subscription for these users already exists; replacing it");
         if let Ok(list) = state.graph.list_subscriptions(token).await {
-            for old in list.iter().filter(|s| s.resource.trim_start_matches('/') == d.resource.trim_start_matches('/')) {
+            for old in list.iter().filter(|s| {
+                s.resource.trim_start_matches('/') == d.resource.trim_start_matches('/')
+            }) {
                 let _ = state.graph.delete_subscription(token, &old.id).await;
             }
         }
@@ -299,7 +360,9 @@ async fn create(
                 tenant_id: d.tenant.clone(),
                 owner_user_id: d.owner.clone(),
                 resource: d.resource.clone(),
-                client_state_sha256: crate::graph::notification::client_state_sha256_hex(&client_state),
+                client_state_sha256: crate::graph::notification::client_state_sha256_hex(
+                    &client_state,
+                ),
                 expires_at: sub.expiration_date_time,
                 created_at: now,
             };

@@ -105,11 +105,15 @@ async fn forwarded_health_is_served_as_is() {
 }
 
 #[tokio::test]
-async fn functions_not_built_yet_answer_501_never_a_fake_success() {
+async fn subscriptions_renew_without_a_public_url_says_presence_is_polled() {
     let timer = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}});
     let (status, v) = call(app(), invocation("subscriptions-renew", &timer)).await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{v}");
-    assert_eq!(v["Outputs"], json!({}));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(
+        v["Logs"][0].as_str().unwrap().contains("PUBLIC_BASE_URL"),
+        "{v}"
+    );
+    assert!(v["Outputs"].get("message").is_none());
 }
 
 #[tokio::test]

@@ -6,6 +6,9 @@
 //! - `handler`: the custom handler as the Functions host drives it.
 //! - `serve`: the standalone server from an empty environment.
 //! - `cli`: the binary's exit codes and one-line errors.
+//! - `auth`: sign-in and tokens against the fake Entra ID.
+//! - `presence`: polling, change detection and publishing against the fake Graph.
+//! - `webhook`: change notifications, decryption and validation tokens.
 
 mod auth;
 mod cli;
@@ -15,3 +18,4 @@ mod presence;
 mod serve;
 mod store;
 mod support;
+mod webhook;

@@ -268,7 +268,11 @@ pub struct Subscriptions {
 fn users_of_resource(resource: &str) -> Result<Vec<String>, String> {
     let r = resource.trim_start_matches('/');
     if let Some(id) = r.strip_prefix("communications/presences/") {
-        return if id.is_empty() { Err("empty id".into()) } else { Ok(vec![id.to_owned()]) };
+        return if id.is_empty() {
+            Err("empty id".into())
+        } else {
+            Ok(vec![id.to_owned()])
+        };
     }
     if let Some(filter) = r.strip_prefix("communications/presences?$filter=id in (") {
         let inner = filter.strip_suffix(')').ok_or("unterminated filter")?;
@@ -278,7 +282,10 @@ fn users_of_resource(resource: &str) -> Result<Vec<String>, String> {
             .filter(|s| !s.is_empty())
             .collect();
         if ids.is_empty() || ids.len() > 650 {
-            return Err(format!("a presence filter takes 1 to 650 ids, got {}", ids.len()));
+            return Err(format!(
+                "a presence filter takes 1 to 650 ids, got {}",
+                ids.len()
+            ));
         }
         return Ok(ids);
     }
@@ -299,24 +306,47 @@ impl FakeGraph {
             .merge(
                 Router::new()
                     .route("/v1.0/subscriptions", post(sub_create).get(sub_list))
-                    .route("/v1.0/subscriptions/{id}", axum::routing::patch(sub_renew).delete(sub_delete))
-                    .route("/v1.0/subscriptions/{id}/reauthorize", post(sub_reauthorize))
+                    .route(
+                        "/v1.0/subscriptions/{id}",
+                        axum::routing::patch(sub_renew).delete(sub_delete),
+                    )
+                    .route(
+                        "/v1.0/subscriptions/{id}/reauthorize",
+                        post(sub_reauthorize),
+                    )
                     .with_state(subs.clone()),
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (Self { url: format!("http://{addr}"), state }, subs)
+        (
+            Self {
+                url: format!("http://{addr}"),
+                state,
+            },
+            subs,
+        )
     }
 }
 
 fn bearer_user(headers: &HeaderMap) -> Option<String> {
-    let token = headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")?;
-    token.strip_prefix("at-")?.rsplit_once('-').map(|(u, _)| u.to_owned())
+    let token = headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    token
+        .strip_prefix("at-")?
+        .rsplit_once('-')
+        .map(|(u, _)| u.to_owned())
 }
 
 fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 fn sub_json(s: &FakeSubscription) -> Value {
@@ -333,7 +363,13 @@ fn check_expiry(v: &Value) -> Result<chrono::DateTime<chrono::Utc>, Response> {
         .as_str()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&chrono::Utc))
-        .ok_or_else(|| graph_error(StatusCode::BAD_REQUEST, "InvalidRequest", "expirationDateTime is required"))?;
+        .ok_or_else(|| {
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "expirationDateTime is required",
+            )
+        })?;
     if exp > chrono::Utc::now() + chrono::Duration::minutes(60) {
         return Err(graph_error(
             StatusCode::BAD_REQUEST,
@@ -345,7 +381,10 @@ fn check_expiry(v: &Value) -> Result<chrono::DateTime<chrono::Utc>, Response> {
 }
 
 async fn handshake(url: &str) -> bool {
-    let token = format!("Validation: Testing client application reachability for subscription Request-Id: {}", uuid::Uuid::new_v4());
+    let token = format!(
+        "Validation: Testing client application reachability for subscription Request-Id: {}",
+        uuid::Uuid::new_v4()
+    );
     let mut u = url::Url::parse(url).unwrap();
     u.query_pairs_mut().append_pair("validationToken", &token);
     let r = reqwest::Client::new()
@@ -367,11 +406,22 @@ async fn handshake(url: &str) -> bool {
     }
 }
 
-async fn sub_create(State(subs): State<Arc<Mutex<Subscriptions>>>, headers: HeaderMap, Json(v): Json<Value>) -> Response {
+async fn sub_create(
+    State(subs): State<Arc<Mutex<Subscriptions>>>,
+    headers: HeaderMap,
+    Json(v): Json<Value>,
+) -> Response {
     let Some(owner) = bearer_user(&headers) else {
-        return graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "delegated token required");
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "delegated token required",
+        );
     };
-    subs.lock().unwrap().calls.push(("POST".into(), "/subscriptions".into()));
+    subs.lock()
+        .unwrap()
+        .calls
+        .push(("POST".into(), "/subscriptions".into()));
     let expires = match check_expiry(&v) {
         Ok(e) => e,
         Err(r) => return r,
@@ -381,21 +431,45 @@ async fn sub_create(State(subs): State<Arc<Mutex<Subscriptions>>>, headers: Head
         Ok(u) => u,
         Err(e) => return graph_error(StatusCode::BAD_REQUEST, "InvalidRequest", &e),
     };
-    if v["includeResourceData"] != true || v["encryptionCertificate"].as_str().unwrap_or("").is_empty() || v["encryptionCertificateId"].as_str().unwrap_or("").is_empty() {
-        return graph_error(StatusCode::BAD_REQUEST, "InvalidRequest", "presence needs includeResourceData with an encryption certificate");
+    if v["includeResourceData"] != true
+        || v["encryptionCertificate"].as_str().unwrap_or("").is_empty()
+        || v["encryptionCertificateId"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+    {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "presence needs includeResourceData with an encryption certificate",
+        );
     }
     let client_state = v["clientState"].as_str().unwrap_or_default().to_owned();
     if client_state.is_empty() || client_state.len() > 128 {
-        return graph_error(StatusCode::BAD_REQUEST, "InvalidRequest", "clientState must be 1 to 128 characters");
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "clientState must be 1 to 128 characters",
+        );
     }
     {
         let s = subs.lock().unwrap();
-        if s.items.values().any(|x| x.user_ids.iter().any(|u| users.contains(u))) {
-            return graph_error(StatusCode::CONFLICT, "ExtensionError", "A subscription for this presence resource already exists for this application.");
+        if s.items
+            .values()
+            .any(|x| x.user_ids.iter().any(|u| users.contains(u)))
+        {
+            return graph_error(
+                StatusCode::CONFLICT,
+                "ExtensionError",
+                "A subscription for this presence resource already exists for this application.",
+            );
         }
     }
     let notification_url = v["notificationUrl"].as_str().unwrap_or_default().to_owned();
-    let lifecycle_url = v["lifecycleNotificationUrl"].as_str().unwrap_or_default().to_owned();
+    let lifecycle_url = v["lifecycleNotificationUrl"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     if !handshake(&notification_url).await || !handshake(&lifecycle_url).await {
         return graph_error(StatusCode::BAD_REQUEST, "ValidationError", "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.");
     }
@@ -410,8 +484,14 @@ async fn sub_create(State(subs): State<Arc<Mutex<Subscriptions>>>, headers: Head
         client_state,
         notification_url,
         lifecycle_url,
-        certificate_id: v["encryptionCertificateId"].as_str().unwrap_or_default().to_owned(),
-        certificate: v["encryptionCertificate"].as_str().unwrap_or_default().to_owned(),
+        certificate_id: v["encryptionCertificateId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        certificate: v["encryptionCertificate"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         reauthorized: 0,
     };
     let body = sub_json(&sub);
@@ -422,12 +502,24 @@ async fn sub_create(State(subs): State<Arc<Mutex<Subscriptions>>>, headers: Head
 async fn sub_list(State(subs): State<Arc<Mutex<Subscriptions>>>, headers: HeaderMap) -> Response {
     let owner = bearer_user(&headers).unwrap_or_default();
     let s = subs.lock().unwrap();
-    let value: Vec<Value> = s.items.values().filter(|x| x.owner == owner).map(sub_json).collect();
+    let value: Vec<Value> = s
+        .items
+        .values()
+        .filter(|x| x.owner == owner)
+        .map(sub_json)
+        .collect();
     Json(json!({ "value": value })).into_response()
 }
 
-async fn sub_renew(State(subs): State<Arc<Mutex<Subscriptions>>>, axum::extract::Path(id): axum::extract::Path<String>, Json(v): Json<Value>) -> Response {
-    subs.lock().unwrap().calls.push(("PATCH".into(), format!("/subscriptions/{id}")));
+async fn sub_renew(
+    State(subs): State<Arc<Mutex<Subscriptions>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(v): Json<Value>,
+) -> Response {
+    subs.lock()
+        .unwrap()
+        .calls
+        .push(("PATCH".into(), format!("/subscriptions/{id}")));
     let expires = match check_expiry(&v) {
         Ok(e) => e,
         Err(r) => return r,
@@ -438,27 +530,47 @@ async fn sub_renew(State(subs): State<Arc<Mutex<Subscriptions>>>, axum::extract:
             sub.expires = expires;
             Json(sub_json(sub)).into_response()
         }
-        None => graph_error(StatusCode::NOT_FOUND, "ResourceNotFound", "The object was not found."),
+        None => graph_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "The object was not found.",
+        ),
     }
 }
 
-async fn sub_delete(State(subs): State<Arc<Mutex<Subscriptions>>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+async fn sub_delete(
+    State(subs): State<Arc<Mutex<Subscriptions>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
     let mut s = subs.lock().unwrap();
-    s.calls.push(("DELETE".into(), format!("/subscriptions/{id}")));
+    s.calls
+        .push(("DELETE".into(), format!("/subscriptions/{id}")));
     match s.items.remove(&id) {
         Some(_) => StatusCode::NO_CONTENT.into_response(),
-        None => graph_error(StatusCode::NOT_FOUND, "ResourceNotFound", "The object was not found."),
+        None => graph_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "The object was not found.",
+        ),
     }
 }
 
-async fn sub_reauthorize(State(subs): State<Arc<Mutex<Subscriptions>>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+async fn sub_reauthorize(
+    State(subs): State<Arc<Mutex<Subscriptions>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
     let mut s = subs.lock().unwrap();
-    s.calls.push(("POST".into(), format!("/subscriptions/{id}/reauthorize")));
+    s.calls
+        .push(("POST".into(), format!("/subscriptions/{id}/reauthorize")));
     match s.items.get_mut(&id) {
         Some(sub) => {
             sub.reauthorized += 1;
             StatusCode::NO_CONTENT.into_response()
         }
-        None => graph_error(StatusCode::NOT_FOUND, "ResourceNotFound", "The object was not found."),
+        None => graph_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "The object was not found.",
+        ),
     }
 }

@@ -2,4 +2,5 @@
 //! ugly parts included, and is started per test on 127.0.0.1:0.
 
 pub mod entra;
+pub mod entra_keys;
 pub mod graph;
