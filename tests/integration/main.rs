@@ -17,5 +17,6 @@ mod handler;
 mod presence;
 mod serve;
 mod store;
+mod subscriptions;
 mod support;
 mod webhook;

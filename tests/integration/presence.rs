@@ -10,13 +10,12 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use teams_presence::app::{AppState, Mode};
-use teams_presence::entra::{Identity, TokenResponse};
 use teams_presence::message::TopicMessage;
 use teams_presence::presence::{Observation, Presence, Source};
 use teams_presence::publish::Outbox;
 use teams_presence::store::{sqlite::SqliteStore, Store, SubscriptionRecord};
 
-use crate::fakes::entra::{FakeEntra, Person};
+use crate::fakes::entra::FakeEntra;
 use crate::fakes::graph::FakeGraph;
 use crate::support;
 
@@ -59,31 +58,7 @@ async fn world(extra: &[(&str, &str)]) -> World {
 
 /// A signed-in user whose seed refresh token the fake Entra knows.
 async fn add_user(w: &World, oid: &str) {
-    let rt = format!("rt-seed-{oid}");
-    w.entra.state.lock().unwrap().refresh_tokens.insert(
-        rt.clone(),
-        Person {
-            oid: oid.into(),
-            tid: TENANT.into(),
-            upn: format!("{oid}@contoso.example"),
-            name: oid.into(),
-        },
-    );
-    let tokens: TokenResponse = serde_json::from_value(
-        json!({"access_token": "unused", "expires_in": 0, "refresh_token": rt}),
-    )
-    .unwrap();
-    let id = Identity {
-        user_id: oid.into(),
-        tenant_id: TENANT.into(),
-        upn: format!("{oid}@contoso.example"),
-        display_name: oid.into(),
-    };
-    w.app
-        .tokens
-        .store_sign_in(&id, &tokens, Utc::now())
-        .await
-        .unwrap();
+    support::sign_in_directly(&w.app, &w.entra, oid, TENANT).await;
 }
 
 fn t0() -> DateTime<Utc> {

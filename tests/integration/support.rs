@@ -153,3 +153,37 @@ pub fn azurite() -> &'static Azurite {
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_teams-presence")
 }
+
+/// Stores a signed-in user directly (as auth-end would) with a seed refresh token that the
+/// fake Entra knows, so background work can refresh it.
+pub async fn sign_in_directly(
+    app: &teams_presence::app::AppState,
+    entra: &crate::fakes::entra::FakeEntra,
+    oid: &str,
+    tenant: &str,
+) {
+    let rt = format!("rt-seed-{oid}");
+    entra.state.lock().unwrap().refresh_tokens.insert(
+        rt.clone(),
+        crate::fakes::entra::Person {
+            oid: oid.into(),
+            tid: tenant.into(),
+            upn: format!("{oid}@contoso.example"),
+            name: oid.into(),
+        },
+    );
+    let tokens: teams_presence::entra::TokenResponse = serde_json::from_value(
+        json!({"access_token": "unused", "expires_in": 0, "refresh_token": rt}),
+    )
+    .unwrap();
+    let id = teams_presence::entra::Identity {
+        user_id: oid.into(),
+        tenant_id: tenant.into(),
+        upn: format!("{oid}@contoso.example"),
+        display_name: oid.into(),
+    };
+    app.tokens
+        .store_sign_in(&id, &tokens, chrono::Utc::now())
+        .await
+        .unwrap();
+}

@@ -262,6 +262,8 @@ pub struct Subscriptions {
     pub calls: Vec<(String, String)>,
     /// Counter for ids.
     pub counter: u64,
+    /// The fake's clock when set (tests that simulate time); real time otherwise.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The users a presence resource names, or an error text.
@@ -358,24 +360,27 @@ fn sub_json(s: &FakeSubscription) -> Value {
     })
 }
 
-fn check_expiry(v: &Value) -> Result<chrono::DateTime<chrono::Utc>, Response> {
+fn check_expiry(
+    v: &Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, Box<Response>> {
     let exp = v["expirationDateTime"]
         .as_str()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&chrono::Utc))
         .ok_or_else(|| {
-            graph_error(
+            Box::new(graph_error(
                 StatusCode::BAD_REQUEST,
                 "InvalidRequest",
                 "expirationDateTime is required",
-            )
+            ))
         })?;
-    if exp > chrono::Utc::now() + chrono::Duration::minutes(60) {
-        return Err(graph_error(
+    if exp > now + chrono::Duration::minutes(60) {
+        return Err(Box::new(graph_error(
             StatusCode::BAD_REQUEST,
             "InvalidRequest",
             "Subscription expiration can only be 60 minutes in the future for presence.",
-        ));
+        )));
     }
     Ok(exp)
 }
@@ -418,13 +423,14 @@ async fn sub_create(
             "delegated token required",
         );
     };
-    subs.lock()
-        .unwrap()
-        .calls
-        .push(("POST".into(), "/subscriptions".into()));
-    let expires = match check_expiry(&v) {
+    let now = {
+        let mut s = subs.lock().unwrap();
+        s.calls.push(("POST".into(), "/subscriptions".into()));
+        s.now.unwrap_or_else(chrono::Utc::now)
+    };
+    let expires = match check_expiry(&v, now) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let resource = v["resource"].as_str().unwrap_or_default().to_owned();
     let users = match users_of_resource(&resource) {
@@ -516,13 +522,15 @@ async fn sub_renew(
     axum::extract::Path(id): axum::extract::Path<String>,
     Json(v): Json<Value>,
 ) -> Response {
-    subs.lock()
-        .unwrap()
-        .calls
-        .push(("PATCH".into(), format!("/subscriptions/{id}")));
-    let expires = match check_expiry(&v) {
+    let now = {
+        let mut s = subs.lock().unwrap();
+        s.calls
+            .push(("PATCH".into(), format!("/subscriptions/{id}")));
+        s.now.unwrap_or_else(chrono::Utc::now)
+    };
+    let expires = match check_expiry(&v, now) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut s = subs.lock().unwrap();
     match s.items.get_mut(&id) {
