@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, installing what it needs first. This is the README's test command
 # and what CI runs (.ci/run). Steps:
-#   1. Azurite (npm, pinned in tests/azurite/package-lock.json) for the Table Storage tests
+#   1. Azurite (npm, pinned in tests/azurite/package-lock.json) for the Table Storage tests,
+#      and Python's `cryptography` (in .venv-test when missing) for the notification tests
 #   2. cargo fmt --check; clippy -D warnings for each feature set
 #   3. cargo test for each feature set (default = cloud build; --no-default-features = Pi build)
 #   4. cargo doc with warnings denied
@@ -16,6 +17,16 @@ step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 step "Azurite"
 if [ ! -x tests/azurite/node_modules/.bin/azurite-table ]; then
   npm ci --prefix tests/azurite --no-audit --no-fund --loglevel=error
+fi
+
+step "Python with cryptography (the tests' independent notification encryptor)"
+if ! python3 -c "import cryptography" 2>/dev/null; then
+  if [ ! -x .venv-test/bin/python3 ]; then
+    python3 -m venv .venv-test
+  fi
+  .venv-test/bin/python3 -c "import cryptography" 2>/dev/null \
+    || .venv-test/bin/pip install --quiet --disable-pip-version-check cryptography
+  export PATH="$PWD/.venv-test/bin:$PATH"
 fi
 
 step "format"
