@@ -23,12 +23,17 @@ use teams_presence::store::{sqlite::SqliteStore, Store};
 const USERS: usize = 10_000;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (app, fake) = rt.block_on(async {
         let g = graph::FakeGraph::start().await;
         let e = entra::FakeEntra::start().await;
-        let ids: Vec<String> = (0..USERS).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
+        let ids: Vec<String> = (0..USERS)
+            .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+            .collect();
         for id in &ids {
             g.set(id, "Available", "Available");
         }
@@ -52,12 +57,19 @@ fn bench(c: &mut Criterion) {
         // The first tick stores everyone (10,000 inserts); later ticks see no change.
         let first = std::time::Instant::now();
         let r = app.poller.tick(&app, None, chrono::Utc::now()).await;
-        println!("first tick (10,000 inserts): {:?}, {} calls, {} users", first.elapsed(), r.calls, r.polled);
+        println!(
+            "first tick (10,000 inserts): {:?}, {} calls, {} users",
+            first.elapsed(),
+            r.calls,
+            r.polled
+        );
         std::mem::forget(_rx);
         (app, g)
     });
     let mut group = c.benchmark_group("poll_tick");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.bench_function("10000_tenant_users_50ms_graph", |b| {
         b.iter(|| {
             rt.block_on(async {

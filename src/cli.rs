@@ -132,6 +132,9 @@ pub enum CliError {
     /// A command that a later issue builds (exit 1).
     #[error("`{0}` is not implemented yet")]
     NotImplemented(&'static str),
+    /// `doctor` found problems (exit 1; the problems were printed).
+    #[error("doctor found problems")]
+    ChecksFailed,
     /// Anything else (exit 1).
     #[error("{0:#}")]
     Other(anyhow::Error),
@@ -296,10 +299,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Doctor { data: _, config } => {
-            init_tracing("warn");
-            load(config.config.as_deref())?;
-            Err(CliError::NotImplemented("doctor (issue #7)"))
+        Command::Doctor { data, config } => {
+            init_tracing("error");
+            let settings = load(config.config.as_deref())?;
+            let mut out = std::io::stdout();
+            let ok =
+                crate::doctor::run(&settings, &data.data_dir, StoreKind::Sqlite, &mut out).await?;
+            if ok {
+                Ok(())
+            } else {
+                Err(CliError::ChecksFailed)
+            }
         }
         Command::Package { set, out, binary } => {
             let binary = match binary {

@@ -95,7 +95,11 @@ async fn gather(state: &AppState) -> StatusView {
         .list::<PresenceRecord>()
         .await
         .unwrap_or_default();
-    let subs = state.store.list::<crate::store::SubscriptionRecord>().await.unwrap_or_default();
+    let subs = state
+        .store
+        .list::<crate::store::SubscriptionRecord>()
+        .await
+        .unwrap_or_default();
     let now = chrono::Utc::now();
     let users = users
         .into_iter()
@@ -110,7 +114,10 @@ async fn gather(state: &AppState) -> StatusView {
             let poll = state.settings.poll_interval.as_secs();
             UserView {
                 updates: match sub {
-                    Some(t) => format!("change notifications (subscription until {})", t.format("%H:%M UTC")),
+                    Some(t) => format!(
+                        "change notifications (subscription until {})",
+                        t.format("%H:%M UTC")
+                    ),
                     None => format!("polling every {poll} s (no change-notification subscription)"),
                 },
                 subscription_expires: sub.map(|t| t.to_rfc3339()),

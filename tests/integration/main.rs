@@ -12,6 +12,7 @@
 
 mod auth;
 mod cli;
+mod doctor;
 mod fakes;
 mod handler;
 mod presence;

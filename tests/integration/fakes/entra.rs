@@ -97,6 +97,10 @@ impl FakeEntra {
             .route("/common/discovery/v2.0/keys", get(keys))
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode))
+            .route(
+                "/{tenant}/v2.0/.well-known/openid-configuration",
+                get(openid_configuration),
+            )
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
@@ -177,6 +181,19 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Response {
         })),
     )
         .into_response()
+}
+
+async fn openid_configuration(State(f): State<FakeEntra>, Path(tenant): Path<String>) -> Response {
+    if tenant.contains(' ') || tenant == "no-such-tenant" {
+        return oauth_error(400, "invalid_tenant", "AADSTS90002: Tenant not found.");
+    }
+    Json(json!({
+        "issuer": format!("https://login.microsoftonline.com/{tenant}/v2.0"),
+        "authorization_endpoint": format!("{}/{tenant}/oauth2/v2.0/authorize", f.url),
+        "token_endpoint": format!("{}/{tenant}/oauth2/v2.0/token", f.url),
+        "jwks_uri": format!("{}/common/discovery/v2.0/keys", f.url),
+    }))
+    .into_response()
 }
 
 async fn keys(State(f): State<FakeEntra>) -> Json<Value> {
