@@ -10,6 +10,9 @@ if [ -x /usr/bin/rustc ] && /usr/bin/rustc --print target-libdir --target armv7-
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
+if [ "$(id -u)" != 0 ]; then
+  exec sudo -E bash "$0" "$@"
+fi
 dpkg --add-architecture armhf
 # The armhf index of bookworm-security sometimes fails to download ("Mirror sync in
 # progress?"); that does not matter for the packages below.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, installing what it needs first. This is the README's test command
 # and what CI runs (.ci/run). Steps:
+#   0. Debian's chromium for the status-page browser test
 #   1. Azurite (npm, pinned in tests/azurite/package-lock.json) for the Table Storage tests,
 #      and Python's `cryptography` (in .venv-test when missing) for the notification tests
 #   2. cargo fmt --check; clippy -D warnings for each feature set
@@ -13,6 +14,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+step "Chromium (the status page is tested in a real headless browser)"
+if [ -z "${CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  $SUDO apt-get update -qq || true
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 
 step "Azurite"
 if [ ! -x tests/azurite/node_modules/.bin/azurite-table ]; then

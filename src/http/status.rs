@@ -70,19 +70,19 @@ pub fn next_steps(state: &AppState) -> Vec<NextStep> {
     if s.client_secret.is_none() && s.client_certificate_path.is_none() {
         out.push(NextStep {
             setting: "AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
-            why: "Needed for the browser sign-in (/api/auth/start). Not needed for `teams-presence login` (device code) with public client flows allowed.",
+            why: "Needed for the browser sign-in (/api/auth/start). Not needed for teams-presence login (device code) with public client flows allowed.",
         });
     }
     if s.hue_bridge.is_none() || s.hue_application_key.is_none() {
         out.push(NextStep {
             setting: "HUE_BRIDGE and HUE_APPLICATION_KEY",
-            why: "Run `teams-presence hue discover`, then `teams-presence hue pair` and press the bridge's link button.",
+            why: "Run teams-presence hue discover, then teams-presence hue pair, and press the bridge's link button.",
         });
     }
     if s.hue_targets.is_empty() {
         out.push(NextStep {
             setting: "HUE_TARGETS",
-            why: "Which lights to colour, e.g. light:3 or room:<id>; `teams-presence hue list` shows them.",
+            why: "Which lights to colour, e.g. light:3 or room:<id>; teams-presence hue list shows them.",
         });
     }
     out
@@ -192,7 +192,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
             upn = esc(&u.upn),
             av = esc(av),
             ac = esc(u.activity.as_deref().unwrap_or("")),
-            since = esc(u.last_change.as_deref().unwrap_or("")),
+            since = esc(&u.last_change.as_deref().map(human_time).map(|t| format!("since {t}")).unwrap_or_default()),
             state = esc(&u.state),
             updates = esc(&u.updates),
             fix = if u.sign_in_required {
@@ -207,12 +207,23 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"10\"><title>teams-presence</title><style>{CSS}</style></head><body><h1>teams-presence</h1><p class=\"muted\">{store} · version {version} · up since {started}</p>{body}</body></html>",
         store = esc(&v.store),
         version = v.version,
-        started = esc(&v.started_at),
+        started = esc(&human_time(&v.started_at)),
     );
     Html(html).into_response()
 }
 
 const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.4}.muted{color:#666}.setup{background:#fff7e0;border:1px solid #e8c66a;padding:.5rem 1rem;border-radius:.5rem}.user{display:flex;gap:.75rem;align-items:center;padding:.5rem 0;border-bottom:1px solid #eee}.dot{width:1.5rem;height:1.5rem;border-radius:50%;flex:none;border:1px solid #0002}code{background:#f3f3f3;padding:0 .2rem}";
+
+/// `2026-11-23 02:12 UTC` from an RFC 3339 time (the JSON keeps the precise value).
+fn human_time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
 
 /// The page's colour for an availability (the lamp's own colours come from the light map).
 fn swatch(availability: &str) -> &'static str {

@@ -17,6 +17,7 @@ mod fakes;
 mod handler;
 mod presence;
 mod serve;
+mod status_page;
 mod store;
 mod subscriptions;
 mod support;
