@@ -387,6 +387,21 @@ impl Poller {
                 return;
             }
         };
+        // One scan of what we know instead of a read per user: most polls change nothing,
+        // and only users whose presence differs from the snapshot go through the ETag path
+        // (which reads again, so a snapshot that went stale meanwhile cannot lose an update).
+        let known: Arc<HashMap<String, crate::presence::LastKnown>> = Arc::new(
+            state
+                .store
+                .list::<crate::store::PresenceRecord>()
+                .await
+                .map(|v| {
+                    v.into_iter()
+                        .map(|r| (r.value.user_id, r.value.last))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
         let sem = Arc::new(tokio::sync::Semaphore::new(s.poll_concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         for chunk in s.tenant_users.chunks(MAX_IDS_PER_CALL) {
@@ -395,6 +410,7 @@ impl Poller {
                 continue;
             }
             report.calls += 1;
+            let known = known.clone();
             let (this, state, outbox, sem, token, tenant, ids) = (
                 self.clone(),
                 state.clone(),
@@ -410,6 +426,12 @@ impl Poller {
                     Ok(list) => {
                         let mut changed = 0;
                         for p in &list {
+                            let obs = p.observation(&tenant, now);
+                            if crate::presence::decide(known.get(&p.id), &obs)
+                                == crate::presence::Decision::Unchanged
+                            {
+                                continue;
+                            }
                             changed += usize::from(
                                 this.record(&state, outbox.as_ref(), p, &tenant, now).await,
                             );
