@@ -188,10 +188,7 @@ impl Applier {
                 tracing::warn!(entry = %w, "WATCH_USERS entry looks like a UPN, but messages carry only the user's object id; use the id");
             }
         }
-        let applied = state_file
-            .as_deref()
-            .map(load_state)
-            .unwrap_or_default();
+        let applied = state_file.as_deref().map(load_state).unwrap_or_default();
         Self {
             lights,
             sink,
@@ -207,16 +204,21 @@ impl Applier {
         state_file: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
         let lights = lights_from(settings)?;
-        let address = settings
-            .hue_bridge
-            .as_deref()
-            .ok_or_else(|| ConfigError::missing("HUE_BRIDGE", "the bridge's address (see `teams-presence hue discover`)"))?;
+        let address = settings.hue_bridge.as_deref().ok_or_else(|| {
+            ConfigError::missing(
+                "HUE_BRIDGE",
+                "the bridge's address (see `teams-presence hue discover`)",
+            )
+        })?;
         let address = Address::parse(address).ok_or_else(|| ConfigError {
             setting: "HUE_BRIDGE".into(),
             problem: "is not valid; expected a host name, an IP address or an http(s) URL".into(),
         })?;
         let key = settings.hue_application_key.clone().ok_or_else(|| {
-            ConfigError::missing("HUE_APPLICATION_KEY", "a key from `teams-presence hue pair`")
+            ConfigError::missing(
+                "HUE_APPLICATION_KEY",
+                "a key from `teams-presence hue pair`",
+            )
         })?;
         if settings.hue_targets.is_empty() {
             return Err(ConfigError::missing(
@@ -228,7 +230,12 @@ impl Applier {
         let sink = HueSink::connect(&address, &key, &settings.hue_targets)
             .await
             .context("cannot use the Hue bridge")?;
-        Ok(Self::new(lights, sink, settings.watch_users.clone(), state_file))
+        Ok(Self::new(
+            lights,
+            sink,
+            settings.watch_users.clone(),
+            state_file,
+        ))
     }
 
     /// The last applied mark for each user.
@@ -237,7 +244,11 @@ impl Applier {
     }
 
     /// Judges one parsed message now.
-    pub fn judge(&self, parsed: &Result<TopicMessage, MessageError>, now: DateTime<Utc>) -> Verdict {
+    pub fn judge(
+        &self,
+        parsed: &Result<TopicMessage, MessageError>,
+        now: DateTime<Utc>,
+    ) -> Verdict {
         judge(parsed, &self.watch, &self.applied, &self.lights, now)
     }
 
@@ -265,7 +276,11 @@ impl Applier {
 
     /// One message body, start to end (the `hue-subscriber` function): a sink failure is an
     /// error, so the host answers non-2xx and abandons the message.
-    pub async fn handle_body(&mut self, body: &[u8], now: DateTime<Utc>) -> Result<Verdict, HueError> {
+    pub async fn handle_body(
+        &mut self,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, HueError> {
         let verdict = self.judge(&TopicMessage::parse(body), now);
         log_skip(&verdict, None);
         self.apply(&verdict).await?;
@@ -303,10 +318,16 @@ fn save_state(path: &Path, applied: &HashMap<String, Mark>) -> std::io::Result<(
         std::fs::create_dir_all(dir)?;
     }
     let file = StateFile {
-        users: applied.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        users: applied
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     };
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&file).expect("state serializes"))?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(&file).expect("state serializes"),
+    )?;
     std::fs::rename(&tmp, path)
 }
 
@@ -361,7 +382,11 @@ struct Backoff {
 
 impl Backoff {
     fn new(min: Duration, max: Duration) -> Self {
-        Self { next: min, min, max }
+        Self {
+            next: min,
+            min,
+            max,
+        }
     }
 
     fn step(&mut self) -> Duration {
@@ -535,25 +560,42 @@ async fn with_renewal<T>(
 pub fn client_from(settings: &Settings) -> anyhow::Result<(servicebus::Client, Options)> {
     use secrecy::ExposeSecret;
     let cs = settings.service_bus_connection.as_ref().ok_or_else(|| {
-        ConfigError::missing("ServiceBusConnection", "a Service Bus connection string with Listen rights")
+        ConfigError::missing(
+            "ServiceBusConnection",
+            "a Service Bus connection string with Listen rights",
+        )
     })?;
-    let conn = servicebus::ConnectionString::parse(cs.expose_secret()).map_err(|e| ConfigError {
-        setting: "ServiceBusConnection".into(),
-        problem: e.to_string().trim_start_matches("setting ServiceBusConnection: ").to_owned(),
-    })?;
+    let conn =
+        servicebus::ConnectionString::parse(cs.expose_secret()).map_err(|e| ConfigError {
+            setting: "ServiceBusConnection".into(),
+            problem: e
+                .to_string()
+                .trim_start_matches("setting ServiceBusConnection: ")
+                .to_owned(),
+        })?;
     if let Some(entity) = &conn.entity_path {
         if !entity.eq_ignore_ascii_case(&settings.presence_topic) {
             return Err(ConfigError {
                 setting: "PRESENCE_TOPIC".into(),
-                problem: format!("is {:?} but the connection string is for {entity:?}", settings.presence_topic),
+                problem: format!(
+                    "is {:?} but the connection string is for {entity:?}",
+                    settings.presence_topic
+                ),
             }
             .into());
         }
     }
     let sub = settings.presence_subscription.as_deref().ok_or_else(|| {
-        ConfigError::missing("PRESENCE_SUBSCRIPTION", "the name of this edge's subscription on the topic")
+        ConfigError::missing(
+            "PRESENCE_SUBSCRIPTION",
+            "the name of this edge's subscription on the topic",
+        )
     })?;
-    let client = servicebus::Client::new(conn, settings.servicebus_endpoint.clone(), &settings.presence_topic)?;
+    let client = servicebus::Client::new(
+        conn,
+        settings.servicebus_endpoint.clone(),
+        &settings.presence_topic,
+    )?;
     Ok((client, Options::new(sub)))
 }
 
@@ -565,9 +607,12 @@ static TRIGGER: tokio::sync::OnceCell<tokio::sync::Mutex<Applier>> =
 pub async fn run_trigger(settings: &Settings, body: &[u8]) -> anyhow::Result<()> {
     let applier = TRIGGER
         .get_or_try_init(|| async {
-            Applier::from_settings(settings, Some(PathBuf::from(".teams-presence/edge-state.json")))
-                .await
-                .map(tokio::sync::Mutex::new)
+            Applier::from_settings(
+                settings,
+                Some(PathBuf::from(".teams-presence/edge-state.json")),
+            )
+            .await
+            .map(tokio::sync::Mutex::new)
         })
         .await?;
     let mut applier = applier.lock().await;
@@ -586,7 +631,13 @@ mod tests {
         Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
     }
 
-    fn presence(user: &str, seq: &str, at: i64, av: &str, ac: &str) -> Result<TopicMessage, MessageError> {
+    fn presence(
+        user: &str,
+        seq: &str,
+        at: i64,
+        av: &str,
+        ac: &str,
+    ) -> Result<TopicMessage, MessageError> {
         Ok(TopicMessage::PresenceChanged(PresenceChanged {
             user_id: user.into(),
             tenant_id: "t".into(),
@@ -621,17 +672,49 @@ mod tests {
         let watch_all: Vec<String> = vec![];
         let watch_u1 = vec!["U1".to_string()];
         let cases: Vec<(Result<TopicMessage, MessageError>, &Vec<String>, &str)> = vec![
-            (presence("u1", "0006", 6, "Busy", "InACall"), &watch_all, "apply"),
-            (presence("u1", "0005", 6, "Busy", "InACall"), &watch_all, "stale"),
-            (presence("u1", "0004", 9, "Busy", "InACall"), &watch_all, "stale"),
-            (presence("u2", "0001", 1, "Busy", "InACall"), &watch_all, "apply"),
-            (presence("u2", "0001", 1, "Busy", "InACall"), &watch_u1, "not-watched"),
-            (presence("u1", "0007", 7, "Away", "Away"), &watch_u1, "apply"),
+            (
+                presence("u1", "0006", 6, "Busy", "InACall"),
+                &watch_all,
+                "apply",
+            ),
+            (
+                presence("u1", "0005", 6, "Busy", "InACall"),
+                &watch_all,
+                "stale",
+            ),
+            (
+                presence("u1", "0004", 9, "Busy", "InACall"),
+                &watch_all,
+                "stale",
+            ),
+            (
+                presence("u2", "0001", 1, "Busy", "InACall"),
+                &watch_all,
+                "apply",
+            ),
+            (
+                presence("u2", "0001", 1, "Busy", "InACall"),
+                &watch_u1,
+                "not-watched",
+            ),
+            (
+                presence("u1", "0007", 7, "Away", "Away"),
+                &watch_u1,
+                "apply",
+            ),
             (signin("u1", 4), &watch_all, "stale"),
             (signin("u1", 6), &watch_all, "apply"),
-            (TopicMessage::parse(br#"{"type":"lamp.exploded"}"#), &watch_all, "unknown"),
+            (
+                TopicMessage::parse(br#"{"type":"lamp.exploded"}"#),
+                &watch_all,
+                "unknown",
+            ),
             (TopicMessage::parse(b"not json"), &watch_all, "malformed"),
-            (TopicMessage::parse(br#"{"type":"presence.changed"}"#), &watch_all, "malformed"),
+            (
+                TopicMessage::parse(br#"{"type":"presence.changed"}"#),
+                &watch_all,
+                "malformed",
+            ),
         ];
         for (i, (msg, watch, want)) in cases.iter().enumerate() {
             let v = judge(msg, watch, &applied, &lights, t(10));
@@ -645,7 +728,9 @@ mod tests {
             assert_eq!(got, *want, "case {i}: {v:?}");
         }
         // A sign-in message keeps the last presence sequence.
-        let Verdict::Apply { mark, .. } = judge(&signin("u1", 6), &watch_all, &applied, &lights, t(10)) else {
+        let Verdict::Apply { mark, .. } =
+            judge(&signin("u1", 6), &watch_all, &applied, &lights, t(10))
+        else {
             panic!()
         };
         assert_eq!(mark.sequence.as_deref(), Some("0005"));
@@ -696,7 +781,10 @@ mod tests {
         let bases = [1, 2, 4, 8, 8, 8];
         for (s, base) in steps.iter().zip(bases) {
             let base = Duration::from_secs(base);
-            assert!(*s >= base.mul_f64(0.75) && *s <= base.mul_f64(1.25), "{s:?} vs {base:?}");
+            assert!(
+                *s >= base.mul_f64(0.75) && *s <= base.mul_f64(1.25),
+                "{s:?} vs {base:?}"
+            );
         }
         b.reset();
         assert!(b.step() <= Duration::from_millis(1250));

@@ -292,7 +292,8 @@ impl LightMap {
                 "workinghours" => map.working_hours = Some(parse_hours(&setting, value)?),
                 "signinrequired" => map.signin_required = parse_state(&setting, value)?,
                 k => {
-                    map.entries.insert(k.to_owned(), parse_state(&setting, value)?);
+                    map.entries
+                        .insert(k.to_owned(), parse_state(&setting, value)?);
                 }
             }
         }
@@ -379,7 +380,12 @@ pub fn parse_state(setting: &str, v: &toml::Value) -> Result<LightState, ConfigE
                         }
                     }
                     "transitionms" => state.transition_ms = Some(parse_ms(&field, v)?),
-                    _ => return Err(bad(&field, "one of color, xy, brightness, effect, transition_ms, off")),
+                    _ => {
+                        return Err(bad(
+                            &field,
+                            "one of color, xy, brightness, effect, transition_ms, off",
+                        ))
+                    }
                 }
             }
             Ok(state)
@@ -389,9 +395,12 @@ pub fn parse_state(setting: &str, v: &toml::Value) -> Result<LightState, ConfigE
 }
 
 fn parse_hours(setting: &str, v: &toml::Value) -> Result<WorkingHours, ConfigError> {
-    let t = v
-        .as_table()
-        .ok_or_else(|| bad(setting, "a table with days, start, end, utc_offset, outside"))?;
+    let t = v.as_table().ok_or_else(|| {
+        bad(
+            setting,
+            "a table with days, start, end, utc_offset, outside",
+        )
+    })?;
     let time = |k: &str| -> Result<NaiveTime, ConfigError> {
         let field = format!("{setting}.{k}");
         let s = t
@@ -402,7 +411,13 @@ fn parse_hours(setting: &str, v: &toml::Value) -> Result<WorkingHours, ConfigErr
             .map_err(|_| bad(&field, "a local time such as \"08:30\""))
     };
     let days = match t.get("days") {
-        None => vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri],
+        None => vec![
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+        ],
         Some(v) => parse_days(v).ok_or_else(|| {
             bad(
                 &format!("{setting}.days"),
@@ -412,10 +427,12 @@ fn parse_hours(setting: &str, v: &toml::Value) -> Result<WorkingHours, ConfigErr
     };
     let offset = match t.get("utc_offset") {
         None => FixedOffset::east_opt(0).expect("0 is valid"),
-        Some(v) => v
-            .as_str()
-            .and_then(parse_offset)
-            .ok_or_else(|| bad(&format!("{setting}.utc_offset"), "an offset such as \"+01:00\""))?,
+        Some(v) => v.as_str().and_then(parse_offset).ok_or_else(|| {
+            bad(
+                &format!("{setting}.utc_offset"),
+                "an offset such as \"+01:00\"",
+            )
+        })?,
     };
     let outside = match t.get("outside") {
         None => Outside::Off,
@@ -490,7 +507,11 @@ pub fn hex_to_xy(hex: &str) -> Option<Xy> {
     if h.len() != 6 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
-    let channel = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).ok().map(|v| v as f64 / 255.0);
+    let channel = |i: usize| {
+        u8::from_str_radix(&h[i..i + 2], 16)
+            .ok()
+            .map(|v| v as f64 / 255.0)
+    };
     let gamma = |c: f64| {
         if c > 0.04045 {
             ((c + 0.055) / 1.055).powf(2.4)
@@ -533,7 +554,7 @@ mod tests {
             ("#00ff00", 0.1724, 0.7468),
             ("#0000ff", 0.1355, 0.0399),
             ("#ffffff", 0.3227, 0.3290),
-            ("808080", 0.3227, 0.3290), // grey has white's chromaticity
+            ("808080", 0.3227, 0.3290),  // grey has white's chromaticity
             ("#000000", 0.3127, 0.3290), // black: D65
             ("#FFC800", 0.5143, 0.4572),
         ];
@@ -612,7 +633,10 @@ mod tests {
         assert_eq!(meeting.xy, hex_to_xy("#ff7a00"));
         assert!(!state(m.for_presence(&Presence::new("Available", "Available"), now)).on);
         let signin = state(m.for_signin_required(now));
-        assert_eq!((signin.brightness, signin.transition_ms), (Some(10.0), Some(0)));
+        assert_eq!(
+            (signin.brightness, signin.transition_ms),
+            (Some(10.0), Some(0))
+        );
     }
 
     #[test]
@@ -662,11 +686,11 @@ mod tests {
         let busy = Presence::new("Busy", "InACall");
         // 2026-11-23 is a Monday.
         let cases = [
-            (at(2026, 11, 23, 6, 59), false), // 07:59 local
-            (at(2026, 11, 23, 7, 0), true),   // 08:00 local
-            (at(2026, 11, 23, 16, 59), true), // 17:59 local
-            (at(2026, 11, 23, 17, 0), false), // 18:00 local
-            (at(2026, 11, 28, 10, 0), false), // Saturday
+            (at(2026, 11, 23, 6, 59), false),  // 07:59 local
+            (at(2026, 11, 23, 7, 0), true),    // 08:00 local
+            (at(2026, 11, 23, 16, 59), true),  // 17:59 local
+            (at(2026, 11, 23, 17, 0), false),  // 18:00 local
+            (at(2026, 11, 28, 10, 0), false),  // Saturday
             (at(2026, 11, 22, 23, 30), false), // Monday 00:30 local, before 08:00
             (at(2026, 11, 27, 16, 30), true),  // Friday 17:30 local
         ];
@@ -675,7 +699,10 @@ mod tests {
             assert_eq!(s.on, inside, "at {now}");
         }
         m.working_hours.as_mut().unwrap().outside = Outside::Keep;
-        assert_eq!(m.for_presence(&busy, at(2026, 11, 28, 10, 0)), Desired::Keep);
+        assert_eq!(
+            m.for_presence(&busy, at(2026, 11, 28, 10, 0)),
+            Desired::Keep
+        );
         m.working_hours.as_mut().unwrap().outside =
             Outside::State(parse_state("x", &toml::Value::String("#0000ff".into())).unwrap());
         assert_eq!(

@@ -412,7 +412,11 @@ impl Client {
             Some(v) => serde_json::from_slice(v.as_bytes()).map_err(|e| {
                 ServiceBusError::Protocol(format!("BrokerProperties is not valid JSON: {e}"))
             })?,
-            None => return Err(ServiceBusError::Protocol("no BrokerProperties header".into())),
+            None => {
+                return Err(ServiceBusError::Protocol(
+                    "no BrokerProperties header".into(),
+                ))
+            }
         };
         let location = headers
             .get(LOCATION)
@@ -428,7 +432,11 @@ impl Client {
         }))
     }
 
-    async fn lock_op(&self, method: reqwest::Method, lock: &LockUri) -> Result<(), ServiceBusError> {
+    async fn lock_op(
+        &self,
+        method: reqwest::Method,
+        lock: &LockUri,
+    ) -> Result<(), ServiceBusError> {
         let resp = self
             .http
             .request(method, lock.0.clone())
@@ -441,10 +449,12 @@ impl Client {
         let status = resp.status();
         match status {
             s if s.is_success() => Ok(()),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(ServiceBusError::Unauthorized {
-                status: status.as_u16(),
-                right: "Listen",
-            }),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(ServiceBusError::Unauthorized {
+                    status: status.as_u16(),
+                    right: "Listen",
+                })
+            }
             StatusCode::NOT_FOUND | StatusCode::GONE => {
                 Err(ServiceBusError::LockLost(status.as_u16()))
             }
@@ -502,10 +512,12 @@ impl Client {
         let status = resp.status();
         match status {
             s if s.is_success() => Ok(()),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(ServiceBusError::Unauthorized {
-                status: status.as_u16(),
-                right: "Send",
-            }),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(ServiceBusError::Unauthorized {
+                    status: status.as_u16(),
+                    right: "Send",
+                })
+            }
             StatusCode::NOT_FOUND | StatusCode::GONE => Err(ServiceBusError::EntityNotFound {
                 entity: self.topic.clone(),
                 status: status.as_u16(),
@@ -546,7 +558,10 @@ mod tests {
             ("Endpoint=sb://ns/;SharedAccessKey=k", "SharedAccessKeyName"),
             ("Endpoint=sb://ns/;SharedAccessKeyName=n", "SharedAccessKey"),
             ("garbage", "Key=Value"),
-            ("Endpoint=nope;SharedAccessKeyName=n;SharedAccessKey=k", "Endpoint"),
+            (
+                "Endpoint=nope;SharedAccessKeyName=n;SharedAccessKey=k",
+                "Endpoint",
+            ),
         ];
         for (input, expect) in cases {
             let e = ConnectionString::parse(input).unwrap_err().to_string();

@@ -11,7 +11,10 @@ use url::Url;
 
 /// The service bridges announce.
 pub const SERVICE: &str = "_hue._tcp.local";
-const MDNS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 251), 5353));
+const MDNS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    Ipv4Addr::new(224, 0, 0, 251),
+    5353,
+));
 
 /// A bridge found on the LAN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,13 +89,21 @@ fn parse_records(msg: &[u8]) -> Option<Vec<Found>> {
         let rdata = p + 10;
         msg.get(rdata..rdata + rdlen)?;
         match rtype {
-            12 if name.eq_ignore_ascii_case(SERVICE) => ptr_instances.push(read_name(msg, rdata)?.0),
+            12 if name.eq_ignore_ascii_case(SERVICE) => {
+                ptr_instances.push(read_name(msg, rdata)?.0)
+            }
             33 => {
-                srv.insert(name.to_ascii_lowercase(), read_name(msg, rdata + 6)?.0.to_ascii_lowercase());
+                srv.insert(
+                    name.to_ascii_lowercase(),
+                    read_name(msg, rdata + 6)?.0.to_ascii_lowercase(),
+                );
             }
             1 if rdlen == 4 => {
                 let b = &msg[rdata..rdata + 4];
-                a.insert(name.to_ascii_lowercase(), Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+                a.insert(
+                    name.to_ascii_lowercase(),
+                    Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+                );
             }
             16 => {
                 let mut i = rdata;

@@ -20,6 +20,7 @@
 //!   simplest honest test of the v2 wire format; the TLS part is covered by a unit test of
 //!   the CA bundle and by the real bridge.
 
+pub mod commands;
 pub mod discover;
 pub mod v1;
 pub mod v2;
@@ -286,7 +287,11 @@ pub async fn connect(address: &Address, key: &SecretString) -> Result<Bridge, Hu
                 (Some(id), Some(addr)) => {
                     let base = Url::parse(&format!("https://{id}/"))
                         .map_err(|_| HueError::Protocol("bridge id is not a host name".into()))?;
-                    Some(v2::Client::new(verified_client(&id, addr)?, base, key.clone()))
+                    Some(v2::Client::new(
+                        verified_client(&id, addr)?,
+                        base,
+                        key.clone(),
+                    ))
                 }
                 _ => None,
             };
@@ -378,7 +383,11 @@ impl HueSink {
         for t in targets {
             resolved.push((t.clone(), bridge.resolve(t).await?));
         }
-        tracing::info!(api = bridge.api(), targets = resolved.len(), "Hue bridge connected");
+        tracing::info!(
+            api = bridge.api(),
+            targets = resolved.len(),
+            "Hue bridge connected"
+        );
         Ok(Self {
             bridge,
             targets: resolved,
@@ -464,7 +473,10 @@ pub async fn pair_once(
         .await
         .map_err(HueError::network)?;
     if !resp.status().is_success() {
-        return Err(HueError::from_status(resp.status().as_u16(), resp.headers()));
+        return Err(HueError::from_status(
+            resp.status().as_u16(),
+            resp.headers(),
+        ));
     }
     let v: Value = resp.json().await.map_err(HueError::network)?;
     if let Some(user) = v
@@ -476,7 +488,9 @@ pub async fn pair_once(
     match v1::first_error(&v) {
         Some(HueError::LinkButtonNotPressed) => Ok(None),
         Some(e) => Err(e),
-        None => Err(HueError::Protocol("pairing answer has neither success nor error".into())),
+        None => Err(HueError::Protocol(
+            "pairing answer has neither success nor error".into(),
+        )),
     }
 }
 

@@ -151,7 +151,10 @@ fn name_of(v: &Value) -> String {
 /// The first `{"error": {...}}` of a v1 answer, if any.
 pub fn first_error(v: &Value) -> Option<HueError> {
     let e = v.as_array()?.iter().find_map(|x| x.get("error"))?;
-    let description = e["description"].as_str().unwrap_or("unknown error").to_owned();
+    let description = e["description"]
+        .as_str()
+        .unwrap_or("unknown error")
+        .to_owned();
     Some(match e["type"].as_i64() {
         Some(1) => HueError::Unauthorized,
         Some(101) => HueError::LinkButtonNotPressed,
@@ -168,7 +171,10 @@ mod tests {
     fn bodies_table() {
         let on = LightState {
             on: true,
-            xy: Some(Xy { x: 0.7006, y: 0.2993 }),
+            xy: Some(Xy {
+                x: 0.7006,
+                y: 0.2993,
+            }),
             brightness: Some(100.0),
             effect: Effect::None,
             transition_ms: Some(400),
@@ -180,8 +186,14 @@ mod tests {
         let mut off = LightState::off();
         off.transition_ms = Some(1000);
         let cases = [
-            (on, json!({"on": true, "bri": 254, "xy": [0.7006, 0.2993], "transitiontime": 4})),
-            (breathe, json!({"on": true, "bri": 102, "xy": [0.7006, 0.2993], "alert": "lselect"})),
+            (
+                on,
+                json!({"on": true, "bri": 254, "xy": [0.7006, 0.2993], "transitiontime": 4}),
+            ),
+            (
+                breathe,
+                json!({"on": true, "bri": 102, "xy": [0.7006, 0.2993], "alert": "lselect"}),
+            ),
             (off, json!({"on": false, "transitiontime": 10})),
             (LightState::off(), json!({"on": false})),
         ];
@@ -192,16 +204,27 @@ mod tests {
 
     #[test]
     fn brightness_maps_to_1_254() {
-        for (pct, want) in [(0.0, 1), (0.1, 1), (1.0, 3), (50.0, 127), (100.0, 254), (150.0, 254)] {
+        for (pct, want) in [
+            (0.0, 1),
+            (0.1, 1),
+            (1.0, 3),
+            (50.0, 127),
+            (100.0, 254),
+            (150.0, 254),
+        ] {
             assert_eq!(bri(pct), want, "{pct}");
         }
     }
 
     #[test]
     fn error_arrays_are_classified() {
-        let e = first_error(&json!([{"error": {"type": 1, "address": "/", "description": "unauthorized user"}}]));
+        let e = first_error(
+            &json!([{"error": {"type": 1, "address": "/", "description": "unauthorized user"}}]),
+        );
         assert!(matches!(e, Some(HueError::Unauthorized)));
-        let e = first_error(&json!([{"error": {"type": 101, "description": "link button not pressed"}}]));
+        let e = first_error(
+            &json!([{"error": {"type": 101, "description": "link button not pressed"}}]),
+        );
         assert!(matches!(e, Some(HueError::LinkButtonNotPressed)));
         assert!(first_error(&json!([{"success": {"/lights/1/state/on": true}}])).is_none());
     }

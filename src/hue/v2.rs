@@ -71,7 +71,10 @@ impl Client {
         // 200 and 207 can both carry per-attribute errors.
         if let Some(e) = v["errors"].as_array().and_then(|a| a.first()) {
             return Err(HueError::Bridge(
-                e["description"].as_str().unwrap_or("unknown error").to_owned(),
+                e["description"]
+                    .as_str()
+                    .unwrap_or("unknown error")
+                    .to_owned(),
             ));
         }
         Ok(v)
@@ -89,13 +92,17 @@ impl Client {
     /// Sets a light.
     pub async fn put_light(&self, id: &str, state: &LightState) -> Result<(), HueError> {
         let url = self.url(&format!("light/{id}"))?;
-        self.send(self.http.put(url).json(&body(state))).await.map(drop)
+        self.send(self.http.put(url).json(&body(state)))
+            .await
+            .map(drop)
     }
 
     /// Sets a grouped_light.
     pub async fn put_grouped_light(&self, id: &str, state: &LightState) -> Result<(), HueError> {
         let url = self.url(&format!("grouped_light/{id}"))?;
-        self.send(self.http.put(url).json(&body(state))).await.map(drop)
+        self.send(self.http.put(url).json(&body(state)))
+            .await
+            .map(drop)
     }
 
     /// The `grouped_light` service id of a room or zone.
@@ -157,7 +164,10 @@ mod tests {
     fn bodies_table() {
         let on = LightState {
             on: true,
-            xy: Some(Xy { x: 0.1724, y: 0.7468 }),
+            xy: Some(Xy {
+                x: 0.1724,
+                y: 0.7468,
+            }),
             brightness: Some(70.0),
             effect: Effect::None,
             transition_ms: Some(400),
