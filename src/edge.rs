@@ -13,8 +13,9 @@
 //!   user: completed without effect. The last applied sequence per user lives in memory and
 //!   in a small JSON state file, so a restart never moves a lamp backwards;
 //!   `user.signin_required` (no sequence) is stale when observed before the last applied;
-//! * a burst: whatever is already waiting is drained (up to [`Options::batch`]) and, per user,
-//!   only the newest is applied; the older ones are completed with it;
+//! * a burst: whatever is already waiting is drained (up to [`Options::batch`]); per user only
+//!   the newest counts, and since all users share the lights only the newest of those is
+//!   sent to the bridge (the others' sequences are recorded); all are completed together;
 //! * the sink succeeds: completed. The sink fails: abandoned (the broker redelivers, and
 //!   dead-letters after the subscription's max delivery count), and the loop backs off
 //!   before receiving again. While a slow sink works, the locks are renewed.
@@ -254,24 +255,35 @@ impl Applier {
 
     /// Shows an `Apply` verdict and records it. Skips do nothing.
     pub async fn apply(&mut self, verdict: &Verdict) -> Result<(), HueError> {
-        let Verdict::Apply {
-            user,
-            desired,
-            mark,
+        self.show(verdict).await?;
+        self.record(&[verdict]);
+        Ok(())
+    }
+
+    /// Puts an `Apply` verdict's state on the lights (no bookkeeping).
+    async fn show(&mut self, verdict: &Verdict) -> Result<(), HueError> {
+        if let Verdict::Apply {
+            desired: Desired::Set(state),
+            ..
         } = verdict
-        else {
-            return Ok(());
-        };
-        if let Desired::Set(state) = desired {
+        {
             self.sink.apply(state).await?;
         }
-        self.applied.insert(user.clone(), mark.clone());
+        Ok(())
+    }
+
+    /// Remembers what was applied, in memory and in the state file (written once).
+    fn record(&mut self, verdicts: &[&Verdict]) {
+        for v in verdicts {
+            if let Verdict::Apply { user, mark, .. } = v {
+                self.applied.insert(user.clone(), mark.clone());
+            }
+        }
         if let Some(path) = &self.state_file {
             if let Err(e) = save_state(path, &self.applied) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot write the edge state file");
             }
         }
-        Ok(())
     }
 
     /// One message body, start to end (the `hue-subscriber` function): a sink failure is an
@@ -466,7 +478,11 @@ pub async fn run(
 }
 
 /// Judges, coalesces, applies, then completes or abandons every message of a batch.
-/// Returns false if a sink failed.
+/// Returns false if the sink failed.
+///
+/// All users share the lights, so only the newest user's winner is shown; the other users'
+/// winners are recorded (their sequence moves on) without a command that would be
+/// overwritten at once. The applied messages share the outcome of that one command.
 async fn process_batch(
     client: &servicebus::Client,
     applier: &mut Applier,
@@ -477,35 +493,34 @@ async fn process_batch(
         .iter()
         .map(|m| applier.judge(&TopicMessage::parse(&m.body), now))
         .collect();
+    for (v, m) in verdicts.iter().zip(&batch) {
+        log_skip(v, m.props.message_id.as_deref());
+    }
     let winners = coalesce(&verdicts);
+    let chosen: Vec<&Verdict> = verdicts
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| winners[*i] == *i && matches!(v, Verdict::Apply { .. }))
+        .map(|(_, v)| v)
+        .collect();
     let mut ok = true;
-    // Index of the winner → did it apply?
-    let mut outcome: HashMap<usize, bool> = HashMap::new();
-    let renew_every = renew_interval(&batch, now);
-    let locks: Vec<LockUri> = batch.iter().map(|m| m.lock.clone()).collect();
-    for (i, v) in verdicts.iter().enumerate() {
-        let id = batch[i].props.message_id.as_deref();
-        log_skip(v, id);
-        if winners[i] != i || matches!(v, Verdict::Skip(_)) {
-            continue;
-        }
-        let applied = with_renewal(client, &locks, renew_every, applier.apply(v)).await;
-        match applied {
+    if let Some(shown) = chosen.last() {
+        let locks: Vec<LockUri> = batch.iter().map(|m| m.lock.clone()).collect();
+        let every = renew_interval(&batch, now);
+        match with_renewal(client, &locks, every, applier.show(shown)).await {
             Ok(()) => {
-                tracing::info!(message_id = id, "applied");
-                outcome.insert(i, true);
+                applier.record(&chosen);
+                tracing::info!(messages = batch.len(), users = chosen.len(), "applied");
             }
             Err(e) => {
-                tracing::warn!(message_id = id, delivery = batch[i].props.delivery_count, error = %e, "sink failed; abandoning");
-                outcome.insert(i, false);
+                let deliveries = batch.iter().filter_map(|m| m.props.delivery_count).max();
+                tracing::warn!(error = %e, deliveries, "sink failed; abandoning");
                 ok = false;
             }
         }
     }
-    for (i, m) in batch.iter().enumerate() {
-        // A superseded message shares its winner's fate.
-        let success = outcome.get(&winners[i]).copied().unwrap_or(true);
-        let r = if success {
+    for (m, v) in batch.iter().zip(&verdicts) {
+        let r = if ok || matches!(v, Verdict::Skip(_)) {
             client.complete(&m.lock).await
         } else {
             client.abandon(&m.lock).await

@@ -293,6 +293,41 @@ async fn a_burst_for_one_user_applies_only_the_latest_and_completes_all() {
 }
 
 #[tokio::test]
+async fn a_burst_for_several_users_sends_one_command_and_records_every_user() {
+    let sb = FakeServiceBus::start(10).await;
+    let fake = FakeHue::start(Api::V1).await;
+    let applier = Applier::new(
+        LightMap::default(),
+        sink(&fake, &[HueTarget::Light("1".into())]).await,
+        vec![],
+        None,
+    );
+    for seq in 1..=5 {
+        sb.enqueue(presence("a", seq, "Busy", "InACall"));
+        sb.enqueue(presence("b", seq, "Away", "Away"));
+    }
+    let running = Running::start(&sb, applier);
+    sb.wait_for(10, "all completed", |b| b.completed.len() == 10)
+        .await;
+    // An older message for the user whose state was not shown is still recognised as older.
+    sb.enqueue(presence("a", 4, "Available", "Available"));
+    sb.wait_for(10, "older completed", |b| b.completed.len() == 11)
+        .await;
+    let applier = running.stop().await;
+    let puts = fake.puts();
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert_eq!(
+        puts[0].body["xy"],
+        json!([0.5143, 0.4572]),
+        "b (away) arrived last"
+    );
+    assert_eq!(
+        applier.applied()["a"].sequence.as_deref(),
+        Some("00000000000000000005-000000")
+    );
+}
+
+#[tokio::test]
 async fn unknown_types_poison_messages_and_unwatched_users_are_completed() {
     let sb = FakeServiceBus::start(10).await;
     let fake = FakeHue::start(Api::V1).await;
