@@ -90,23 +90,21 @@ pub fn judge(
         Ok(m) => m,
         Err(e) => return Verdict::Skip(Skip::Malformed(e.to_string())),
     };
-    let user = match msg {
-        TopicMessage::Unknown { kind } => return Verdict::Skip(Skip::UnknownType(kind.clone())),
-        m => m.user_id().unwrap_or_default(),
-    };
-    if !watch.is_empty() && !watch.iter().any(|w| w.eq_ignore_ascii_case(user)) {
-        return Verdict::Skip(Skip::NotWatched);
-    }
-    let last = applied.get(user);
+    let watched =
+        |user: &str| watch.is_empty() || watch.iter().any(|w| w.eq_ignore_ascii_case(user));
     match msg {
+        TopicMessage::Unknown { kind } => Verdict::Skip(Skip::UnknownType(kind.clone())),
+        TopicMessage::PresenceChanged(p) if !watched(&p.user_id) => Verdict::Skip(Skip::NotWatched),
+        TopicMessage::SignInRequired(s) if !watched(&s.user_id) => Verdict::Skip(Skip::NotWatched),
         TopicMessage::PresenceChanged(p) => {
+            let last = applied.get(&p.user_id);
             if let Some(prev) = last.and_then(|m| m.sequence.as_deref()) {
                 if p.sequence.as_str() <= prev {
                     return Verdict::Skip(Skip::Stale);
                 }
             }
             Verdict::Apply {
-                user: user.to_owned(),
+                user: p.user_id.clone(),
                 desired: lights.for_presence(&p.presence, now),
                 mark: Mark {
                     sequence: Some(p.sequence.clone()),
@@ -115,13 +113,14 @@ pub fn judge(
             }
         }
         TopicMessage::SignInRequired(s) => {
+            let last = applied.get(&s.user_id);
             if let Some(prev) = last.and_then(|m| m.observed_at) {
                 if s.observed_at <= prev {
                     return Verdict::Skip(Skip::Stale);
                 }
             }
             Verdict::Apply {
-                user: user.to_owned(),
+                user: s.user_id.clone(),
                 desired: lights.for_signin_required(now),
                 mark: Mark {
                     sequence: last.and_then(|m| m.sequence.clone()),
@@ -129,7 +128,6 @@ pub fn judge(
                 },
             }
         }
-        TopicMessage::Unknown { .. } => unreachable!("handled above"),
     }
 }
 

@@ -434,7 +434,8 @@ impl HueSink {
 
     async fn send(&mut self, endpoint: &Endpoint, state: &LightState) -> Result<(), HueError> {
         let mut backoff = Duration::from_secs(1);
-        for attempt in 1..=ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             match endpoint {
                 Endpoint::Light(_) => self.lights.acquire().await,
                 Endpoint::Group(_) => self.groups.acquire().await,
@@ -448,11 +449,11 @@ impl HueSink {
                     tracing::debug!(status, ?wait, "bridge busy; backing off");
                     tokio::time::sleep(wait).await;
                     backoff *= 2;
+                    attempt += 1;
                 }
                 other => return other,
             }
         }
-        unreachable!("the last attempt returns")
     }
 }
 
