@@ -4,9 +4,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::certs::KeyRing;
 use crate::config::Settings;
+use crate::graph::validation_token::JwksCache;
 use crate::publish::Publisher;
 use crate::store::Store;
+use crate::tokens::TokenManager;
 
 /// Which command is running: a few routes behave differently (the status page exists only
 /// in `serve`).
@@ -31,17 +34,81 @@ pub struct AppState {
     pub mode: Mode,
     /// Process start, for the health and status pages.
     pub started_at: DateTime<Utc>,
+    /// Certificates rich notifications are encrypted for (empty until one is loaded).
+    pub notification_keys: Arc<KeyRing>,
+    /// Signing keys of the validation tokens in notification batches (and of id_tokens).
+    pub token_keys: JwksCache,
+    /// Delegated tokens for background work.
+    pub tokens: TokenManager,
+    /// The polling safety net (kept across ticks: budgets, backoff).
+    pub poller: crate::poller::Poller,
+    /// Microsoft Graph.
+    pub graph: crate::graph::client::GraphClient,
 }
 
 impl AppState {
     /// Builds the state.
     pub fn new(settings: Settings, store: Store, mode: Mode) -> Self {
+        let token_keys = JwksCache::new(&settings.authority_host);
+        let publisher = Publisher::default();
+        let entra = crate::entra::EntraClient::from_settings(&settings);
+        let seal = settings.token_key_bytes().map(|k| {
+            let ring = crate::seal::KeyRing::new(*k);
+            match settings.token_key_previous_bytes() {
+                Some(old) => ring.with_previous(*old),
+                None => ring,
+            }
+        });
+        let tokens = TokenManager::new(entra, seal, store.clone(), publisher.clone());
+        let graph = crate::graph::client::GraphClient::new(
+            &settings.graph_endpoint,
+            std::time::Duration::from_secs(10),
+        );
+        let poller = crate::poller::Poller::new(graph.clone());
         Self {
+            poller,
+            graph,
             settings: Arc::new(settings),
             store,
-            publisher: Publisher::default(),
+            publisher,
+            tokens,
             mode,
             started_at: Utc::now(),
+            notification_keys: Arc::new(KeyRing::empty()),
+            token_keys,
         }
+    }
+
+    /// Replaces the client credential (a certificate loaded from Key Vault at start-up).
+    pub fn with_client_credential(mut self, credential: crate::entra::ClientCredential) -> Self {
+        let entra = crate::entra::EntraClient::from_settings(&self.settings)
+            .map(|e| e.with_credential(credential));
+        self.tokens = TokenManager::new(
+            entra,
+            self.tokens.seal().ok().cloned(),
+            self.store.clone(),
+            self.publisher.clone(),
+        );
+        self
+    }
+
+    /// Called after a user signed in (browser or device code): the place where their
+    /// subscription and first poll start.
+    pub async fn on_signed_in(&self, user_id: &str) {
+        self.poller.poll_soon(user_id);
+        if self.mode == Mode::Serve {
+            // serve: subscribe right away rather than at the next maintenance pass.
+            let state = self.clone();
+            tokio::spawn(async move {
+                crate::subscriptions::maintain(&state, Utc::now()).await;
+            });
+        }
+    }
+
+    /// Sets the notification key ring (`serve`: generated or from the file; `handler`: from
+    /// the file or, later, Key Vault).
+    pub fn with_notification_keys(mut self, keys: KeyRing) -> Self {
+        self.notification_keys = Arc::new(keys);
+        self
     }
 }

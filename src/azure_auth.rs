@@ -42,6 +42,8 @@ impl TokenSource {
     /// A token for `scope` (e.g. `https://storage.azure.com/.default`). Errors are short and
     /// hold no token material.
     pub async fn token(&self, scope: &str) -> Result<SecretString, String> {
+        #[cfg(not(feature = "azure-sdk"))]
+        let _ = scope;
         match self {
             #[cfg(feature = "azure-sdk")]
             TokenSource::Credential(c) => c

@@ -135,6 +135,9 @@ pub enum CliError {
     /// A command that a later issue builds (exit 1).
     #[error("`{0}` is not implemented yet")]
     NotImplemented(&'static str),
+    /// `doctor` found problems (exit 1; the problems were printed).
+    #[error("doctor found problems")]
+    ChecksFailed,
     /// Anything else (exit 1).
     #[error("{0:#}")]
     Other(anyhow::Error),
@@ -187,7 +190,13 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // One line, always: a nested error may carry line breaks.
+            let line = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("error: {line}");
             match e {
                 CliError::Config(_) => ExitCode::from(2),
                 _ => ExitCode::from(1),
@@ -224,17 +233,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     "the port the Functions host assigns (set by `func start`)",
                 )
             })?;
-            let store = crate::serve::open_store(
-                &settings,
-                StoreKind::Table,
-                Path::new(".teams-presence"),
-            )?;
-            if let Err(e) = store.ensure_tables().await {
-                // The host must see us ready within its start-up window; the store may come
-                // up later, and each invocation reports its own failure.
-                tracing::error!(error = %e, "store not ready at start-up");
-            }
-            let state = crate::app::AppState::new(settings, store, crate::app::Mode::Handler);
+            let state = crate::handler::build_state(settings).await?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
@@ -269,10 +268,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             crate::edge::run(&client, &mut applier, &options, shutdown_signal()).await?;
             Ok(())
         }
-        Command::Login { data: _, config } => {
+        Command::Login { data, config } => {
             init_tracing("warn");
-            load(config.config.as_deref())?;
-            Err(CliError::NotImplemented("login (issue #3)"))
+            let settings = load(config.config.as_deref())?;
+            settings.require_client_id()?;
+            let mut out = std::io::stdout();
+            crate::login::run(
+                settings,
+                &data.data_dir,
+                &mut out,
+                std::time::Duration::from_secs(3600),
+            )
+            .await?;
+            Ok(())
         }
         Command::Hue { command } => {
             init_tracing("warn");
@@ -300,10 +308,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Doctor { data: _, config } => {
-            init_tracing("warn");
-            load(config.config.as_deref())?;
-            Err(CliError::NotImplemented("doctor (issue #7)"))
+        Command::Doctor { data, config } => {
+            init_tracing("error");
+            let settings = load(config.config.as_deref())?;
+            let mut out = std::io::stdout();
+            let ok =
+                crate::doctor::run(&settings, &data.data_dir, StoreKind::Sqlite, &mut out).await?;
+            if ok {
+                Ok(())
+            } else {
+                Err(CliError::ChecksFailed)
+            }
         }
         Command::Package { set, out, binary } => {
             let binary = match binary {

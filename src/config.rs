@@ -66,6 +66,15 @@ pub enum StoreKind {
     Sqlite,
 }
 
+/// Which signature a certificate client assertion uses (`AZURE_CLIENT_ASSERTION_ALG`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAlg {
+    /// RSA-PSS SHA-256 with the `x5t#S256` header: Microsoft's current guidance (default).
+    Ps256,
+    /// RSA PKCS#1 v1.5 SHA-256 with the SHA-1 `x5t` header: the long-standing format.
+    Rs256,
+}
+
 /// What to colour on the Hue bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HueTarget {
@@ -135,12 +144,17 @@ pub struct Settings {
     pub client_secret: Option<SecretString>,
     /// `AZURE_CLIENT_CERTIFICATE_PATH`.
     pub client_certificate_path: Option<PathBuf>,
+    /// `AZURE_CLIENT_ASSERTION_ALG` (`PS256`, default, or `RS256`).
+    pub client_assertion_alg: AssertionAlg,
     /// `KEY_VAULT_URL`.
     pub key_vault_url: Option<Url>,
     /// `KEY_VAULT_CLIENT_CERTIFICATE` (certificate name in the vault).
     pub key_vault_client_certificate: Option<String>,
     /// `KEY_VAULT_NOTIFICATION_CERTIFICATE` (certificate name in the vault).
     pub key_vault_notification_certificate: Option<String>,
+    /// `MANAGED_IDENTITY_CLIENT_ID`, else `AzureWebJobsStorage__clientId`: the user-assigned
+    /// identity for Key Vault (system-assigned when unset).
+    pub managed_identity_client_id: Option<String>,
     /// `AZURE_AUTHORITY_HOST`.
     pub authority_host: Url,
     /// `GRAPH_ENDPOINT`.
@@ -151,6 +165,8 @@ pub struct Settings {
     pub notification_certificate_path: Option<PathBuf>,
     /// `TOKEN_ENCRYPTION_KEY` (32 bytes).
     pub token_encryption_key: Option<SecretBox<[u8; 32]>>,
+    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`: the key before a rotation, still able to open.
+    pub token_encryption_key_previous: Option<SecretBox<[u8; 32]>>,
     /// `TABLES_CONNECTION_STRING`, else `AzureWebJobsStorage` (or its identity-based form).
     pub tables: Option<TablesConnection>,
     /// `STORE`.
@@ -165,8 +181,20 @@ pub struct Settings {
     pub servicebus_endpoint: Option<Url>,
     /// `POLL_INTERVAL` (default 30 s).
     pub poll_interval: Duration,
+    /// `RECONCILE_INTERVAL` (minutes, default 15): how often a user with a live
+    /// change-notification subscription is still polled, as a safety net.
+    pub reconcile_interval: Duration,
+    /// `POLL_CONCURRENCY` (default 8): Graph calls in flight at once.
+    pub poll_concurrency: usize,
+    /// `TENANT_USERS`: tenant mode, the user ids to follow in batches.
+    pub tenant_users: Vec<String>,
+    /// `TENANT_SYNC_USER`: in tenant mode, the signed-in user whose delegated token reads
+    /// presence (app-only client credentials when unset).
+    pub tenant_sync_user: Option<String>,
     /// `WATCH_USERS` (empty = all).
     pub watch_users: Vec<String>,
+    /// `PRESENCE_API_TOKEN`: bearer token for `GET /api/presence/{id}` in `serve`.
+    pub presence_api_token: Option<SecretString>,
     /// `HUE_BRIDGE`.
     pub hue_bridge: Option<String>,
     /// `HUE_APPLICATION_KEY`.
@@ -186,9 +214,12 @@ pub struct Settings {
 pub const DEFAULT_SCOPES: &str =
     "https://graph.microsoft.com/Presence.Read.All offline_access openid profile";
 
+/// Looks a setting up in the environment (or a stand-in for it in tests).
+type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Where settings come from: the environment first, then the TOML file.
 pub struct Sources {
-    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvLookup,
     file: toml::Table,
 }
 
@@ -290,9 +321,24 @@ impl Settings {
             client_id: src.get("AZURE_CLIENT_ID").map(|v| v.trim().to_owned()),
             client_secret: src.get("AZURE_CLIENT_SECRET").map(SecretString::from),
             client_certificate_path: src.get("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
+            client_assertion_alg: match src.get("AZURE_CLIENT_ASSERTION_ALG") {
+                None => AssertionAlg::Ps256,
+                Some(v) if v.trim().eq_ignore_ascii_case("PS256") => AssertionAlg::Ps256,
+                Some(v) if v.trim().eq_ignore_ascii_case("RS256") => AssertionAlg::Rs256,
+                Some(v) => {
+                    return Err(ConfigError::invalid(
+                        "AZURE_CLIENT_ASSERTION_ALG",
+                        Some(&v),
+                        "PS256 or RS256",
+                    ))
+                }
+            },
             key_vault_url: opt_url(src, "KEY_VAULT_URL")?,
             key_vault_client_certificate: src.get("KEY_VAULT_CLIENT_CERTIFICATE"),
             key_vault_notification_certificate: src.get("KEY_VAULT_NOTIFICATION_CERTIFICATE"),
+            managed_identity_client_id: src
+                .get("MANAGED_IDENTITY_CLIENT_ID")
+                .or_else(|| src.get("AzureWebJobsStorage__clientId")),
             authority_host: opt_url(src, "AZURE_AUTHORITY_HOST")?
                 .unwrap_or_else(|| Url::parse("https://login.microsoftonline.com").unwrap()),
             graph_endpoint: opt_url(src, "GRAPH_ENDPOINT")?
@@ -304,6 +350,10 @@ impl Settings {
             token_encryption_key: src
                 .get("TOKEN_ENCRYPTION_KEY")
                 .map(|v| parse_key("TOKEN_ENCRYPTION_KEY", &v))
+                .transpose()?,
+            token_encryption_key_previous: src
+                .get("TOKEN_ENCRYPTION_KEY_PREVIOUS")
+                .map(|v| parse_key("TOKEN_ENCRYPTION_KEY_PREVIOUS", &v))
                 .transpose()?,
             tables,
             store: match src.get("STORE") {
@@ -339,7 +389,36 @@ impl Settings {
                     }
                 },
             },
+            reconcile_interval: match src.get("RECONCILE_INTERVAL") {
+                None => Duration::from_secs(15 * 60),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if (1..=1440).contains(&n) => Duration::from_secs(n * 60),
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            "RECONCILE_INTERVAL",
+                            Some(&v),
+                            "a whole number of minutes from 1 to 1440",
+                        ))
+                    }
+                },
+            },
+            poll_concurrency: match src.get("POLL_CONCURRENCY") {
+                None => 8,
+                Some(v) => match v.trim().parse::<usize>() {
+                    Ok(n) if (1..=64).contains(&n) => n,
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            "POLL_CONCURRENCY",
+                            Some(&v),
+                            "a number from 1 to 64",
+                        ))
+                    }
+                },
+            },
+            tenant_users: list(src.get("TENANT_USERS")),
+            tenant_sync_user: src.get("TENANT_SYNC_USER").map(|v| v.trim().to_owned()),
             watch_users: list(src.get("WATCH_USERS")),
+            presence_api_token: src.get("PRESENCE_API_TOKEN").map(SecretString::from),
             hue_bridge: src.get("HUE_BRIDGE").map(|v| v.trim().to_owned()),
             hue_application_key: src.get("HUE_APPLICATION_KEY").map(SecretString::from),
             hue_targets: list(src.get("HUE_TARGETS"))
@@ -403,6 +482,13 @@ impl Settings {
     /// The store backend for a command whose default is `default`.
     pub fn store_kind(&self, default: StoreKind) -> StoreKind {
         self.store.unwrap_or(default)
+    }
+
+    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`'s bytes, if set.
+    pub fn token_key_previous_bytes(&self) -> Option<&[u8; 32]> {
+        self.token_encryption_key_previous
+            .as_ref()
+            .map(|k| k.expose_secret())
     }
 
     /// `TOKEN_ENCRYPTION_KEY`'s bytes, if set.

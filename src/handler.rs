@@ -25,6 +25,67 @@ use crate::envelope::{HttpOutput, HttpTriggerRequest, Invocation, InvocationResp
 use crate::functions::{self, FunctionDef, Trigger};
 use crate::publish::Outbox;
 
+/// Builds the handler's state: the Table Storage store (tables created if missing), the
+/// notification certificate and the client certificate, from files or Key Vault.
+///
+/// Start-up must be quick (the host waits for `/` to answer) and must not die on a
+/// dependency that is briefly unavailable: store and Key Vault failures are logged, and the
+/// functions that need them report their own errors until a restart.
+pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<AppState> {
+    let store = crate::serve::open_store(
+        &settings,
+        crate::config::StoreKind::Table,
+        std::path::Path::new(".teams-presence"),
+    )?;
+    if let Err(e) = store.ensure_tables().await {
+        tracing::error!(error = %e, "store not ready at start-up");
+    }
+    let kv = settings.key_vault_url.clone();
+    let identity = settings.managed_identity_client_id.clone();
+    let kv_notification = settings.key_vault_notification_certificate.clone();
+    let kv_client = settings.key_vault_client_certificate.clone();
+    let mut keys = crate::serve::notification_keys(&settings, None)?;
+    let mut client_credential = None;
+    if let Some(vault) = &kv {
+        if let Some(name) = &kv_notification {
+            match crate::keyvault::load_certificate_pem(vault, name, identity.as_deref()).await {
+                Ok(pem) => match crate::certs::KeyRing::from_pem(&pem) {
+                    Ok(ring) => keys = ring,
+                    Err(e) => {
+                        tracing::error!(certificate = %name, error = %e, "Key Vault notification certificate unusable")
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot load the notification certificate from Key Vault")
+                }
+            }
+        }
+        if let Some(name) = &kv_client {
+            match crate::keyvault::load_certificate_pem(vault, name, identity.as_deref()).await {
+                Ok(pem) => match crate::entra::CertificateCredential::from_pem(
+                    &pem,
+                    settings.client_assertion_alg,
+                ) {
+                    Ok(c) => client_credential = Some(c),
+                    Err(e) => {
+                        tracing::error!(certificate = %name, error = %e, "Key Vault client certificate unusable")
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot load the client certificate from Key Vault")
+                }
+            }
+        }
+    }
+    let mut state =
+        AppState::new(settings, store, crate::app::Mode::Handler).with_notification_keys(keys);
+    if let Some(c) = client_credential {
+        state =
+            state.with_client_credential(crate::entra::ClientCredential::Certificate(Box::new(c)));
+    }
+    Ok(state)
+}
+
 #[derive(Clone)]
 struct HandlerState {
     app: AppState,

@@ -35,14 +35,33 @@ impl JobError {
 
 /// Runs a timer-triggered function.
 pub async fn run_timer(
-    _state: &AppState,
+    state: &AppState,
     name: &str,
     outbox: Outbox,
 ) -> Result<(InvocationResponse, Outbox), JobError> {
-    let _ = &outbox;
     match name {
-        "presence-refresh" => Err(JobError::NotImplemented("presence-refresh (issue #4)")),
-        "subscriptions-renew" => Err(JobError::NotImplemented("subscriptions-renew (issue #5)")),
+        "presence-refresh" => {
+            let r = state
+                .poller
+                .tick(state, Some(&outbox), chrono::Utc::now())
+                .await;
+            let line = format!(
+                "presence-refresh: {} calls, {} users read, {} changes, {} failed, {} deferred (throttled)",
+                r.calls, r.polled, r.changed, r.failed, r.deferred
+            );
+            Ok((InvocationResponse::default().log(line), outbox))
+        }
+        "subscriptions-renew" => {
+            let r = crate::subscriptions::maintain(state, chrono::Utc::now()).await;
+            let line = match &r.disabled {
+                Some(why) => format!("subscriptions-renew: {why}"),
+                None => format!(
+                    "subscriptions-renew: {} created, {} renewed, {} reauthorized, {} removed, {} failed",
+                    r.created, r.renewed, r.reauthorized, r.removed, r.failed
+                ),
+            };
+            Ok((InvocationResponse::default().log(line), outbox))
+        }
         other => Err(JobError::Unknown(other.to_owned())),
     }
 }

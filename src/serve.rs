@@ -114,9 +114,40 @@ pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Res
     if settings.token_encryption_key.is_none() {
         settings.token_encryption_key = Some(load_or_create_token_key(data_dir)?);
     }
+    // Settings problems first, so a wrong setting is the one line the user sees.
     let store = open_store(&settings, StoreKind::Sqlite, data_dir)?;
+    let keys = notification_keys(&settings, Some(data_dir))?;
     store.ensure_tables().await?;
-    Ok(AppState::new(settings, store, Mode::Serve))
+    Ok(AppState::new(settings, store, Mode::Serve).with_notification_keys(keys))
+}
+
+/// The notification key ring: `NOTIFICATION_CERTIFICATE_PATH` when set; otherwise, with a
+/// data directory (`serve`), the generated certificate kept there; otherwise (`handler`) an
+/// empty ring, so encrypted notifications are rejected until a certificate is configured.
+///
+/// Key Vault (`KEY_VAULT_NOTIFICATION_CERTIFICATE`) is not loaded here yet: its loader should
+/// fetch the certificate's secret as PEM and call [`crate::certs::KeyRing::from_pem`].
+pub fn notification_keys(
+    settings: &Settings,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<crate::certs::KeyRing> {
+    use crate::certs::KeyRing;
+    if let Some(path) = &settings.notification_certificate_path {
+        return KeyRing::load(path).map_err(|e| {
+            crate::config::ConfigError {
+                setting: "NOTIFICATION_CERTIFICATE_PATH".into(),
+                problem: format!("{e:#}"),
+            }
+            .into()
+        });
+    }
+    match data_dir {
+        Some(dir) => KeyRing::load_or_create(dir, chrono::Utc::now()),
+        None => {
+            tracing::warn!("NOTIFICATION_CERTIFICATE_PATH is not set: encrypted notifications will be rejected");
+            Ok(KeyRing::empty())
+        }
+    }
 }
 
 /// `serve`'s router: the API plus the status page.
@@ -127,6 +158,46 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::http::api_router(state))
 }
 
+/// Delivers published changes in-process: every change is logged, and applied to the
+/// configured sinks. Subscribes before returning, so nothing published later is missed.
+pub fn spawn_sinks(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let mut rx = state.publisher.subscribe();
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            match &msg {
+                crate::message::TopicMessage::PresenceChanged(m) => {
+                    tracing::info!(user_id = %m.user_id, presence = %m.presence, source = ?m.source, "presence changed")
+                }
+                crate::message::TopicMessage::SignInRequired(m) => {
+                    tracing::warn!(user_id = %m.user_id, reason = %m.reason, "sign-in required")
+                }
+                crate::message::TopicMessage::Unknown { .. } => {}
+            }
+        }
+    })
+}
+
+/// `serve`'s own clock: every second, whoever is due is polled (the same code the
+/// `presence-refresh` timer runs); every minute, subscriptions are maintained (the same code
+/// as `subscriptions-renew`).
+pub fn spawn_scheduler(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_maintenance: Option<tokio::time::Instant> = None;
+        loop {
+            every.tick().await;
+            // Subscriptions first (every minute), so a fresh one is there before polling
+            // decides between the fast and the slow cadence.
+            if last_maintenance.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                crate::subscriptions::maintain(&state, chrono::Utc::now()).await;
+                last_maintenance = Some(tokio::time::Instant::now());
+            }
+            state.poller.tick(&state, None, chrono::Utc::now()).await;
+        }
+    })
+}
+
 /// Serves until `shutdown` resolves. The listener is injected so tests bind port 0.
 pub async fn run(
     listener: TcpListener,
@@ -135,8 +206,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %state.store.describe(), "serving; status page at http://{addr}/");
-    axum::serve(listener, router(state))
+    let sinks = spawn_sinks(&state);
+    let scheduler = spawn_scheduler(state.clone());
+    let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .context("server failed")
+        .context("server failed");
+    scheduler.abort();
+    sinks.abort();
+    result
 }

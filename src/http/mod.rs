@@ -3,11 +3,14 @@
 //! Each capability registers its own routes in its module; this one assembles them and owns
 //! the boundary error type that turns into a response.
 
+pub mod auth;
+pub mod presence;
 pub mod status;
+pub mod webhook;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -21,20 +24,9 @@ pub fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/api/health", get(health))
         .route("/api/status", get(status::status_json))
-        .route("/api/auth/start", get(not_yet("sign-in (issue #3)")))
-        .route("/api/auth/end", post(not_yet("sign-in (issue #3)")))
-        .route(
-            "/api/notifications",
-            post(not_yet("change notifications (issue #5)")),
-        )
-        .route(
-            "/api/lifecycle",
-            post(not_yet("change notifications (issue #5)")),
-        )
-        .route(
-            "/api/presence/{user_id}",
-            get(not_yet("the presence API (issue #4)")),
-        )
+        .merge(auth::routes())
+        .merge(presence::routes())
+        .merge(webhook::routes())
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
@@ -51,10 +43,6 @@ async fn health(
         "mode": match state.mode { crate::app::Mode::Handler => "handler", crate::app::Mode::Serve => "serve" },
         "store": match state.store { crate::store::Store::Sqlite(_) => "sqlite", crate::store::Store::Table(_) => "table" },
     }))
-}
-
-fn not_yet(what: &'static str) -> impl Fn() -> std::future::Ready<Response> + Clone {
-    move || std::future::ready(ApiError::NotImplemented(what).into_response())
 }
 
 async fn not_found() -> Response {

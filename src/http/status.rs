@@ -37,6 +37,13 @@ struct UserView {
     activity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_change: Option<String>,
+    /// How updates arrive: change notifications (with expiry) or polling.
+    updates: String,
+    /// The subscription's expiry, when there is a live one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription_expires: Option<String>,
+    /// Whether the user must sign in again.
+    sign_in_required: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,12 +95,33 @@ async fn gather(state: &AppState) -> StatusView {
         .list::<PresenceRecord>()
         .await
         .unwrap_or_default();
+    let subs = state
+        .store
+        .list::<crate::store::SubscriptionRecord>()
+        .await
+        .unwrap_or_default();
+    let now = chrono::Utc::now();
     let users = users
         .into_iter()
         .map(|u| {
             let u = u.value;
             let p = presence.iter().find(|p| p.value.user_id == u.user_id);
+            let sub = subs
+                .iter()
+                .filter(|s| s.value.user_ids.contains(&u.user_id) && s.value.expires_at > now)
+                .map(|s| s.value.expires_at)
+                .max();
+            let poll = state.settings.poll_interval.as_secs();
             UserView {
+                updates: match sub {
+                    Some(t) => format!(
+                        "change notifications (subscription until {})",
+                        t.format("%H:%M UTC")
+                    ),
+                    None => format!("polling every {poll} s (no change-notification subscription)"),
+                },
+                subscription_expires: sub.map(|t| t.to_rfc3339()),
+                sign_in_required: matches!(u.state, UserState::SignInRequired { .. }),
                 state: match &u.state {
                     UserState::Active => "active".into(),
                     UserState::SignInRequired { reason, .. } => {
@@ -157,7 +185,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
     for u in &v.users {
         let av = u.availability.as_deref().unwrap_or("unknown");
         body.push_str(&format!(
-            "<div class=\"user\" data-user-id=\"{id}\"><span class=\"dot\" style=\"background:{color}\"></span><div><b>{name}</b> <span class=\"muted\">{upn}</span><br>{av} / {ac} <span class=\"muted\">{since}</span><br><small>{state}</small></div></div>",
+            "<div class=\"user\" data-user-id=\"{id}\"><span class=\"dot\" style=\"background:{color}\"></span><div><b>{name}</b> <span class=\"muted\">{upn}</span><br>{av} / {ac} <span class=\"muted\">{since}</span><br><small>{state} · {updates}</small>{fix}</div></div>",
             id = esc(&u.user_id),
             color = swatch(av),
             name = esc(if u.display_name.is_empty() { &u.user_id } else { &u.display_name }),
@@ -166,6 +194,12 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
             ac = esc(u.activity.as_deref().unwrap_or("")),
             since = esc(u.last_change.as_deref().unwrap_or("")),
             state = esc(&u.state),
+            updates = esc(&u.updates),
+            fix = if u.sign_in_required {
+                "<br><a class=\"fix\" href=\"/api/auth/start\">Sign in again</a> (or run <code>teams-presence login</code>)"
+            } else {
+                ""
+            },
         ));
     }
     body.push_str("</section>");

@@ -1,2 +1,25 @@
+//! The one integration-test binary. Each module is one area of behaviour:
+//!
+//! - `support`: the `TestApp`/host-invocation helpers, Azurite, ports, logging.
+//! - `fakes`: loopback servers standing in for Graph, Entra ID and friends.
+//! - `store`: one conformance suite run against SQLite and Azurite.
+//! - `handler`: the custom handler as the Functions host drives it.
+//! - `serve`: the standalone server from an empty environment.
+//! - `cli`: the binary's exit codes and one-line errors.
+//! - `auth`: sign-in and tokens against the fake Entra ID.
+//! - `presence`: polling, change detection and publishing against the fake Graph.
+//! - `webhook`: change notifications, decryption and validation tokens.
+//! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
+
+mod auth;
+mod cli;
+mod doctor;
 mod edge;
 mod fakes;
+mod handler;
+mod presence;
+mod serve;
+mod store;
+mod subscriptions;
+mod support;
+mod webhook;

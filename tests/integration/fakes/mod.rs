@@ -1,4 +1,8 @@
-//! Loopback fakes that follow the real protocols closely enough to test the edge end to end.
+//! Loopback fakes for services out of reach here. Each follows the documented protocol,
+//! ugly parts included, and is started per test on 127.0.0.1:0.
 
+pub mod entra;
+pub mod entra_keys;
+pub mod graph;
 pub mod hue;
 pub mod servicebus;

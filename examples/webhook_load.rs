@@ -1,0 +1,204 @@
+//! Drives `serve`'s webhook over loopback at a steady rate and reports latency percentiles
+//! (docs/performance.md).
+//!
+//! ```text
+//! cargo run --release --example webhook_load -- [RATE_PER_SECOND] [SECONDS] [USERS]
+//! ```
+//!
+//! Defaults: 200 notifications/s for 20 s over 1000 users. Each request carries one
+//! notification that is a real change (presences alternate per user), so every request goes
+//! the whole way: JWKS-cached token check, RSA unwrap, HMAC, AES, SQLite read and
+//! conditional write, publish. Requests are sent open-loop (each at its scheduled time,
+//! whether or not earlier ones have finished), so a slow response cannot hide the latency
+//! of the ones queued behind it.
+
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use teams_presence::config::{Settings, Sources};
+use teams_presence::graph::notification::client_state_sha256_hex;
+use teams_presence::graph::testing;
+use teams_presence::store::SubscriptionRecord;
+
+const CLIENT_ID: &str = "c0ffee00-0000-4000-8000-000000000001";
+const TENANT: &str = "7e7e7e7e-0000-4000-8000-000000000002";
+const SUB: &str = "5b5b5b5b-0000-4000-8000-000000000003";
+
+fn user(n: usize) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+/// A signing-key endpoint and the key to mint validation tokens with.
+async fn fake_entra() -> (String, EncodingKey) {
+    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+    let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwks = json!({"keys": [{"kty": "RSA", "use": "sig", "kid": "k",
+        "n": b64.encode(rsa.n().to_vec()), "e": b64.encode(rsa.e().to_vec())}]})
+    .to_string();
+    let app = Router::new().route(
+        "/common/discovery/v2.0/keys",
+        get(move || std::future::ready(jwks.clone())),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let key = EncodingKey::from_rsa_der(&rsa.private_key_to_der().unwrap());
+    (format!("http://{addr}"), key)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg =
+        |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let (rate, seconds, users) = (arg(0, 200), arg(1, 20), arg(2, 1000));
+
+    let dir = tempfile::tempdir()?;
+    let (authority, signing) = fake_entra().await;
+    let settings = Settings::parse(&Sources::from_map(
+        [
+            ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
+            ("AZURE_AUTHORITY_HOST", authority),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+    ))?;
+    // No NOTIFICATION_CERTIFICATE_PATH: serve generates its certificate, as in production.
+    let state = teams_presence::serve::build_state(settings, dir.path()).await?;
+    let now = chrono::Utc::now();
+    state
+        .store
+        .insert(&SubscriptionRecord {
+            subscription_id: SUB.into(),
+            user_ids: (0..users).map(user).collect(),
+            tenant_id: TENANT.into(),
+            owner_user_id: user(0),
+            resource: String::new(),
+            client_state_sha256: client_state_sha256_hex("load-state"),
+            expires_at: now + chrono::Duration::minutes(60),
+            created_at: now,
+        })
+        .await?;
+    let mut rx = state.publisher.subscribe();
+    let published = tokio::spawn(async move {
+        let mut n = 0usize;
+        while rx.recv().await.is_some() {
+            n += 1;
+        }
+        n
+    });
+
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k".into());
+    let t = now.timestamp();
+    let token = jsonwebtoken::encode(
+        &header,
+        &json!({"aud": CLIENT_ID, "iss": format!("https://sts.windows.net/{TENANT}/"),
+                "nbf": t - 60, "exp": t + 3600, "appid": "0bf30f3b-4a52-48df-9a82-234910c4a086"}),
+        &signing,
+    )?;
+
+    let total = rate * seconds;
+    eprintln!("sealing {total} notifications...");
+    let key = state.notification_keys.current().expect("serve has a key");
+    let bodies: Vec<String> = (0..total)
+        .map(|i| {
+            let u = i % users;
+            let round = i / users;
+            let (av, ac) = if round % 2 == 0 {
+                ("Busy", "InACall")
+            } else {
+                ("Available", "Available")
+            };
+            let content = testing::seal(
+                key,
+                key.id(),
+                testing::presence_json(&user(u), av, ac)
+                    .to_string()
+                    .as_bytes(),
+            );
+            json!({
+                "value": [testing::notification_json(SUB, "load-state", TENANT, &user(u), &content)],
+                "validationTokens": [token],
+            })
+            .to_string()
+        })
+        .collect();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/api/notifications", listener.local_addr()?);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_state = state.clone();
+    let server = tokio::spawn(async move {
+        teams_presence::serve::run(listener, server_state, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    eprintln!("sending {rate}/s for {seconds} s to {url}");
+    let start = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut tasks = Vec::with_capacity(total);
+    for (i, body) in bodies.into_iter().enumerate() {
+        let at = start + interval * i as u32;
+        tokio::time::sleep_until(at.into()).await;
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let status = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            (sent.elapsed(), status)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut failures = 0usize;
+    for t in tasks {
+        let (lat, status) = t.await?;
+        if status != 202 {
+            failures += 1;
+        }
+        latencies.push(lat);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    let _ = stop_tx.send(());
+    server.await??;
+    drop(state);
+    let published = published.await?;
+
+    println!(
+        "requests={total} (1 notification each) offered={rate}/s achieved={:.1}/s non_202={failures} published={published}",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "latency p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.90).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    Ok(())
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The whole test suite, installing what it needs first. This is the README's test command
+# and what CI runs (.ci/run). Steps:
+#   1. Azurite (npm, pinned in tests/azurite/package-lock.json) for the Table Storage tests,
+#      and Python's `cryptography` (in .venv-test when missing) for the notification tests
+#   2. cargo fmt --check; clippy -D warnings for each feature set
+#   3. cargo test for each feature set (default = cloud build; --no-default-features = Pi build)
+#   4. cargo doc with warnings denied
+#   5. checkov over infra/ (scripts/check-infra.sh)
+#   6. the arm32v7 binary: built with Debian's toolchain, run under qemu-arm
+# Set SKIP_ARMV7=1 or SKIP_INFRA=1 to leave a slow step out locally (CI never does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+step "Azurite"
+if [ ! -x tests/azurite/node_modules/.bin/azurite-table ]; then
+  npm ci --prefix tests/azurite --no-audit --no-fund --loglevel=error
+fi
+
+step "Python with cryptography (the tests' independent notification encryptor)"
+if ! python3 -c "import cryptography" 2>/dev/null; then
+  if [ ! -x .venv-test/bin/python3 ]; then
+    python3 -m venv .venv-test
+  fi
+  .venv-test/bin/python3 -c "import cryptography" 2>/dev/null \
+    || .venv-test/bin/pip install --quiet --disable-pip-version-check cryptography
+  export PATH="$PWD/.venv-test/bin:$PATH"
+fi
+
+step "format"
+cargo fmt --all --check
+
+step "clippy (default features: cloud build)"
+cargo clippy --locked --all-targets -- -D warnings
+step "clippy (--no-default-features: Pi build)"
+cargo clippy --locked --all-targets --no-default-features -- -D warnings
+
+step "tests (default features)"
+cargo test --locked
+step "tests (--no-default-features)"
+cargo test --locked --no-default-features
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
+
+if [ "${SKIP_INFRA:-0}" != 1 ]; then
+  step "infra: checkov"
+  bash scripts/check-infra.sh
+fi
+
+if [ "${SKIP_ARMV7:-0}" != 1 ]; then
+  step "arm32v7 build"
+  bin=$(bash scripts/build-armv7.sh)
+  file "$bin"
+  ls -l "$bin"
+  step "arm32v7 smoke run under qemu-arm"
+  qemu-arm "$bin" --help | head -3
+  qemu-arm "$bin" --version
+  if [ -f scripts/armv7-e2e.sh ]; then
+    step "arm32v7 end to end under qemu-arm"
+    bash scripts/armv7-e2e.sh "$bin"
+  fi
+fi
+
+step "all green"

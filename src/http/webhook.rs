@@ -1,0 +1,349 @@
+//! `POST /api/notifications` and `POST /api/lifecycle`: Graph's change-notification webhook.
+//!
+//! Both routes answer Graph's validation handshake: `?validationToken=X` gets 200,
+//! `text/plain`, body X URL-decoded (within 10 s; in payload mode the host passes the
+//! original URL, so the token arrives percent-encoded either way and is decoded here).
+//!
+//! Notifications (the checks themselves are in [`crate::graph::notification`]):
+//!
+//! * a body that is not a batch is 400; anything else is 202, including batches whose items
+//!   are all rejected, so a forger gets no retry loop and learns nothing;
+//! * 503 only when we could not record (a store read or write failed, or no signing keys can
+//!   be had): Graph then delivers the batch again, and change detection makes the items
+//!   already recorded publish nothing the second time;
+//! * accepted items go through [`crate::pipeline::record_and_publish`], the same path as
+//!   polling; under the Functions host what they publish lands in the invocation's
+//!   [`Outbox`] (request extension) and becomes the `message` output binding.
+//!
+//! Logs carry subscription ids, counts and rejection reasons: never bodies, tokens, keys or
+//! `clientState`.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Router};
+use chrono::Utc;
+
+use super::ApiError;
+use crate::app::AppState;
+use crate::graph::notification::{
+    self, loggable_id, ChangeNotification, LifecycleNotification, Rejection,
+};
+use crate::graph::validation_token;
+use crate::pipeline::{self, PipelineError};
+use crate::presence::Observation;
+use crate::publish::Outbox;
+use crate::store::{Store, StoreError, SubscriptionRecord};
+
+/// At most this many distinct subscriptions are looked up per request (Graph batches
+/// carry one or a few; a tenant-mode subscription covers 650 users). Items of further
+/// subscriptions are rejected as unknown, which bounds what a forged batch costs.
+pub const MAX_SUBSCRIPTIONS_PER_BATCH: usize = 64;
+
+/// The webhook's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/notifications", post(notifications))
+        .route("/api/lifecycle", post(lifecycle))
+}
+
+/// The `validationToken` query parameter, URL-decoded.
+fn validation_token(raw_query: Option<&str>) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(raw_query?)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == "validationToken")
+        .map(|(_, v)| v)
+}
+
+fn handshake(token: String, route: &'static str) -> Response {
+    tracing::info!(route, "answered validation handshake");
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/plain"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        token,
+    )
+        .into_response()
+}
+
+fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// Looks up the subscriptions a batch names. Ids that cannot be Graph's (or beyond the
+/// per-batch cap) are not looked up and stay unknown.
+async fn lookup_subscriptions<'a>(
+    store: &Store,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<String, SubscriptionRecord>, StoreError> {
+    let mut found = HashMap::new();
+    let mut looked = HashSet::new();
+    for id in ids {
+        if looked.contains(id)
+            || looked.len() >= MAX_SUBSCRIPTIONS_PER_BATCH
+            || id.is_empty()
+            || loggable_id(id) != id
+        {
+            continue;
+        }
+        looked.insert(id.to_owned());
+        if let Some(v) = store.get::<SubscriptionRecord>(id, "subscription").await? {
+            found.insert(id.to_owned(), v.value);
+        }
+    }
+    Ok(found)
+}
+
+fn unavailable(what: &str) -> Response {
+    ApiError::Unavailable(format!("{what}; deliver again later")).into_response()
+}
+
+async fn notifications(
+    State(state): State<AppState>,
+    outbox: Option<Extension<Outbox>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    if let Some(token) = validation_token(query.as_deref()) {
+        return handshake(token, "notifications");
+    }
+    let now = Utc::now();
+    let batch = match notification::parse_batch::<ChangeNotification>(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(bytes = body.len(), "rejected notification body: {e}");
+            return ApiError::BadRequest(e.to_string()).into_response();
+        }
+    };
+    let total = batch.items.len();
+    let mut rejected: Vec<(String, Rejection)> = Vec::new();
+    let items: Vec<ChangeNotification> = batch
+        .items
+        .into_iter()
+        .filter_map(|i| i.map_err(|r| rejected.push((String::new(), r))).ok())
+        .collect();
+    let subs = match lookup_subscriptions(
+        &state.store,
+        items.iter().map(|i| i.subscription_id.as_str()),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read subscriptions");
+            return unavailable("cannot read subscriptions");
+        }
+    };
+
+    // Step 1: subscription, clientState, tenant.
+    let mut matched: Vec<(ChangeNotification, String)> = Vec::new();
+    for item in items {
+        let sub = subs.get(&item.subscription_id);
+        match notification::check_subscription(
+            item.client_state.as_ref(),
+            item.tenant_id.as_deref(),
+            sub,
+        ) {
+            Ok(tenant) => {
+                let tenant = tenant.to_ascii_lowercase();
+                matched.push((item, tenant));
+            }
+            Err(r) => rejected.push((item.subscription_id, r)),
+        }
+    }
+
+    // Step 2: validation tokens for the tenants of what is left.
+    let vouched = if matched.is_empty() {
+        HashSet::new()
+    } else {
+        match state.settings.client_id.as_deref() {
+            None => {
+                tracing::error!(
+                    "AZURE_CLIENT_ID is not set: validation tokens cannot be checked, notifications are dropped"
+                );
+                HashSet::new()
+            }
+            Some(client_id) => match validation_token::vouched_tenants(
+                &state.token_keys,
+                &batch.validation_tokens,
+                client_id,
+                now,
+            )
+            .await
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot check validation tokens");
+                    return unavailable("cannot check validation tokens");
+                }
+            },
+        }
+    };
+    let mut to_open = Vec::new();
+    for (item, tenant) in matched {
+        if vouched.contains(&tenant) {
+            let sub = subs
+                .get(&item.subscription_id)
+                .cloned()
+                .expect("matched items have a subscription");
+            to_open.push((item, sub));
+        } else {
+            rejected.push((item.subscription_id, Rejection::NoValidToken));
+        }
+    }
+
+    // Step 3: RSA unwrap, HMAC, AES; CPU-bound, so off the async workers.
+    let keys = state.notification_keys.clone();
+    let opened: Vec<(String, Result<Observation, Rejection>)> = if to_open.is_empty() {
+        Vec::new()
+    } else {
+        match tokio::task::spawn_blocking(move || {
+            to_open
+                .into_iter()
+                .map(|(item, sub)| {
+                    let r = notification::open(&item, &sub, &keys, now);
+                    (item.subscription_id, r)
+                })
+                .collect()
+        })
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "decryption task failed");
+                return unavailable("decryption failed");
+            }
+        }
+    };
+
+    // Record and publish, in batch order (two changes of one user stay ordered).
+    let outbox = outbox.map(|Extension(o)| o);
+    let (mut published, mut store_failed, mut accepted_items) = (0usize, false, 0usize);
+    for (sub_id, r) in opened {
+        let obs = match r {
+            Ok(o) => o,
+            Err(reason) => {
+                rejected.push((sub_id, reason));
+                continue;
+            }
+        };
+        accepted_items += 1;
+        match pipeline::record_and_publish(&state.store, &state.publisher, outbox.as_ref(), &obs)
+            .await
+        {
+            Ok(true) => published += 1,
+            Ok(false) => {}
+            Err(PipelineError::Store(e)) => {
+                tracing::error!(user_id = %obs.user_id, error = %e, "cannot record presence");
+                store_failed = true;
+            }
+            Err(PipelineError::Publish(e)) => {
+                // Stored: a retry would find nothing new, so this is not Graph's to repeat.
+                tracing::warn!(user_id = %obs.user_id, error = %e, "presence recorded but not published");
+            }
+        }
+    }
+    for (sub_id, reason) in &rejected {
+        tracing::warn!(subscription_id = %loggable_id(sub_id), reason = reason.as_str(), "notification rejected");
+    }
+    tracing::info!(
+        items = total,
+        accepted = accepted_items,
+        rejected = rejected.len(),
+        published,
+        "notification batch"
+    );
+    if store_failed {
+        return unavailable("cannot record presence");
+    }
+    accepted()
+}
+
+async fn lifecycle(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    if let Some(token) = validation_token(query.as_deref()) {
+        return handshake(token, "lifecycle");
+    }
+    let now = Utc::now();
+    let batch = match notification::parse_batch::<LifecycleNotification>(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(bytes = body.len(), "rejected lifecycle body: {e}");
+            return ApiError::BadRequest(e.to_string()).into_response();
+        }
+    };
+    let items: Vec<LifecycleNotification> = batch
+        .items
+        .into_iter()
+        .filter_map(|i| {
+            i.map_err(|r| tracing::warn!(reason = r.as_str(), "lifecycle item rejected"))
+                .ok()
+        })
+        .collect();
+    let subs = match lookup_subscriptions(
+        &state.store,
+        items.iter().map(|i| i.subscription_id.as_str()),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read subscriptions");
+            return unavailable("cannot read subscriptions");
+        }
+    };
+    for item in &items {
+        let sub = subs.get(&item.subscription_id);
+        // The tenant is not a secret here (clientState is); a missing one means the
+        // subscription's own.
+        let tenant = item
+            .tenant_id
+            .as_deref()
+            .or(sub.map(|s| s.tenant_id.as_str()));
+        let checked = notification::check_subscription(item.client_state.as_ref(), tenant, sub)
+            .and_then(|_| item.event());
+        let (Some(sub), Ok(event)) = (sub, checked) else {
+            let reason = checked.err().unwrap_or(Rejection::UnknownSubscription);
+            tracing::warn!(subscription_id = %loggable_id(&item.subscription_id), reason = reason.as_str(), "lifecycle item rejected");
+            continue;
+        };
+        if let Err(e) = crate::lifecycle::on_lifecycle_event(&state.store, sub, event, now).await {
+            tracing::error!(subscription_id = %sub.subscription_id, error = %e, "cannot record lifecycle event");
+            return unavailable("cannot record lifecycle event");
+        }
+    }
+    accepted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_token_is_url_decoded_once() {
+        let cases = [
+            (Some("validationToken=abc"), Some("abc")),
+            (
+                Some("validationToken=Validation%3A%20Testing%20client+application%2Breach"),
+                Some("Validation: Testing client application+reach"),
+            ),
+            (Some("code=x&validationToken=%2525"), Some("%25")),
+            (Some("validationtoken=abc"), None),
+            (Some(""), None),
+            (None, None),
+        ];
+        for (q, want) in cases {
+            assert_eq!(validation_token(q).as_deref(), want, "{q:?}");
+        }
+    }
+}

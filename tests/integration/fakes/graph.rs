@@ -1,0 +1,584 @@
+//! A fake Microsoft Graph presence API: `GET /v1.0/me/presence` (by bearer token) and
+//! `POST /v1.0/communications/getPresencesByUserId` (at most 650 ids, as the real one),
+//! with scripted 429 + `Retry-After` responses and a call log.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// Shared state of the fake.
+#[derive(Default)]
+pub struct GraphState {
+    /// Presence by user id: (availability, activity).
+    pub presence: HashMap<String, (String, String)>,
+    /// Which user id each bearer token belongs to.
+    pub tokens: HashMap<String, String>,
+    /// Respond 429 with this Retry-After (seconds) to the next N calls.
+    pub throttle_next: Vec<u64>,
+    /// Every call: (path, user ids asked for).
+    pub calls: Vec<(String, Vec<String>)>,
+    /// Users whose `/me/presence` answers 500.
+    pub failing_users: std::collections::HashSet<String>,
+    /// Delay before every answer (benchmarks: Graph's real latency).
+    pub latency: std::time::Duration,
+}
+
+/// Which user a bearer token belongs to: an explicit mapping, or the fake Entra's
+/// `at-{oid}-{n}` delegated tokens; `app-{n}` tokens are app-only.
+fn user_of(s: &GraphState, token: &str) -> Option<String> {
+    if let Some(u) = s.tokens.get(token) {
+        return Some(u.clone());
+    }
+    let rest = token.strip_prefix("at-")?;
+    rest.rsplit_once('-').map(|(oid, _)| oid.to_owned())
+}
+
+/// A running fake.
+#[derive(Clone)]
+pub struct FakeGraph {
+    /// Its base URL (`GRAPH_ENDPOINT`).
+    pub url: String,
+    /// Its state, to script and inspect.
+    pub state: Arc<Mutex<GraphState>>,
+}
+
+impl FakeGraph {
+    /// Starts the fake on a free loopback port.
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(GraphState::default()));
+        let app = Router::new()
+            .route("/v1.0/me/presence", get(me_presence))
+            .route("/v1.0/communications/getPresencesByUserId", post(batch))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// Sets a user's presence.
+    pub fn set(&self, user: &str, availability: &str, activity: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .presence
+            .insert(user.into(), (availability.into(), activity.into()));
+    }
+}
+
+fn throttled(s: &mut GraphState) -> Option<Response> {
+    if s.throttle_next.is_empty() {
+        return None;
+    }
+    let secs = s.throttle_next.remove(0);
+    Some(
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("Retry-After", secs.to_string())],
+            Json(json!({"error": {"code": "TooManyRequests", "message": "Too many requests"}})),
+        )
+            .into_response(),
+    )
+}
+
+fn presence_json(id: &str, p: &(String, String)) -> Value {
+    json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('x')/presence/$entity", "id": id, "availability": p.0, "activity": p.1})
+}
+
+async fn me_presence(State(state): State<Arc<Mutex<GraphState>>>, headers: HeaderMap) -> Response {
+    let latency = state.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut s = state.lock().unwrap();
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let Some(user) = user_of(&s, &token) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
+        )
+            .into_response();
+    };
+    s.calls.push(("/me/presence".into(), vec![user.clone()]));
+    if let Some(r) = throttled(&mut s) {
+        return r;
+    }
+    if s.failing_users.contains(&user) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": {"code": "InternalServerError", "message": "boom"}})),
+        )
+            .into_response();
+    }
+    let p = s
+        .presence
+        .get(&user)
+        .cloned()
+        .unwrap_or(("PresenceUnknown".into(), "PresenceUnknown".into()));
+    Json(presence_json(&user, &p)).into_response()
+}
+
+async fn batch(
+    State(state): State<Arc<Mutex<GraphState>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let latency = state.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "));
+    if !authorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
+        )
+            .into_response();
+    }
+    let mut s = state.lock().unwrap();
+    let ids: Vec<String> = body["ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    s.calls
+        .push(("/communications/getPresencesByUserId".into(), ids.clone()));
+    if ids.is_empty() || ids.len() > 650 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"code": "BadRequest", "message": "between 1 and 650 ids"}})),
+        )
+            .into_response();
+    }
+    if let Some(r) = throttled(&mut s) {
+        return r;
+    }
+    let value: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let p = s
+                .presence
+                .get(id)
+                .cloned()
+                .unwrap_or(("PresenceUnknown".into(), "PresenceUnknown".into()));
+            presence_json(id, &p)
+        })
+        .collect();
+    Json(json!({"value": value})).into_response()
+}
+
+#[tokio::test]
+async fn the_fake_enforces_the_650_id_limit_and_scripts_throttling() {
+    let g = FakeGraph::start().await;
+    g.set("a", "Busy", "InACall");
+    g.state.lock().unwrap().throttle_next.push(7);
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1.0/communications/getPresencesByUserId", g.url);
+    let r = http
+        .post(&url)
+        .bearer_auth("app-1")
+        .json(&json!({"ids": ["a"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    let r: Value = http
+        .post(&url)
+        .bearer_auth("app-1")
+        .json(&json!({"ids": ["a"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["value"][0]["activity"], "InACall");
+    let ids: Vec<String> = (0..651).map(|i| i.to_string()).collect();
+    let r = http
+        .post(&url)
+        .bearer_auth("app-1")
+        .json(&json!({"ids": ids}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+/// A subscription the fake holds.
+#[derive(Clone, Debug)]
+pub struct FakeSubscription {
+    /// Id.
+    pub id: String,
+    /// Resource as sent.
+    pub resource: String,
+    /// Users it covers.
+    pub user_ids: Vec<String>,
+    /// Expiry.
+    pub expires: chrono::DateTime<chrono::Utc>,
+    /// The user whose token created it.
+    pub owner: String,
+    /// The clientState it was created with.
+    pub client_state: String,
+    /// Where it delivers.
+    pub notification_url: String,
+    /// Lifecycle URL.
+    pub lifecycle_url: String,
+    /// `encryptionCertificateId`.
+    pub certificate_id: String,
+    /// `encryptionCertificate` (base64 DER).
+    pub certificate: String,
+    /// Times reauthorized.
+    pub reauthorized: u32,
+}
+
+/// Subscription state of the fake (kept beside the presence state).
+#[derive(Default)]
+pub struct Subscriptions {
+    /// By id.
+    pub items: HashMap<String, FakeSubscription>,
+    /// Every subscription call: (method, path).
+    pub calls: Vec<(String, String)>,
+    /// Counter for ids.
+    pub counter: u64,
+    /// The fake's clock when set (tests that simulate time); real time otherwise.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The users a presence resource names, or an error text.
+fn users_of_resource(resource: &str) -> Result<Vec<String>, String> {
+    let r = resource.trim_start_matches('/');
+    if let Some(id) = r.strip_prefix("communications/presences/") {
+        return if id.is_empty() {
+            Err("empty id".into())
+        } else {
+            Ok(vec![id.to_owned()])
+        };
+    }
+    if let Some(filter) = r.strip_prefix("communications/presences?$filter=id in (") {
+        let inner = filter.strip_suffix(')').ok_or("unterminated filter")?;
+        let ids: Vec<String> = inner
+            .split(',')
+            .map(|s| s.trim().trim_matches('\'').replace("''", "'"))
+            .filter(|s| !s.is_empty())
+            .collect();
+        if ids.is_empty() || ids.len() > 650 {
+            return Err(format!(
+                "a presence filter takes 1 to 650 ids, got {}",
+                ids.len()
+            ));
+        }
+        return Ok(ids);
+    }
+    Err("unsupported resource".into())
+}
+
+impl FakeGraph {
+    /// Starts a fake that also serves `/v1.0/subscriptions` with Graph's presence rules:
+    /// at most 60 minutes, at most 650 ids, one subscription per user per app (409), the
+    /// validation handshake against both URLs before a subscription exists.
+    pub async fn start_with_subscriptions() -> (Self, Arc<Mutex<Subscriptions>>) {
+        let state = Arc::new(Mutex::new(GraphState::default()));
+        let subs = Arc::new(Mutex::new(Subscriptions::default()));
+        let app = Router::new()
+            .route("/v1.0/me/presence", get(me_presence))
+            .route("/v1.0/communications/getPresencesByUserId", post(batch))
+            .with_state(state.clone())
+            .merge(
+                Router::new()
+                    .route("/v1.0/subscriptions", post(sub_create).get(sub_list))
+                    .route(
+                        "/v1.0/subscriptions/{id}",
+                        axum::routing::patch(sub_renew).delete(sub_delete),
+                    )
+                    .route(
+                        "/v1.0/subscriptions/{id}/reauthorize",
+                        post(sub_reauthorize),
+                    )
+                    .with_state(subs.clone()),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (
+            Self {
+                url: format!("http://{addr}"),
+                state,
+            },
+            subs,
+        )
+    }
+}
+
+fn bearer_user(headers: &HeaderMap) -> Option<String> {
+    let token = headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    token
+        .strip_prefix("at-")?
+        .rsplit_once('-')
+        .map(|(u, _)| u.to_owned())
+}
+
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+fn sub_json(s: &FakeSubscription) -> Value {
+    json!({
+        "id": s.id, "resource": s.resource, "changeType": "updated",
+        "expirationDateTime": s.expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "notificationUrl": s.notification_url, "lifecycleNotificationUrl": s.lifecycle_url,
+        "applicationId": "11111111-2222-3333-4444-555555555555", "includeResourceData": true,
+    })
+}
+
+fn check_expiry(
+    v: &Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, Box<Response>> {
+    let exp = v["expirationDateTime"]
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok_or_else(|| {
+            Box::new(graph_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "expirationDateTime is required",
+            ))
+        })?;
+    if exp > now + chrono::Duration::minutes(60) {
+        return Err(Box::new(graph_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "Subscription expiration can only be 60 minutes in the future for presence.",
+        )));
+    }
+    Ok(exp)
+}
+
+async fn handshake(url: &str) -> bool {
+    let token = format!(
+        "Validation: Testing client application reachability for subscription Request-Id: {}",
+        uuid::Uuid::new_v4()
+    );
+    let mut u = url::Url::parse(url).unwrap();
+    u.query_pairs_mut().append_pair("validationToken", &token);
+    let r = reqwest::Client::new()
+        .post(u)
+        .header("content-type", "text/plain; charset=utf-8")
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await;
+    match r {
+        Ok(r) if r.status() == 200 => {
+            let ct_ok = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/plain"));
+            ct_ok && r.text().await.ok().as_deref() == Some(token.as_str())
+        }
+        _ => false,
+    }
+}
+
+async fn sub_create(
+    State(subs): State<Arc<Mutex<Subscriptions>>>,
+    headers: HeaderMap,
+    Json(v): Json<Value>,
+) -> Response {
+    let Some(owner) = bearer_user(&headers) else {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "delegated token required",
+        );
+    };
+    let now = {
+        let mut s = subs.lock().unwrap();
+        s.calls.push(("POST".into(), "/subscriptions".into()));
+        s.now.unwrap_or_else(chrono::Utc::now)
+    };
+    let expires = match check_expiry(&v, now) {
+        Ok(e) => e,
+        Err(r) => return *r,
+    };
+    let resource = v["resource"].as_str().unwrap_or_default().to_owned();
+    let users = match users_of_resource(&resource) {
+        Ok(u) => u,
+        Err(e) => return graph_error(StatusCode::BAD_REQUEST, "InvalidRequest", &e),
+    };
+    if v["includeResourceData"] != true
+        || v["encryptionCertificate"].as_str().unwrap_or("").is_empty()
+        || v["encryptionCertificateId"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+    {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "presence needs includeResourceData with an encryption certificate",
+        );
+    }
+    let client_state = v["clientState"].as_str().unwrap_or_default().to_owned();
+    if client_state.is_empty() || client_state.len() > 128 {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "clientState must be 1 to 128 characters",
+        );
+    }
+    {
+        let s = subs.lock().unwrap();
+        if s.items
+            .values()
+            .any(|x| x.user_ids.iter().any(|u| users.contains(u)))
+        {
+            return graph_error(
+                StatusCode::CONFLICT,
+                "ExtensionError",
+                "A subscription for this presence resource already exists for this application.",
+            );
+        }
+    }
+    let notification_url = v["notificationUrl"].as_str().unwrap_or_default().to_owned();
+    let lifecycle_url = v["lifecycleNotificationUrl"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if !handshake(&notification_url).await || !handshake(&lifecycle_url).await {
+        return graph_error(StatusCode::BAD_REQUEST, "ValidationError", "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.");
+    }
+    let mut s = subs.lock().unwrap();
+    s.counter += 1;
+    let sub = FakeSubscription {
+        id: format!("sub-{}", s.counter),
+        resource,
+        user_ids: users,
+        expires,
+        owner,
+        client_state,
+        notification_url,
+        lifecycle_url,
+        certificate_id: v["encryptionCertificateId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        certificate: v["encryptionCertificate"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        reauthorized: 0,
+    };
+    let body = sub_json(&sub);
+    s.items.insert(sub.id.clone(), sub);
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+async fn sub_list(State(subs): State<Arc<Mutex<Subscriptions>>>, headers: HeaderMap) -> Response {
+    let owner = bearer_user(&headers).unwrap_or_default();
+    let s = subs.lock().unwrap();
+    let value: Vec<Value> = s
+        .items
+        .values()
+        .filter(|x| x.owner == owner)
+        .map(sub_json)
+        .collect();
+    Json(json!({ "value": value })).into_response()
+}
+
+async fn sub_renew(
+    State(subs): State<Arc<Mutex<Subscriptions>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(v): Json<Value>,
+) -> Response {
+    let now = {
+        let mut s = subs.lock().unwrap();
+        s.calls
+            .push(("PATCH".into(), format!("/subscriptions/{id}")));
+        s.now.unwrap_or_else(chrono::Utc::now)
+    };
+    let expires = match check_expiry(&v, now) {
+        Ok(e) => e,
+        Err(r) => return *r,
+    };
+    let mut s = subs.lock().unwrap();
+    match s.items.get_mut(&id) {
+        Some(sub) => {
+            sub.expires = expires;
+            Json(sub_json(sub)).into_response()
+        }
+        None => graph_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "The object was not found.",
+        ),
+    }
+}
+
+async fn sub_delete(
+    State(subs): State<Arc<Mutex<Subscriptions>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let mut s = subs.lock().unwrap();
+    s.calls
+        .push(("DELETE".into(), format!("/subscriptions/{id}")));
+    match s.items.remove(&id) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => graph_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "The object was not found.",
+        ),
+    }
+}
+
+async fn sub_reauthorize(
+    State(subs): State<Arc<Mutex<Subscriptions>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let mut s = subs.lock().unwrap();
+    s.calls
+        .push(("POST".into(), format!("/subscriptions/{id}/reauthorize")));
+    match s.items.get_mut(&id) {
+        Some(sub) => {
+            sub.reauthorized += 1;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => graph_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "The object was not found.",
+        ),
+    }
+}

@@ -1,0 +1,313 @@
+//! One conformance suite for both store backends: SQLite and Azure Table Storage (against
+//! Azurite, the real emulator, started by `support::azurite`). Every test uses fresh
+//! partition keys, so the shared Azurite tables never make tests depend on each other.
+
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+use teams_presence::pipeline;
+use teams_presence::presence::{Observation, Presence, Source};
+use teams_presence::store::sqlite::SqliteStore;
+use teams_presence::store::table::TableStore;
+use teams_presence::store::{PresenceRecord, Store, StoreError, Table, UserRecord, UserState};
+
+use crate::support;
+
+fn sqlite_store() -> Store {
+    let dir = tempfile::tempdir().unwrap().keep();
+    Store::Sqlite(SqliteStore::open(&dir.join("t.sqlite3")).unwrap())
+}
+
+async fn azurite_store() -> Store {
+    let az = support::azurite();
+    let store = Store::Table(
+        TableStore::from_connection_string(&az.connection_string.clone().into()).unwrap(),
+    );
+    store.ensure_tables().await.unwrap();
+    // Idempotent: a second call sees 409 TableAlreadyExists and is fine with it.
+    store.ensure_tables().await.unwrap();
+    store
+}
+
+fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::sqlite_store()).await
+                }
+            )*
+        }
+        mod azurite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::azurite_store().await).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    insert_then_get_returns_the_document_and_a_second_insert_conflicts,
+    replace_succeeds_with_the_current_etag_and_fails_with_a_stale_one,
+    upsert_creates_and_replaces_without_a_precondition,
+    delete_honours_the_etag_and_reports_missing_rows,
+    scan_of_a_partition_follows_continuations_past_one_page,
+    two_writers_racing_on_one_row_one_wins_one_gets_412,
+    typed_records_round_trip_with_keys_that_need_escaping,
+    racing_identical_observations_publish_exactly_once,
+    racing_different_observations_never_lose_an_update,
+);
+
+async fn insert_then_get_returns_the_document_and_a_second_insert_conflicts(s: Store) {
+    let pk = key();
+    assert!(s.get_entity(Table::Meta, &pk, "r").await.unwrap().is_none());
+    let etag = s
+        .insert_entity(Table::Meta, &pk, "r", &json!({"a": 1, "b": "x"}))
+        .await
+        .unwrap();
+    let e = s.get_entity(Table::Meta, &pk, "r").await.unwrap().unwrap();
+    assert_eq!(e.data, json!({"a": 1, "b": "x"}));
+    assert_eq!(e.etag, etag);
+    assert!(matches!(
+        s.insert_entity(Table::Meta, &pk, "r", &json!({})).await,
+        Err(StoreError::Conflict)
+    ));
+    // The loser's insert changed nothing.
+    assert_eq!(
+        s.get_entity(Table::Meta, &pk, "r")
+            .await
+            .unwrap()
+            .unwrap()
+            .data,
+        json!({"a": 1, "b": "x"})
+    );
+}
+
+async fn replace_succeeds_with_the_current_etag_and_fails_with_a_stale_one(s: Store) {
+    let pk = key();
+    let e1 = s
+        .insert_entity(Table::Meta, &pk, "r", &json!({"v": 1}))
+        .await
+        .unwrap();
+    let e2 = s
+        .replace_entity(Table::Meta, &pk, "r", &json!({"v": 2}), &e1)
+        .await
+        .unwrap();
+    assert_ne!(e1, e2);
+    assert!(matches!(
+        s.replace_entity(Table::Meta, &pk, "r", &json!({"v": 3}), &e1)
+            .await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert_eq!(
+        s.get_entity(Table::Meta, &pk, "r")
+            .await
+            .unwrap()
+            .unwrap()
+            .data,
+        json!({"v": 2})
+    );
+    assert!(matches!(
+        s.replace_entity(Table::Meta, &key(), "r", &json!({}), &e2)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn upsert_creates_and_replaces_without_a_precondition(s: Store) {
+    let pk = key();
+    let e1 = s
+        .upsert_entity(Table::Meta, &pk, "r", &json!({"v": 1}))
+        .await
+        .unwrap();
+    let e2 = s
+        .upsert_entity(Table::Meta, &pk, "r", &json!({"v": 2}))
+        .await
+        .unwrap();
+    assert_ne!(e1, e2);
+    let got = s.get_entity(Table::Meta, &pk, "r").await.unwrap().unwrap();
+    assert_eq!((got.data, got.etag), (json!({"v": 2}), e2));
+}
+
+async fn delete_honours_the_etag_and_reports_missing_rows(s: Store) {
+    let pk = key();
+    let e1 = s
+        .insert_entity(Table::Meta, &pk, "r", &json!({"v": 1}))
+        .await
+        .unwrap();
+    let e2 = s
+        .replace_entity(Table::Meta, &pk, "r", &json!({"v": 2}), &e1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.delete_entity(Table::Meta, &pk, "r", Some(&e1)).await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    s.delete_entity(Table::Meta, &pk, "r", Some(&e2))
+        .await
+        .unwrap();
+    assert!(s.get_entity(Table::Meta, &pk, "r").await.unwrap().is_none());
+    assert!(matches!(
+        s.delete_entity(Table::Meta, &pk, "r", None).await,
+        Err(StoreError::NotFound)
+    ));
+    // Re-created row: the old ETag must not match it.
+    s.insert_entity(Table::Meta, &pk, "r", &json!({"v": 3}))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.delete_entity(Table::Meta, &pk, "r", Some(&e2)).await,
+        Err(StoreError::PreconditionFailed)
+    ));
+}
+
+async fn scan_of_a_partition_follows_continuations_past_one_page(s: Store) {
+    // Table Storage returns at most 1,000 entities a page.
+    let pk = key();
+    let n = 1_050usize;
+    let mut tasks = tokio::task::JoinSet::new();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    for i in 0..n {
+        let (s, pk, sem) = (s.clone(), pk.clone(), sem.clone());
+        tasks.spawn(async move {
+            let _permit = sem.acquire().await.unwrap();
+            s.insert_entity(Table::Meta, &pk, &format!("{i:05}"), &json!({"i": i}))
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    // Another partition must not leak into the scan.
+    s.insert_entity(Table::Meta, &key(), "00000", &json!({"other": true}))
+        .await
+        .unwrap();
+    let all = s.scan_entities(Table::Meta, Some(&pk)).await.unwrap();
+    assert_eq!(all.len(), n);
+    let rks: Vec<_> = all.iter().map(|e| e.rk.clone()).collect();
+    let mut sorted = rks.clone();
+    sorted.sort();
+    assert_eq!(rks, sorted, "key order");
+    assert_eq!(all[1_049].data, json!({"i": 1_049}));
+}
+
+async fn two_writers_racing_on_one_row_one_wins_one_gets_412(s: Store) {
+    let pk = key();
+    let base = s
+        .insert_entity(Table::Meta, &pk, "r", &json!({"v": 0}))
+        .await
+        .unwrap();
+    let (va, vb) = (json!({"v": "a"}), json!({"v": "b"}));
+    let (a, b) = tokio::join!(
+        s.replace_entity(Table::Meta, &pk, "r", &va, &base),
+        s.replace_entity(Table::Meta, &pk, "r", &vb, &base),
+    );
+    let wins = [a.is_ok(), b.is_ok()];
+    assert_eq!(
+        wins.iter().filter(|w| **w).count(),
+        1,
+        "exactly one writer wins: {a:?} {b:?}"
+    );
+    let loser = if a.is_ok() { b } else { a };
+    assert!(matches!(loser, Err(StoreError::PreconditionFailed)));
+    let final_v = s
+        .get_entity(Table::Meta, &pk, "r")
+        .await
+        .unwrap()
+        .unwrap()
+        .data;
+    assert_eq!(final_v["v"], if wins[0] { "a" } else { "b" });
+}
+
+async fn typed_records_round_trip_with_keys_that_need_escaping(s: Store) {
+    let now = Utc.with_ymd_and_hms(2026, 11, 23, 1, 0, 0).unwrap();
+    let user = UserRecord {
+        user_id: format!("o'brien/{}?#%", key()),
+        tenant_id: "t".into(),
+        upn: "o'brien@example.com".into(),
+        display_name: "Ó Briain".into(),
+        state: UserState::SignInRequired {
+            reason: "AADSTS700082".into(),
+            since: now,
+        },
+        refresh_token_sealed: Some("v1.k.n.c".into()),
+        refresh_token_updated_at: Some(now),
+        created_at: now,
+        updated_at: now,
+    };
+    let etag = s.insert(&user).await.unwrap();
+    let got = s
+        .get::<UserRecord>(&user.user_id, "user")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.value, user);
+    assert_eq!(got.etag, etag);
+    assert!(s
+        .list::<UserRecord>()
+        .await
+        .unwrap()
+        .iter()
+        .any(|u| u.value == user));
+}
+
+fn observation(user: &str, av: &str, ac: &str, secs: i64) -> Observation {
+    Observation {
+        user_id: user.into(),
+        tenant_id: "tenant".into(),
+        presence: Presence::new(av, ac),
+        source: Source::Poll,
+        observed_at: Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap(),
+        graph_sequence: None,
+    }
+}
+
+async fn racing_identical_observations_publish_exactly_once(s: Store) {
+    let user = key();
+    let obs = observation(&user, "Busy", "InACall", 10);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (s, obs) = (s.clone(), obs.clone());
+        tasks.spawn(async move { pipeline::record(&s, &obs).await.unwrap() });
+    }
+    let mut published = 0;
+    while let Some(r) = tasks.join_next().await {
+        published += usize::from(r.unwrap().is_some());
+    }
+    assert_eq!(published, 1);
+}
+
+async fn racing_different_observations_never_lose_an_update(s: Store) {
+    let user = key();
+    pipeline::record(&s, &observation(&user, "Available", "Available", 0))
+        .await
+        .unwrap();
+    // A poll and a notification with different presences race.
+    let poll = observation(&user, "Busy", "InAMeeting", 5);
+    let mut notif = observation(&user, "Busy", "InACall", 6);
+    notif.source = Source::Notification;
+    let (a, b) = tokio::join!(pipeline::record(&s, &poll), pipeline::record(&s, &notif));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let stored = s
+        .get::<PresenceRecord>(&user, "presence")
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    // The newest observation always ends up stored, whatever the interleaving.
+    assert_eq!(stored.last.presence, notif.presence);
+    // The notification always publishes; the poll publishes only if it got in first.
+    let b = b.expect("newest observation publishes");
+    if let Some(a) = a {
+        assert_eq!(b.previous, Some(a.presence.clone()));
+        assert!(b.sequence > a.sequence);
+    }
+}

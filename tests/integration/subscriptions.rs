@@ -1,0 +1,245 @@
+//! Subscription management against a fake Graph that enforces the real rules (60-minute
+//! maximum, 650 ids, one presence subscription per user per app → 409, the validation
+//! handshake against our own running webhook): create, renew, recreate after 404, replace
+//! after 409, reauthorize on the lifecycle event, bulk subscriptions in tenant mode.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+use teams_presence::app::{AppState, Mode};
+use teams_presence::certs::{generate_self_signed, KeyRing};
+use teams_presence::graph::notification::client_state_sha256_hex;
+use teams_presence::store::{sqlite::SqliteStore, Store, SubscriptionRecord};
+use teams_presence::subscriptions::maintain;
+
+use crate::fakes::entra::FakeEntra;
+use crate::fakes::graph::{FakeGraph, Subscriptions};
+use crate::support;
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+struct Live {
+    app: AppState,
+    entra: FakeEntra,
+    subs: Arc<Mutex<Subscriptions>>,
+    base: String,
+    _graph: FakeGraph,
+    _dir: tempfile::TempDir,
+}
+
+/// Our app on a real socket (Graph's handshake calls it), with fakes around it.
+async fn live(extra: &[(&str, &str)]) -> Live {
+    support::init_logging();
+    let (graph, subs) = FakeGraph::start_with_subscriptions().await;
+    let entra = FakeEntra::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut pairs = vec![
+        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+        ("AZURE_CLIENT_SECRET", "test-secret"),
+        ("AZURE_TENANT_ID", TENANT),
+        ("AZURE_AUTHORITY_HOST", entra.url.as_str()),
+        ("GRAPH_ENDPOINT", graph.url.as_str()),
+        ("PUBLIC_BASE_URL", base.as_str()),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+    ];
+    pairs.extend_from_slice(extra);
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
+    let keys = KeyRing::from_keys(vec![generate_self_signed("teams-presence-test").unwrap()]);
+    let app =
+        AppState::new(support::settings(&pairs), store, Mode::Serve).with_notification_keys(keys);
+    let router = teams_presence::serve::router(app.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Live {
+        app,
+        entra,
+        subs,
+        base,
+        _graph: graph,
+        _dir: dir,
+    }
+}
+
+async fn records(app: &AppState) -> Vec<SubscriptionRecord> {
+    app.store
+        .list::<SubscriptionRecord>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.value)
+        .collect()
+}
+
+fn at(l: &Live, now: DateTime<Utc>) {
+    l.subs.lock().unwrap().now = Some(now);
+}
+
+#[tokio::test]
+async fn create_renew_recreate_after_404_and_replace_after_409() {
+    let l = live(&[]).await;
+    support::sign_in_directly(&l.app, &l.entra, "alice", TENANT).await;
+    let t0 = Utc::now();
+    at(&l, t0);
+
+    // Create: the fake ran the handshake against our webhook and checked every rule.
+    let r = maintain(&l.app, t0).await;
+    assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
+    let fake = l
+        .subs
+        .lock()
+        .unwrap()
+        .items
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(fake.resource, "/communications/presences/alice");
+    assert!(fake.expires <= t0 + Duration::minutes(60));
+    assert_eq!(
+        fake.notification_url,
+        format!("{}/api/notifications", l.base)
+    );
+    assert_eq!(fake.lifecycle_url, format!("{}/api/lifecycle", l.base));
+    let cert = l.app.notification_keys.current().unwrap();
+    assert_eq!(fake.certificate_id, cert.id());
+    assert_eq!(fake.certificate, cert.certificate_base64());
+    let rec = records(&l.app).await.pop().unwrap();
+    assert_eq!(rec.subscription_id, fake.id);
+    // Only the digest of clientState is stored.
+    assert_eq!(
+        rec.client_state_sha256,
+        client_state_sha256_hex(&fake.client_state)
+    );
+    let raw = l
+        .app
+        .store
+        .scan_entities(teams_presence::store::Table::Subscriptions, None)
+        .await
+        .unwrap();
+    assert!(!raw[0].data.to_string().contains(&fake.client_state));
+
+    // Nothing to do while plenty of time is left.
+    let r = maintain(&l.app, t0 + Duration::minutes(10)).await;
+    assert_eq!((r.created, r.renewed), (0, 0));
+
+    // Renew when less than 20 minutes are left.
+    let t1 = t0 + Duration::minutes(45);
+    at(&l, t1);
+    let r = maintain(&l.app, t1).await;
+    assert_eq!(r.renewed, 1, "{r:?}");
+    assert!(l.subs.lock().unwrap().items[&fake.id].expires > t1 + Duration::minutes(55));
+
+    // Graph forgot it: PATCH answers 404, we create a new one.
+    l.subs.lock().unwrap().items.clear();
+    let t2 = t1 + Duration::minutes(45);
+    at(&l, t2);
+    let r = maintain(&l.app, t2).await;
+    assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
+    assert_eq!(records(&l.app).await.len(), 1);
+
+    // Our record was lost (a new store): creating answers 409; we replace the leftover.
+    for rec in records(&l.app).await {
+        l.app
+            .store
+            .delete::<SubscriptionRecord>(&rec.subscription_id, "subscription", None)
+            .await
+            .unwrap();
+    }
+    let r = maintain(&l.app, t2).await;
+    assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
+    let rec_id = {
+        let s = l.subs.lock().unwrap();
+        assert_eq!(s.items.len(), 1, "exactly one subscription for the user");
+        assert!(s.calls.iter().any(|(m, _)| m == "DELETE"));
+        s.items.keys().next().unwrap().clone()
+    };
+    assert_eq!(records(&l.app).await[0].subscription_id, rec_id);
+}
+
+#[tokio::test]
+async fn a_reauthorization_required_event_is_answered_with_reauthorize() {
+    let l = live(&[]).await;
+    support::sign_in_directly(&l.app, &l.entra, "bob", TENANT).await;
+    let t0 = Utc::now();
+    maintain(&l.app, t0).await;
+    let fake = l
+        .subs
+        .lock()
+        .unwrap()
+        .items
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+
+    // Graph posts the lifecycle event to our webhook.
+    let body = json!({"value": [{
+        "subscriptionId": fake.id, "subscriptionExpirationDateTime": fake.expires.to_rfc3339(),
+        "tenantId": TENANT, "clientState": fake.client_state, "lifecycleEvent": "reauthorizationRequired"
+    }]});
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/lifecycle", l.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    let r = maintain(&l.app, t0 + Duration::minutes(1)).await;
+    assert_eq!(r.reauthorized, 1, "{r:?}");
+    assert_eq!(l.subs.lock().unwrap().items[&fake.id].reauthorized, 1);
+    // The mark is cleared: the next run does nothing more.
+    let r = maintain(&l.app, t0 + Duration::minutes(2)).await;
+    assert_eq!(r.reauthorized, 0);
+
+    // A forged event (wrong clientState) leaves no mark.
+    let forged = json!({"value": [{"subscriptionId": fake.id, "tenantId": TENANT, "clientState": "guess", "lifecycleEvent": "subscriptionRemoved"}]});
+    reqwest::Client::new()
+        .post(format!("{}/api/lifecycle", l.base))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    let r = maintain(&l.app, t0 + Duration::minutes(3)).await;
+    assert_eq!((r.created, r.removed), (0, 0));
+    assert!(l.subs.lock().unwrap().items.contains_key(&fake.id));
+}
+
+#[tokio::test]
+async fn tenant_mode_uses_bulk_subscriptions_of_at_most_650_ids() {
+    let ids: Vec<String> = (0..700).map(|i| format!("member-{i:03}")).collect();
+    let list = ids.join(",");
+    let l = live(&[
+        ("TENANT_USERS", list.as_str()),
+        ("TENANT_SYNC_USER", "sync"),
+    ])
+    .await;
+    support::sign_in_directly(&l.app, &l.entra, "sync", TENANT).await;
+    let r = maintain(&l.app, Utc::now()).await;
+    assert_eq!((r.created, r.failed), (2, 0), "{r:?}");
+    let mut sizes: Vec<usize> = l
+        .subs
+        .lock()
+        .unwrap()
+        .items
+        .values()
+        .map(|s| s.user_ids.len())
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![50, 650]);
+}
+
+#[tokio::test]
+async fn without_https_or_a_certificate_presence_is_polled_and_nothing_is_created() {
+    let l = live(&[("PUBLIC_BASE_URL", "http://presence.example")]).await;
+    support::sign_in_directly(&l.app, &l.entra, "carol", TENANT).await;
+    let r = maintain(&l.app, Utc::now()).await;
+    assert!(r.disabled.unwrap().contains("https"));
+    assert!(l.subs.lock().unwrap().calls.is_empty());
+}
