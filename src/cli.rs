@@ -51,6 +51,9 @@ enum Command {
     Subscribe {
         #[command(flatten)]
         config: ConfigArg,
+        /// Where the last applied sequence per user is kept (edge-state.json).
+        #[command(flatten)]
+        data: DataDirArg,
     },
     /// Device-code sign-in for `serve` on a headless machine.
     Login {
@@ -255,10 +258,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             crate::serve::run(listener, state, shutdown_signal()).await?;
             Ok(())
         }
-        Command::Subscribe { config } => {
+        Command::Subscribe { config, data } => {
             init_tracing("info");
-            load(config.config.as_deref())?;
-            Err(CliError::NotImplemented("subscribe (issue #6)"))
+            let settings = load(config.config.as_deref())?;
+            let (client, options) = crate::edge::client_from(&settings)?;
+            let state_file = data.data_dir.join("edge-state.json");
+            let mut applier =
+                crate::edge::Applier::from_settings(&settings, Some(state_file)).await?;
+            crate::edge::run(&client, &mut applier, &options, shutdown_signal()).await?;
+            Ok(())
         }
         Command::Login { data, config } => {
             init_tracing("warn");
@@ -276,13 +284,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Hue { command } => {
             init_tracing("warn");
-            load(None)?;
-            Err(CliError::NotImplemented(match command {
-                HueCommand::Pair => "hue pair (issue #6)",
-                HueCommand::Discover => "hue discover (issue #6)",
-                HueCommand::List => "hue list (issue #6)",
-                HueCommand::Test => "hue test (issue #6)",
-            }))
+            let settings = load(None)?;
+            match command {
+                HueCommand::Pair => crate::hue::commands::pair(&settings).await?,
+                HueCommand::Discover => crate::hue::commands::discover().await?,
+                HueCommand::List => crate::hue::commands::list(&settings).await?,
+                HueCommand::Test => crate::hue::commands::test(&settings).await?,
+            }
+            Ok(())
         }
         Command::Users {
             command,

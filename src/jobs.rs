@@ -16,6 +16,10 @@ pub enum JobError {
     /// The host sent a function name we have no job for.
     #[error("no job named {0:?}")]
     Unknown(String),
+    /// The job ran and failed (e.g. the Hue bridge is down): 500, so the host abandons the
+    /// Service Bus message and it is delivered again.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl JobError {
@@ -24,6 +28,7 @@ impl JobError {
         match self {
             JobError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             JobError::Unknown(_) => StatusCode::NOT_FOUND,
+            JobError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -63,12 +68,15 @@ pub async fn run_timer(
 
 /// Runs a Service Bus-triggered function.
 pub async fn run_service_bus(
-    _state: &AppState,
+    state: &AppState,
     name: &str,
-    _msg: ServiceBusTrigger,
+    msg: ServiceBusTrigger,
 ) -> Result<InvocationResponse, JobError> {
     match name {
-        "hue-subscriber" => Err(JobError::NotImplemented("hue-subscriber (issue #6)")),
+        "hue-subscriber" => crate::edge::run_trigger(&state.settings, &msg.body)
+            .await
+            .map(|()| InvocationResponse::default())
+            .map_err(|e| JobError::Failed(format!("{e:#}"))),
         other => Err(JobError::Unknown(other.to_owned())),
     }
 }

@@ -9,10 +9,12 @@
 //! - `auth`: sign-in and tokens against the fake Entra ID.
 //! - `presence`: polling, change detection and publishing against the fake Graph.
 //! - `webhook`: change notifications, decryption and validation tokens.
+//! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 
 mod auth;
 mod cli;
 mod doctor;
+mod edge;
 mod fakes;
 mod handler;
 mod presence;

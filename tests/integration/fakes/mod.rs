@@ -4,3 +4,5 @@
 pub mod entra;
 pub mod entra_keys;
 pub mod graph;
+pub mod hue;
+pub mod servicebus;

@@ -1,0 +1,497 @@
+//! The edge end to end: the subscribe loop against a fake Service Bus (peek-lock, lock
+//! tokens, delivery counts, abandon and redelivery, dead-lettering) and fake Hue bridges
+//! (v1 and v2), plus the `hue-subscriber` path (`Applier::handle_body`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use teams_presence::config::HueTarget;
+use teams_presence::edge::{self, Applier, Options, Verdict};
+use teams_presence::hue::{self, Address, HueSink};
+use teams_presence::lights::LightMap;
+use teams_presence::servicebus::{self, BrokerProperties, ConnectionString, ServiceBusError};
+use tokio::sync::oneshot;
+
+use crate::fakes::hue::{Api, FakeHue, KEY as HUE_KEY};
+use crate::fakes::servicebus::FakeServiceBus;
+
+fn presence(user: &str, seq: u32, availability: &str, activity: &str) -> Value {
+    json!({
+        "type": "presence.changed", "version": 1, "userId": user, "tenantId": "t",
+        "availability": availability, "activity": activity, "source": "notification",
+        "observedAt": format!("2026-11-22T10:{:02}:{:02}.000Z", seq / 60 % 60, seq % 60),
+        "sequence": format!("{seq:020}-000000"),
+    })
+}
+
+async fn sink(fake: &FakeHue, targets: &[HueTarget]) -> HueSink {
+    let address = Address::parse(&fake.url).unwrap();
+    HueSink::connect(&address, &SecretString::from(HUE_KEY), targets)
+        .await
+        .unwrap()
+}
+
+fn client(sb: &FakeServiceBus) -> servicebus::Client {
+    let conn = ConnectionString::parse(&sb.connection_string()).unwrap();
+    servicebus::Client::new(conn, Some(sb.url.parse().unwrap()), "presence").unwrap()
+}
+
+fn options() -> Options {
+    let mut o = Options::new("pi");
+    o.wait = Duration::from_secs(1);
+    o.drain_wait = Duration::ZERO;
+    o
+}
+
+/// Runs the subscribe loop in the background; dropping or sending on the handle stops it.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Applier>,
+}
+
+impl Running {
+    fn start(sb: &FakeServiceBus, mut applier: Applier) -> Self {
+        let client = client(sb);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            edge::run(&client, &mut applier, &options(), async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+            applier
+        });
+        Self {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn stop(mut self) -> Applier {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the loop stops on shutdown")
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn each_presence_state_puts_the_right_body_on_v1_and_v2_bridges() {
+    // (availability, activity, v1 body, v2 body); colours are the default map's, their xy
+    // computed independently (Python, sRGB gamma + Wide gamut matrix).
+    let red_v1 = json!({"on": true, "bri": 254, "xy": [0.7006, 0.2993]});
+    let red_v2 = json!({"on": {"on": true}, "dimming": {"brightness": 100.0}, "color": {"xy": {"x": 0.7006, "y": 0.2993}}});
+    let cases = [
+        ("Busy", "InACall", red_v1.clone(), red_v2.clone()),
+        (
+            "Available",
+            "Available",
+            json!({"on": true, "bri": 178, "xy": [0.1724, 0.7468]}),
+            json!({"on": {"on": true}, "dimming": {"brightness": 70.0}, "color": {"xy": {"x": 0.1724, "y": 0.7468}}}),
+        ),
+        (
+            "Busy",
+            "InAMeeting",
+            json!({"on": true, "bri": 203, "xy": [0.6187, 0.3687]}),
+            json!({"on": {"on": true}, "dimming": {"brightness": 80.0}, "color": {"xy": {"x": 0.6187, "y": 0.3687}}}),
+        ),
+        ("DoNotDisturb", "Presenting", red_v1, red_v2),
+        (
+            "Away",
+            "Away",
+            json!({"on": true, "bri": 127, "xy": [0.5143, 0.4572]}),
+            json!({"on": {"on": true}, "dimming": {"brightness": 50.0}, "color": {"xy": {"x": 0.5143, "y": 0.4572}}}),
+        ),
+        (
+            "DoNotDisturb",
+            "DoNotDisturb",
+            json!({"on": true, "bri": 203, "xy": [0.2181, 0.0778]}),
+            json!({"on": {"on": true}, "dimming": {"brightness": 80.0}, "color": {"xy": {"x": 0.2181, "y": 0.0778}}}),
+        ),
+        (
+            "Offline",
+            "OffWork",
+            json!({"on": false}),
+            json!({"on": {"on": false}}),
+        ),
+    ];
+    for api in [Api::V1, Api::V2] {
+        let fake = FakeHue::start(api).await;
+        let targets = [
+            HueTarget::Light("1".into()),
+            HueTarget::Room("office".into()),
+        ];
+        let mut applier = Applier::new(
+            LightMap::default(),
+            sink(&fake, &targets).await,
+            vec![],
+            None,
+        );
+        for (i, (av, ac, _, _)) in cases.iter().enumerate() {
+            let body = presence("u1", i as u32 + 1, av, ac).to_string();
+            let verdict = applier
+                .handle_body(body.as_bytes(), Utc::now())
+                .await
+                .unwrap();
+            assert!(matches!(verdict, Verdict::Apply { .. }), "{av}/{ac}");
+        }
+        let puts = fake.puts();
+        assert_eq!(puts.len(), cases.len() * 2, "{api:?}: {puts:?}");
+        for (i, (av, ac, v1, v2)) in cases.iter().enumerate() {
+            let (light, group) = (&puts[2 * i], &puts[2 * i + 1]);
+            let (want, light_path, group_path) = match api {
+                // v1: light numbers as given; a room is a group.
+                Api::V1 => (v1, "/lights/1/state", "/groups/office/action"),
+                // v2: light 1 resolved through id_v1, the room through its grouped_light.
+                Api::V2 => (
+                    v2,
+                    "/light/11111111-1111-4111-8111-111111111111",
+                    "/grouped_light/gl-office",
+                ),
+            };
+            assert_eq!(light.path, light_path, "{api:?} {av}/{ac}");
+            assert_eq!(group.path, group_path, "{api:?} {av}/{ac}");
+            assert_eq!(&light.body, want, "{api:?} {av}/{ac}");
+            assert_eq!(&group.body, want, "{api:?} {av}/{ac}");
+        }
+        // user.signin_required: the slow blue breathe.
+        let signin = json!({"type": "user.signin_required", "version": 1, "userId": "u1",
+                            "tenantId": "t", "observedAt": "2026-11-22T11:00:00.000Z", "reason": "x"});
+        applier
+            .handle_body(signin.to_string().as_bytes(), Utc::now())
+            .await
+            .unwrap();
+        let last = fake.puts().pop().unwrap();
+        match api {
+            Api::V1 => assert_eq!(
+                last.body,
+                json!({"on": true, "bri": 102, "xy": [0.1369, 0.066], "alert": "lselect"})
+            ),
+            Api::V2 => assert_eq!(last.body["alert"], json!({"action": "breathe"})),
+        }
+        assert_eq!(fake.rejected(), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_sink_failure_abandons_and_the_message_is_applied_after_recovery() {
+    let sb = FakeServiceBus::start(10).await;
+    let fake = FakeHue::start(Api::V1).await;
+    let applier = Applier::new(
+        LightMap::default(),
+        sink(&fake, &[HueTarget::Light("1".into())]).await,
+        vec![],
+        None,
+    );
+    fake.set_failing(true);
+    sb.enqueue(presence("u1", 1, "Busy", "InACall"));
+    let running = Running::start(&sb, applier);
+    sb.wait_for(10, "an abandon", |b| b.abandoned >= 1).await;
+    assert!(sb.with(|b| b.completed.is_empty()));
+    fake.set_failing(false);
+    sb.wait_for(15, "completion after recovery", |b| b.completed.len() == 1)
+        .await;
+    let delivered = sb.with(|b| b.completed[0].delivery_count);
+    assert!(delivered >= 2, "redelivered after abandon: {delivered}");
+    assert_eq!(fake.puts().len(), 1);
+    assert_eq!(fake.puts()[0].body["on"], true);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_and_the_loop_goes_on() {
+    let sb = FakeServiceBus::start(2).await;
+    let fake = FakeHue::start(Api::V1).await;
+    let applier = Applier::new(
+        LightMap::default(),
+        sink(&fake, &[HueTarget::Light("1".into())]).await,
+        vec![],
+        None,
+    );
+    fake.set_failing(true);
+    sb.enqueue(presence("u1", 1, "Busy", "InACall"));
+    let running = Running::start(&sb, applier);
+    sb.wait_for(15, "dead-lettering", |b| b.dead_lettered.len() == 1)
+        .await;
+    fake.set_failing(false);
+    sb.enqueue(presence("u1", 2, "Available", "Available"));
+    sb.wait_for(15, "the next message", |b| b.completed.len() == 1)
+        .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn an_older_message_is_ignored_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state: PathBuf = dir.path().join("edge-state.json");
+    let sb = FakeServiceBus::start(10).await;
+    let fake = FakeHue::start(Api::V1).await;
+    let targets = [HueTarget::Light("1".into())];
+    let applier = Applier::new(
+        LightMap::default(),
+        sink(&fake, &targets).await,
+        vec![],
+        Some(state.clone()),
+    );
+    let running = Running::start(&sb, applier);
+    sb.enqueue(presence("u1", 5, "Busy", "InACall"));
+    sb.wait_for(10, "first", |b| b.completed.len() == 1).await;
+    sb.enqueue(presence("u1", 4, "Available", "Available"));
+    sb.wait_for(10, "older completed", |b| b.completed.len() == 2)
+        .await;
+    running.stop().await;
+    assert_eq!(fake.puts().len(), 1, "the older message changed nothing");
+
+    // A new process with the same state file still refuses the older message.
+    let applier = Applier::new(
+        LightMap::default(),
+        sink(&fake, &targets).await,
+        vec![],
+        Some(state),
+    );
+    let running = Running::start(&sb, applier);
+    sb.enqueue(presence("u1", 3, "Away", "Away"));
+    sb.wait_for(10, "older completed after restart", |b| {
+        b.completed.len() == 3
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(fake.puts().len(), 1);
+}
+
+#[tokio::test]
+async fn a_burst_for_one_user_applies_only_the_latest_and_completes_all() {
+    let sb = FakeServiceBus::start(10).await;
+    let fake = FakeHue::start(Api::V2).await;
+    let applier = Applier::new(
+        LightMap::default(),
+        sink(&fake, &[HueTarget::Light("1".into())]).await,
+        vec![],
+        None,
+    );
+    for seq in 1..=20 {
+        let (av, ac) = if seq % 2 == 0 {
+            ("Busy", "InACall")
+        } else {
+            ("Available", "Available")
+        };
+        sb.enqueue(presence("u1", seq, av, ac));
+    }
+    sb.enqueue(presence("u1", 21, "Away", "Away"));
+    let running = Running::start(&sb, applier);
+    sb.wait_for(10, "all completed", |b| b.completed.len() == 21)
+        .await;
+    running.stop().await;
+    let puts = fake.puts();
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert_eq!(puts[0].body["color"]["xy"]["x"], json!(0.5143));
+}
+
+#[tokio::test]
+async fn a_burst_for_several_users_sends_one_command_and_records_every_user() {
+    let sb = FakeServiceBus::start(10).await;
+    let fake = FakeHue::start(Api::V1).await;
+    let applier = Applier::new(
+        LightMap::default(),
+        sink(&fake, &[HueTarget::Light("1".into())]).await,
+        vec![],
+        None,
+    );
+    for seq in 1..=5 {
+        sb.enqueue(presence("a", seq, "Busy", "InACall"));
+        sb.enqueue(presence("b", seq, "Away", "Away"));
+    }
+    let running = Running::start(&sb, applier);
+    sb.wait_for(10, "all completed", |b| b.completed.len() == 10)
+        .await;
+    // An older message for the user whose state was not shown is still recognised as older.
+    sb.enqueue(presence("a", 4, "Available", "Available"));
+    sb.wait_for(10, "older completed", |b| b.completed.len() == 11)
+        .await;
+    let applier = running.stop().await;
+    let puts = fake.puts();
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert_eq!(
+        puts[0].body["xy"],
+        json!([0.5143, 0.4572]),
+        "b (away) arrived last"
+    );
+    assert_eq!(
+        applier.applied()["a"].sequence.as_deref(),
+        Some("00000000000000000005-000000")
+    );
+}
+
+#[tokio::test]
+async fn unknown_types_poison_messages_and_unwatched_users_are_completed() {
+    let sb = FakeServiceBus::start(10).await;
+    let fake = FakeHue::start(Api::V1).await;
+    let applier = Applier::new(
+        LightMap::default(),
+        sink(&fake, &[HueTarget::Light("1".into())]).await,
+        vec!["watched".into()],
+        None,
+    );
+    sb.enqueue(json!({"type": "lamp.exploded", "version": 9}));
+    sb.enqueue(json!("not an object"));
+    sb.enqueue(json!({"type": "presence.changed", "userId": 7}));
+    sb.enqueue(presence("someone-else", 1, "Busy", "InACall"));
+    let running = Running::start(&sb, applier);
+    sb.wait_for(10, "skips completed", |b| b.completed.len() == 4)
+        .await;
+    sb.enqueue(presence("watched", 1, "Busy", "InACall"));
+    sb.wait_for(10, "watched applied", |b| b.completed.len() == 5)
+        .await;
+    running.stop().await;
+    assert_eq!(fake.puts().len(), 1);
+    assert!(sb.with(|b| b.dead_lettered.is_empty() && b.abandoned == 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_commands_stays_within_the_bridge_rate_limits() {
+    let fake = FakeHue::start(Api::V1).await;
+    let mut targets: Vec<HueTarget> = (1..=12).map(|i| HueTarget::Light(i.to_string())).collect();
+    targets.push(HueTarget::Group("1".into()));
+    targets.push(HueTarget::Room("2".into()));
+    let mut sink = sink(&fake, &targets).await;
+    let mut states: Vec<_> = LightMap::default()
+        .showcase()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    states.dedup(); // e.g. "in a call" and "presenting" are both red
+    states.truncate(5);
+    let start = tokio::time::Instant::now();
+    for s in &states {
+        sink.apply(s).await.unwrap();
+    }
+    // The same state again is skipped entirely.
+    sink.apply(states.last().unwrap()).await.unwrap();
+    let puts = fake.puts();
+    assert_eq!(puts.len(), 5 * 14);
+    assert_eq!(fake.rejected(), 0, "the bridge never had to say 429");
+    for (group, limit) in [(false, 10), (true, 1)] {
+        let times: Vec<_> = puts
+            .iter()
+            .filter(|p| p.path.contains("/groups/") == group)
+            .map(|p| p.at)
+            .collect();
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..]
+                .iter()
+                .take_while(|u| u.duration_since(*t) < Duration::from_secs(1))
+                .count();
+            assert!(
+                in_window <= limit,
+                "{in_window} commands within 1 s (group: {group})"
+            );
+        }
+    }
+    // 60 light commands at 10/s and 10 group commands at 1/s, interleaved: bounded by groups.
+    assert!(
+        start.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_with_a_clear_error() {
+    let sb = FakeServiceBus::start(10).await;
+    let cs = sb
+        .connection_string()
+        .replace("ZmFrZS1rZXk9PQ==", "d3Jvbmc=");
+    let conn = ConnectionString::parse(&cs).unwrap();
+    let client = servicebus::Client::new(conn, Some(sb.url.parse().unwrap()), "presence").unwrap();
+    let e = client.peek_lock("pi", Duration::ZERO).await.unwrap_err();
+    assert!(
+        matches!(e, ServiceBusError::Unauthorized { status: 401, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("Listen"));
+    assert!(!e.to_string().contains("d3Jvbmc"));
+    assert_eq!(sb.with(|b| b.unauthorized), 1);
+}
+
+#[tokio::test]
+async fn direct_publish_sends_custom_properties_that_come_back_on_receive() {
+    let sb = FakeServiceBus::start(10).await;
+    let client = client(&sb);
+    let props = BrokerProperties {
+        message_id: Some("m-1".into()),
+        content_type: Some("application/json".into()),
+        ..Default::default()
+    };
+    let custom: BTreeMap<String, String> = [("userId".to_string(), "u1".to_string())].into();
+    let body = presence("u1", 1, "Busy", "InACall").to_string();
+    client.send(body.as_bytes(), &props, &custom).await.unwrap();
+    let m = client
+        .peek_lock("pi", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.body, body.as_bytes());
+    assert_eq!(m.custom.get("userid").map(String::as_str), Some("u1"));
+    assert_eq!(m.props.delivery_count, Some(1));
+    // The lock URI came back with the broker's host and was rebased onto the fake.
+    assert!(m.lock.url().as_str().starts_with(&sb.url));
+    client.renew_lock(&m.lock).await.unwrap();
+    client.abandon(&m.lock).await.unwrap();
+    let again = client
+        .peek_lock("pi", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.props.delivery_count, Some(2));
+    client.complete(&again.lock).await.unwrap();
+    // A settled lock is gone.
+    assert!(matches!(
+        client.complete(&again.lock).await,
+        Err(ServiceBusError::LockLost(410))
+    ));
+    assert!(client
+        .peek_lock("pi", Duration::ZERO)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn pairing_retries_until_the_link_button_is_pressed() {
+    let fake = FakeHue::start(Api::V1).await;
+    let Address::Url(base) = Address::parse(&fake.url).unwrap() else {
+        panic!()
+    };
+    let http = reqwest::Client::new();
+    let devicetype = hue::devicetype("raspberrypi");
+    let mut attempts = 0;
+    let key = loop {
+        attempts += 1;
+        if let Some(k) = hue::pair_once(&http, &base, &devicetype).await.unwrap() {
+            break k;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(attempts, 3);
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&key), HUE_KEY);
+}
+
+#[tokio::test]
+async fn a_wrong_hue_key_is_named() {
+    for api in [Api::V1, Api::V2] {
+        let fake = FakeHue::start(api).await;
+        let address = Address::parse(&fake.url).unwrap();
+        let e = hue::connect(&address, &SecretString::from("wrong"))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("HUE_APPLICATION_KEY"),
+            "{api:?}: {e}"
+        );
+    }
+}
