@@ -44,6 +44,8 @@ pub struct AppState {
     pub poller: crate::poller::Poller,
     /// Microsoft Graph.
     pub graph: crate::graph::client::GraphClient,
+    /// What `serve`'s lights did last (status page).
+    pub sink_status: crate::sinks::SharedSinkStatus,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
         Self {
             poller,
             graph,
+            sink_status: Default::default(),
             settings: Arc::new(settings),
             store,
             publisher,

@@ -33,6 +33,7 @@ pub mod publish;
 pub mod seal;
 pub mod serve;
 pub mod servicebus;
+pub mod sinks;
 pub mod store;
 pub mod subscriptions;
 pub mod tokens;

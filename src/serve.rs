@@ -158,25 +158,6 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::http::api_router(state))
 }
 
-/// Delivers published changes in-process: every change is logged, and applied to the
-/// configured sinks. Subscribes before returning, so nothing published later is missed.
-pub fn spawn_sinks(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let mut rx = state.publisher.subscribe();
-    tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            match &msg {
-                crate::message::TopicMessage::PresenceChanged(m) => {
-                    tracing::info!(user_id = %m.user_id, presence = %m.presence, source = ?m.source, "presence changed")
-                }
-                crate::message::TopicMessage::SignInRequired(m) => {
-                    tracing::warn!(user_id = %m.user_id, reason = %m.reason, "sign-in required")
-                }
-                crate::message::TopicMessage::Unknown { .. } => {}
-            }
-        }
-    })
-}
-
 /// `serve`'s own clock: every second, whoever is due is polled (the same code the
 /// `presence-refresh` timer runs); every minute, subscriptions are maintained (the same code
 /// as `subscriptions-renew`).
@@ -206,7 +187,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %state.store.describe(), "serving; status page at http://{addr}/");
-    let sinks = spawn_sinks(&state);
+    let sinks = crate::sinks::spawn(&state);
     let scheduler = spawn_scheduler(state.clone());
     let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

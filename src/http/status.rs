@@ -54,6 +54,7 @@ struct StatusView {
     store: String,
     next_steps: Vec<NextStep>,
     users: Vec<UserView>,
+    lights: crate::sinks::SinkStatus,
     recent_messages: Vec<serde_json::Value>,
 }
 
@@ -142,6 +143,11 @@ async fn gather(state: &AppState) -> StatusView {
         started_at: state.started_at.to_rfc3339(),
         store: state.store.describe(),
         next_steps: next_steps(state),
+        lights: state
+            .sink_status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default(),
         users,
         recent_messages: state
             .publisher
@@ -203,6 +209,21 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         ));
     }
     body.push_str("</section>");
+    body.push_str(&format!(
+        "<section><h2>Lights</h2><p>{}</p>",
+        esc(&v.lights.description)
+    ));
+    if let (Some(cmd), Some(at)) = (&v.lights.last_command, v.lights.last_command_at) {
+        body.push_str(&format!(
+            "<p class=\"muted\">Last command {}: {}</p>",
+            esc(&at.format("%H:%M:%S UTC").to_string()),
+            esc(cmd)
+        ));
+    }
+    if let Some(e) = &v.lights.last_error {
+        body.push_str(&format!("<p class=\"error\">Problem: {}</p>", esc(e)));
+    }
+    body.push_str("</section>");
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"10\"><title>teams-presence</title><style>{CSS}</style></head><body><h1>teams-presence</h1><p class=\"muted\">{store} · version {version} · up since {started}</p>{body}</body></html>",
         store = esc(&v.store),
@@ -212,7 +233,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
     Html(html).into_response()
 }
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.4}.muted{color:#666}.setup{background:#fff7e0;border:1px solid #e8c66a;padding:.5rem 1rem;border-radius:.5rem}.user{display:flex;gap:.75rem;align-items:center;padding:.5rem 0;border-bottom:1px solid #eee}.dot{width:1.5rem;height:1.5rem;border-radius:50%;flex:none;border:1px solid #0002}code{background:#f3f3f3;padding:0 .2rem}";
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.4}.muted{color:#666}.setup{background:#fff7e0;border:1px solid #e8c66a;padding:.5rem 1rem;border-radius:.5rem}.user{display:flex;gap:.75rem;align-items:center;padding:.5rem 0;border-bottom:1px solid #eee}.dot{width:1.5rem;height:1.5rem;border-radius:50%;flex:none;border:1px solid #0002}code{background:#f3f3f3;padding:0 .2rem}.error{color:#a4262c}";
 
 /// `2026-11-23 02:12 UTC` from an RFC 3339 time (the JSON keeps the precise value).
 fn human_time(rfc3339: &str) -> String {

@@ -19,6 +19,7 @@ mod fakes;
 mod handler;
 mod presence;
 mod serve;
+mod serve_e2e;
 mod status_page;
 mod store;
 mod subscriptions;
