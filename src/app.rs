@@ -46,6 +46,8 @@ pub struct AppState {
     pub graph: crate::graph::client::GraphClient,
     /// What `serve`'s lights did last (status page).
     pub sink_status: crate::sinks::SharedSinkStatus,
+    /// `PUBLISH_MODE=rest`: the Service Bus client changes are sent with.
+    pub direct_bus: Option<Arc<crate::servicebus::Client>>,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
             poller,
             graph,
             sink_status: Default::default(),
+            direct_bus: None,
             settings: Arc::new(settings),
             store,
             publisher,
@@ -80,6 +83,36 @@ impl AppState {
             notification_keys: Arc::new(KeyRing::empty()),
             token_keys,
         }
+    }
+
+    /// Sends changes straight to Service Bus (`PUBLISH_MODE=rest`); built from
+    /// `ServiceBusConnection`, which then needs the Send right.
+    pub fn with_direct_publishing(mut self) -> Result<Self, crate::config::ConfigError> {
+        use secrecy::ExposeSecret;
+        let bad = |problem: String| crate::config::ConfigError {
+            setting: "ServiceBusConnection".into(),
+            problem,
+        };
+        let cs = self
+            .settings
+            .service_bus_connection
+            .as_ref()
+            .ok_or_else(|| {
+                crate::config::ConfigError::missing(
+                "ServiceBusConnection",
+                "a Service Bus connection string with the Send right, because PUBLISH_MODE=rest",
+            )
+            })?;
+        let conn = crate::servicebus::ConnectionString::parse(cs.expose_secret())
+            .map_err(|e| bad(e.to_string()))?;
+        let client = crate::servicebus::Client::new(
+            conn,
+            self.settings.servicebus_endpoint.clone(),
+            &self.settings.presence_topic,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        self.direct_bus = Some(Arc::new(client));
+        Ok(self)
     }
 
     /// Replaces the client credential (a certificate loaded from Key Vault at start-up).

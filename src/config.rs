@@ -75,6 +75,16 @@ pub enum AssertionAlg {
     Rs256,
 }
 
+/// How changes reach the topic (`PUBLISH_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishMode {
+    /// The Functions `message` output binding (handler); in-process only (serve).
+    Binding,
+    /// Straight to Service Bus over REST, with `userId` as an application property so
+    /// subscriptions can filter per user, and a MessageId for duplicate detection.
+    Rest,
+}
+
 /// What to colour on the Hue bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HueTarget {
@@ -173,6 +183,8 @@ pub struct Settings {
     pub store: Option<StoreKind>,
     /// `ServiceBusConnection`.
     pub service_bus_connection: Option<SecretString>,
+    /// `PUBLISH_MODE` (`binding`, default, or `rest`).
+    pub publish_mode: PublishMode,
     /// `PRESENCE_TOPIC` (default `presence`).
     pub presence_topic: String,
     /// `PRESENCE_SUBSCRIPTION`.
@@ -371,6 +383,18 @@ impl Settings {
                 }),
             },
             service_bus_connection: src.get("ServiceBusConnection").map(SecretString::from),
+            publish_mode: match src.get("PUBLISH_MODE") {
+                None => PublishMode::Binding,
+                Some(v) if v.trim().eq_ignore_ascii_case("binding") => PublishMode::Binding,
+                Some(v) if v.trim().eq_ignore_ascii_case("rest") => PublishMode::Rest,
+                Some(v) => {
+                    return Err(ConfigError::invalid(
+                        "PUBLISH_MODE",
+                        Some(&v),
+                        "`binding` or `rest`",
+                    ))
+                }
+            },
             presence_topic: src
                 .get("PRESENCE_TOPIC")
                 .unwrap_or_else(|| "presence".into()),

@@ -77,11 +77,15 @@ pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<Ap
             }
         }
     }
+    let direct = settings.publish_mode == crate::config::PublishMode::Rest;
     let mut state =
         AppState::new(settings, store, crate::app::Mode::Handler).with_notification_keys(keys);
     if let Some(c) = client_credential {
         state =
             state.with_client_credential(crate::entra::ClientCredential::Certificate(Box::new(c)));
+    }
+    if direct {
+        state = state.with_direct_publishing()?;
     }
     Ok(state)
 }
@@ -149,17 +153,15 @@ async fn invoke(
         match def.trigger {
             Trigger::Http { .. } => invoke_http(&hs, def, &inv).await,
             Trigger::Timer => match inv.timer("timer") {
-                Ok(_timer) => crate::jobs::run_timer(&hs.app, def.name, Outbox::default())
-                    .await
-                    .map(|(resp, outbox)| {
-                        let msgs = outbox
-                            .drain()
-                            .iter()
-                            .map(crate::message::TopicMessage::to_json)
-                            .collect();
-                        Json(resp.with_messages("message", msgs).to_json()).into_response()
-                    })
-                    .unwrap_or_else(|e| failure(e.status(), e.to_string())),
+                Ok(_timer) => {
+                    match crate::jobs::run_timer(&hs.app, def.name, Outbox::default()).await {
+                        Ok((resp, outbox)) => match deliver(&hs.app, resp, &outbox).await {
+                            Ok(resp) => Json(resp.to_json()).into_response(),
+                            Err(r) => r,
+                        },
+                        Err(e) => failure(e.status(), e.to_string()),
+                    }
+                }
                 Err(e) => failure(StatusCode::BAD_REQUEST, e.to_string()),
             },
             Trigger::ServiceBus => match inv.service_bus("msg") {
@@ -210,15 +212,45 @@ async fn invoke_http(hs: &HandlerState, def: &FunctionDef, inv: &Invocation) -> 
         },
     );
     if def.publishes {
-        let msgs: Vec<Value> = outbox
-            .drain()
-            .iter()
-            .map(crate::message::TopicMessage::to_json)
-            .collect();
-        resp = resp.with_messages("message", msgs);
+        resp = match deliver(&hs.app, resp, &outbox).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
     }
     tracing::info!(status = status.as_u16(), "http invocation done");
     Json(resp.to_json()).into_response()
+}
+
+/// Hands an invocation's messages on: as the `message` output binding (JSON objects), or,
+/// with `PUBLISH_MODE=rest`, straight to Service Bus. A failed send fails the invocation
+/// (non-2xx, no outputs), so the host and Graph retry and duplicate detection drops what
+/// already arrived.
+async fn deliver(
+    app: &AppState,
+    resp: InvocationResponse,
+    outbox: &Outbox,
+) -> Result<InvocationResponse, Response> {
+    let msgs = outbox.drain();
+    match &app.direct_bus {
+        Some(bus) if !msgs.is_empty() => match crate::publish::send_direct(bus, &msgs).await {
+            Ok(()) => Ok(resp.log(format!("{} message(s) sent to Service Bus", msgs.len()))),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot send to Service Bus");
+                Err(failure(
+                    StatusCode::BAD_GATEWAY,
+                    format!("cannot send to Service Bus: {e}"),
+                ))
+            }
+        },
+        Some(_) => Ok(resp),
+        None => {
+            let json: Vec<Value> = msgs
+                .iter()
+                .map(crate::message::TopicMessage::to_json)
+                .collect();
+            Ok(resp.with_messages("message", json))
+        }
+    }
 }
 
 /// The route template of a function (`presence/{userId}`) with its parameters filled in.

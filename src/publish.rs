@@ -100,3 +100,42 @@ impl Publisher {
             .collect()
     }
 }
+
+/// Sends messages straight to the topic over the Service Bus REST API (`PUBLISH_MODE=rest`).
+///
+/// Unlike the Functions output binding this can set message properties: `userId` and `type`
+/// become application properties, so an edge's subscription can filter per user with a SQL
+/// rule (`userId = '...'`), and `MessageId` is `{userId}:{sequence}` (or the sign-in event's
+/// time), so the topic's duplicate detection drops a message published twice by a retry.
+pub async fn send_direct(
+    client: &crate::servicebus::Client,
+    msgs: &[TopicMessage],
+) -> Result<(), crate::servicebus::ServiceBusError> {
+    for m in msgs {
+        let (kind, id) = match m {
+            TopicMessage::PresenceChanged(p) => {
+                ("presence.changed", format!("{}:{}", p.user_id, p.sequence))
+            }
+            TopicMessage::SignInRequired(s) => (
+                "user.signin_required",
+                format!("{}:signin:{}", s.user_id, s.observed_at.timestamp_millis()),
+            ),
+            TopicMessage::Unknown { .. } => continue,
+        };
+        let props = crate::servicebus::BrokerProperties {
+            message_id: Some(id),
+            label: Some(kind.to_owned()),
+            content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        let mut custom = std::collections::BTreeMap::new();
+        if let Some(u) = m.user_id() {
+            custom.insert("userId".to_owned(), u.to_owned());
+        }
+        custom.insert("type".to_owned(), kind.to_owned());
+        client
+            .send(m.to_json().to_string().as_bytes(), &props, &custom)
+            .await?;
+    }
+    Ok(())
+}

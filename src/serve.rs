@@ -118,7 +118,13 @@ pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Res
     let store = open_store(&settings, StoreKind::Sqlite, data_dir)?;
     let keys = notification_keys(&settings, Some(data_dir))?;
     store.ensure_tables().await?;
-    Ok(AppState::new(settings, store, Mode::Serve).with_notification_keys(keys))
+    let direct = settings.publish_mode == crate::config::PublishMode::Rest;
+    let state = AppState::new(settings, store, Mode::Serve).with_notification_keys(keys);
+    Ok(if direct {
+        state.with_direct_publishing()?
+    } else {
+        state
+    })
 }
 
 /// The notification key ring: `NOTIFICATION_CERTIFICATE_PATH` when set; otherwise, with a

@@ -159,6 +159,21 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     log(&msg);
+                    if let Some(bus) = state.direct_bus.clone() {
+                        // PUBLISH_MODE=rest: edges elsewhere get it too.
+                        let m = msg.clone();
+                        tokio::spawn(async move {
+                            for attempt in 0..3u64 {
+                                match crate::publish::send_direct(&bus, std::slice::from_ref(&m)).await {
+                                    Ok(()) => return,
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, attempt, "cannot send to Service Bus");
+                                        tokio::time::sleep(std::time::Duration::from_secs(2 << attempt)).await;
+                                    }
+                                }
+                            }
+                        });
+                    }
                     if state.settings.hue_bridge.is_none() {
                         continue;
                     }

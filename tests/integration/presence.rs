@@ -362,3 +362,57 @@ async fn the_presence_api_returns_the_last_known_state_and_honours_its_token() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn with_publish_mode_rest_changes_go_straight_to_service_bus_with_user_id() {
+    let sb = crate::fakes::servicebus::FakeServiceBus::start(10).await;
+    let cs = sb.connection_string();
+    let w = world(&[
+        ("PUBLISH_MODE", "rest"),
+        ("ServiceBusConnection", cs.as_str()),
+        ("SERVICEBUS_ENDPOINT", sb.url.as_str()),
+    ])
+    .await;
+    let app = w.app.clone().with_direct_publishing().unwrap();
+    add_user(&w, "hana").await;
+    w.graph.set("hana", "Busy", "InACall");
+    let body = json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}});
+    let resp = teams_presence::handler::router(app.clone())
+        .oneshot(
+            Request::post("/presence-refresh")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    // Sent over REST, so not also through the output binding.
+    assert!(v["Outputs"].get("message").is_none(), "{v}");
+    let (user, id, body) = sb.with(|b| {
+        let m = &b.queue[0];
+        (
+            m.user_id_header.clone(),
+            m.message_id.clone(),
+            m.body.clone(),
+        )
+    });
+    assert_eq!(
+        user.as_deref(),
+        Some("hana"),
+        "userId application property for SQL filters"
+    );
+    let msg: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(msg["activity"], "InACall");
+    assert_eq!(
+        id.unwrap(),
+        format!("hana:{}", msg["sequence"].as_str().unwrap())
+    );
+    // A retry that sends the same change again is dropped by duplicate detection.
+    let m = TopicMessage::parse(&body).unwrap();
+    teams_presence::publish::send_direct(app.direct_bus.as_ref().unwrap(), &[m])
+        .await
+        .unwrap();
+    assert_eq!(sb.with(|b| (b.queue.len(), b.duplicates)), (1, 1));
+}

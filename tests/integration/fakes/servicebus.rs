@@ -26,6 +26,8 @@ pub struct Msg {
     pub body: Vec<u8>,
     pub user_id_header: Option<String>,
     pub delivery_count: u32,
+    /// `BrokerProperties.MessageId` as sent.
+    pub message_id: Option<String>,
     lock: Option<(String, Instant)>,
 }
 
@@ -37,6 +39,9 @@ pub struct Broker {
     pub abandoned: u32,
     pub renewed: u32,
     pub unauthorized: u32,
+    /// Sends dropped by duplicate detection (same MessageId as an earlier one).
+    pub duplicates: u32,
+    seen_ids: std::collections::HashSet<String>,
     next_seq: i64,
     max_delivery: u32,
 }
@@ -84,6 +89,7 @@ impl FakeServiceBus {
             body: body.to_string().into_bytes(),
             user_id_header: None,
             delivery_count: 0,
+            message_id: None,
             lock: None,
         });
         drop(b);
@@ -161,11 +167,25 @@ async fn handle(
                 .get("userid")
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.trim_matches('"').to_owned());
+            let message_id = headers
+                .get("brokerproperties")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+                .and_then(|v| v["MessageId"].as_str().map(str::to_owned));
+            // Duplicate detection (the topic has it on): a repeated MessageId is accepted
+            // and dropped.
+            if let Some(id) = &message_id {
+                if !b.seen_ids.insert(id.clone()) {
+                    b.duplicates += 1;
+                    return StatusCode::CREATED.into_response();
+                }
+            }
             b.queue.push_back(Msg {
                 seq,
                 body: body.to_vec(),
                 user_id_header: user,
                 delivery_count: 0,
+                message_id,
                 lock: None,
             });
             drop(b);
