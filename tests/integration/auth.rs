@@ -551,3 +551,95 @@ async fn device_code_login_stores_the_user() {
         .iter()
         .all(|r| !r.contains_key("client_secret")));
 }
+
+/// A `MakeWriter` that appends everything to a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_token_code_verifier_or_secret_reaches_a_log_line() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The test runs on one thread (current-thread runtime): everything it does logs here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = harness("PS256").await;
+    signed_in(&h).await;
+    // Refresh in another "process", then a dead refresh token.
+    let other = AppState::new(
+        support::settings(&[
+            ("AZURE_CLIENT_ID", CLIENT_ID),
+            ("AZURE_CLIENT_SECRET", "very-secret-client-secret"),
+            ("AZURE_AUTHORITY_HOST", &h.entra.url),
+            ("TOKEN_ENCRYPTION_KEY", KEY),
+        ]),
+        h.app.store.clone(),
+        Mode::Serve,
+    );
+    let _rx = other.publisher.subscribe();
+    other
+        .tokens
+        .access_token(&person().oid, None)
+        .await
+        .unwrap();
+    other.tokens.forget(&person().oid);
+    h.entra.state.lock().unwrap().script.push(Script::Error(
+        400,
+        "invalid_grant",
+        "AADSTS700082: expired.",
+    ));
+    let _ = other.tokens.access_token(&person().oid, None).await;
+    // A replayed callback and a failed redemption log warnings too.
+    let _ = send(
+        &h.app,
+        form_post(&[
+            ("code", "replayed-code-value"),
+            ("state", "bogus-state-value"),
+        ]),
+    )
+    .await;
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("user signed in"), "the capture works: {log}");
+    let s = h.entra.state.lock().unwrap();
+    let mut secrets: Vec<String> = vec![
+        "very-secret-client-secret".into(),
+        KEY.into(),
+        "replayed-code-value".into(),
+    ];
+    for form in &s.token_requests {
+        for k in [
+            "code",
+            "code_verifier",
+            "refresh_token",
+            "client_assertion",
+            "client_secret",
+        ] {
+            if let Some(v) = form.get(k) {
+                secrets.push(v.clone());
+            }
+        }
+    }
+    secrets.extend(s.access_tokens.keys().cloned());
+    secrets.extend(s.dead_refresh_tokens.iter().cloned());
+    secrets.extend(s.refresh_tokens.keys().cloned());
+    assert!(secrets.len() > 8);
+    for secret in secrets {
+        assert!(!log.contains(&secret), "a secret reached the log: {secret}");
+    }
+}
