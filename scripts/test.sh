@@ -11,6 +11,8 @@
 #   6. the arm32v7 binary: built with Debian's toolchain, run under qemu-arm
 # Set SKIP_ARMV7=1 or SKIP_INFRA=1 to leave a slow step out locally (CI never does).
 set -euo pipefail
+# `cargo test | tee` must fail when cargo test fails.
+set -o pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
@@ -47,10 +49,11 @@ cargo clippy --locked --all-targets -- -D warnings
 step "clippy (--no-default-features: Pi build)"
 cargo clippy --locked --all-targets --no-default-features -- -D warnings
 
+results=$(mktemp)
 step "tests (default features)"
-cargo test --locked
+cargo test --locked 2>&1 | tee -a "$results"
 step "tests (--no-default-features)"
-cargo test --locked --no-default-features
+cargo test --locked --no-default-features 2>&1 | tee -a "$results"
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
@@ -75,3 +78,6 @@ if [ "${SKIP_ARMV7:-0}" != 1 ]; then
 fi
 
 step "all green"
+# One closing line with every test counted (cargo prints one summary per test binary).
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$results"
+rm -f "$results"
