@@ -10,9 +10,7 @@
 #   5. checkov over infra/ (scripts/check-infra.sh)
 #   6. the arm32v7 binary: built with Debian's toolchain, run under qemu-arm
 # Set SKIP_ARMV7=1 or SKIP_INFRA=1 to leave a slow step out locally (CI never does).
-set -euo pipefail
-# `cargo test | tee` must fail when cargo test fails.
-set -o pipefail
+set -euo pipefail   # pipefail: `cargo test | tee` fails when cargo test fails
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
