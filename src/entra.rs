@@ -489,23 +489,12 @@ impl EntraClient {
             ("client_id", self.client_id.as_str()),
             ("scope", &self.scopes.join(" ")),
         ];
-        let r = self
-            .http
-            .post(self.endpoint(&self.tenant, "devicecode"))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| TokenError::Transient(e.without_url().to_string()))?;
-        let status = r.status();
-        let body: Value = r
-            .json()
-            .await
-            .map_err(|_| TokenError::Transient(format!("HTTP {status} without JSON")))?;
-        if !status.is_success() {
-            return Err(classify(status, &body));
-        }
-        serde_json::from_value(body)
-            .map_err(|_| TokenError::Rejected("device-code response is malformed".into()))
+        self.post_form(
+            &self.endpoint(&self.tenant, "devicecode"),
+            &form,
+            "device-code",
+        )
+        .await
     }
 
     /// Polls the device-code grant once.
@@ -550,24 +539,37 @@ impl EntraClient {
             }
             ClientCredential::None => {}
         }
+        self.post_form(&url, &form, "token").await
+    }
+}
+
+impl EntraClient {
+    /// POSTs a form to an Entra endpoint and reads the JSON answer: a success parses into
+    /// `T`, an OAuth error is classified. reqwest's errors can hold the URL; secrets travel in
+    /// the body, never in it.
+    async fn post_form<T: serde::de::DeserializeOwned, F: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        form: &F,
+        what: &str,
+    ) -> Result<T, TokenError> {
         let r = self
             .http
-            .post(&url)
-            .form(&form)
+            .post(url)
+            .form(form)
             .send()
             .await
-            // reqwest's errors can hold the URL (no secrets: they travel in the body).
             .map_err(|e| TokenError::Transient(e.without_url().to_string()))?;
         let status = r.status();
         let body: Value = r
             .json()
             .await
             .map_err(|_| TokenError::Transient(format!("HTTP {status} without JSON")))?;
-        if status.is_success() {
-            return serde_json::from_value(body)
-                .map_err(|_| TokenError::Rejected("token response is malformed".into()));
+        if !status.is_success() {
+            return Err(classify(status, &body));
         }
-        Err(classify(status, &body))
+        serde_json::from_value(body)
+            .map_err(|_| TokenError::Rejected(format!("{what} response is malformed")))
     }
 }
 

@@ -73,8 +73,14 @@ fn bulk_resource(ids: &[String]) -> String {
     )
 }
 
+/// Where Graph delivers.
+struct Endpoints {
+    notification: String,
+    lifecycle: String,
+}
+
 /// Whether subscriptions can be used at all, and the notification and lifecycle URLs.
-fn urls(state: &AppState) -> Result<(String, String), String> {
+fn urls(state: &AppState) -> Result<Endpoints, String> {
     let base = state
         .settings
         .public_base_url
@@ -92,7 +98,10 @@ fn urls(state: &AppState) -> Result<(String, String), String> {
         return Err("no notification certificate: presence is polled only".into());
     }
     let join = |p: &str| base.join(p).map(|u| u.to_string()).unwrap_or_default();
-    Ok((join("api/notifications"), join("api/lifecycle")))
+    Ok(Endpoints {
+        notification: join("api/notifications"),
+        lifecycle: join("api/lifecycle"),
+    })
 }
 
 async fn desired(state: &AppState) -> Result<Vec<Desired>, StoreError> {
@@ -131,7 +140,7 @@ async fn desired(state: &AppState) -> Result<Vec<Desired>, StoreError> {
 /// Runs one maintenance pass at `now`.
 pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
     let mut report = RenewReport::default();
-    let (notification_url, lifecycle_url) = match urls(state) {
+    let endpoints = match urls(state) {
         Ok(u) => u,
         Err(why) => {
             report.disabled = Some(why);
@@ -266,16 +275,7 @@ pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
                 Err(GraphError::NotFound) => {
                     tracing::info!(subscription = %rec.subscription_id, "Graph no longer knows the subscription; recreating");
                     forget(state, &rec).await;
-                    create(
-                        state,
-                        &token,
-                        &d,
-                        &notification_url,
-                        &lifecycle_url,
-                        now,
-                        &mut report,
-                    )
-                    .await;
+                    create(state, &token, &d, &endpoints, now, &mut report).await;
                 }
                 Err(e) => {
                     tracing::warn!(subscription = %rec.subscription_id, error = %e, "renewal failed");
@@ -285,18 +285,7 @@ pub async fn maintain(state: &AppState, now: DateTime<Utc>) -> RenewReport {
                     }
                 }
             },
-            None => {
-                create(
-                    state,
-                    &token,
-                    &d,
-                    &notification_url,
-                    &lifecycle_url,
-                    now,
-                    &mut report,
-                )
-                .await
-            }
+            None => create(state, &token, &d, &endpoints, now, &mut report).await,
         }
     }
     if report != RenewReport::default() {
@@ -320,8 +309,7 @@ async fn create(
     state: &AppState,
     token: &SecretString,
     d: &Desired,
-    notification_url: &str,
-    lifecycle_url: &str,
+    endpoints: &Endpoints,
     now: DateTime<Utc>,
     report: &mut RenewReport,
 ) {
@@ -332,8 +320,8 @@ async fn create(
     let client_state = crate::entra::random_token(32);
     let new = NewSubscription {
         resource: d.resource.clone(),
-        notification_url: notification_url.to_owned(),
-        lifecycle_url: lifecycle_url.to_owned(),
+        notification_url: endpoints.notification.clone(),
+        lifecycle_url: endpoints.lifecycle.clone(),
         expires_at: now + LIFETIME,
         client_state: SecretString::from(client_state.clone()),
         certificate_base64: cert.certificate_base64(),
