@@ -552,75 +552,123 @@ async fn device_code_login_stores_the_user() {
         .all(|r| !r.contains_key("client_secret")));
 }
 
-/// A `MakeWriter` that appends everything to a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
+/// The real binary with `RUST_LOG=trace`: a browser sign-in, background refreshes, a revoked
+/// token and a dead refresh token, a forged callback. Nothing secret may be in its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_code_verifier_or_secret_reaches_a_log_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    // The test runs on one thread (current-thread runtime): everything it does logs here.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let entra = FakeEntra::start().await;
+    let graph = crate::fakes::graph::FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log_path = dir.path().join("serve.log");
+    let mut serve = std::process::Command::new(support::binary())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            "data",
+        ])
+        .env_clear()
+        .env("RUST_LOG", "trace")
+        .env("AZURE_CLIENT_ID", CLIENT_ID)
+        .env("AZURE_CLIENT_SECRET", "very-secret-client-secret")
+        .env("AZURE_AUTHORITY_HOST", &entra.url)
+        .env("GRAPH_ENDPOINT", &graph.url)
+        .env("PUBLIC_BASE_URL", &base)
+        .env("POLL_INTERVAL", "1")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(support::wait_for_port(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        std::time::Duration::from_secs(20)
+    ));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
 
-    let h = harness("PS256").await;
-    signed_in(&h).await;
-    // Refresh in another "process", then a dead refresh token.
-    let other = AppState::new(
-        support::settings(&[
-            ("AZURE_CLIENT_ID", CLIENT_ID),
-            ("AZURE_CLIENT_SECRET", "very-secret-client-secret"),
-            ("AZURE_AUTHORITY_HOST", &h.entra.url),
-            ("TOKEN_ENCRYPTION_KEY", KEY),
-        ]),
-        h.app.store.clone(),
-        Mode::Serve,
-    );
-    let _rx = other.publisher.subscribe();
-    other
-        .tokens
-        .access_token(&person().oid, None)
+    // Browser sign-in through the real routes.
+    let r = http
+        .get(format!("{base}/api/auth/start"))
+        .send()
         .await
         .unwrap();
-    other.tokens.forget(&person().oid);
-    h.entra.state.lock().unwrap().script.push(Script::Error(
+    let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    let code = entra.issue_code(
+        &person(),
+        &q["code_challenge"],
+        &q["redirect_uri"],
+        Some(&q["nonce"]),
+    );
+    let form = [("code", code.as_str()), ("state", q["state"].as_str())];
+    let r = http
+        .post(format!("{base}/api/auth/end"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A forged callback.
+    let forged = [
+        ("code", "forged-code-value"),
+        ("state", "forged-state-value"),
+    ];
+    http.post(format!("{base}/api/auth/end"))
+        .form(&forged)
+        .send()
+        .await
+        .unwrap();
+
+    // Polling refreshes; then Graph revokes the access token and Entra the refresh token.
+    graph.set(&person().oid, "Busy", "InACall");
+    let wait = |what: &'static str, f: Box<dyn Fn() -> bool>| async move {
+        let start = std::time::Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let g = graph.state.clone();
+    wait(
+        "a poll",
+        Box::new(move || !g.lock().unwrap().calls.is_empty()),
+    )
+    .await;
+    entra.state.lock().unwrap().script.push(Script::Error(
         400,
         "invalid_grant",
         "AADSTS700082: expired.",
     ));
-    let _ = other.tokens.access_token(&person().oid, None).await;
-    // A replayed callback and a failed redemption log warnings too.
-    let _ = send(
-        &h.app,
-        form_post(&[
-            ("code", "replayed-code-value"),
-            ("state", "bogus-state-value"),
-        ]),
+    graph.state.lock().unwrap().reject_tokens = true;
+    let e = entra.state.clone();
+    wait(
+        "the dead refresh token",
+        Box::new(move || e.lock().unwrap().script.is_empty()),
     )
     .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    serve.kill().unwrap();
+    serve.wait().unwrap();
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(log.contains("user signed in"), "the capture works: {log}");
-    let s = h.entra.state.lock().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("user signed in"), "the log is captured: {log}");
+    assert!(log.contains("sign-in required"), "{log}");
+    let s = entra.state.lock().unwrap();
+    let token_key = std::fs::read_to_string(dir.path().join("data/token-key")).unwrap();
     let mut secrets: Vec<String> = vec![
         "very-secret-client-secret".into(),
-        KEY.into(),
-        "replayed-code-value".into(),
+        token_key.trim().to_owned(),
+        code.clone(),
+        "forged-code-value".into(),
     ];
     for form in &s.token_requests {
         for k in [
@@ -638,7 +686,7 @@ async fn no_token_code_verifier_or_secret_reaches_a_log_line() {
     secrets.extend(s.access_tokens.keys().cloned());
     secrets.extend(s.dead_refresh_tokens.iter().cloned());
     secrets.extend(s.refresh_tokens.keys().cloned());
-    assert!(secrets.len() > 8);
+    assert!(secrets.len() > 8, "{secrets:?}");
     for secret in secrets {
         assert!(!log.contains(&secret), "a secret reached the log: {secret}");
     }

@@ -28,6 +28,8 @@ pub struct GraphState {
     pub failing_users: std::collections::HashSet<String>,
     /// Delay before every answer (benchmarks: Graph's real latency).
     pub latency: std::time::Duration,
+    /// Answer 401 to every `/me/presence` (a revoked access token).
+    pub reject_tokens: bool,
 }
 
 /// Which user a bearer token belongs to: an explicit mapping, or the fake Entra's
@@ -107,7 +109,8 @@ async fn me_presence(State(state): State<Arc<Mutex<GraphState>>>, headers: Heade
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default()
         .to_owned();
-    let Some(user) = user_of(&s, &token) else {
+    let user = user_of(&s, &token).filter(|_| !s.reject_tokens);
+    let Some(user) = user else {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
