@@ -37,6 +37,20 @@ fn fail(problem: impl Into<String>, fix: impl Into<String>) -> Verdict {
     }
 }
 
+/// A network error with its causes (`error sending request: ...: dns error: ...`), without
+/// the URL (already named by the caller).
+fn net_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
@@ -78,10 +92,10 @@ async fn check_authority(s: &Settings) -> (Verdict, Verdict) {
     match http().get(&url).send().await {
         Err(e) => (
             fail(
-                format!("cannot reach {}: {}", s.authority_host, e.without_url()),
+                format!("cannot reach {}: {}", s.authority_host, net_error(e)),
                 "check the network, a proxy, or AZURE_AUTHORITY_HOST",
             ),
-            Verdict::Skip("clock: not checked (authority unreachable)".into()),
+            Verdict::Skip("not checked (authority unreachable)".into()),
         ),
         Ok(r) => {
             let skew = r
@@ -96,7 +110,7 @@ async fn check_authority(s: &Settings) -> (Verdict, Verdict) {
                     "enable time sync (e.g. `timedatectl set-ntp true`): tokens are rejected when clocks differ by minutes",
                 ),
                 Some(sk) => Verdict::Ok(format!("clock within {} s of the identity platform", sk.abs())),
-                None => Verdict::Skip("clock: the authority sent no Date header".into()),
+                None => Verdict::Skip("the authority sent no Date header".into()),
             };
             let status = r.status();
             let authority = if status.is_success() {
@@ -133,7 +147,7 @@ async fn check_graph(s: &Settings) -> Verdict {
             r.status().as_u16()
         )),
         Err(e) => fail(
-            format!("cannot reach {}: {}", s.graph_endpoint, e.without_url()),
+            format!("cannot reach {}: {}", s.graph_endpoint, net_error(e)),
             "check the network, a proxy, or GRAPH_ENDPOINT",
         ),
     }
@@ -145,7 +159,7 @@ async fn check_store(s: &Settings, data_dir: &Path, default: StoreKind) -> (Verd
         Err(e) => {
             return (
                 fail(format!("{e:#}"), "fix the store settings above"),
-                Verdict::Skip("users: no store".into()),
+                Verdict::Skip("no store".into()),
             )
         }
     };
@@ -155,7 +169,7 @@ async fn check_store(s: &Settings, data_dir: &Path, default: StoreKind) -> (Verd
                 format!("{}: {e}", store.describe()),
                 "check the connection string or that Azurite/the account is reachable",
             ),
-            Verdict::Skip("users: no store".into()),
+            Verdict::Skip("no store".into()),
         );
     }
     let key = format!("doctor-{}", uuid::Uuid::new_v4());
@@ -286,7 +300,7 @@ async fn check_hue(s: &Settings) -> Verdict {
     let client = http();
     let config = match client.get(format!("{base}/api/config")).send().await {
         Ok(r) => r,
-        Err(e) => return fail(format!("cannot reach the Hue bridge at {bridge}: {}", e.without_url()), "check HUE_BRIDGE (the bridge's IP address) and that this machine is on the same network"),
+        Err(e) => return fail(format!("cannot reach the Hue bridge at {bridge}: {}", net_error(e)), "check HUE_BRIDGE (the bridge's IP address) and that this machine is on the same network"),
     };
     if !config.status().is_success() {
         return fail(
@@ -336,7 +350,7 @@ async fn check_hue(s: &Settings) -> Verdict {
             }
         }
         Err(e) => fail(
-            format!("the bridge stopped answering: {}", e.without_url()),
+            format!("the bridge stopped answering: {}", net_error(e)),
             "check the bridge",
         ),
     }
@@ -381,7 +395,7 @@ async fn check_service_bus(s: &Settings) -> Verdict {
     match http().get(&endpoint).send().await {
         Ok(_) => Verdict::Ok(format!("Service Bus namespace {endpoint} reachable")),
         Err(e) => fail(
-            format!("cannot reach {endpoint}: {}", e.without_url()),
+            format!("cannot reach {endpoint}: {}", net_error(e)),
             "check the network (outbound HTTPS 443) or the namespace name",
         ),
     }
