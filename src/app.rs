@@ -88,29 +88,7 @@ impl AppState {
     /// Sends changes straight to Service Bus (`PUBLISH_MODE=rest`); built from
     /// `ServiceBusConnection`, which then needs the Send right.
     pub fn with_direct_publishing(mut self) -> Result<Self, crate::config::ConfigError> {
-        use secrecy::ExposeSecret;
-        let bad = |problem: String| crate::config::ConfigError {
-            setting: "ServiceBusConnection".into(),
-            problem,
-        };
-        let cs = self
-            .settings
-            .service_bus_connection
-            .as_ref()
-            .ok_or_else(|| {
-                crate::config::ConfigError::missing(
-                "ServiceBusConnection",
-                "a Service Bus connection string with the Send right, because PUBLISH_MODE=rest",
-            )
-            })?;
-        let conn = crate::servicebus::ConnectionString::parse(cs.expose_secret())
-            .map_err(|e| bad(e.to_string()))?;
-        let client = crate::servicebus::Client::new(
-            conn,
-            self.settings.servicebus_endpoint.clone(),
-            &self.settings.presence_topic,
-        )
-        .map_err(|e| bad(e.to_string()))?;
+        let client = crate::servicebus::Client::from_settings(&self.settings, "Send")?;
         self.direct_bus = Some(Arc::new(client));
         Ok(self)
     }

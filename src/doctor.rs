@@ -239,9 +239,7 @@ fn check_certificate(s: &Settings, data_dir: &Path) -> Verdict {
             }
         },
         None if s.key_vault_notification_certificate.is_some() => {
-            return Verdict::Skip(
-                "notification certificate: loaded from Key Vault by the handler".into(),
-            )
+            return Verdict::Skip("loaded from Key Vault by the handler".into())
         }
         None => {
             let generated = data_dir.join(crate::certs::SERVE_CERT_FILE);
@@ -289,7 +287,7 @@ fn check_public_url(s: &Settings) -> Verdict {
 async fn check_hue(s: &Settings) -> Verdict {
     let Some(bridge) = &s.hue_bridge else {
         return Verdict::Skip(
-            "Hue: HUE_BRIDGE is not set (`teams-presence hue discover` finds it)".into(),
+            "HUE_BRIDGE is not set (`teams-presence hue discover` finds it)".into(),
         );
     };
     let base = if bridge.starts_with("http://") || bridge.starts_with("https://") {
@@ -359,39 +357,24 @@ async fn check_hue(s: &Settings) -> Verdict {
 async fn check_service_bus(s: &Settings) -> Verdict {
     let Some(cs) = &s.service_bus_connection else {
         return Verdict::Skip(
-            "Service Bus: ServiceBusConnection is not set (only edges and the cloud need it)"
-                .into(),
+            "ServiceBusConnection is not set (only edges and the cloud need it)".into(),
         );
     };
-    let mut endpoint = None;
-    let (mut name, mut key) = (false, false);
-    for part in cs.expose_secret().split(';') {
-        match part.split_once('=') {
-            Some((k, v)) if k.eq_ignore_ascii_case("Endpoint") => {
-                endpoint = Some(v.replace("sb://", "https://"))
-            }
-            Some((k, _)) if k.eq_ignore_ascii_case("SharedAccessKeyName") => name = true,
-            Some((k, _)) if k.eq_ignore_ascii_case("SharedAccessKey") => key = true,
-            _ => {}
+    // The same parser `subscribe` and the REST publisher use.
+    let conn = match crate::servicebus::ConnectionString::parse(cs.expose_secret()) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                e.to_string().trim_start_matches("setting ").to_owned(),
+                "copy the whole connection string of a Shared access policy",
+            )
         }
-    }
-    let Some(endpoint) = s
+    };
+    let endpoint = s
         .servicebus_endpoint
         .as_ref()
         .map(|u| u.to_string())
-        .or(endpoint)
-    else {
-        return fail(
-            "ServiceBusConnection has no Endpoint",
-            "copy the connection string from the namespace's Shared access policies",
-        );
-    };
-    if !(name && key) {
-        return fail(
-            "ServiceBusConnection has no SharedAccessKeyName/SharedAccessKey",
-            "copy the whole connection string of a policy",
-        );
-    }
+        .unwrap_or_else(|| format!("https://{}/", conn.host));
     match http().get(&endpoint).send().await {
         Ok(_) => Verdict::Ok(format!("Service Bus namespace {endpoint} reachable")),
         Err(e) => fail(

@@ -571,44 +571,13 @@ async fn with_renewal<T>(
 
 /// The Service Bus client for `subscribe`, from settings.
 pub fn client_from(settings: &Settings) -> anyhow::Result<(servicebus::Client, Options)> {
-    use secrecy::ExposeSecret;
-    let cs = settings.service_bus_connection.as_ref().ok_or_else(|| {
-        ConfigError::missing(
-            "ServiceBusConnection",
-            "a Service Bus connection string with Listen rights",
-        )
-    })?;
-    let conn =
-        servicebus::ConnectionString::parse(cs.expose_secret()).map_err(|e| ConfigError {
-            setting: "ServiceBusConnection".into(),
-            problem: e
-                .to_string()
-                .trim_start_matches("setting ServiceBusConnection: ")
-                .to_owned(),
-        })?;
-    if let Some(entity) = &conn.entity_path {
-        if !entity.eq_ignore_ascii_case(&settings.presence_topic) {
-            return Err(ConfigError {
-                setting: "PRESENCE_TOPIC".into(),
-                problem: format!(
-                    "is {:?} but the connection string is for {entity:?}",
-                    settings.presence_topic
-                ),
-            }
-            .into());
-        }
-    }
+    let client = servicebus::Client::from_settings(settings, "Listen")?;
     let sub = settings.presence_subscription.as_deref().ok_or_else(|| {
         ConfigError::missing(
             "PRESENCE_SUBSCRIPTION",
             "the name of this edge's subscription on the topic",
         )
     })?;
-    let client = servicebus::Client::new(
-        conn,
-        settings.servicebus_endpoint.clone(),
-        &settings.presence_topic,
-    )?;
     Ok((client, Options::new(sub)))
 }
 

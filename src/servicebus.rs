@@ -330,6 +330,47 @@ impl Client {
         })
     }
 
+    /// The client for `PRESENCE_TOPIC` from the settings (`ServiceBusConnection`, optionally
+    /// `SERVICEBUS_ENDPOINT`). `right` (`Listen`, `Send`) only words the error when the
+    /// setting is missing. A connection string scoped to another entity is refused.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        right: &str,
+    ) -> Result<Self, crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        let bad = |e: ServiceBusError| ConfigError {
+            setting: "ServiceBusConnection".into(),
+            problem: e
+                .to_string()
+                .trim_start_matches("setting ServiceBusConnection: ")
+                .to_owned(),
+        };
+        let cs = settings.service_bus_connection.as_ref().ok_or_else(|| {
+            ConfigError::missing(
+                "ServiceBusConnection",
+                &format!("a Service Bus connection string with the {right} right"),
+            )
+        })?;
+        let conn = ConnectionString::parse(cs.expose_secret()).map_err(bad)?;
+        if let Some(entity) = &conn.entity_path {
+            if !entity.eq_ignore_ascii_case(&settings.presence_topic) {
+                return Err(ConfigError {
+                    setting: "PRESENCE_TOPIC".into(),
+                    problem: format!(
+                        "is {:?} but the connection string is for {entity:?}",
+                        settings.presence_topic
+                    ),
+                });
+            }
+        }
+        Self::new(
+            conn,
+            settings.servicebus_endpoint.clone(),
+            &settings.presence_topic,
+        )
+        .map_err(bad)
+    }
+
     /// The topic this client talks to.
     pub fn topic(&self) -> &str {
         &self.topic
