@@ -11,6 +11,7 @@ pub mod azure_auth;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod core;
 pub mod doctor;
 pub mod edge;
 pub mod entra;
