@@ -10,9 +10,11 @@ use std::hint::black_box;
 use chrono::TimeZone;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
-use teams_presence::certs::{generate_self_signed, KeyRing};
-use teams_presence::graph::notification::{self, client_state_sha256_hex, ChangeNotification};
-use teams_presence::graph::testing;
+use teams_presence::clients::graph::certs::{generate_self_signed, KeyRing};
+use teams_presence::clients::graph::notification::{
+    self, client_state_sha256_hex, ChangeNotification,
+};
+use teams_presence::clients::graph::testing;
 use teams_presence::store::SubscriptionRecord;
 
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";

@@ -16,8 +16,8 @@ mod entra;
 #[allow(dead_code)]
 mod graph;
 
-use teams_presence::app::{AppState, Mode};
 use teams_presence::config::{Settings, Sources};
+use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::{sqlite::SqliteStore, Store};
 
 const USERS: usize = 10_000;
@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 // A fresh poller each time: every user is due, no backoff state.
-                let poller = teams_presence::poller::Poller::new(app.graph.clone());
+                let poller = teams_presence::engine::poller::Poller::new(app.graph.clone());
                 let r = poller.tick(&app, None, chrono::Utc::now()).await;
                 assert_eq!(r.calls, 16);
             })

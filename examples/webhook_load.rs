@@ -19,9 +19,9 @@ use axum::Router;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+use teams_presence::clients::graph::notification::client_state_sha256_hex;
+use teams_presence::clients::graph::testing;
 use teams_presence::config::{Settings, Sources};
-use teams_presence::graph::notification::client_state_sha256_hex;
-use teams_presence::graph::testing;
 use teams_presence::store::SubscriptionRecord;
 
 const CLIENT_ID: &str = "c0ffee00-0000-4000-8000-000000000001";

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use teams_presence::envelope::Invocation;
+use teams_presence::host::envelope::Invocation;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(inv) = Invocation::parse(data) else {

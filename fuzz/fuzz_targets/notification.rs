@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 use chrono::TimeZone;
 use hmac::Mac;
 use libfuzzer_sys::fuzz_target;
-use teams_presence::certs::{generate_self_signed, KeyRing};
-use teams_presence::graph::notification::{
+use teams_presence::clients::graph::certs::{generate_self_signed, KeyRing};
+use teams_presence::clients::graph::notification::{
     self, client_state_sha256_hex, ChangeNotification, LifecycleNotification,
 };
 use teams_presence::store::SubscriptionRecord;

@@ -14,8 +14,8 @@ use chrono::{Duration, Utc};
 use serde::Deserialize;
 
 use super::status::esc;
-use crate::app::AppState;
-use crate::entra::{pkce_pair, random_token, validate_id_token};
+use crate::clients::entra::{pkce_pair, random_token, validate_id_token};
+use crate::http::state::AppState;
 use crate::store::{PendingSignIn, StoreError};
 
 /// How long a started sign-in stays usable (Entra's codes live about as long).
@@ -287,7 +287,7 @@ async fn end(State(state): State<AppState>, body: Bytes) -> Response {
             "<p>No id_token came back: add <code>openid profile</code> to AUTH_SCOPES.</p>",
         );
     };
-    let kid = crate::graph::validation_token::key_id(id_token).unwrap_or_default();
+    let kid = crate::clients::graph::validation_token::key_id(id_token).unwrap_or_default();
     let identity = match state.token_keys.keys_for(&[kid]).await {
         Ok(keys) => validate_id_token(
             id_token,

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod presence;
+pub mod state;
 pub mod status;
 pub mod webhook;
 
@@ -14,7 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::http::state::AppState;
 
 /// Requests larger than this are refused with 413 before a handler sees them.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -40,7 +41,7 @@ async fn health(
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
-        "mode": match state.mode { crate::app::Mode::Handler => "handler", crate::app::Mode::Serve => "serve" },
+        "mode": match state.mode { crate::http::state::Mode::Handler => "handler", crate::http::state::Mode::Serve => "serve" },
         "store": match state.store { crate::store::Store::Sqlite(_) => "sqlite", crate::store::Store::Table(_) => "table" },
     }))
 }

@@ -13,8 +13,8 @@ use axum::Json;
 use secrecy::ExposeSecret;
 
 use super::ApiError;
-use crate::app::{AppState, Mode};
-use crate::message::{PresenceChanged, TopicMessage};
+use crate::core::message::{PresenceChanged, TopicMessage};
+use crate::http::state::{AppState, Mode};
 use crate::store::PresenceRecord;
 
 /// Registers the route.

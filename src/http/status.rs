@@ -11,8 +11,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use crate::app::{AppState, Mode};
-use crate::message::TopicMessage;
+use crate::core::message::TopicMessage;
+use crate::http::state::{AppState, Mode};
 use crate::store::{PresenceRecord, UserRecord, UserState};
 
 /// One thing the user still has to configure.
@@ -54,7 +54,7 @@ struct StatusView {
     store: String,
     next_steps: Vec<NextStep>,
     users: Vec<UserView>,
-    lights: crate::sinks::SinkStatus,
+    lights: crate::engine::applier::SinkStatus,
     recent_messages: Vec<serde_json::Value>,
 }
 

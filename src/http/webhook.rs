@@ -4,14 +4,14 @@
 //! `text/plain`, body X URL-decoded (within 10 s; in payload mode the host passes the
 //! original URL, so the token arrives percent-encoded either way and is decoded here).
 //!
-//! Notifications (the checks themselves are in [`crate::graph::notification`]):
+//! Notifications (the checks themselves are in [`crate::clients::graph::notification`]):
 //!
 //! * a body that is not a batch is 400; anything else is 202, including batches whose items
 //!   are all rejected, so a forger gets no retry loop and learns nothing;
 //! * 503 only when we could not record (a store read or write failed, or no signing keys can
 //!   be had): Graph then delivers the batch again, and change detection makes the items
 //!   already recorded publish nothing the second time;
-//! * accepted items go through [`crate::pipeline::record_and_publish`], the same path as
+//! * accepted items go through [`crate::engine::pipeline::record_and_publish`], the same path as
 //!   polling; under the Functions host what they publish lands in the invocation's
 //!   [`Outbox`] (request extension) and becomes the `message` output binding.
 //!
@@ -29,14 +29,14 @@ use axum::{Extension, Router};
 use chrono::Utc;
 
 use super::ApiError;
-use crate::app::AppState;
-use crate::graph::notification::{
+use crate::clients::graph::notification::{
     self, loggable_id, ChangeNotification, LifecycleNotification, Rejection,
 };
-use crate::graph::validation_token;
-use crate::pipeline::{self, PipelineError};
-use crate::presence::Observation;
-use crate::publish::Outbox;
+use crate::clients::graph::validation_token;
+use crate::core::presence::Observation;
+use crate::engine::pipeline::{self, PipelineError};
+use crate::engine::publish::Outbox;
+use crate::http::state::AppState;
 use crate::store::{Store, StoreError, SubscriptionRecord};
 
 /// At most this many distinct subscriptions are looked up per request (Graph batches
@@ -317,7 +317,9 @@ async fn lifecycle(
             tracing::warn!(subscription_id = %loggable_id(&item.subscription_id), reason = reason.as_str(), "lifecycle item rejected");
             continue;
         };
-        if let Err(e) = crate::lifecycle::on_lifecycle_event(&state.store, sub, event, now).await {
+        if let Err(e) =
+            crate::engine::lifecycle::on_lifecycle_event(&state.store, sub, event, now).await
+        {
             tracing::error!(subscription_id = %sub.subscription_id, error = %e, "cannot record lifecycle event");
             return unavailable("cannot record lifecycle event");
         }

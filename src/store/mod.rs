@@ -295,3 +295,29 @@ fn decode<T: DeserializeOwned>(e: Entity) -> Result<Versioned<T>, StoreError> {
         etag: e.etag,
     })
 }
+
+/// Opens the store a command uses: SQLite under `data_dir` unless `STORE=table`.
+pub fn open(
+    settings: &crate::config::Settings,
+    default: crate::config::StoreKind,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Store> {
+    use crate::config::StoreKind;
+    Ok(match settings.store_kind(default) {
+        StoreKind::Sqlite => {
+            crate::files::prepare_data_dir(data_dir)?;
+            Store::Sqlite(sqlite::SqliteStore::open(
+                &data_dir.join("teams-presence.sqlite3"),
+            )?)
+        }
+        StoreKind::Table => {
+            let conn = settings.tables.as_ref().ok_or_else(|| {
+                crate::config::ConfigError::missing(
+                    "TABLES_CONNECTION_STRING",
+                    "an Azure Storage connection string (or AzureWebJobsStorage) because STORE=table",
+                )
+            })?;
+            Store::Table(table::TableStore::from_config(conn)?)
+        }
+    })
+}

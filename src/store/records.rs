@@ -1,4 +1,4 @@
-//! The records the system keeps. Secrets in them are always sealed (see `crate::seal`):
+//! The records the system keeps. Secrets in them are always sealed (see `crate::core::seal`):
 //! refresh tokens and PKCE verifiers are AES-256-GCM ciphertexts, `clientState` is kept only
 //! as a SHA-256 digest. Reading a raw row never reveals a credential.
 
@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Record, Table};
-use crate::presence::LastKnown;
+use crate::core::presence::LastKnown;
 
 /// Whether a user's background access still works.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,12 +8,12 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use teams_presence::app::{AppState, Mode};
-use teams_presence::entra::{validate_id_token, IdTokenError};
-use teams_presence::graph::validation_token::SigningKeys;
-use teams_presence::message::TopicMessage;
+use teams_presence::clients::entra::{validate_id_token, IdTokenError};
+use teams_presence::clients::graph::validation_token::SigningKeys;
+use teams_presence::core::message::TopicMessage;
+use teams_presence::engine::tokens::AccessError;
+use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::{sqlite::SqliteStore, Store, Table, UserRecord, UserState};
-use teams_presence::tokens::AccessError;
 
 use crate::fakes::entra::{FakeEntra, Person, Script};
 use crate::support;
@@ -32,7 +32,9 @@ fn person() -> Person {
 
 /// A certificate + key PEM for client assertions, and its public key PEM.
 fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
-    let key = teams_presence::certs::generate_self_signed("teams-presence-test-client").unwrap();
+    let key =
+        teams_presence::clients::graph::certs::generate_self_signed("teams-presence-test-client")
+            .unwrap();
     let pem = key.to_pem().unwrap();
     let path = dir.join("client.pem");
     std::fs::write(&path, &pem).unwrap();
@@ -520,7 +522,7 @@ async fn device_code_login_stores_the_user() {
         ("AZURE_AUTHORITY_HOST", &entra.url),
     ]);
     let mut out = Vec::new();
-    teams_presence::login::run(
+    teams_presence::cli::login::run(
         settings,
         dir.path(),
         &mut out,

@@ -48,7 +48,7 @@ async fn doctor_passes_a_healthy_configuration() {
         ("HUE_TARGETS", "light:1"),
     ]);
     let mut out = Vec::new();
-    let ok = teams_presence::doctor::run(&settings, dir.path(), StoreKind::Sqlite, &mut out)
+    let ok = teams_presence::cli::doctor::run(&settings, dir.path(), StoreKind::Sqlite, &mut out)
         .await
         .unwrap();
     let text = String::from_utf8(out).unwrap();
@@ -87,7 +87,7 @@ async fn doctor_names_each_problem_and_its_fix() {
         ),
     ]);
     let mut out = Vec::new();
-    let ok = teams_presence::doctor::run(&settings, dir.path(), StoreKind::Sqlite, &mut out)
+    let ok = teams_presence::cli::doctor::run(&settings, dir.path(), StoreKind::Sqlite, &mut out)
         .await
         .unwrap();
     let text = String::from_utf8(out).unwrap();

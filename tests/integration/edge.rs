@@ -9,11 +9,15 @@ use std::time::Duration;
 use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::{json, Value};
+use teams_presence::clients::hue::{self, Address, HueSink};
+use teams_presence::clients::servicebus::{
+    self, BrokerProperties, ConnectionString, ServiceBusError,
+};
 use teams_presence::config::HueTarget;
-use teams_presence::edge::{self, Applier, Options, Verdict};
-use teams_presence::hue::{self, Address, HueSink};
-use teams_presence::lights::LightMap;
-use teams_presence::servicebus::{self, BrokerProperties, ConnectionString, ServiceBusError};
+use teams_presence::core::judge::Verdict;
+use teams_presence::core::lights::LightMap;
+use teams_presence::edge::{self, Options};
+use teams_presence::engine::applier::Applier;
 use tokio::sync::oneshot;
 
 use crate::fakes::hue::{Api, FakeHue, KEY as HUE_KEY};

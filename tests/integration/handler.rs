@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use teams_presence::app::{AppState, Mode};
+use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::{sqlite::SqliteStore, Store};
 
 use crate::support;
@@ -21,7 +21,7 @@ fn app() -> axum::Router {
         store,
         Mode::Handler,
     );
-    teams_presence::handler::router(state)
+    teams_presence::host::handler::router(state)
 }
 
 async fn call(app: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
@@ -173,7 +173,7 @@ async fn bad_invocations_get_4xx_and_no_outputs() {
 
 #[tokio::test]
 async fn oversized_invocations_are_refused() {
-    let big = vec![b' '; teams_presence::envelope::MAX_INVOCATION_BYTES + 1];
+    let big = vec![b' '; teams_presence::host::envelope::MAX_INVOCATION_BYTES + 1];
     let req = Request::post("/health").body(Body::from(big)).unwrap();
     let resp = app().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);

@@ -1,5 +1,6 @@
 //! The one integration-test binary. Each module is one area of behaviour:
 //!
+//! - `architecture`: no import cycle, dependencies pointing down the layers, a core without I/O.
 //! - `support`: the `TestApp`/host-invocation helpers, Azurite, ports, logging.
 //! - `fakes`: loopback servers standing in for Graph, Entra ID and friends.
 //! - `store`: one conformance suite run against SQLite and Azurite.
@@ -11,6 +12,7 @@
 //! - `webhook`: change notifications, decryption and validation tokens.
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 
+mod architecture;
 mod auth;
 mod cli;
 mod doctor;

@@ -9,10 +9,10 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use teams_presence::app::{AppState, Mode};
-use teams_presence::message::TopicMessage;
-use teams_presence::presence::{Observation, Presence, Source};
-use teams_presence::publish::Outbox;
+use teams_presence::core::message::TopicMessage;
+use teams_presence::core::presence::{Observation, Presence, Source};
+use teams_presence::engine::publish::Outbox;
+use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::{sqlite::SqliteStore, Store, SubscriptionRecord};
 
 use crate::fakes::entra::FakeEntra;
@@ -68,13 +68,16 @@ fn t0() -> DateTime<Utc> {
 async fn tick(
     w: &World,
     now: DateTime<Utc>,
-) -> (teams_presence::poller::TickReport, Vec<TopicMessage>) {
+) -> (
+    teams_presence::engine::poller::TickReport,
+    Vec<TopicMessage>,
+) {
     let outbox = Outbox::default();
     let r = w.app.poller.tick(&w.app, Some(&outbox), now).await;
     (r, outbox.drain())
 }
 
-fn changed(m: &TopicMessage) -> &teams_presence::message::PresenceChanged {
+fn changed(m: &TopicMessage) -> &teams_presence::core::message::PresenceChanged {
     match m {
         TopicMessage::PresenceChanged(c) => c,
         other => panic!("{other:?}"),
@@ -267,7 +270,7 @@ async fn a_poll_and_a_notification_racing_on_one_user_publish_once() {
     };
     let (_, published) = tokio::join!(
         w.app.poller.tick(&w.app, Some(&outbox), t0()),
-        teams_presence::pipeline::record_and_publish(
+        teams_presence::engine::pipeline::record_and_publish(
             &w.app.store,
             &w.app.publisher,
             Some(&outbox),
@@ -284,7 +287,7 @@ async fn presence_refresh_under_the_host_returns_messages_as_json_objects() {
     add_user(&w, "fred").await;
     w.graph.set("fred", "DoNotDisturb", "Presenting");
     let body = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "IsPastDue": false}}, "Metadata": {}});
-    let resp = teams_presence::handler::router(w.app.clone())
+    let resp = teams_presence::host::handler::router(w.app.clone())
         .oneshot(
             Request::post("/presence-refresh")
                 .body(Body::from(body.to_string()))
@@ -377,7 +380,7 @@ async fn with_publish_mode_rest_changes_go_straight_to_service_bus_with_user_id(
     add_user(&w, "hana").await;
     w.graph.set("hana", "Busy", "InACall");
     let body = json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}});
-    let resp = teams_presence::handler::router(app.clone())
+    let resp = teams_presence::host::handler::router(app.clone())
         .oneshot(
             Request::post("/presence-refresh")
                 .body(Body::from(body.to_string()))
@@ -411,7 +414,7 @@ async fn with_publish_mode_rest_changes_go_straight_to_service_bus_with_user_id(
     );
     // A retry that sends the same change again is dropped by duplicate detection.
     let m = TopicMessage::parse(&body).unwrap();
-    teams_presence::publish::send_direct(app.direct_bus.as_ref().unwrap(), &[m])
+    teams_presence::engine::publish::send_direct(app.direct_bus.as_ref().unwrap(), &[m])
         .await
         .unwrap();
     assert_eq!(sb.with(|b| (b.queue.len(), b.duplicates)), (1, 1));

@@ -2,8 +2,8 @@
 //! command): what a person sees, not just the HTML string.
 
 use chrono::Utc;
-use teams_presence::app::{AppState, Mode};
-use teams_presence::presence::{Observation, Presence, Source};
+use teams_presence::core::presence::{Observation, Presence, Source};
+use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::{sqlite::SqliteStore, Store};
 
 use crate::fakes::entra::FakeEntra;
@@ -72,7 +72,7 @@ async fn the_status_page_shows_the_user_and_their_presence_in_a_browser() {
         observed_at: Utc::now(),
         graph_sequence: None,
     };
-    teams_presence::pipeline::record(&app.store, &obs)
+    teams_presence::engine::pipeline::record(&app.store, &obs)
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -4,8 +4,8 @@
 
 use chrono::{TimeZone, Utc};
 use serde_json::json;
-use teams_presence::pipeline;
-use teams_presence::presence::{Observation, Presence, Source};
+use teams_presence::core::presence::{Observation, Presence, Source};
+use teams_presence::engine::pipeline;
 use teams_presence::store::sqlite::SqliteStore;
 use teams_presence::store::table::TableStore;
 use teams_presence::store::{PresenceRecord, Store, StoreError, Table, UserRecord, UserState};

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
-use teams_presence::app::{AppState, Mode};
-use teams_presence::certs::{generate_self_signed, KeyRing};
-use teams_presence::graph::notification::client_state_sha256_hex;
+use teams_presence::clients::graph::certs::{generate_self_signed, KeyRing};
+use teams_presence::clients::graph::notification::client_state_sha256_hex;
+use teams_presence::engine::subscriptions::maintain;
+use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::{sqlite::SqliteStore, Store, SubscriptionRecord};
-use teams_presence::subscriptions::maintain;
 
 use crate::fakes::entra::FakeEntra;
 use crate::fakes::graph::{FakeGraph, Subscriptions};
@@ -88,7 +88,7 @@ async fn create_renew_recreate_after_404_and_replace_after_409() {
     at(&l, t0);
 
     // Create: the fake ran the handshake against our webhook and checked every rule.
-    let r = maintain(&l.app, t0).await;
+    let r = maintain(&l.app, &l.app.poller, t0).await;
     assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
     let fake = l
         .subs
@@ -125,13 +125,13 @@ async fn create_renew_recreate_after_404_and_replace_after_409() {
     assert!(!raw[0].data.to_string().contains(&fake.client_state));
 
     // Nothing to do while plenty of time is left.
-    let r = maintain(&l.app, t0 + Duration::minutes(10)).await;
+    let r = maintain(&l.app, &l.app.poller, t0 + Duration::minutes(10)).await;
     assert_eq!((r.created, r.renewed), (0, 0));
 
     // Renew when less than 20 minutes are left.
     let t1 = t0 + Duration::minutes(45);
     at(&l, t1);
-    let r = maintain(&l.app, t1).await;
+    let r = maintain(&l.app, &l.app.poller, t1).await;
     assert_eq!(r.renewed, 1, "{r:?}");
     assert!(l.subs.lock().unwrap().items[&fake.id].expires > t1 + Duration::minutes(55));
 
@@ -139,7 +139,7 @@ async fn create_renew_recreate_after_404_and_replace_after_409() {
     l.subs.lock().unwrap().items.clear();
     let t2 = t1 + Duration::minutes(45);
     at(&l, t2);
-    let r = maintain(&l.app, t2).await;
+    let r = maintain(&l.app, &l.app.poller, t2).await;
     assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
     assert_eq!(records(&l.app).await.len(), 1);
 
@@ -151,7 +151,7 @@ async fn create_renew_recreate_after_404_and_replace_after_409() {
             .await
             .unwrap();
     }
-    let r = maintain(&l.app, t2).await;
+    let r = maintain(&l.app, &l.app.poller, t2).await;
     assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
     let rec_id = {
         let s = l.subs.lock().unwrap();
@@ -167,7 +167,7 @@ async fn a_reauthorization_required_event_is_answered_with_reauthorize() {
     let l = live(&[]).await;
     support::sign_in_directly(&l.app, &l.entra, "bob", TENANT).await;
     let t0 = Utc::now();
-    maintain(&l.app, t0).await;
+    maintain(&l.app, &l.app.poller, t0).await;
     let fake = l
         .subs
         .lock()
@@ -191,11 +191,11 @@ async fn a_reauthorization_required_event_is_answered_with_reauthorize() {
         .unwrap();
     assert_eq!(r.status(), 202);
 
-    let r = maintain(&l.app, t0 + Duration::minutes(1)).await;
+    let r = maintain(&l.app, &l.app.poller, t0 + Duration::minutes(1)).await;
     assert_eq!(r.reauthorized, 1, "{r:?}");
     assert_eq!(l.subs.lock().unwrap().items[&fake.id].reauthorized, 1);
     // The mark is cleared: the next run does nothing more.
-    let r = maintain(&l.app, t0 + Duration::minutes(2)).await;
+    let r = maintain(&l.app, &l.app.poller, t0 + Duration::minutes(2)).await;
     assert_eq!(r.reauthorized, 0);
 
     // A forged event (wrong clientState) leaves no mark.
@@ -206,7 +206,7 @@ async fn a_reauthorization_required_event_is_answered_with_reauthorize() {
         .send()
         .await
         .unwrap();
-    let r = maintain(&l.app, t0 + Duration::minutes(3)).await;
+    let r = maintain(&l.app, &l.app.poller, t0 + Duration::minutes(3)).await;
     assert_eq!((r.created, r.removed), (0, 0));
     assert!(l.subs.lock().unwrap().items.contains_key(&fake.id));
 }
@@ -221,7 +221,7 @@ async fn tenant_mode_uses_bulk_subscriptions_of_at_most_650_ids() {
     ])
     .await;
     support::sign_in_directly(&l.app, &l.entra, "sync", TENANT).await;
-    let r = maintain(&l.app, Utc::now()).await;
+    let r = maintain(&l.app, &l.app.poller, Utc::now()).await;
     assert_eq!((r.created, r.failed), (2, 0), "{r:?}");
     let mut sizes: Vec<usize> = l
         .subs
@@ -239,7 +239,7 @@ async fn tenant_mode_uses_bulk_subscriptions_of_at_most_650_ids() {
 async fn without_https_or_a_certificate_presence_is_polled_and_nothing_is_created() {
     let l = live(&[("PUBLIC_BASE_URL", "http://presence.example")]).await;
     support::sign_in_directly(&l.app, &l.entra, "carol", TENANT).await;
-    let r = maintain(&l.app, Utc::now()).await;
+    let r = maintain(&l.app, &l.app.poller, Utc::now()).await;
     assert!(r.disabled.unwrap().contains("https"));
     assert!(l.subs.lock().unwrap().calls.is_empty());
 }

@@ -157,7 +157,7 @@ pub fn binary() -> &'static str {
 /// Stores a signed-in user directly (as auth-end would) with a seed refresh token that the
 /// fake Entra knows, so background work can refresh it.
 pub async fn sign_in_directly(
-    app: &teams_presence::app::AppState,
+    app: &teams_presence::http::state::AppState,
     entra: &crate::fakes::entra::FakeEntra,
     oid: &str,
     tenant: &str,
@@ -172,11 +172,11 @@ pub async fn sign_in_directly(
             name: oid.into(),
         },
     );
-    let tokens: teams_presence::entra::TokenResponse = serde_json::from_value(
+    let tokens: teams_presence::clients::entra::TokenResponse = serde_json::from_value(
         json!({"access_token": "unused", "expires_in": 0, "refresh_token": rt}),
     )
     .unwrap();
-    let id = teams_presence::entra::Identity {
+    let id = teams_presence::clients::entra::Identity {
         user_id: oid.into(),
         tenant_id: tenant.into(),
         upn: format!("{oid}@contoso.example"),

@@ -15,10 +15,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tower::ServiceExt;
 
 use crate::fakes::entra_keys::{self, FakeEntraKeys};
-use teams_presence::app::AppState;
+use teams_presence::clients::graph::notification::client_state_sha256_hex;
 use teams_presence::config::{Settings, Sources};
-use teams_presence::graph::notification::client_state_sha256_hex;
-use teams_presence::message::TopicMessage;
+use teams_presence::core::message::TopicMessage;
+use teams_presence::http::state::AppState;
 use teams_presence::store::{PresenceRecord, SubscriptionRecord};
 
 const CLIENT_ID: &str = "c0ffee00-0000-4000-8000-000000000001";
@@ -44,7 +44,8 @@ impl TestApp {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let entra = FakeEntraKeys::start().await;
-        let key = teams_presence::certs::generate_self_signed("webhook test").unwrap();
+        let key =
+            teams_presence::clients::graph::certs::generate_self_signed("webhook test").unwrap();
         let pair = dir.path().join("notification.pem");
         std::fs::write(&pair, key.to_pem().unwrap()).unwrap();
         let cert_only = dir.path().join("cert-only.pem");
@@ -236,7 +237,7 @@ async fn webhook_publishes_a_python_encrypted_notification_once_with_every_contr
     assert_eq!(m.len(), 10, "exactly the contract's fields: {m:?}");
     assert_eq!(
         app.stored_presence(1).await.unwrap().last.presence,
-        teams_presence::presence::Presence::new("Busy", "InACall")
+        teams_presence::core::presence::Presence::new("Busy", "InACall")
     );
 }
 
@@ -483,7 +484,7 @@ async fn validation_handshake_answers_the_decoded_token_in_forwarded_mode() {
 }
 
 async fn invoke(app: &TestApp, function: &str, envelope: Value) -> Value {
-    let resp = teams_presence::handler::router(app.state.clone())
+    let resp = teams_presence::host::handler::router(app.state.clone())
         .oneshot(
             Request::post(format!("/{function}"))
                 .header("content-type", "application/json")
@@ -564,7 +565,7 @@ async fn lifecycle_event_with_the_right_client_state_is_recorded_for_renewal() {
         .post("/api/lifecycle", event("wrong", "reauthorizationRequired"))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert!(teams_presence::lifecycle::pending(&app.state.store)
+    assert!(teams_presence::engine::lifecycle::pending(&app.state.store)
         .await
         .unwrap()
         .is_empty());
@@ -575,19 +576,19 @@ async fn lifecycle_event_with_the_right_client_state_is_recorded_for_renewal() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let marks = teams_presence::lifecycle::pending(&app.state.store)
+    let marks = teams_presence::engine::lifecycle::pending(&app.state.store)
         .await
         .unwrap();
     assert_eq!(marks.len(), 1);
     assert_eq!(marks[0].subscription_id, SUB);
     assert_eq!(
         marks[0].event(),
-        Some(teams_presence::graph::notification::LifecycleEvent::ReauthorizationRequired)
+        Some(teams_presence::clients::graph::notification::LifecycleEvent::ReauthorizationRequired)
     );
-    teams_presence::lifecycle::clear(&app.state.store, SUB)
+    teams_presence::engine::lifecycle::clear(&app.state.store, SUB)
         .await
         .unwrap();
-    assert!(teams_presence::lifecycle::pending(&app.state.store)
+    assert!(teams_presence::engine::lifecycle::pending(&app.state.store)
         .await
         .unwrap()
         .is_empty());

@@ -1,0 +1,345 @@
+//! The command line: parse, load settings, call into the library, turn failures into one
+//! line and an exit code (2 for configuration, 1 for everything else). No panics reach the
+//! user and no error prints a secret.
+
+pub mod doctor;
+pub mod hue;
+pub mod login;
+pub mod users;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{ConfigError, Settings, Sources, StoreKind};
+
+/// Microsoft Teams presence on your lights: Azure Functions custom handler, edge subscriber
+/// and standalone server in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "teams-presence", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// TOML file with settings (the environment wins over it).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct DataDirArg {
+    /// Where the SQLite store and generated keys live.
+    #[arg(long, value_name = "DIR", default_value = ".teams-presence")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Azure Functions custom handler (started by host.json).
+    Handler,
+    /// Standalone all-in-one server on the embedded SQLite store.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7071")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        data: DataDirArg,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Edge subscriber: Service Bus topic subscription to Hue lights.
+    Subscribe {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where the last applied sequence per user is kept (edge-state.json).
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Device-code sign-in for `serve` on a headless machine.
+    Login {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Philips Hue bridge tools.
+    Hue {
+        #[command(subcommand)]
+        command: HueCommand,
+    },
+    /// List signed-in users, or remove one.
+    Users {
+        #[command(subcommand)]
+        command: Option<UsersCommand>,
+        #[command(flatten)]
+        data: DataDirArg,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Check configuration and reachability of every configured dependency.
+    Doctor {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Assemble a deployable Functions folder (host.json, function folders, this binary).
+    Package {
+        /// Which functions.
+        #[arg(value_enum)]
+        set: SetArg,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Executable to ship (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SetArg {
+    Cloud,
+    Edge,
+}
+
+#[derive(Debug, Subcommand)]
+enum HueCommand {
+    /// Create an application key (press the bridge's link button first).
+    Pair,
+    /// Find bridges on the LAN.
+    Discover,
+    /// List lights, rooms and zones.
+    List,
+    /// Show every configured presence colour on the targets in turn.
+    Test,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// List users (the default).
+    List,
+    /// Remove a user and everything kept for them.
+    Remove {
+        /// The user's object id.
+        id: String,
+    },
+}
+
+/// A failure, split by exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A setting is wrong or missing (exit 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A command that a later issue builds (exit 1).
+    #[error("`{0}` is not implemented yet")]
+    NotImplemented(&'static str),
+    /// `doctor` found problems (exit 1; the problems were printed).
+    #[error("doctor found problems")]
+    ChecksFailed,
+    /// Anything else (exit 1).
+    #[error("{0:#}")]
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<ConfigError>() {
+            Ok(c) => CliError::Config(c),
+            Err(e) => CliError::Other(e),
+        }
+    }
+}
+
+fn load(config: Option<&Path>) -> Result<Settings, ConfigError> {
+    let (path, explicit) = match config {
+        Some(p) => (p.to_owned(), true),
+        None => (PathBuf::from("teams-presence.toml"), false),
+    };
+    Settings::parse(&Sources::from_env_and_file(Some(&path), explicit)?)
+}
+
+fn load_env_only() -> Result<Settings, ConfigError> {
+    Settings::parse(&Sources::from_env_and_file(None, false)?)
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, always: a nested error may carry line breaks.
+            let line = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("error: {line}");
+            match e {
+                CliError::Config(_) => ExitCode::from(2),
+                _ => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Handler => {
+            init_tracing("info");
+            let settings = load_env_only()?;
+            let port = settings.custom_handler_port.ok_or_else(|| {
+                ConfigError::missing(
+                    "FUNCTIONS_CUSTOMHANDLER_PORT",
+                    "the port the Functions host assigns (set by `func start`)",
+                )
+            })?;
+            let state = crate::host::handler::build_state(settings).await?;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+            tracing::info!(port, "custom handler listening");
+            axum::serve(listener, crate::host::handler::router(state))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| anyhow::anyhow!("handler server failed: {e}"))?;
+            Ok(())
+        }
+        Command::Serve {
+            listen,
+            data,
+            config,
+        } => {
+            init_tracing("info");
+            let settings = load(config.config.as_deref())?;
+            let state = crate::serve::build_state(settings, &data.data_dir).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            crate::serve::run(listener, state, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Subscribe { config, data } => {
+            init_tracing("info");
+            let settings = load(config.config.as_deref())?;
+            let (client, options) = crate::edge::client_from(&settings)?;
+            let state_file = data.data_dir.join("edge-state.json");
+            let mut applier =
+                crate::engine::applier::Applier::from_settings(&settings, Some(state_file)).await?;
+            crate::edge::run(&client, &mut applier, &options, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Login { data, config } => {
+            init_tracing("warn");
+            let settings = load(config.config.as_deref())?;
+            settings.require_client_id()?;
+            let mut out = std::io::stdout();
+            crate::cli::login::run(
+                settings,
+                &data.data_dir,
+                &mut out,
+                std::time::Duration::from_secs(3600),
+            )
+            .await?;
+            Ok(())
+        }
+        Command::Hue { command } => {
+            init_tracing("warn");
+            let settings = load(None)?;
+            match command {
+                HueCommand::Pair => crate::cli::hue::pair(&settings).await?,
+                HueCommand::Discover => crate::cli::hue::discover().await?,
+                HueCommand::List => crate::cli::hue::list(&settings).await?,
+                HueCommand::Test => crate::cli::hue::test(&settings).await?,
+            }
+            Ok(())
+        }
+        Command::Users {
+            command,
+            data,
+            config,
+        } => {
+            init_tracing("warn");
+            let settings = load(config.config.as_deref())?;
+            let store = crate::store::open(&settings, StoreKind::Sqlite, &data.data_dir)?;
+            store.ensure_tables().await.map_err(anyhow::Error::from)?;
+            match command.unwrap_or(UsersCommand::List) {
+                UsersCommand::List => crate::cli::users::print_list(&store).await?,
+                UsersCommand::Remove { id } => crate::cli::users::remove(&store, &id).await?,
+            }
+            Ok(())
+        }
+        Command::Doctor { data, config } => {
+            init_tracing("error");
+            let settings = load(config.config.as_deref())?;
+            let mut out = std::io::stdout();
+            let ok =
+                crate::cli::doctor::run(&settings, &data.data_dir, StoreKind::Sqlite, &mut out)
+                    .await?;
+            if ok {
+                Ok(())
+            } else {
+                Err(CliError::ChecksFailed)
+            }
+        }
+        Command::Package { set, out, binary } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => std::env::current_exe()
+                    .map_err(|e| anyhow::anyhow!("cannot find this executable: {e}"))?,
+            };
+            let set = match set {
+                SetArg::Cloud => crate::host::functions::FunctionSet::Cloud,
+                SetArg::Edge => crate::host::functions::FunctionSet::Edge,
+            };
+            for p in crate::host::functions::package(set, &out, &binary)? {
+                println!("{}", p.display());
+            }
+            Ok(())
+        }
+    }
+}

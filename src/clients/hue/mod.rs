@@ -1,0 +1,589 @@
+//! Philips Hue: the sink that shows presence on lights, and the `hue` commands' plumbing.
+//!
+//! [`Bridge`] is a closed enum of the two local APIs, chosen automatically by [`connect`]:
+//! CLIP v2 when `GET /clip/v2/resource/bridge` answers, otherwise v1. [`HueSink`] adds what
+//! every command needs: target resolution (room/zone → its `grouped_light`), the bridge's
+//! rate limits (≤10 light commands/s, ≤1 group command/s, as token buckets on tokio's clock
+//! so tests run them on paused time), back-off on 429/503, and skipping commands that would
+//! not change anything.
+//!
+//! How `HUE_BRIDGE` is read:
+//! * a bare address (`192.168.1.20`, `hue.lan`): the real thing. The bridge id is read from
+//!   the unauthenticated `/api/0/config` (no key is sent on that request), then v2 is tried
+//!   over HTTPS trusting only the embedded Hue root CAs (`hue-root-cas.pem`: "root-bridge",
+//!   valid to 2038, and "Hue Root CA 01", valid to 2050) with the bridge id as the TLS server
+//!   name (`reqwest`'s `resolve`), as Hue's "Using HTTPS" page prescribes. A bridge whose
+//!   certificate does not verify (old self-signed firmware) or that has no v2 falls back to
+//!   v1 over plain HTTP, with a warning.
+//! * a URL (`http://127.0.0.1:8080`): used as the base for both probes, over that scheme.
+//!   This is how tests reach the fake bridges: v2 over plain HTTP against a fake is the
+//!   simplest honest test of the v2 wire format; the TLS part is covered by a unit test of
+//!   the CA bundle and by the real bridge.
+
+pub mod discover;
+pub mod v1;
+pub mod v2;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use url::Url;
+
+use crate::config::HueTarget;
+use crate::core::lights::LightState;
+
+/// The Hue root CAs (PEM). SHA-256 fingerprints F0:BD:8E:65:… (root-bridge) and
+/// D8:B8:94:48:… (Hue Root CA 01), checked in a test.
+pub const ROOT_CAS_PEM: &[u8] = include_bytes!("hue-root-cas.pem");
+
+/// What can go wrong talking to a bridge; the sink and the CLI branch on these.
+#[derive(Debug, thiserror::Error)]
+pub enum HueError {
+    /// The application key is wrong (v1 error 1, v2 401/403).
+    #[error("the bridge refused HUE_APPLICATION_KEY; run `teams-presence hue pair` to create one")]
+    Unauthorized,
+    /// Pairing before the link button was pressed (v1 error 101).
+    #[error("the link button was not pressed")]
+    LinkButtonNotPressed,
+    /// 429 (or 503 on older firmware): too many commands.
+    #[error("the bridge is rate limiting ({status})")]
+    RateLimited {
+        /// 429 or 503.
+        status: u16,
+        /// `Retry-After`, when sent.
+        retry_after: Option<Duration>,
+    },
+    /// The bridge rejected the command.
+    #[error("the bridge answered: {0}")]
+    Bridge(String),
+    /// An unexpected status.
+    #[error("the bridge answered HTTP {0}")]
+    Status(u16),
+    /// The answer is not what the API promises.
+    #[error("unexpected answer from the bridge: {0}")]
+    Protocol(String),
+    /// The bridge cannot be reached.
+    #[error("cannot reach the bridge: {0}")]
+    Network(#[source] reqwest::Error),
+}
+
+impl HueError {
+    /// Wraps a reqwest error, dropping its URL (v1 URLs contain the application key).
+    pub fn network(e: reqwest::Error) -> Self {
+        HueError::Network(e.without_url())
+    }
+
+    fn from_status(status: u16, headers: &HeaderMap) -> Self {
+        match status {
+            401 | 403 => HueError::Unauthorized,
+            429 | 503 => HueError::RateLimited {
+                status,
+                retry_after: headers
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs),
+            },
+            s => HueError::Status(s),
+        }
+    }
+}
+
+/// One line of `hue list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// As written in HUE_TARGETS (`light:ID`, `room:ID`, ...).
+    pub target: String,
+    /// The name in the Hue app.
+    pub name: String,
+    /// Type, v1 id, member count.
+    pub detail: String,
+}
+
+/// The two local APIs.
+#[derive(Debug)]
+pub enum Bridge {
+    /// CLIP v1.
+    V1(v1::Client),
+    /// CLIP v2.
+    V2(v2::Client),
+}
+
+impl Bridge {
+    /// `v1` or `v2`, for logs.
+    pub fn api(&self) -> &'static str {
+        match self {
+            Bridge::V1(_) => "v1",
+            Bridge::V2(_) => "v2",
+        }
+    }
+
+    /// Lights, rooms and zones.
+    pub async fn list(&self) -> Result<Vec<Listed>, HueError> {
+        match self {
+            Bridge::V1(c) => c.list().await,
+            Bridge::V2(c) => c.list().await,
+        }
+    }
+
+    /// Maps configured targets to what the API addresses.
+    pub async fn resolve(&self, target: &HueTarget) -> Result<Endpoint, HueError> {
+        match (self, target) {
+            (Bridge::V1(_), HueTarget::Light(id)) => Ok(Endpoint::Light(id.clone())),
+            (Bridge::V1(_), HueTarget::Room(id) | HueTarget::Zone(id) | HueTarget::Group(id)) => {
+                Ok(Endpoint::Group(id.clone()))
+            }
+            (Bridge::V2(c), HueTarget::Light(id)) => {
+                if is_v1_number(id) {
+                    c.by_v1_id("light", &format!("/lights/{id}"))
+                        .await?
+                        .map(Endpoint::Light)
+                        .ok_or_else(|| HueError::Protocol(format!("no light with v1 id {id}")))
+                } else {
+                    Ok(Endpoint::Light(id.clone()))
+                }
+            }
+            (Bridge::V2(c), HueTarget::Room(id)) => {
+                c.grouped_light_of("room", id).await.map(Endpoint::Group)
+            }
+            (Bridge::V2(c), HueTarget::Zone(id)) => {
+                c.grouped_light_of("zone", id).await.map(Endpoint::Group)
+            }
+            (Bridge::V2(c), HueTarget::Group(id)) => {
+                if is_v1_number(id) {
+                    c.by_v1_id("grouped_light", &format!("/groups/{id}"))
+                        .await?
+                        .map(Endpoint::Group)
+                        .ok_or_else(|| HueError::Protocol(format!("no group with v1 id {id}")))
+                } else {
+                    // A v2 id here is a grouped_light id.
+                    Ok(Endpoint::Group(id.clone()))
+                }
+            }
+        }
+    }
+
+    async fn put(&self, endpoint: &Endpoint, state: &LightState) -> Result<(), HueError> {
+        match (self, endpoint) {
+            (Bridge::V1(c), Endpoint::Light(id)) => c.put_light(id, state).await,
+            (Bridge::V1(c), Endpoint::Group(id)) => c.put_group(id, state).await,
+            (Bridge::V2(c), Endpoint::Light(id)) => c.put_light(id, state).await,
+            (Bridge::V2(c), Endpoint::Group(id)) => c.put_grouped_light(id, state).await,
+        }
+    }
+}
+
+fn is_v1_number(id: &str) -> bool {
+    !id.is_empty() && id.len() < 6 && id.chars().all(|c| c.is_ascii_digit())
+}
+
+/// A resolved target: what one PUT goes to. The kind decides the rate limit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// v1 `lights/{id}/state` or v2 `light/{id}`.
+    Light(String),
+    /// v1 `groups/{id}/action` or v2 `grouped_light/{id}`.
+    Group(String),
+}
+
+/// How a bridge address is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A host or IP: the real bridge (HTTPS for v2, HTTP for v1).
+    Host(String),
+    /// An explicit base URL (tests, proxies): both APIs under it.
+    Url(Url),
+}
+
+impl Address {
+    /// Parses `HUE_BRIDGE`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if s.starts_with("http://") || s.starts_with("https://") {
+            let mut u = Url::parse(s).ok()?;
+            u.host_str()?;
+            if !u.path().ends_with('/') {
+                let p = format!("{}/", u.path());
+                u.set_path(&p);
+            }
+            return Some(Address::Url(u));
+        }
+        if s.is_empty() || s.contains(['/', ' ', '@']) {
+            return None;
+        }
+        Some(Address::Host(s.to_owned()))
+    }
+}
+
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+/// A client that trusts only the Hue root CAs and sends `bridge_id` as the server name to
+/// `addr`.
+pub fn verified_client(bridge_id: &str, addr: SocketAddr) -> Result<reqwest::Client, HueError> {
+    let roots = reqwest::Certificate::from_pem_bundle(ROOT_CAS_PEM)
+        .map_err(|e| HueError::Protocol(format!("embedded Hue root CAs: {e}")))?;
+    reqwest::Client::builder()
+        .tls_certs_only(roots)
+        .resolve(bridge_id, addr)
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(HueError::network)
+}
+
+/// Reads the bridge id from the unauthenticated config (no key sent). Certificates are not
+/// checked on this one request because the id is what we need to check them: the id is then
+/// verified by the real connection, whose certificate must carry it and chain to the Hue CA.
+async fn bridge_id(host: &str) -> Option<String> {
+    let insecure = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .ok()?;
+    for url in [
+        format!("https://{host}/api/0/config"),
+        format!("http://{host}/api/0/config"),
+    ] {
+        if let Ok(resp) = insecure.get(&url).send().await {
+            if let Ok(v) = resp.json::<Value>().await {
+                if let Some(id) = v["bridgeid"].as_str() {
+                    return Some(id.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    None
+}
+
+async fn socket_addr(host: &str, port: u16) -> Option<SocketAddr> {
+    tokio::net::lookup_host((host, port)).await.ok()?.next()
+}
+
+/// Finds which API the bridge speaks and checks the key.
+pub async fn connect(address: &Address, key: &SecretString) -> Result<Bridge, HueError> {
+    let (v2, v1_base) = match address {
+        Address::Url(base) => (
+            Some(v2::Client::new(plain_client(), base.clone(), key.clone())),
+            base.clone(),
+        ),
+        Address::Host(host) => {
+            let v1_base = Url::parse(&format!("http://{host}/"))
+                .map_err(|_| HueError::Protocol("HUE_BRIDGE is not a host name".into()))?;
+            let v2 = match (bridge_id(host).await, socket_addr(host, 443).await) {
+                (Some(id), Some(addr)) => {
+                    let base = Url::parse(&format!("https://{id}/"))
+                        .map_err(|_| HueError::Protocol("bridge id is not a host name".into()))?;
+                    Some(v2::Client::new(
+                        verified_client(&id, addr)?,
+                        base,
+                        key.clone(),
+                    ))
+                }
+                _ => None,
+            };
+            (v2, v1_base)
+        }
+    };
+    if let Some(v2) = v2 {
+        match v2.get("bridge").await {
+            Ok(_) => return Ok(Bridge::V2(v2)),
+            Err(HueError::Unauthorized) => return Err(HueError::Unauthorized),
+            Err(HueError::Network(e)) if matches!(address, Address::Host(_)) => {
+                tracing::warn!(error = %e, "CLIP v2 over HTTPS failed (old firmware or a certificate not from the Hue CA?); falling back to v1 over HTTP");
+            }
+            Err(e) => tracing::debug!(error = %e, "no CLIP v2; trying v1"),
+        }
+    }
+    let v1 = v1::Client::new(plain_client(), v1_base, key.clone());
+    v1.check().await?;
+    Ok(Bridge::V1(v1))
+}
+
+/// A token bucket on tokio's clock (so `tokio::time::pause` drives it in tests).
+#[derive(Debug)]
+pub struct TokenBucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(capacity: f64, per_second: f64) -> Self {
+        Self {
+            capacity,
+            per_second,
+            tokens: capacity,
+            last: Instant::now(),
+        }
+    }
+
+    /// Waits until a token is available and takes it.
+    pub async fn acquire(&mut self) {
+        loop {
+            let now = Instant::now();
+            let elapsed = now.duration_since(self.last).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+            self.last = now;
+            if self.tokens >= 1.0 - 1e-9 {
+                self.tokens -= 1.0;
+                return;
+            }
+            let wait = (1.0 - self.tokens) / self.per_second;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    }
+}
+
+/// How long an identical state is assumed to still be showing: after that it is sent again,
+/// in case someone changed the lights by hand.
+const REMEMBER: Duration = Duration::from_secs(15 * 60);
+/// Attempts per command when the bridge says it is overloaded.
+const ATTEMPTS: u32 = 4;
+
+/// The Hue sink: one bridge, the configured targets, limits and memory.
+#[derive(Debug)]
+pub struct HueSink {
+    bridge: Bridge,
+    targets: Vec<(HueTarget, Endpoint)>,
+    lights: TokenBucket,
+    groups: TokenBucket,
+    last: HashMap<Endpoint, (LightState, Instant)>,
+}
+
+impl HueSink {
+    /// Connects and resolves every target.
+    pub async fn connect(
+        address: &Address,
+        key: &SecretString,
+        targets: &[HueTarget],
+    ) -> Result<Self, HueError> {
+        let bridge = connect(address, key).await?;
+        Self::with_bridge(bridge, targets).await
+    }
+
+    /// Resolves targets on an already connected bridge.
+    pub async fn with_bridge(bridge: Bridge, targets: &[HueTarget]) -> Result<Self, HueError> {
+        let mut resolved = Vec::new();
+        for t in targets {
+            resolved.push((t.clone(), bridge.resolve(t).await?));
+        }
+        tracing::info!(
+            api = bridge.api(),
+            targets = resolved.len(),
+            "Hue bridge connected"
+        );
+        Ok(Self {
+            bridge,
+            targets: resolved,
+            // Capacity 1: commands are spaced evenly, so no 1-second window ever holds more
+            // than the rate (a larger bucket would allow bursts of capacity + rate).
+            lights: TokenBucket::new(1.0, 10.0),
+            groups: TokenBucket::new(1.0, 1.0),
+            last: HashMap::new(),
+        })
+    }
+
+    /// The bridge.
+    pub fn bridge(&self) -> &Bridge {
+        &self.bridge
+    }
+
+    /// Shows `state` on every target. Tries them all; the first failure is returned.
+    pub async fn apply(&mut self, state: &LightState) -> Result<(), HueError> {
+        let mut first_err = None;
+        for i in 0..self.targets.len() {
+            let endpoint = self.targets[i].1.clone();
+            if let Some((last, at)) = self.last.get(&endpoint) {
+                if last == state && at.elapsed() < REMEMBER {
+                    tracing::debug!(target = %self.targets[i].0, "unchanged; skipped");
+                    continue;
+                }
+            }
+            match self.send(&endpoint, state).await {
+                Ok(()) => {
+                    self.last.insert(endpoint, (state.clone(), Instant::now()));
+                }
+                Err(e) => {
+                    self.last.remove(&endpoint);
+                    tracing::warn!(target = %self.targets[i].0, error = %e, "Hue command failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn send(&mut self, endpoint: &Endpoint, state: &LightState) -> Result<(), HueError> {
+        let mut backoff = Duration::from_secs(1);
+        let mut attempt = 1;
+        loop {
+            match endpoint {
+                Endpoint::Light(_) => self.lights.acquire().await,
+                Endpoint::Group(_) => self.groups.acquire().await,
+            }
+            match self.bridge.put(endpoint, state).await {
+                Err(HueError::RateLimited {
+                    status,
+                    retry_after,
+                }) if attempt < ATTEMPTS => {
+                    let wait = retry_after.unwrap_or(backoff).min(Duration::from_secs(10));
+                    tracing::debug!(status, ?wait, "bridge busy; backing off");
+                    tokio::time::sleep(wait).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Pairing: `POST /api {"devicetype": ...}`; `Ok(None)` while the link button is not pressed.
+pub async fn pair_once(
+    http: &reqwest::Client,
+    base: &Url,
+    devicetype: &str,
+) -> Result<Option<SecretString>, HueError> {
+    let url = base
+        .join("api")
+        .map_err(|_| HueError::Protocol("cannot build the pairing URL".into()))?;
+    let resp = http
+        .post(url)
+        .json(&json!({ "devicetype": devicetype }))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(HueError::network)?;
+    if !resp.status().is_success() {
+        return Err(HueError::from_status(
+            resp.status().as_u16(),
+            resp.headers(),
+        ));
+    }
+    let v: Value = resp.json().await.map_err(HueError::network)?;
+    if let Some(user) = v
+        .as_array()
+        .and_then(|a| a.iter().find_map(|x| x["success"]["username"].as_str()))
+    {
+        return Ok(Some(SecretString::from(user.to_owned())));
+    }
+    match v1::first_error(&v) {
+        Some(HueError::LinkButtonNotPressed) => Ok(None),
+        Some(e) => Err(e),
+        None => Err(HueError::Protocol(
+            "pairing answer has neither success nor error".into(),
+        )),
+    }
+}
+
+/// The client and base URL pairing should use for an address: HTTPS with the verified
+/// client when the bridge id can be learned (the key comes back in the answer), else HTTP.
+pub async fn pairing_endpoint(address: &Address) -> Result<(reqwest::Client, Url), HueError> {
+    match address {
+        Address::Url(u) => Ok((plain_client(), u.clone())),
+        Address::Host(host) => {
+            if let (Some(id), Some(addr)) = (bridge_id(host).await, socket_addr(host, 443).await) {
+                if let Ok(base) = Url::parse(&format!("https://{id}/")) {
+                    return Ok((verified_client(&id, addr)?, base));
+                }
+            }
+            let base = Url::parse(&format!("http://{host}/"))
+                .map_err(|_| HueError::Protocol("HUE_BRIDGE is not a host name".into()))?;
+            Ok((plain_client(), base))
+        }
+    }
+}
+
+/// `teams-presence#<host>`, the instance part cut to 19 characters.
+pub fn devicetype(hostname: &str) -> String {
+    let host: String = hostname
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(19)
+        .collect();
+    let host = if host.is_empty() { "edge".into() } else { host };
+    format!("teams-presence#{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse() {
+        assert_eq!(
+            Address::parse("192.168.1.20"),
+            Some(Address::Host("192.168.1.20".into()))
+        );
+        assert_eq!(
+            Address::parse(" http://127.0.0.1:8080 "),
+            Some(Address::Url(Url::parse("http://127.0.0.1:8080/").unwrap()))
+        );
+        for bad in ["", "a b", "http://", "x/y"] {
+            assert_eq!(Address::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn devicetype_is_bounded() {
+        assert_eq!(devicetype("pi"), "teams-presence#pi");
+        assert_eq!(
+            devicetype("a-very-long-hostname-indeed.local"),
+            "teams-presence#a-very-long-hostnam"
+        );
+        assert_eq!(devicetype(" \n"), "teams-presence#edge");
+    }
+
+    #[test]
+    fn embedded_root_cas_are_the_published_ones() {
+        let certs = openssl::x509::X509::stack_from_pem(ROOT_CAS_PEM).unwrap();
+        let prints: Vec<String> = certs
+            .iter()
+            .map(|c| {
+                c.digest(openssl::hash::MessageDigest::sha256())
+                    .unwrap()
+                    .iter()
+                    .map(|b| format!("{b:02X}"))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            prints,
+            [
+                "F0BD8E6509E82F774D63BC009D5388C969FE3DCF7D6D541D6351B72B898D8ACF",
+                "D8B89448B2AF8E1676185AC07219EE9DCBC8F01C122A026A2A4B7B5CFE0328B8"
+            ]
+        );
+        assert!(verified_client("001788fffe000000", "127.0.0.1:443".parse().unwrap()).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_bucket_spaces_commands() {
+        let mut b = TokenBucket::new(1.0, 10.0);
+        let start = Instant::now();
+        for _ in 0..11 {
+            b.acquire().await;
+        }
+        // The first is immediate, then one every 100 ms.
+        assert_eq!(start.elapsed(), Duration::from_millis(1000));
+    }
+}

@@ -1,0 +1,269 @@
+//! The applier: verdicts in, light commands out, with the memory of what was applied per
+//! user (a small JSON state file, so a restart never moves a lamp backwards). Shared by the
+//! edge (`subscribe`, `hue-subscriber`) and `serve`'s in-process lights.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::clients::hue::{Address, HueError, HueSink};
+use crate::config::{ConfigError, Settings};
+use crate::core::judge::{judge, Mark, Skip, Verdict};
+use crate::core::lights::{Desired, LightMap};
+use crate::core::message::{MessageError, TopicMessage};
+
+/// What the status page shows about the lights.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkStatus {
+    /// `Hue bridge 192.168.1.20 (v2)`, or why there is none.
+    pub description: String,
+    /// The last command that reached the lights.
+    pub last_command: Option<String>,
+    /// When.
+    pub last_command_at: Option<DateTime<Utc>>,
+    /// The last failure, if the latest attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Shared sink status.
+pub type SharedSinkStatus = Arc<Mutex<SinkStatus>>;
+
+/// Updates the shared status in place.
+pub fn set_status(status: &SharedSinkStatus, f: impl FnOnce(&mut SinkStatus)) {
+    f(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
+/// The state file: what was applied per user.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    users: BTreeMap<String, Mark>,
+}
+
+/// Lights, sink and memory: applies verdicts.
+#[derive(Debug)]
+pub struct Applier {
+    lights: LightMap,
+    sink: HueSink,
+    watch: Vec<String>,
+    applied: HashMap<String, Mark>,
+    state_file: Option<PathBuf>,
+}
+
+impl Applier {
+    /// An applier; loads the state file when there is one (a broken file is ignored with a
+    /// warning: the worst case is one stale message shown).
+    pub fn new(
+        lights: LightMap,
+        sink: HueSink,
+        watch: Vec<String>,
+        state_file: Option<PathBuf>,
+    ) -> Self {
+        for w in &watch {
+            if w.contains('@') {
+                tracing::warn!(entry = %w, "WATCH_USERS entry looks like a UPN, but messages carry only the user's object id; use the id");
+            }
+        }
+        let applied = state_file.as_deref().map(load_state).unwrap_or_default();
+        Self {
+            lights,
+            sink,
+            watch,
+            applied,
+            state_file,
+        }
+    }
+
+    /// Builds everything from settings: the `[lights]` table, HUE_*, WATCH_USERS.
+    pub async fn from_settings(
+        settings: &Settings,
+        state_file: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let lights = lights_from(settings)?;
+        let address = settings.hue_bridge.as_deref().ok_or_else(|| {
+            ConfigError::missing(
+                "HUE_BRIDGE",
+                "the bridge's address (see `teams-presence hue discover`)",
+            )
+        })?;
+        let address = Address::parse(address).ok_or_else(|| ConfigError {
+            setting: "HUE_BRIDGE".into(),
+            problem: "is not valid; expected a host name, an IP address or an http(s) URL".into(),
+        })?;
+        let key = settings.hue_application_key.clone().ok_or_else(|| {
+            ConfigError::missing(
+                "HUE_APPLICATION_KEY",
+                "a key from `teams-presence hue pair`",
+            )
+        })?;
+        if settings.hue_targets.is_empty() {
+            return Err(ConfigError::missing(
+                "HUE_TARGETS",
+                "what to colour, e.g. room:ID or light:ID (see `teams-presence hue list`)",
+            )
+            .into());
+        }
+        let sink = HueSink::connect(&address, &key, &settings.hue_targets)
+            .await
+            .context("cannot use the Hue bridge")?;
+        Ok(Self::new(
+            lights,
+            sink,
+            settings.watch_users.clone(),
+            state_file,
+        ))
+    }
+
+    /// The last applied mark for each user.
+    pub fn applied(&self) -> &HashMap<String, Mark> {
+        &self.applied
+    }
+
+    /// Judges one parsed message now.
+    pub fn judge(
+        &self,
+        parsed: &Result<TopicMessage, MessageError>,
+        now: DateTime<Utc>,
+    ) -> Verdict {
+        judge(parsed, &self.watch, &self.applied, &self.lights, now)
+    }
+
+    /// Shows an `Apply` verdict and records it. Skips do nothing.
+    pub async fn apply(&mut self, verdict: &Verdict) -> Result<(), HueError> {
+        self.show(verdict).await?;
+        self.record(&[verdict]);
+        Ok(())
+    }
+
+    /// Puts an `Apply` verdict's state on the lights (no bookkeeping).
+    /// Sends one verdict to the lights (no memory update).
+    pub async fn show(&mut self, verdict: &Verdict) -> Result<(), HueError> {
+        if let Verdict::Apply {
+            desired: Desired::Set(state),
+            ..
+        } = verdict
+        {
+            self.sink.apply(state).await?;
+        }
+        Ok(())
+    }
+
+    /// Remembers what was applied, in memory and in the state file (written once).
+    /// Remembers what a batch applied (and saves the state file).
+    pub fn record(&mut self, verdicts: &[&Verdict]) {
+        for v in verdicts {
+            if let Verdict::Apply { user, mark, .. } = v {
+                self.applied.insert(user.clone(), mark.clone());
+            }
+        }
+        if let Some(path) = &self.state_file {
+            if let Err(e) = save_state(path, &self.applied) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the edge state file");
+            }
+        }
+    }
+
+    /// One message body, start to end (the `hue-subscriber` function): a sink failure is an
+    /// error, so the host answers non-2xx and abandons the message.
+    pub async fn handle_body(
+        &mut self,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, HueError> {
+        let verdict = self.judge(&TopicMessage::parse(body), now);
+        log_skip(&verdict, None);
+        self.apply(&verdict).await?;
+        Ok(verdict)
+    }
+}
+
+/// The `[lights]` table of the config file, parsed.
+pub fn lights_from(settings: &Settings) -> Result<LightMap, ConfigError> {
+    match settings.file_tables.get("lights") {
+        None => LightMap::from_toml(None),
+        Some(toml::Value::Table(t)) => LightMap::from_toml(Some(t)),
+        Some(_) => Err(ConfigError {
+            setting: "lights".into(),
+            problem: "is not valid; expected a [lights] table".into(),
+        }),
+    }
+}
+
+fn load_state(path: &Path) -> HashMap<String, Mark> {
+    match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
+            Ok(s) => s.users.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable edge state file");
+                HashMap::new()
+            }
+        },
+        Err(_) => HashMap::new(),
+    }
+}
+
+fn save_state(path: &Path, applied: &HashMap<String, Mark>) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = StateFile {
+        users: applied
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(&file).expect("state serializes"),
+    )?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Logs why a message was skipped, once, where it is handled.
+pub fn log_skip(v: &Verdict, message_id: Option<&str>) {
+    match v {
+        Verdict::Skip(Skip::Malformed(e)) => {
+            tracing::warn!(message_id, error = %e, "completing a message that is not a valid topic message")
+        }
+        Verdict::Skip(Skip::UnknownType(t)) => {
+            tracing::info!(message_id, kind = %t, "ignoring a message of unknown type")
+        }
+        Verdict::Skip(Skip::Stale) => tracing::info!(message_id, "ignoring an older message"),
+        Verdict::Skip(Skip::NotWatched) => tracing::debug!(message_id, "user not watched"),
+        Verdict::Apply { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn state_file_round_trips_and_tolerates_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/edge-state.json");
+        let applied: HashMap<String, Mark> = [(
+            "u".to_string(),
+            Mark {
+                sequence: Some("0009".into()),
+                observed_at: Some(t(0)),
+            },
+        )]
+        .into();
+        save_state(&path, &applied).unwrap();
+        assert_eq!(load_state(&path), applied);
+        std::fs::write(&path, b"{oops").unwrap();
+        assert!(load_state(&path).is_empty());
+        assert!(load_state(&dir.path().join("missing")).is_empty());
+    }
+}

@@ -1,0 +1,98 @@
+//! What the engine's components share: settings, the store, where changes go, tokens and
+//! Graph. Built once per process by the role; passed to the poller, the subscription upkeep
+//! and the sinks. It holds no role concerns (no HTTP, no mode, no scheduler).
+
+use std::sync::Arc;
+
+use crate::clients::graph::certs::KeyRing;
+use crate::clients::graph::client::GraphClient;
+use crate::clients::servicebus;
+use crate::config::Settings;
+use crate::engine::publish::Publisher;
+use crate::engine::tokens::TokenManager;
+use crate::store::Store;
+
+/// The engine's shared dependencies. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    /// Parsed settings.
+    pub settings: Arc<Settings>,
+    /// The store.
+    pub store: Store,
+    /// Where changes go.
+    pub publisher: Publisher,
+    /// Certificates rich notifications are encrypted for (empty until one is loaded).
+    pub notification_keys: Arc<KeyRing>,
+    /// Delegated and app tokens for background work.
+    pub tokens: TokenManager,
+    /// Microsoft Graph.
+    pub graph: GraphClient,
+    /// `PUBLISH_MODE=rest`: the Service Bus client changes are sent with.
+    pub direct_bus: Option<Arc<servicebus::Client>>,
+}
+
+impl Context {
+    /// Builds the context from settings and a store.
+    pub fn new(settings: Settings, store: Store) -> Self {
+        let publisher = Publisher::default();
+        let tokens = TokenManager::new(
+            crate::clients::entra::EntraClient::from_settings(&settings),
+            seal_ring(&settings),
+            store.clone(),
+            publisher.clone(),
+        );
+        let graph = GraphClient::new(&settings.graph_endpoint, std::time::Duration::from_secs(10));
+        Self {
+            settings: Arc::new(settings),
+            store,
+            publisher,
+            notification_keys: Arc::new(KeyRing::empty()),
+            tokens,
+            graph,
+            direct_bus: None,
+        }
+    }
+
+    /// Sends changes straight to Service Bus (`PUBLISH_MODE=rest`); built from
+    /// `ServiceBusConnection`, which then needs the Send right.
+    pub fn with_direct_publishing(mut self) -> Result<Self, crate::config::ConfigError> {
+        let client = servicebus::Client::from_settings(&self.settings, "Send")?;
+        self.direct_bus = Some(Arc::new(client));
+        Ok(self)
+    }
+
+    /// Replaces the client credential (a certificate loaded from Key Vault at start-up).
+    pub fn with_client_credential(
+        mut self,
+        credential: crate::clients::entra::ClientCredential,
+    ) -> Self {
+        let entra = crate::clients::entra::EntraClient::from_settings(&self.settings)
+            .map(|e| e.with_credential(credential));
+        self.tokens = TokenManager::new(
+            entra,
+            self.tokens.seal().ok().cloned(),
+            self.store.clone(),
+            self.publisher.clone(),
+        );
+        self
+    }
+
+    /// Sets the notification key ring (`serve`: generated or from the file; `handler`: from
+    /// the file or Key Vault).
+    pub fn with_notification_keys(mut self, keys: KeyRing) -> Self {
+        self.notification_keys = Arc::new(keys);
+        self
+    }
+}
+
+/// The sealing key ring for refresh tokens: `TOKEN_ENCRYPTION_KEY` and, during a rotation,
+/// the previous key.
+fn seal_ring(settings: &Settings) -> Option<crate::core::seal::KeyRing> {
+    settings.token_key_bytes().map(|k| {
+        let ring = crate::core::seal::KeyRing::new(*k);
+        match settings.token_key_previous_bytes() {
+            Some(old) => ring.with_previous(*old),
+            None => ring,
+        }
+    })
+}

@@ -1,0 +1,481 @@
+//! The polling safety net: `presence-refresh` under the Functions host and `serve`'s own
+//! scheduler run the same [`Poller::tick`].
+//!
+//! * **Who.** Personal mode: every active user with their own delegated token
+//!   (`GET /me/presence`). Tenant mode (`TENANT_USERS`): the listed users in batches of 650
+//!   through `getPresencesByUserId`, with an app-only token or `TENANT_SYNC_USER`'s token.
+//! * **Cadence.** A user whose change-notification subscription is alive is only reconciled
+//!   every `RECONCILE_INTERVAL`; one without is polled every `POLL_INTERVAL`. A failing user
+//!   backs off exponentially; the others are not held up.
+//! * **Limits.** Graph allows 1,500 presence requests per 30 s per app per tenant: a sliding
+//!   window per tenant keeps us under it, at most `POLL_CONCURRENCY` calls run at once, and a
+//!   429's `Retry-After` blocks that tenant until it elapses (nothing is sent before).
+//!
+//! A tick never sleeps: everything time-based compares against the `now` it is given, so a
+//! throttled tenant or a backing-off user is simply skipped until a later tick. That also
+//! makes the timing rules testable without waiting.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use crate::clients::graph::client::{GraphClient, GraphError, GraphPresence, MAX_IDS_PER_CALL};
+use crate::engine::context::Context;
+use crate::engine::publish::Outbox;
+use crate::engine::tokens::AccessError;
+use crate::store::{SubscriptionRecord, UserRecord, UserState};
+
+/// Graph's presence limit: requests per window per app per tenant.
+pub const TENANT_BUDGET: usize = 1_500;
+/// The window of that limit.
+pub const TENANT_WINDOW: Duration = Duration::from_secs(30);
+
+/// What one tick did (for logs, the status page and tests).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// Graph calls made.
+    pub calls: usize,
+    /// Users whose presence was read.
+    pub polled: usize,
+    /// Messages published.
+    pub changed: usize,
+    /// Users or batches that failed (and will back off).
+    pub failed: usize,
+    /// Users or batches skipped because their tenant is throttled or over budget.
+    pub deferred: usize,
+}
+
+#[derive(Default)]
+struct TenantBudget {
+    calls: VecDeque<DateTime<Utc>>,
+    blocked_until: Option<DateTime<Utc>>,
+}
+
+impl TenantBudget {
+    /// Takes a slot for a call at `now`, or says no.
+    fn try_take(&mut self, now: DateTime<Utc>) -> bool {
+        if self.blocked_until.is_some_and(|t| t > now) {
+            return false;
+        }
+        let window = chrono::Duration::from_std(TENANT_WINDOW).expect("small");
+        while self.calls.front().is_some_and(|t| *t + window <= now) {
+            self.calls.pop_front();
+        }
+        if self.calls.len() >= TENANT_BUDGET {
+            return false;
+        }
+        self.calls.push_back(now);
+        true
+    }
+}
+
+#[derive(Default, Clone)]
+struct UserPoll {
+    last_polled: Option<DateTime<Utc>>,
+    failures: u32,
+    next_try: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+struct State {
+    tenants: HashMap<String, TenantBudget>,
+    users: HashMap<String, UserPoll>,
+}
+
+/// The poller; one per process, kept across ticks. Cheap to clone.
+#[derive(Clone)]
+pub struct Poller {
+    graph: GraphClient,
+    state: Arc<Mutex<State>>,
+}
+
+enum Outcome {
+    Polled { changed: bool },
+    Deferred,
+    Failed,
+    Skipped,
+}
+
+impl Poller {
+    /// A poller using `graph`.
+    pub fn new(graph: GraphClient) -> Self {
+        Self {
+            graph,
+            state: Arc::new(Mutex::new(State::default())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take_budget(&self, tenant: &str, now: DateTime<Utc>) -> bool {
+        self.lock()
+            .tenants
+            .entry(tenant.to_owned())
+            .or_default()
+            .try_take(now)
+    }
+
+    fn throttle(&self, tenant: &str, now: DateTime<Utc>, retry_after: Duration) {
+        let until =
+            now + chrono::Duration::from_std(retry_after).unwrap_or(chrono::Duration::seconds(10));
+        let mut st = self.lock();
+        let b = st.tenants.entry(tenant.to_owned()).or_default();
+        b.blocked_until = Some(b.blocked_until.map_or(until, |t| t.max(until)));
+        tracing::warn!(
+            tenant,
+            retry_after_s = retry_after.as_secs(),
+            "Graph throttled this tenant; pausing its calls"
+        );
+    }
+
+    /// Makes a user due at the next tick (after sign-in, or a missed notification).
+    pub fn poll_soon(&self, user_id: &str) {
+        self.lock().users.remove(user_id);
+    }
+
+    /// When the tenant may be called again, if it is throttled.
+    pub fn blocked_until(&self, tenant: &str) -> Option<DateTime<Utc>> {
+        self.lock()
+            .tenants
+            .get(tenant)
+            .and_then(|b| b.blocked_until)
+    }
+
+    fn record_result(&self, key: &str, now: DateTime<Utc>, ok: bool, base: Duration) {
+        let mut st = self.lock();
+        let u = st.users.entry(key.to_owned()).or_default();
+        u.last_polled = Some(now);
+        if ok {
+            u.failures = 0;
+            u.next_try = None;
+        } else {
+            u.failures = u.failures.saturating_add(1);
+            // 1, 2, 4, ... times the base interval, at most 10 minutes.
+            let factor = 2u32.saturating_pow(u.failures.min(10) - 1);
+            let wait = base.saturating_mul(factor).min(Duration::from_secs(600));
+            u.next_try = Some(
+                now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(600)),
+            );
+        }
+    }
+
+    fn due(&self, key: &str, now: DateTime<Utc>, interval: Duration) -> bool {
+        let st = self.lock();
+        let Some(u) = st.users.get(key) else {
+            return true;
+        };
+        if u.next_try.is_some_and(|t| t > now) {
+            return false;
+        }
+        if u.failures > 0 {
+            return true;
+        }
+        let interval =
+            chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::seconds(30));
+        u.last_polled.is_none_or(|t| t + interval <= now)
+    }
+
+    /// Polls whoever is due at `now` and publishes changes (into `outbox` under the host).
+    pub async fn tick(
+        &self,
+        state: &Context,
+        outbox: Option<&Outbox>,
+        now: DateTime<Utc>,
+    ) -> TickReport {
+        let mut report = TickReport::default();
+        if !state.settings.tenant_users.is_empty() {
+            self.tick_tenant(state, outbox, now, &mut report).await;
+        } else {
+            self.tick_personal(state, outbox, now, &mut report).await;
+        }
+        if report.calls > 0 {
+            tracing::debug!(?report, "poll tick");
+        }
+        report
+    }
+
+    async fn tick_personal(
+        &self,
+        state: &Context,
+        outbox: Option<&Outbox>,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) {
+        let users = match state.store.list::<UserRecord>().await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list users to poll");
+                report.failed += 1;
+                return;
+            }
+        };
+        let live: Vec<SubscriptionRecord> = state
+            .store
+            .list::<SubscriptionRecord>()
+            .await
+            .map(|v| v.into_iter().map(|s| s.value).collect())
+            .unwrap_or_default();
+        let margin = chrono::Duration::seconds(60);
+        let s = &state.settings;
+        let due: Vec<UserRecord> = users
+            .into_iter()
+            .map(|u| u.value)
+            .filter(|u| matches!(u.state, UserState::Active))
+            .filter(|u| {
+                let covered = live
+                    .iter()
+                    .any(|sub| sub.expires_at > now + margin && sub.user_ids.contains(&u.user_id));
+                let interval = if covered {
+                    s.reconcile_interval
+                } else {
+                    s.poll_interval
+                };
+                self.due(&u.user_id, now, interval)
+            })
+            .collect();
+        let sem = Arc::new(tokio::sync::Semaphore::new(s.poll_concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        for user in due {
+            let (this, state, outbox, sem) =
+                (self.clone(), state.clone(), outbox.cloned(), sem.clone());
+            tasks.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                this.poll_user(&state, outbox.as_ref(), &user, now).await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok((outcome, calls)) => {
+                    report.calls += calls;
+                    match outcome {
+                        Outcome::Polled { changed } => {
+                            report.polled += 1;
+                            report.changed += usize::from(changed);
+                        }
+                        Outcome::Deferred => report.deferred += 1,
+                        Outcome::Failed => report.failed += 1,
+                        Outcome::Skipped => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "poll task failed");
+                    report.failed += 1;
+                }
+            }
+        }
+    }
+
+    /// Polls one user; returns the outcome and the number of Graph calls made.
+    async fn poll_user(
+        &self,
+        state: &Context,
+        outbox: Option<&Outbox>,
+        user: &UserRecord,
+        now: DateTime<Utc>,
+    ) -> (Outcome, usize) {
+        let base = state.settings.poll_interval;
+        let mut calls = 0;
+        for attempt in 0..2 {
+            let token = match state.tokens.access_token(&user.user_id, outbox).await {
+                Ok(t) => t,
+                Err(AccessError::SignInRequired { .. } | AccessError::UnknownUser(_)) => {
+                    return (Outcome::Skipped, calls)
+                }
+                Err(e) => {
+                    tracing::warn!(user_id = %user.user_id, error = %e, "no token to poll with");
+                    self.record_result(&user.user_id, now, false, base);
+                    return (Outcome::Failed, calls);
+                }
+            };
+            if !self.take_budget(&user.tenant_id, now) {
+                return (Outcome::Deferred, calls);
+            }
+            calls += 1;
+            match self.graph.me_presence(&token).await {
+                Ok(p) => {
+                    self.record_result(&user.user_id, now, true, base);
+                    // /me answers for the token's user; key on the stored id regardless.
+                    let p = GraphPresence {
+                        id: user.user_id.clone(),
+                        ..p
+                    };
+                    let changed = self.record(state, outbox, &p, &user.tenant_id, now).await;
+                    return (Outcome::Polled { changed }, calls);
+                }
+                Err(GraphError::Unauthorized) if attempt == 0 => {
+                    state.tokens.forget(&user.user_id);
+                    continue;
+                }
+                Err(GraphError::Throttled { retry_after }) => {
+                    self.throttle(&user.tenant_id, now, retry_after);
+                    return (Outcome::Deferred, calls);
+                }
+                Err(e) => {
+                    tracing::warn!(user_id = %user.user_id, error = %e, "presence poll failed");
+                    self.record_result(&user.user_id, now, false, base);
+                    return (Outcome::Failed, calls);
+                }
+            }
+        }
+        self.record_result(&user.user_id, now, false, base);
+        (Outcome::Failed, calls)
+    }
+
+    async fn record(
+        &self,
+        state: &Context,
+        outbox: Option<&Outbox>,
+        p: &GraphPresence,
+        tenant: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let obs = p.observation(tenant, now);
+        match crate::engine::pipeline::record_and_publish(
+            &state.store,
+            &state.publisher,
+            outbox,
+            &obs,
+        )
+        .await
+        {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::error!(user_id = %p.id, error = %e, "cannot record presence");
+                false
+            }
+        }
+    }
+
+    async fn tenant_token(
+        &self,
+        state: &Context,
+        outbox: Option<&Outbox>,
+    ) -> Result<SecretString, String> {
+        match &state.settings.tenant_sync_user {
+            Some(user) => state
+                .tokens
+                .access_token(user, outbox)
+                .await
+                .map_err(|e| e.to_string()),
+            None => state
+                .tokens
+                .app_token(&state.settings.tenant)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn tick_tenant(
+        &self,
+        state: &Context,
+        outbox: Option<&Outbox>,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) {
+        let s = &state.settings;
+        let tenant = s.tenant.clone();
+        // The whole list shares one cadence; batches that failed retry on the next tick.
+        if !self.due("tenant-mode", now, s.poll_interval) {
+            return;
+        }
+        let token = match self.tenant_token(state, outbox).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "no token for tenant-mode polling");
+                self.record_result("tenant-mode", now, false, s.poll_interval);
+                report.failed += 1;
+                return;
+            }
+        };
+        // One scan of what we know instead of a read per user: most polls change nothing,
+        // and only users whose presence differs from the snapshot go through the ETag path
+        // (which reads again, so a snapshot that went stale meanwhile cannot lose an update).
+        let known: Arc<HashMap<String, crate::core::presence::LastKnown>> = Arc::new(
+            state
+                .store
+                .list::<crate::store::PresenceRecord>()
+                .await
+                .map(|v| {
+                    v.into_iter()
+                        .map(|r| (r.value.user_id, r.value.last))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
+        let sem = Arc::new(tokio::sync::Semaphore::new(s.poll_concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in s.tenant_users.chunks(MAX_IDS_PER_CALL) {
+            if !self.take_budget(&tenant, now) {
+                report.deferred += 1;
+                continue;
+            }
+            report.calls += 1;
+            let known = known.clone();
+            let (this, state, outbox, sem, token, tenant, ids) = (
+                self.clone(),
+                state.clone(),
+                outbox.cloned(),
+                sem.clone(),
+                token.clone(),
+                tenant.clone(),
+                chunk.to_vec(),
+            );
+            tasks.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                match this.graph.presences_by_user_id(&token, &ids).await {
+                    Ok(list) => {
+                        let mut changed = 0;
+                        for p in &list {
+                            let obs = p.observation(&tenant, now);
+                            if crate::core::presence::decide(known.get(&p.id), &obs)
+                                == crate::core::presence::Decision::Unchanged
+                            {
+                                continue;
+                            }
+                            changed += usize::from(
+                                this.record(&state, outbox.as_ref(), p, &tenant, now).await,
+                            );
+                        }
+                        Ok((list.len(), changed))
+                    }
+                    Err(GraphError::Throttled { retry_after }) => {
+                        this.throttle(&tenant, now, retry_after);
+                        Err(true)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, batch = ids.len(), "presence batch failed");
+                        Err(false)
+                    }
+                }
+            });
+        }
+        let mut all_ok = true;
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok(Ok((polled, changed))) => {
+                    report.polled += polled;
+                    report.changed += changed;
+                }
+                Ok(Err(true)) => {
+                    report.deferred += 1;
+                    all_ok = false;
+                }
+                Ok(Err(false)) | Err(_) => {
+                    report.failed += 1;
+                    all_ok = false;
+                }
+            }
+        }
+        self.record_result(
+            "tenant-mode",
+            now,
+            all_ok && report.deferred == 0,
+            s.poll_interval,
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! Delegated tokens for background work: the part peers get wrong (lights that stop after an
+//! hour, tokens lost on restart, nobody told when a refresh token dies).
+//!
+//! * Access tokens are cached in memory until five minutes before they expire.
+//! * One refresh at a time per user in this process (a per-user async lock), and across
+//!   processes the rotated refresh token is written with the ETag read, *before* the new access
+//!   token is handed out, so the old refresh token is never sent again once a newer one exists.
+//! * `invalid_grant`/`interaction_required` mark the user "sign-in required" (one writer wins
+//!   the ETag race and publishes exactly one `user.signin_required`), and no further calls are
+//!   made for them until they sign in again. If the stored token changed meanwhile (another
+//!   instance rotated it), the new one is tried instead of giving up.
+//! * Transient failures retry with backoff and leave the user active.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::clients::entra::{EntraClient, Identity, TokenError, TokenResponse};
+use crate::config::ConfigError;
+use crate::core::message::{SignInRequired, TopicMessage};
+use crate::core::seal::KeyRing;
+use crate::engine::publish::{Outbox, Publisher};
+use crate::store::{Store, StoreError, UserRecord, UserState, Versioned};
+
+/// Why no access token could be had, split by what the caller does.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// A setting is missing: nothing works until it is set.
+    #[error(transparent)]
+    NotConfigured(#[from] ConfigError),
+    /// No such user.
+    #[error("unknown user {0}")]
+    UnknownUser(String),
+    /// The user must sign in again; no Graph call is made for them until then.
+    #[error("user {user_id} must sign in again: {reason}")]
+    SignInRequired {
+        /// Who.
+        user_id: String,
+        /// Secret-free reason.
+        reason: String,
+    },
+    /// Try again later (network, 5xx, throttling, store unavailable).
+    #[error("temporarily unavailable: {0}")]
+    Transient(String),
+    /// Needs a human (invalid_client, corrupt record, unknown sealing key).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<StoreError> for AccessError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => AccessError::Transient(m),
+            other => AccessError::Failed(other.to_string()),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Cached {
+    token: SecretString,
+    until: DateTime<Utc>,
+}
+
+struct Inner {
+    entra: Result<EntraClient, ConfigError>,
+    seal: Option<KeyRing>,
+    store: Store,
+    publisher: Publisher,
+    cache: Mutex<HashMap<String, Cached>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    backoff: Vec<Duration>,
+}
+
+/// Hands out access tokens for stored users. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenManager {
+    inner: Arc<Inner>,
+}
+
+/// The associated data a user's sealed refresh token is bound to.
+fn rt_aad(user_id: &str) -> String {
+    format!("refresh_token:{user_id}")
+}
+
+impl TokenManager {
+    /// A manager. `entra` is the configured client or why there is none; `seal` the
+    /// token-encryption keys.
+    pub fn new(
+        entra: Result<EntraClient, ConfigError>,
+        seal: Option<KeyRing>,
+        store: Store,
+        publisher: Publisher,
+    ) -> Self {
+        Self::with_backoff(
+            entra,
+            seal,
+            store,
+            publisher,
+            vec![Duration::from_millis(500), Duration::from_secs(2)],
+        )
+    }
+
+    /// A manager with other retry delays for transient failures (tests use zero).
+    pub fn with_backoff(
+        entra: Result<EntraClient, ConfigError>,
+        seal: Option<KeyRing>,
+        store: Store,
+        publisher: Publisher,
+        backoff: Vec<Duration>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                entra,
+                seal,
+                store,
+                publisher,
+                cache: Mutex::new(HashMap::new()),
+                locks: Mutex::new(HashMap::new()),
+                backoff,
+            }),
+        }
+    }
+
+    /// The Entra client, or the setting that is missing.
+    pub fn entra(&self) -> Result<&EntraClient, ConfigError> {
+        self.inner.entra.as_ref().map_err(Clone::clone)
+    }
+
+    /// The sealing keys, or the missing setting.
+    pub fn seal(&self) -> Result<&KeyRing, ConfigError> {
+        self.inner.seal.as_ref().ok_or_else(|| {
+            ConfigError::missing(
+                "TOKEN_ENCRYPTION_KEY",
+                "base64 of 32 random bytes (openssl rand -base64 32)",
+            )
+        })
+    }
+
+    /// Stores (or re-activates) a signed-in user with their refresh token sealed.
+    pub async fn store_sign_in(
+        &self,
+        id: &Identity,
+        tokens: &TokenResponse,
+        now: DateTime<Utc>,
+    ) -> Result<UserRecord, AccessError> {
+        let rt = tokens.refresh_token.as_ref().ok_or_else(|| {
+            AccessError::Failed(
+                "Entra ID returned no refresh token: the offline_access scope is missing".into(),
+            )
+        })?;
+        let sealed = self
+            .seal()?
+            .seal(rt.expose_secret().as_bytes(), &rt_aad(&id.user_id));
+        let existing = self
+            .inner
+            .store
+            .get::<UserRecord>(&id.user_id, "user")
+            .await?;
+        let rec = UserRecord {
+            user_id: id.user_id.clone(),
+            tenant_id: id.tenant_id.clone(),
+            upn: id.upn.clone(),
+            display_name: id.display_name.clone(),
+            state: UserState::Active,
+            refresh_token_sealed: Some(sealed),
+            refresh_token_updated_at: Some(now),
+            created_at: existing.as_ref().map(|e| e.value.created_at).unwrap_or(now),
+            updated_at: now,
+        };
+        self.inner.store.upsert(&rec).await?;
+        self.remember(&id.user_id, tokens, now);
+        Ok(rec)
+    }
+
+    fn remember(&self, user_id: &str, tokens: &TokenResponse, now: DateTime<Utc>) {
+        let life = i64::try_from(tokens.expires_in)
+            .unwrap_or(3600)
+            .saturating_sub(300)
+            .max(0);
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                user_id.to_owned(),
+                Cached {
+                    token: tokens.access_token.clone(),
+                    until: now + chrono::Duration::seconds(life),
+                },
+            );
+    }
+
+    fn cached(&self, user_id: &str, now: DateTime<Utc>) -> Option<SecretString> {
+        let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(user_id)
+            .filter(|c| c.until > now)
+            .map(|c| c.token.clone())
+    }
+
+    /// An app-only Graph token for `tenant` (client credentials), cached like the others.
+    pub async fn app_token(&self, tenant: &str) -> Result<SecretString, AccessError> {
+        let key = format!("app:{tenant}");
+        if let Some(t) = self.cached(&key, Utc::now()) {
+            return Ok(t);
+        }
+        let lock = self.user_lock(&key);
+        let _guard = lock.lock().await;
+        if let Some(t) = self.cached(&key, Utc::now()) {
+            return Ok(t);
+        }
+        let tokens = self
+            .entra()?
+            .app_token(tenant, "https://graph.microsoft.com/.default")
+            .await
+            .map_err(|e| match e {
+                TokenError::Transient(m) => AccessError::Transient(m),
+                other => AccessError::Failed(other.to_string()),
+            })?;
+        self.remember(&key, &tokens, Utc::now());
+        Ok(tokens.access_token)
+    }
+
+    /// Forgets a cached access token (after Graph answered 401 with it).
+    pub fn forget(&self, user_id: &str) {
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user_id);
+    }
+
+    fn user_lock(&self, user_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(user_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// A Graph access token for the user, refreshing (and rotating) when needed.
+    pub async fn access_token(
+        &self,
+        user_id: &str,
+        outbox: Option<&Outbox>,
+    ) -> Result<SecretString, AccessError> {
+        if let Some(t) = self.cached(user_id, Utc::now()) {
+            return Ok(t);
+        }
+        let lock = self.user_lock(user_id);
+        let _guard = lock.lock().await;
+        // Someone may have refreshed while we waited.
+        if let Some(t) = self.cached(user_id, Utc::now()) {
+            return Ok(t);
+        }
+        let entra = self.entra()?.clone();
+        let seal = self.seal()?.clone();
+        let mut retried_after_rotation = false;
+        let mut attempt = 0usize;
+        loop {
+            let user = self
+                .inner
+                .store
+                .get::<UserRecord>(user_id, "user")
+                .await?
+                .ok_or_else(|| AccessError::UnknownUser(user_id.to_owned()))?;
+            if let UserState::SignInRequired { reason, .. } = &user.value.state {
+                return Err(AccessError::SignInRequired {
+                    user_id: user_id.to_owned(),
+                    reason: reason.clone(),
+                });
+            }
+            let sealed = user.value.refresh_token_sealed.clone().ok_or_else(|| {
+                AccessError::Failed(format!("user {user_id} has no refresh token stored"))
+            })?;
+            let rt = seal.open(&sealed, &rt_aad(user_id)).map_err(|e| {
+                AccessError::Failed(format!("stored refresh token of {user_id}: {e}"))
+            })?;
+            let rt = SecretString::from(String::from_utf8_lossy(&rt).into_owned());
+            match entra.refresh(&user.value.tenant_id, &rt).await {
+                Ok(tokens) => {
+                    let now = Utc::now();
+                    self.persist_rotation(user, &tokens, &seal, now).await?;
+                    self.remember(user_id, &tokens, now);
+                    return Ok(tokens.access_token);
+                }
+                Err(TokenError::SignInRequired(reason)) => {
+                    // Did another instance rotate the token meanwhile? Then ours was stale.
+                    let now_stored = self.inner.store.get::<UserRecord>(user_id, "user").await?;
+                    let rotated = now_stored.as_ref().is_some_and(|u| {
+                        u.value.refresh_token_sealed.as_deref() != Some(sealed.as_str())
+                    });
+                    if rotated && !retried_after_rotation {
+                        retried_after_rotation = true;
+                        continue;
+                    }
+                    self.mark_sign_in_required(user_id, &reason, outbox).await?;
+                    return Err(AccessError::SignInRequired {
+                        user_id: user_id.to_owned(),
+                        reason,
+                    });
+                }
+                Err(TokenError::Transient(m)) => {
+                    if attempt < self.inner.backoff.len() {
+                        tokio::time::sleep(self.inner.backoff[attempt]).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(AccessError::Transient(m));
+                }
+                Err(e) => return Err(AccessError::Failed(e.to_string())),
+            }
+        }
+    }
+
+    /// Writes the rotated refresh token with the ETag we read. On a lost race the newer
+    /// token someone else stored wins, and ours (equally valid) is simply not kept.
+    async fn persist_rotation(
+        &self,
+        user: Versioned<UserRecord>,
+        tokens: &TokenResponse,
+        seal: &KeyRing,
+        now: DateTime<Utc>,
+    ) -> Result<(), AccessError> {
+        let Some(new_rt) = &tokens.refresh_token else {
+            return Ok(());
+        };
+        let mut rec = user.value;
+        rec.refresh_token_sealed =
+            Some(seal.seal(new_rt.expose_secret().as_bytes(), &rt_aad(&rec.user_id)));
+        rec.refresh_token_updated_at = Some(now);
+        rec.updated_at = now;
+        match self.inner.store.replace(&rec, &user.etag).await {
+            Ok(_) | Err(StoreError::PreconditionFailed) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Marks the user "sign-in required" and publishes one `user.signin_required`.
+    pub async fn mark_sign_in_required(
+        &self,
+        user_id: &str,
+        reason: &str,
+        outbox: Option<&Outbox>,
+    ) -> Result<(), AccessError> {
+        for _ in 0..8 {
+            let Some(user) = self.inner.store.get::<UserRecord>(user_id, "user").await? else {
+                return Ok(());
+            };
+            if matches!(user.value.state, UserState::SignInRequired { .. }) {
+                return Ok(()); // someone else marked (and published) already
+            }
+            let now = Utc::now();
+            let mut rec = user.value;
+            rec.state = UserState::SignInRequired {
+                reason: reason.to_owned(),
+                since: now,
+            };
+            rec.refresh_token_sealed = None;
+            rec.updated_at = now;
+            match self.inner.store.replace(&rec, &user.etag).await {
+                Ok(_) => {
+                    self.forget(user_id);
+                    tracing::warn!(
+                        user_id,
+                        reason,
+                        "refresh token no longer works; user must sign in again"
+                    );
+                    let msg = TopicMessage::SignInRequired(SignInRequired {
+                        user_id: rec.user_id.clone(),
+                        tenant_id: rec.tenant_id.clone(),
+                        observed_at: now,
+                        reason: reason.to_owned(),
+                    });
+                    if let Err(e) = self.inner.publisher.publish(outbox, vec![msg]) {
+                        tracing::warn!(user_id, error = %e, "could not publish user.signin_required");
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::PreconditionFailed) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AccessError::Transient("user record kept changing".into()))
+    }
+}

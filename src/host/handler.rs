@@ -1,0 +1,299 @@
+//! `teams-presence handler`: the Azure Functions custom-handler runtime.
+//!
+//! The host starts the binary, polls `http://127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT/` until
+//! anything answers, then sends either forwarded HTTP requests (to `/api/...`, served by the
+//! API router as-is) or payload-mode invocations (`POST /{FunctionName}` with the envelope).
+//! For payload-mode HTTP functions the envelope's request is replayed through the *same* API
+//! router, so a route behaves identically in both modes; what it publishes goes into the
+//! invocation's outbox and comes back as the `message` output binding.
+
+use std::collections::BTreeMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use tracing::Instrument;
+
+use crate::engine::publish::Outbox;
+use crate::host::envelope::{HttpOutput, HttpTriggerRequest, Invocation, InvocationResponse};
+use crate::host::functions::{self, FunctionDef, Trigger};
+use crate::http::state::AppState;
+
+/// Builds the handler's state: the Table Storage store (tables created if missing), the
+/// notification certificate and the client certificate, from files or Key Vault.
+///
+/// Start-up must be quick (the host waits for `/` to answer) and must not die on a
+/// dependency that is briefly unavailable: store and Key Vault failures are logged, and the
+/// functions that need them report their own errors until a restart.
+pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<AppState> {
+    let store = crate::store::open(
+        &settings,
+        crate::config::StoreKind::Table,
+        std::path::Path::new(".teams-presence"),
+    )?;
+    if let Err(e) = store.ensure_tables().await {
+        tracing::error!(error = %e, "store not ready at start-up");
+    }
+    let kv = settings.key_vault_url.clone();
+    let identity = settings.managed_identity_client_id.clone();
+    let kv_notification = settings.key_vault_notification_certificate.clone();
+    let kv_client = settings.key_vault_client_certificate.clone();
+    let mut keys = crate::clients::graph::certs::from_settings(&settings, None)?;
+    let mut client_credential = None;
+    if let Some(vault) = &kv {
+        if let Some(name) = &kv_notification {
+            match crate::clients::keyvault::load_certificate_pem(vault, name, identity.as_deref())
+                .await
+            {
+                Ok(pem) => match crate::clients::graph::certs::KeyRing::from_pem(&pem) {
+                    Ok(ring) => keys = ring,
+                    Err(e) => {
+                        tracing::error!(certificate = %name, error = %e, "Key Vault notification certificate unusable")
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot load the notification certificate from Key Vault")
+                }
+            }
+        }
+        if let Some(name) = &kv_client {
+            match crate::clients::keyvault::load_certificate_pem(vault, name, identity.as_deref())
+                .await
+            {
+                Ok(pem) => match crate::clients::entra::CertificateCredential::from_pem(
+                    &pem,
+                    settings.client_assertion_alg,
+                ) {
+                    Ok(c) => client_credential = Some(c),
+                    Err(e) => {
+                        tracing::error!(certificate = %name, error = %e, "Key Vault client certificate unusable")
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot load the client certificate from Key Vault")
+                }
+            }
+        }
+    }
+    let direct = settings.publish_mode == crate::config::PublishMode::Rest;
+    let mut state = AppState::new(settings, store, crate::http::state::Mode::Handler)
+        .with_notification_keys(keys);
+    if let Some(c) = client_credential {
+        state = state.with_client_credential(crate::clients::entra::ClientCredential::Certificate(
+            Box::new(c),
+        ));
+    }
+    if direct {
+        state = state.with_direct_publishing()?;
+    }
+    Ok(state)
+}
+
+#[derive(Clone)]
+struct HandlerState {
+    app: AppState,
+    api: Router,
+}
+
+/// The handler's router: readiness probe, payload-mode invocations, forwarded `/api/...`.
+pub fn router(app: AppState) -> Router {
+    let api = crate::http::api_router(app.clone());
+    Router::new()
+        .route("/", any(ready))
+        .route("/{function}", post(invoke))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::host::envelope::MAX_INVOCATION_BYTES,
+        ))
+        .with_state(HandlerState {
+            app,
+            api: api.clone(),
+        })
+        .merge(api)
+}
+
+/// The host only needs *a* response on `/`; we say who we are.
+async fn ready() -> &'static str {
+    "teams-presence handler ready"
+}
+
+fn failure(status: StatusCode, message: String) -> Response {
+    // The host logs a failed invocation; Logs carries our one line for its log stream.
+    (status, Json(json!({"Outputs": {}, "Logs": [message.clone()], "ReturnValue": null, "error": message}))).into_response()
+}
+
+async fn invoke(
+    State(hs): State<HandlerState>,
+    Path(function): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let invocation_id = headers
+        .get("x-azure-functions-invocationid")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span =
+        tracing::info_span!("invocation", function = %function, invocation_id = %invocation_id);
+    async move {
+        let Some(def) = functions::find(&function) else {
+            tracing::warn!("unknown function");
+            return failure(
+                StatusCode::NOT_FOUND,
+                format!("no function named {function:?}"),
+            );
+        };
+        let inv = match Invocation::parse(&body) {
+            Ok(inv) => inv,
+            Err(e) => {
+                tracing::warn!(error = %e, "rejected invocation");
+                return failure(StatusCode::BAD_REQUEST, e.to_string());
+            }
+        };
+        match def.trigger {
+            Trigger::Http { .. } => invoke_http(&hs, def, &inv).await,
+            Trigger::Timer => match inv.timer("timer") {
+                Ok(_timer) => {
+                    match crate::host::jobs::run_timer(&hs.app, def.name, Outbox::default()).await {
+                        Ok((resp, outbox)) => match deliver(&hs.app, resp, &outbox).await {
+                            Ok(resp) => Json(resp.to_json()).into_response(),
+                            Err(r) => r,
+                        },
+                        Err(e) => failure(e.status(), e.to_string()),
+                    }
+                }
+                Err(e) => failure(StatusCode::BAD_REQUEST, e.to_string()),
+            },
+            Trigger::ServiceBus => match inv.service_bus("msg") {
+                Ok(msg) => match crate::host::jobs::run_service_bus(&hs.app, def.name, msg).await {
+                    Ok(resp) => Json(resp.to_json()).into_response(),
+                    Err(e) => failure(e.status(), e.to_string()),
+                },
+                Err(e) => failure(StatusCode::BAD_REQUEST, e.to_string()),
+            },
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Replays an envelope's HTTP request through the API router.
+async fn invoke_http(hs: &HandlerState, def: &FunctionDef, inv: &Invocation) -> Response {
+    let req = match inv.http_request("req") {
+        Ok(r) => r,
+        Err(e) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let outbox = Outbox::default();
+    let request = match to_http_request(def, &req, outbox.clone()) {
+        Ok(r) => r,
+        Err(msg) => return failure(StatusCode::BAD_REQUEST, msg),
+    };
+    let response = match hs.api.clone().oneshot(request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let status = response.status();
+    let mut out_headers = BTreeMap::new();
+    for (k, v) in response.headers() {
+        if let Ok(v) = v.to_str() {
+            out_headers.insert(k.as_str().to_owned(), v.to_owned());
+        }
+    }
+    let body = match response.into_body().collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(_) => String::new(),
+    };
+    let mut resp = InvocationResponse::default().with_http(
+        "res",
+        HttpOutput {
+            status_code: status.as_u16().to_string(),
+            headers: out_headers,
+            body,
+        },
+    );
+    if def.publishes {
+        resp = match deliver(&hs.app, resp, &outbox).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+    }
+    tracing::info!(status = status.as_u16(), "http invocation done");
+    Json(resp.to_json()).into_response()
+}
+
+/// Hands an invocation's messages on: as the `message` output binding (JSON objects), or,
+/// with `PUBLISH_MODE=rest`, straight to Service Bus. A failed send fails the invocation
+/// (non-2xx, no outputs), so the host and Graph retry and duplicate detection drops what
+/// already arrived.
+async fn deliver(
+    app: &AppState,
+    resp: InvocationResponse,
+    outbox: &Outbox,
+) -> Result<InvocationResponse, Response> {
+    let msgs = outbox.drain();
+    match &app.direct_bus {
+        Some(bus) if !msgs.is_empty() => {
+            match crate::engine::publish::send_direct(bus, &msgs).await {
+                Ok(()) => Ok(resp.log(format!("{} message(s) sent to Service Bus", msgs.len()))),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot send to Service Bus");
+                    Err(failure(
+                        StatusCode::BAD_GATEWAY,
+                        format!("cannot send to Service Bus: {e}"),
+                    ))
+                }
+            }
+        }
+        Some(_) => Ok(resp),
+        None => {
+            let json: Vec<Value> = msgs
+                .iter()
+                .map(crate::core::message::TopicMessage::to_json)
+                .collect();
+            Ok(resp.with_messages("message", json))
+        }
+    }
+}
+
+/// The route template of a function (`presence/{userId}`) with its parameters filled in.
+fn fallback_path(def: &FunctionDef, params: &BTreeMap<String, String>) -> String {
+    let route = serde_json::from_str::<Value>(def.function_json)
+        .ok()
+        .and_then(|v| v["bindings"][0]["route"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| def.name.to_owned());
+    let mut path = format!("/api/{route}");
+    for (k, v) in params {
+        let enc = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
+        path = path.replace(&format!("{{{k}}}"), &enc.to_string());
+    }
+    path
+}
+
+fn to_http_request(
+    def: &FunctionDef,
+    req: &HttpTriggerRequest,
+    outbox: Outbox,
+) -> Result<Request<Body>, String> {
+    let uri = req.path_and_query(&fallback_path(def, &req.params));
+    let mut builder = Request::builder().method(req.method.as_str()).uri(uri);
+    for (k, v) in &req.headers {
+        // Hop-by-hop and length headers describe the host's request, not ours.
+        if matches!(
+            k.as_str(),
+            "content-length" | "transfer-encoding" | "connection" | "host"
+        ) {
+            continue;
+        }
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    let mut request = builder
+        .body(Body::from(req.body.clone()))
+        .map_err(|e| format!("invocation holds an invalid HTTP request: {e}"))?;
+    request.extensions_mut().insert(outbox);
+    Ok(request)
+}

@@ -1,0 +1,84 @@
+//! Timer and queue work: what `presence-refresh`, `subscriptions-renew` and `hue-subscriber`
+//! run under the Functions host, and what `serve`'s scheduler runs on its own clock.
+
+use axum::http::StatusCode;
+
+use crate::engine::publish::Outbox;
+use crate::host::envelope::{InvocationResponse, ServiceBusTrigger};
+use crate::http::state::AppState;
+
+/// Why a job invocation failed; the host sees a non-2xx and writes no output.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The job is not built yet (answered 501, never a fake success).
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
+    /// The host sent a function name we have no job for.
+    #[error("no job named {0:?}")]
+    Unknown(String),
+    /// The job ran and failed (e.g. the Hue bridge is down): 500, so the host abandons the
+    /// Service Bus message and it is delivered again.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl JobError {
+    /// The status answered to the host.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            JobError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            JobError::Unknown(_) => StatusCode::NOT_FOUND,
+            JobError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Runs a timer-triggered function.
+pub async fn run_timer(
+    state: &AppState,
+    name: &str,
+    outbox: Outbox,
+) -> Result<(InvocationResponse, Outbox), JobError> {
+    match name {
+        "presence-refresh" => {
+            let r = state
+                .poller
+                .tick(state, Some(&outbox), chrono::Utc::now())
+                .await;
+            let line = format!(
+                "presence-refresh: {} calls, {} users read, {} changes, {} failed, {} deferred (throttled)",
+                r.calls, r.polled, r.changed, r.failed, r.deferred
+            );
+            Ok((InvocationResponse::default().log(line), outbox))
+        }
+        "subscriptions-renew" => {
+            let r =
+                crate::engine::subscriptions::maintain(state, &state.poller, chrono::Utc::now())
+                    .await;
+            let line = match &r.disabled {
+                Some(why) => format!("subscriptions-renew: {why}"),
+                None => format!(
+                    "subscriptions-renew: {} created, {} renewed, {} reauthorized, {} removed, {} failed",
+                    r.created, r.renewed, r.reauthorized, r.removed, r.failed
+                ),
+            };
+            Ok((InvocationResponse::default().log(line), outbox))
+        }
+        other => Err(JobError::Unknown(other.to_owned())),
+    }
+}
+
+/// Runs a Service Bus-triggered function.
+pub async fn run_service_bus(
+    state: &AppState,
+    name: &str,
+    msg: ServiceBusTrigger,
+) -> Result<InvocationResponse, JobError> {
+    match name {
+        "hue-subscriber" => crate::edge::run_trigger(&state.settings, &msg.body)
+            .await
+            .map(|()| InvocationResponse::default())
+            .map_err(|e| JobError::Failed(format!("{e:#}"))),
+        other => Err(JobError::Unknown(other.to_owned())),
+    }
+}

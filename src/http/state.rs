@@ -1,0 +1,103 @@
+//! The state every route and job of a role shares, built once per process: the engine's
+//! [`Context`] plus what belongs to the roles (mode, the poller's memory, the lights'
+//! status, the signing keys of validation tokens).
+
+use std::ops::Deref;
+
+use chrono::{DateTime, Utc};
+
+use crate::clients::graph::certs::KeyRing;
+use crate::clients::graph::validation_token::JwksCache;
+use crate::config::Settings;
+use crate::engine::applier::SharedSinkStatus;
+use crate::engine::context::Context;
+use crate::engine::poller::Poller;
+use crate::store::Store;
+
+/// Which command is running: a few routes behave differently (the status page exists only
+/// in `serve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `teams-presence handler` under the Functions host.
+    Handler,
+    /// `teams-presence serve`.
+    Serve,
+}
+
+/// Everything a request handler may need. Cheap to clone. Dereferences to the engine's
+/// [`Context`], so `state.store`, `state.settings`, ... read as before.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine's shared dependencies.
+    pub ctx: Context,
+    /// Which command.
+    pub mode: Mode,
+    /// Process start, for the health and status pages.
+    pub started_at: DateTime<Utc>,
+    /// Signing keys of the validation tokens in notification batches (and of id_tokens).
+    pub token_keys: JwksCache,
+    /// The polling safety net (kept across ticks: budgets, backoff).
+    pub poller: Poller,
+    /// What `serve`'s lights did last (status page).
+    pub sink_status: SharedSinkStatus,
+}
+
+impl Deref for AppState {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(settings: Settings, store: Store, mode: Mode) -> Self {
+        let token_keys = JwksCache::new(&settings.authority_host);
+        let ctx = Context::new(settings, store);
+        Self {
+            poller: Poller::new(ctx.graph.clone()),
+            ctx,
+            mode,
+            started_at: Utc::now(),
+            token_keys,
+            sink_status: Default::default(),
+        }
+    }
+
+    /// Sends changes straight to Service Bus (`PUBLISH_MODE=rest`); built from
+    /// `ServiceBusConnection`, which then needs the Send right.
+    pub fn with_direct_publishing(mut self) -> Result<Self, crate::config::ConfigError> {
+        self.ctx = self.ctx.with_direct_publishing()?;
+        Ok(self)
+    }
+
+    /// Replaces the client credential (a certificate loaded from Key Vault at start-up).
+    pub fn with_client_credential(
+        mut self,
+        credential: crate::clients::entra::ClientCredential,
+    ) -> Self {
+        self.ctx = self.ctx.with_client_credential(credential);
+        self
+    }
+
+    /// Sets the notification key ring (`serve`: generated or from the file; `handler`: from
+    /// the file or, later, Key Vault).
+    pub fn with_notification_keys(mut self, keys: KeyRing) -> Self {
+        self.ctx = self.ctx.with_notification_keys(keys);
+        self
+    }
+
+    /// Called after a user signed in (browser or device code): the place where their
+    /// subscription and first poll start.
+    pub async fn on_signed_in(&self, user_id: &str) {
+        self.poller.poll_soon(user_id);
+        if self.mode == Mode::Serve {
+            // serve: subscribe right away rather than at the next maintenance pass.
+            let ctx = self.ctx.clone();
+            let poller = self.poller.clone();
+            tokio::spawn(async move {
+                crate::engine::subscriptions::maintain(&ctx, &poller, Utc::now()).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! `teams-presence serve`: the standalone all-in-one server on the embedded SQLite store.
+//!
+//! Starts with no settings at all: it creates its data directory, generates what it can
+//! (the token encryption key, mode 0600), and its status page says what to configure next.
+
+pub mod sinks;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use secrecy::SecretBox;
+use tokio::net::TcpListener;
+
+use crate::config::{Settings, StoreKind};
+use crate::files::write_private;
+use crate::http::state::{AppState, Mode};
+
+/// Options of the `serve` command.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// `--listen`.
+    pub listen: SocketAddr,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+}
+
+/// Loads `token-key` from the data directory, generating it (32 random bytes, base64,
+/// mode 0600) on first run. Used when `TOKEN_ENCRYPTION_KEY` is not set.
+pub fn load_or_create_token_key(dir: &Path) -> anyhow::Result<SecretBox<[u8; 32]>> {
+    let path = dir.join("token-key");
+    let decode = |text: &str| -> anyhow::Result<SecretBox<[u8; 32]>> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .with_context(|| format!("{} is not base64 of 32 bytes", path.display()))?;
+        Ok(SecretBox::new(Box::new(bytes)))
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => decode(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            openssl::rand::rand_bytes(&mut key).context("cannot get random bytes")?;
+            let text = base64::engine::general_purpose::STANDARD.encode(key);
+            write_private(&path, text.as_bytes())?;
+            Ok(SecretBox::new(Box::new(key)))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Builds `serve`'s state: data directory, generated key, store.
+pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Result<AppState> {
+    crate::files::prepare_data_dir(data_dir)?;
+    if settings.token_encryption_key.is_none() {
+        settings.token_encryption_key = Some(load_or_create_token_key(data_dir)?);
+    }
+    // Settings problems first, so a wrong setting is the one line the user sees.
+    let store = crate::store::open(&settings, StoreKind::Sqlite, data_dir)?;
+    let keys = crate::clients::graph::certs::from_settings(&settings, Some(data_dir))?;
+    store.ensure_tables().await?;
+    let direct = settings.publish_mode == crate::config::PublishMode::Rest;
+    let state = AppState::new(settings, store, Mode::Serve).with_notification_keys(keys);
+    Ok(if direct {
+        state.with_direct_publishing()?
+    } else {
+        state
+    })
+}
+
+/// `serve`'s router: the API plus the status page.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(crate::http::status::status_page))
+        .with_state(state.clone())
+        .merge(crate::http::api_router(state))
+}
+
+/// `serve`'s own clock: every second, whoever is due is polled (the same code the
+/// `presence-refresh` timer runs); every minute, subscriptions are maintained (the same code
+/// as `subscriptions-renew`).
+pub fn spawn_scheduler(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_maintenance: Option<tokio::time::Instant> = None;
+        loop {
+            every.tick().await;
+            // Subscriptions first (every minute), so a fresh one is there before polling
+            // decides between the fast and the slow cadence.
+            if last_maintenance.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                crate::engine::subscriptions::maintain(&state, &state.poller, chrono::Utc::now())
+                    .await;
+                last_maintenance = Some(tokio::time::Instant::now());
+            }
+            state.poller.tick(&state, None, chrono::Utc::now()).await;
+        }
+    })
+}
+
+/// Serves until `shutdown` resolves. The listener is injected so tests bind port 0.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = %state.store.describe(), "serving; status page at http://{addr}/");
+    let sinks = crate::serve::sinks::spawn(&state);
+    let scheduler = spawn_scheduler(state.clone());
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed");
+    scheduler.abort();
+    sinks.abort();
+    result
+}
