@@ -4,3 +4,4 @@
 pub mod model;
 mod presets;
 pub mod rules;
+pub mod sync;
