@@ -4,4 +4,5 @@
 pub mod model;
 mod presets;
 pub mod rules;
+mod settings;
 pub mod sync;

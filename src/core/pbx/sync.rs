@@ -16,82 +16,14 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::model::{LineState, Profile};
-use super::rules::{LineVerb, ProfileVerb, Rules, TeamsOutcome};
+use super::rules::{LineVerb, ProfileVerb, TeamsOutcome};
+use super::settings::td;
+pub use super::settings::{Policy, Settings, SettingsError};
 use crate::presence::{Activity, Availability, Presence};
-
-/// Timing of the sync, per link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// Teams → PBX: a Teams state must hold this long before the PBX follows, so a
-    /// flapping client or a reordered notification does not reach the phone.
-    pub stable: Duration,
-    /// A call end is held this long before Teams is cleared, so transfers and
-    /// back-to-back calls write nothing.
-    pub hold: Duration,
-    /// At most one write per user and direction this often; later changes wait and are
-    /// coalesced to the latest, never dropped.
-    pub min_write_interval: Duration,
-    /// `expirationDuration` of our app session (Graph accepts PT5M–PT4H); re-posted before
-    /// it lapses while the call lasts.
-    pub session_expiry: Duration,
-    /// How long a value we wrote is recognised as our echo when it comes back.
-    pub echo_ttl: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            stable: Duration::from_secs(10),
-            hold: Duration::from_secs(5),
-            min_write_interval: Duration::from_secs(10),
-            session_expiry: Duration::from_secs(3600),
-            echo_ttl: Duration::from_secs(300),
-        }
-    }
-}
-
-/// Settings that Graph or the sync cannot work with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettingsError {
-    /// The session expiry is outside what setPresence accepts.
-    #[error("pbx.session_expiry: {0} s is outside PT5M–PT4H (300–14400 s), the range Graph accepts for setPresence")]
-    SessionExpiry(u64),
-}
-
-impl Settings {
-    /// Graph's limits for `expirationDuration`.
-    pub const SESSION_EXPIRY_RANGE: (Duration, Duration) =
-        (Duration::from_secs(5 * 60), Duration::from_secs(4 * 3600));
-
-    /// Checks the settings against Graph's limits.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        let (min, max) = Self::SESSION_EXPIRY_RANGE;
-        if self.session_expiry < min || self.session_expiry > max {
-            return Err(SettingsError::SessionExpiry(self.session_expiry.as_secs()));
-        }
-        Ok(())
-    }
-
-    /// When to re-post a session posted at `posted`: a sixth of the expiry early (ten
-    /// minutes for PT1H), so a slow or rate-limited write still lands in time.
-    fn repost_at(&self, posted: DateTime<Utc>) -> DateTime<Utc> {
-        let margin = (self.session_expiry / 6).min(Duration::from_secs(600));
-        posted + td(self.session_expiry - margin)
-    }
-}
-
-/// The rules and settings a link runs with (configuration, not state: never stored).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Policy {
-    /// The mapping rules.
-    pub rules: Rules,
-    /// The timing.
-    pub settings: Settings,
-}
 
 /// A write the engine must make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +90,9 @@ struct Written<T> {
     /// PBX only: the PBX has shown it (its echo has been consumed).
     #[serde(default)]
     settled: bool,
+    /// PBX only: we claimed ownership when we wrote it.
+    #[serde(default)]
+    own: bool,
 }
 
 /// The state of one extension ↔ Teams user link. Serialisable, so the engine can store it.
@@ -182,10 +117,6 @@ pub struct Link {
     pbx_pending: Option<(Profile, bool)>,
     last_write_teams: Option<DateTime<Utc>>,
     last_write_pbx: Option<DateTime<Utc>>,
-}
-
-fn td(d: Duration) -> TimeDelta {
-    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
 impl Link {
@@ -292,12 +223,13 @@ impl Link {
                 return;
             }
             if !w.settled && w.value == profile {
-                // Our echo: the PBX now shows what we set.
+                // Our echo: the PBX now shows what we set. It may land after a change the
+                // person made while our write was in flight; then ours is the last word.
                 w.settled = true;
+                self.owned = w.own.then(|| profile.clone());
                 self.pbx_observed = Some(profile);
                 return;
             }
-            w.settled = true;
         }
         let Some(known) = &self.pbx_observed else {
             // The first thing we learn is a baseline, not a change the person made.
@@ -490,6 +422,7 @@ impl Link {
                     value: presence.clone(),
                     at: now,
                     settled: false,
+                    own: false,
                 });
                 self.session = Some(SessionState {
                     presence,
@@ -506,6 +439,7 @@ impl Link {
                         value: old.presence,
                         at: now,
                         settled: false,
+                        own: false,
                     });
                 }
                 self.session_unknown = false;
@@ -522,6 +456,7 @@ impl Link {
                     value: p.clone(),
                     at: now,
                     settled: false,
+                    own: false,
                 });
                 self.preferred_written = Some(Preferred::Set(p));
             }
@@ -571,6 +506,7 @@ impl Link {
             value: profile.clone(),
             at: now,
             settled: false,
+            own,
         });
         self.owned = own.then(|| profile.clone());
         step.actions.push(Action::SetPbxProfile(profile));
