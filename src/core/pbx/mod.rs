@@ -5,4 +5,6 @@ pub mod model;
 mod presets;
 pub mod rules;
 mod settings;
+#[cfg(test)]
+mod simulation;
 pub mod sync;
