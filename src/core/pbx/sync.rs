@@ -357,16 +357,15 @@ impl Link {
                 }
                 _ => due = Some(set_session(p, s)),
             },
-            Some((Target::Clear, since)) => {
-                if self.session.is_some() || self.session_unknown {
-                    let at = *since + td(s.hold);
-                    if now >= at {
-                        due = Some(Action::ClearSession);
-                    } else {
-                        wake(at, step);
-                    }
+            Some((Target::Clear, since)) if self.session.is_some() || self.session_unknown => {
+                let at = *since + td(s.hold);
+                if now >= at {
+                    due = Some(Action::ClearSession);
+                } else {
+                    wake(at, step);
                 }
             }
+            Some((Target::Clear, _)) => {}
             None if self.session_unknown => due = Some(Action::ClearSession),
             None => {}
         }
