@@ -64,7 +64,10 @@ impl LineState {
 
     /// True while the person is on the phone (dialing, talking or holding).
     pub fn is_call(self) -> bool {
-        matches!(self, LineState::Dialing | LineState::InCall | LineState::Held)
+        matches!(
+            self,
+            LineState::Dialing | LineState::InCall | LineState::Held
+        )
     }
 }
 
