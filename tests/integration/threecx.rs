@@ -102,6 +102,21 @@ async fn threecx_revoked_token_is_refetched_once_for_all_callers() {
 }
 
 #[tokio::test]
+async fn threecx_token_is_renewed_before_expires_in_seconds_run_out() {
+    let fake = FakeThreeCx::start().await;
+    fake.set_expires_in(2);
+    let c = client(&fake, SECRET);
+    c.check_connectivity().await.unwrap();
+    c.check_connectivity().await.unwrap();
+    assert_eq!(fake.token_requests(), 1, "still fresh");
+    // A 2 s token is renewed at half its life (the 60 s margin would exceed it); a client
+    // reading `expires_in` as minutes would still be using the first one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.check_connectivity().await.unwrap();
+    assert_eq!(fake.token_requests(), 2);
+}
+
+#[tokio::test]
 async fn threecx_wrong_secret_is_unauthorized_without_echoing_it() {
     let fake = FakeThreeCx::start().await;
     let err = client(&fake, "not-the-secret-xyz")

@@ -6,7 +6,9 @@
 //! * 3CX keeps **one live access token per API client**: fetching a new one revokes the
 //!   old. So the client holds exactly one token behind a `tokio::sync::Mutex`, every caller
 //!   shares it, and a 401 triggers at most one refetch (callers that saw the same stale
-//!   token wait for it instead of each fetching, and so revoking, another).
+//!   token wait for it instead of each fetching, and so revoking, another). It also means
+//!   one process must build one [`ThreeCx`] per API client and share it (an `Arc`): two
+//!   would revoke each other's token on every request.
 //! * `expires_in` is in seconds (since 20.0.9; older samples read it as minutes).
 //! * OData string literals are quoted with `'` and an embedded `'` is doubled.
 //! * 3CX pushes no profile changes: the engine polls [`ThreeCx::current_profiles`].

@@ -60,6 +60,8 @@ pub struct Patch {
 #[derive(Default)]
 struct Pbx {
     live_token: Option<String>,
+    /// Seconds, as 3CX sends it since 20.0.9.
+    expires_in: u64,
     issued: u32,
     token_requests: u32,
     user_pages: u32,
@@ -109,6 +111,7 @@ impl FakeThreeCx {
                 .collect(),
             monitored: ["101", "102"].map(String::from).into(),
             next_participant: 1,
+            expires_in: 3600,
             ..Pbx::default()
         };
         let shared = Shared {
@@ -154,6 +157,11 @@ impl FakeThreeCx {
         let mut p = self.pbx();
         p.issued += 1;
         p.live_token = Some(format!("stolen-{}", p.issued));
+    }
+
+    /// The lifetime of tokens issued from now on, in seconds.
+    pub fn set_expires_in(&self, seconds: u64) {
+        self.pbx().expires_in = seconds;
     }
 
     /// Turns 3CX's own Microsoft 365 presence sync on or off.
@@ -288,7 +296,7 @@ async fn token(State(s): State<Shared>, Form(f): Form<HashMap<String, String>>) 
     p.live_token = Some(token.clone());
     Json(json!({
         "token_type": "Bearer",
-        "expires_in": 3600,
+        "expires_in": p.expires_in,
         "access_token": token,
         "refresh_token": format!("refresh-{}", p.issued),
     }))
