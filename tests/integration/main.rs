@@ -11,6 +11,7 @@
 //! - `presence`: polling, change detection and publishing against the fake Graph.
 //! - `webhook`: change notifications, decryption and validation tokens.
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
+//! - `threecx`: the 3CX V20 client (token, XAPI, Call Control socket) against a fake PBX.
 
 mod architecture;
 mod auth;
@@ -26,4 +27,5 @@ mod status_page;
 mod store;
 mod subscriptions;
 mod support;
+mod threecx;
 mod webhook;

@@ -18,7 +18,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::model::{LineState, Profile};
-use crate::presence::{Activity, Availability, Presence};
+use crate::core::presence::{Activity, Availability, Presence};
 
 pub use super::presets::Preset;
 

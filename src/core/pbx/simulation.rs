@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use super::model::{LineState, Profile};
 use super::rules::{Preset, TeamsOutcome};
 use super::sync::{Action, Link, Policy, Settings};
-use crate::presence::Presence;
+use crate::core::presence::Presence;
 
 /// splitmix64: tiny, good enough for test schedules.
 struct Rng(u64);

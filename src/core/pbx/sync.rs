@@ -23,7 +23,7 @@ use super::model::{LineState, Profile};
 use super::rules::{LineVerb, ProfileVerb, TeamsOutcome};
 use super::settings::td;
 pub use super::settings::{Policy, Settings, SettingsError};
-use crate::presence::{Activity, Availability, Presence};
+use crate::core::presence::{Activity, Availability, Presence};
 
 /// A write the engine must make.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,540 @@
+//! 3CX V20 Call Control: per-extension line states from `GET /callcontrol` and the
+//! `/callcontrol/ws` WebSocket, turned into [`PbxEvent`]s.
+//!
+//! How 3CX reports calls (its call-control samples are the reference):
+//! * `GET /callcontrol` lists the *monitored* DNs with their participants (call legs);
+//!   nothing else ever appears, on REST or the socket.
+//! * The socket sends `{"sequence":n,"event":{"event_type":k,"entity":"/callcontrol/{dn}/participants/{id}",...}}`
+//!   with `event_type` 0 Upsert (GET the entity path for the new object), 1 Remove (the
+//!   leg ended), 2 DTMF and 3 prompt-playback-finished (both ignored here).
+//! * Participant `status` is `Dialing`, `Ringing` or `Connected` in 3CX's samples; how
+//!   hold looks is not published, so any other status counts as in a call.
+//!
+//! The task keeps a participant map per DN and emits [`PbxEvent::Line`] only when a DN's
+//! derived [`LineState`] changes. After every (re)connect it emits a
+//! [`PbxEvent::Snapshot`] which consumers diff; they never replay writes because of it.
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::threecx::{ThreeCx, ThreeCxError};
+use crate::core::pbx::model::{Extension, ExtensionSnapshot, LineState, PbxEvent};
+
+/// First reconnect delay; doubles per failure up to [`BACKOFF_CAP`].
+const BACKOFF_START: Duration = Duration::from_secs(1);
+/// Longest reconnect delay (before jitter).
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// One monitored DN as `GET /callcontrol` returns it (devices are not needed here).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DnInfo {
+    /// The DN (extension number).
+    pub dn: String,
+    /// Its call legs; empty when idle.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub participants: Vec<Participant>,
+}
+
+/// One call leg on a DN (the fields this adapter reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Participant {
+    /// The participant id, the last segment of its entity path.
+    pub id: i64,
+    /// `Dialing`, `Ringing`, `Connected`, or something not yet seen.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+struct Frame {
+    event: FrameEvent,
+}
+
+#[derive(Deserialize)]
+struct FrameEvent {
+    event_type: u8,
+    entity: String,
+}
+
+/// The line state of a DN from its participants' statuses: any connected (or unknown) leg
+/// is a call, else dialing, else ringing, else idle.
+pub fn line_state<'a>(statuses: impl IntoIterator<Item = Option<&'a str>>) -> LineState {
+    let mut best = LineState::Idle;
+    for status in statuses {
+        let this = match status.map(str::trim) {
+            Some(s) if s.eq_ignore_ascii_case("Dialing") => LineState::Dialing,
+            Some(s) if s.eq_ignore_ascii_case("Ringing") => LineState::Ringing,
+            // "Connected", and anything 3CX may add (hold?): still on the phone.
+            _ => LineState::InCall,
+        };
+        if rank(this) > rank(best) {
+            best = this;
+        }
+    }
+    best
+}
+
+fn rank(s: LineState) -> u8 {
+    match s {
+        LineState::InCall => 3,
+        LineState::Dialing => 2,
+        LineState::Ringing => 1,
+        _ => 0,
+    }
+}
+
+/// `/callcontrol/{dn}/participants/{id}` → `(dn, id)`; `None` for other entities.
+pub fn participant_entity(entity: &str) -> Option<(&str, &str)> {
+    let mut parts = entity.trim_matches('/').split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("callcontrol"), Some(dn), Some("participants"), Some(id), None)
+            if !dn.is_empty() && !id.is_empty() =>
+        {
+            Some((dn, id))
+        }
+        _ => None,
+    }
+}
+
+/// Participants per DN and the line state last reported for each.
+#[derive(Debug, Default)]
+struct Lines {
+    legs: BTreeMap<String, BTreeMap<String, Option<String>>>,
+    reported: BTreeMap<String, LineState>,
+}
+
+impl Lines {
+    /// Replaces everything with a fresh `GET /callcontrol`.
+    fn reset(&mut self, dns: &[DnInfo]) -> Vec<ExtensionSnapshot> {
+        self.legs.clear();
+        self.reported.clear();
+        for d in dns {
+            let legs = d
+                .participants
+                .iter()
+                .map(|p| (p.id.to_string(), p.status.clone()))
+                .collect();
+            self.legs.insert(d.dn.clone(), legs);
+            self.derive(&d.dn);
+        }
+        self.reported
+            .iter()
+            .map(|(dn, line)| ExtensionSnapshot {
+                extension: Extension(dn.clone()),
+                line: *line,
+                profile: None,
+            })
+            .collect()
+    }
+
+    fn upsert(&mut self, dn: &str, id: &str, status: Option<String>) -> Option<LineState> {
+        self.legs
+            .entry(dn.to_owned())
+            .or_default()
+            .insert(id.to_owned(), status);
+        self.derive(dn)
+    }
+
+    fn remove(&mut self, dn: &str, id: &str) -> Option<LineState> {
+        self.legs.get_mut(dn)?.remove(id);
+        self.derive(dn)
+    }
+
+    /// Recomputes `dn`'s state; `Some` only when it differs from what was reported.
+    fn derive(&mut self, dn: &str) -> Option<LineState> {
+        let now = line_state(
+            self.legs
+                .get(dn)
+                .into_iter()
+                .flat_map(|m| m.values().map(Option::as_deref)),
+        );
+        let before = self.reported.insert(dn.to_owned(), now);
+        (before != Some(now)).then_some(now)
+    }
+}
+
+/// Exponential backoff with jitter, from [`BACKOFF_START`] to [`BACKOFF_CAP`].
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self {
+            next: BACKOFF_START,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_START;
+    }
+
+    /// The delay to wait now: the current step plus up to a quarter of it at random (so
+    /// many clients do not reconnect in lockstep).
+    fn delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (base * 2).min(BACKOFF_CAP);
+        let random = RandomState::new().hash_one(std::time::SystemTime::now());
+        let quarter_ms = (base.as_millis() / 4).max(1) as u64;
+        base + Duration::from_millis(random % quarter_ms)
+    }
+}
+
+enum Exit {
+    /// Shutdown or nobody listening: stop the task.
+    Stop,
+    /// The connection is gone; reconnect.
+    Lost(String),
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // A dropped sender counts as "stop" too.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+impl ThreeCx {
+    /// `GET /callcontrol`: the monitored DNs and their call legs.
+    pub async fn call_control(&self) -> Result<Vec<DnInfo>, ThreeCxError> {
+        let url = self.url("callcontrol")?;
+        let resp = self
+            .send("callcontrol", |h| h.get(url.clone()), &[])
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| ThreeCxError::Protocol(format!("callcontrol: {e}")))
+    }
+
+    /// The line state of every monitored DN now (profiles are not part of Call Control:
+    /// `profile` is `None`; see [`ThreeCx::current_profiles`]).
+    pub async fn line_snapshot(&self) -> Result<Vec<ExtensionSnapshot>, ThreeCxError> {
+        Ok(Lines::default().reset(&self.call_control().await?))
+    }
+
+    /// Follows call state until `shutdown` turns true (or its sender is dropped) or
+    /// `events` is closed: connects the socket, emits `Health{connected:true}` and a
+    /// `Snapshot`, then a `Line` per change of a DN's line state. When the connection is
+    /// lost it emits `Health{connected:false}` and reconnects with exponential backoff
+    /// (1 s doubling to 30 s, with jitter), each time followed by a fresh `Snapshot`.
+    pub async fn run_call_events(
+        &self,
+        events: mpsc::Sender<PbxEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut lines = Lines::default();
+        let mut backoff = Backoff::new();
+        let mut connected: Option<bool> = None;
+        loop {
+            let session = async {
+                // Socket first, then the snapshot: nothing can change unseen in between.
+                let ws = self.connect_socket().await?;
+                let dns = self.call_control().await?;
+                Ok::<_, ThreeCxError>((ws, dns))
+            };
+            let result = tokio::select! {
+                _ = stopped(&mut shutdown) => return,
+                _ = events.closed() => return,
+                r = session => r,
+            };
+            let why = match result {
+                Ok((ws, dns)) => {
+                    backoff.reset();
+                    connected = Some(true);
+                    tracing::info!(dns = dns.len(), "3CX call control connected");
+                    let snapshot = PbxEvent::Snapshot {
+                        extensions: lines.reset(&dns),
+                        at: Utc::now(),
+                    };
+                    let up = PbxEvent::Health {
+                        connected: true,
+                        detail: "3CX call control connected".into(),
+                    };
+                    if events.send(up).await.is_err() || events.send(snapshot).await.is_err() {
+                        return;
+                    }
+                    match self.pump(ws, &mut lines, &events, &mut shutdown).await {
+                        Exit::Stop => return,
+                        Exit::Lost(why) => why,
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            if connected != Some(false) {
+                // Logged once per outage, not per retry.
+                tracing::warn!(reason = %why, "3CX call control disconnected; reconnecting");
+                connected = Some(false);
+                let down = PbxEvent::Health {
+                    connected: false,
+                    detail: format!("3CX call control disconnected: {why}"),
+                };
+                if events.send(down).await.is_err() {
+                    return;
+                }
+            } else {
+                tracing::debug!(reason = %why, "3CX call control reconnect failed");
+            }
+            let delay = backoff.delay();
+            tokio::select! {
+                _ = stopped(&mut shutdown) => return,
+                _ = events.closed() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn pump(
+        &self,
+        mut ws: Socket,
+        lines: &mut Lines,
+        events: &mpsc::Sender<PbxEvent>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Exit {
+        loop {
+            let msg = tokio::select! {
+                _ = stopped(shutdown) => {
+                    let _ = ws.close(None).await;
+                    return Exit::Stop;
+                }
+                _ = events.closed() => return Exit::Stop,
+                m = ws.next() => m,
+            };
+            let text = match msg {
+                None | Some(Ok(Message::Close(_))) => {
+                    return Exit::Lost("3CX closed the socket".into())
+                }
+                Some(Err(e)) => return Exit::Lost(format!("socket error: {e}")),
+                Some(Ok(Message::Text(t))) => t,
+                // Pings are answered by tungstenite on the next read.
+                Some(Ok(_)) => continue,
+            };
+            let frame: Frame = match serde_json::from_str(text.as_str()) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::debug!(error = %e, "ignoring an unreadable 3CX frame");
+                    continue;
+                }
+            };
+            match self.apply(&frame.event, lines).await {
+                Ok(Some(event)) => {
+                    if events.send(event).await.is_err() {
+                        return Exit::Stop;
+                    }
+                }
+                Ok(None) => {}
+                // The state is unknown now: resync through a reconnect and a snapshot.
+                Err(e) => return Exit::Lost(e.to_string()),
+            }
+        }
+    }
+
+    /// Applies one socket event; `Some` when a DN's line state changed.
+    async fn apply(
+        &self,
+        event: &FrameEvent,
+        lines: &mut Lines,
+    ) -> Result<Option<PbxEvent>, ThreeCxError> {
+        let Some((dn, id)) = participant_entity(&event.entity) else {
+            return Ok(None);
+        };
+        let changed = match event.event_type {
+            0 => match self.participant(&event.entity).await? {
+                Some(p) => lines.upsert(dn, id, p.status),
+                // Gone before we asked: the leg has ended.
+                None => lines.remove(dn, id),
+            },
+            1 => lines.remove(dn, id),
+            _ => None,
+        };
+        Ok(changed.map(|state| PbxEvent::Line {
+            extension: Extension(dn.to_owned()),
+            state,
+            at: Utc::now(),
+        }))
+    }
+
+    /// GETs an entity path from an Upsert; `None` on 404.
+    async fn participant(&self, entity: &str) -> Result<Option<Participant>, ThreeCxError> {
+        let url = self.url(entity)?;
+        let resp = self
+            .send(
+                "callcontrol participant",
+                |h| h.get(url.clone()),
+                &[StatusCode::NOT_FOUND],
+            )
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        resp.json()
+            .await
+            .map(Some)
+            .map_err(|e| ThreeCxError::Protocol(format!("callcontrol participant: {e}")))
+    }
+
+    /// Opens `/callcontrol/ws` with the shared token; a 401 on the upgrade replaces the
+    /// token once and tries once more.
+    async fn connect_socket(&self) -> Result<Socket, ThreeCxError> {
+        let mut url = self.url("callcontrol/ws")?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme)
+            .map_err(|()| ThreeCxError::Protocol("cannot make a WebSocket URL".into()))?;
+        let token = self.bearer().await?;
+        match self.handshake(&url, &token).await {
+            Err(Handshake::Unauthorized) => {
+                let token = self.replace_stale(&token).await?;
+                self.handshake(&url, &token)
+                    .await
+                    .map_err(Handshake::into_error)
+            }
+            other => other.map_err(Handshake::into_error),
+        }
+    }
+
+    async fn handshake(&self, url: &url::Url, token: &SecretString) -> Result<Socket, Handshake> {
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| Handshake::Other(ThreeCxError::Protocol(e.to_string())))?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+            .map_err(|_| {
+                Handshake::Other(ThreeCxError::Protocol("token is not a header".into()))
+            })?;
+        auth.set_sensitive(true);
+        req.headers_mut().insert(header::AUTHORIZATION, auth);
+        let connect = tokio_tungstenite::connect_async(req);
+        match tokio::time::timeout(self.timeout(), connect).await {
+            Err(_) => Err(Handshake::Other(ThreeCxError::Unreachable(
+                "call control socket: timed out".into(),
+            ))),
+            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Err(tungstenite::Error::Http(resp))) => match resp.status().as_u16() {
+                401 => Err(Handshake::Unauthorized),
+                403 => Err(Handshake::Other(ThreeCxError::NotLicensed(
+                    "call control socket".into(),
+                ))),
+                s => Err(Handshake::Other(ThreeCxError::Unreachable(format!(
+                    "call control socket: HTTP {s}"
+                )))),
+            },
+            Ok(Err(e)) => Err(Handshake::Other(ThreeCxError::Unreachable(format!(
+                "call control socket: {e}"
+            )))),
+        }
+    }
+}
+
+enum Handshake {
+    Unauthorized,
+    Other(ThreeCxError),
+}
+
+impl Handshake {
+    fn into_error(self) -> ThreeCxError {
+        match self {
+            Handshake::Unauthorized => {
+                ThreeCxError::Unauthorized("call control socket: a fresh token was refused".into())
+            }
+            Handshake::Other(e) => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_state_prefers_call_over_dialing_over_ringing() {
+        let cases: &[(&[Option<&str>], LineState)] = &[
+            (&[], LineState::Idle),
+            (&[Some("Ringing")], LineState::Ringing),
+            (&[Some("Dialing")], LineState::Dialing),
+            (&[Some("Ringing"), Some("Dialing")], LineState::Dialing),
+            (&[Some("Ringing"), Some("Connected")], LineState::InCall),
+            (&[Some("SomethingNew")], LineState::InCall),
+            (&[None], LineState::InCall),
+        ];
+        for (statuses, want) in cases {
+            assert_eq!(line_state(statuses.iter().copied()), *want, "{statuses:?}");
+        }
+    }
+
+    #[test]
+    fn entities_other_than_participants_are_ignored() {
+        assert_eq!(
+            participant_entity("/callcontrol/101/participants/7"),
+            Some(("101", "7"))
+        );
+        assert_eq!(participant_entity("/callcontrol/101/devices/x"), None);
+        assert_eq!(participant_entity("/callcontrol/101"), None);
+    }
+
+    #[test]
+    fn lines_report_only_changes() {
+        let mut l = Lines::default();
+        let snap = l.reset(&[DnInfo {
+            dn: "101".into(),
+            participants: vec![],
+        }]);
+        assert_eq!(snap[0].line, LineState::Idle);
+        assert_eq!(
+            l.upsert("101", "1", Some("Dialing".into())),
+            Some(LineState::Dialing)
+        );
+        assert_eq!(l.upsert("101", "1", Some("Dialing".into())), None);
+        assert_eq!(
+            l.upsert("101", "1", Some("Connected".into())),
+            Some(LineState::InCall)
+        );
+        assert_eq!(l.upsert("101", "2", Some("Ringing".into())), None);
+        assert_eq!(l.remove("101", "1"), Some(LineState::Ringing));
+        assert_eq!(l.remove("101", "2"), Some(LineState::Idle));
+        assert_eq!(l.remove("101", "9"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
+        let mut b = Backoff::new();
+        let first = b.delay();
+        assert!(first >= BACKOFF_START && first <= BACKOFF_START * 5 / 4);
+        for _ in 0..10 {
+            b.delay();
+        }
+        let late = b.delay();
+        assert!(
+            late >= BACKOFF_CAP && late <= BACKOFF_CAP * 5 / 4,
+            "{late:?}"
+        );
+        b.reset();
+        assert!(b.delay() <= BACKOFF_START * 5 / 4);
+    }
+}
