@@ -10,6 +10,7 @@ pub mod app;
 pub mod azure_auth;
 pub mod certs;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod core;
 pub mod doctor;

@@ -1,0 +1,3 @@
+//! Outbound and inbound clients, one module per wire format.
+
+pub mod pbx;
