@@ -9,6 +9,7 @@
 //! - `auth`: sign-in and tokens against the fake Entra ID.
 //! - `presence`: polling, change detection and publishing against the fake Graph.
 //! - `webhook`: change notifications, decryption and validation tokens.
+//! - `pbx_http`: the generic HTTP PBX adapter's outbound requests against a fake PBX.
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 
 mod auth;
@@ -17,6 +18,7 @@ mod doctor;
 mod edge;
 mod fakes;
 mod handler;
+mod pbx_http;
 mod presence;
 mod serve;
 mod serve_e2e;

@@ -5,4 +5,5 @@ pub mod entra;
 pub mod entra_keys;
 pub mod graph;
 pub mod hue;
+pub mod pbx_receiver;
 pub mod servicebus;
