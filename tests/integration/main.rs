@@ -8,6 +8,7 @@
 //! - `cli`: the binary's exit codes and one-line errors.
 //! - `auth`: sign-in and tokens against the fake Entra ID.
 //! - `presence`: polling, change detection and publishing against the fake Graph.
+//! - `graph_presence_writes`: presence writes and user lookups against the fake Graph's rules.
 //! - `webhook`: change notifications, decryption and validation tokens.
 //! - `pbx_http`: the generic HTTP PBX adapter's outbound requests against a fake PBX.
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
@@ -17,6 +18,7 @@ mod cli;
 mod doctor;
 mod edge;
 mod fakes;
+mod graph_presence_writes;
 mod handler;
 mod pbx_http;
 mod presence;
