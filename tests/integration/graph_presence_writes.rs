@@ -280,7 +280,10 @@ async fn an_app_available_session_goes_inactive_then_away_then_expires_to_offlin
     }
     let inactive = &w.writes.changes()[1];
     assert_eq!(inactive.activity, "AvailableInactive");
-    assert!(inactive.at - t0 >= Duration::minutes(5), "stamped with the fake clock");
+    assert!(
+        inactive.at - t0 >= Duration::minutes(5),
+        "stamped with the fake clock"
+    );
     // Re-posting holds it at Available.
     w.set("Available", "Available").await.unwrap();
     assert_eq!(w.shown(), pair("Available", "Available"));

@@ -43,9 +43,8 @@ fn parse_table() {
             vec![line("102", LineState::InCall)],
         ),
         (
-            format!(
-                r#"{{"extension":"7","profile":"Away","timestamp":"2026-03-02T10:00:00+01:00"}}"#
-            ),
+            r#"{"extension":"7","profile":"Away","timestamp":"2026-03-02T10:00:00+01:00"}"#
+                .to_owned(),
             vec![prof("7", "Away")],
         ),
         (
@@ -140,8 +139,9 @@ fn authentication_table() {
     let future_sig = format!("t={future_t},v1={}", sign(&secret(), future_t, &b));
     let other_sig = format!("t={t},v1={}", sign(&SecretString::from("other"), t, &b));
     let rotated = format!("t={t},v1=00ff,v1={}", sign(&secret(), t, &b));
-    let h = |a: Option<&'static str>, s: Option<String>| (a, s);
-    let cases: Vec<((Option<&str>, Option<String>), Result<(), &str>)> = vec![
+    type Headers = (Option<&'static str>, Option<String>);
+    let h = |a: Option<&'static str>, s: Option<String>| -> Headers { (a, s) };
+    let cases: Vec<(Headers, Result<(), &str>)> = vec![
         (h(Some("Bearer s3cret-token"), None), Ok(())),
         (
             h(Some("Bearer s3cret-tokeN"), None),
