@@ -9,7 +9,9 @@
 //! - `cli`: the binary's exit codes and one-line errors.
 //! - `auth`: sign-in and tokens against the fake Entra ID.
 //! - `presence`: polling, change detection and publishing against the fake Graph.
+//! - `graph_presence_writes`: presence writes and user lookups against the fake Graph's rules.
 //! - `webhook`: change notifications, decryption and validation tokens.
+//! - `pbx_http`: the generic HTTP PBX adapter's outbound requests against a fake PBX.
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 //! - `threecx`: the 3CX V20 client (token, XAPI, Call Control socket) against a fake PBX.
 
@@ -19,7 +21,9 @@ mod cli;
 mod doctor;
 mod edge;
 mod fakes;
+mod graph_presence_writes;
 mod handler;
+mod pbx_http;
 mod presence;
 mod serve;
 mod serve_e2e;

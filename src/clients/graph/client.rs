@@ -16,6 +16,30 @@ use crate::core::presence::{Observation, Presence, Source};
 /// Most ids `getPresencesByUserId` and a bulk presence subscription accept.
 pub const MAX_IDS_PER_CALL: usize = 650;
 
+/// The shortest `expirationDuration` setPresence accepts (PT5M).
+pub const MIN_SESSION_EXPIRATION: chrono::Duration = chrono::Duration::minutes(5);
+/// The longest `expirationDuration` setPresence accepts (PT4H).
+pub const MAX_SESSION_EXPIRATION: chrono::Duration = chrono::Duration::hours(4);
+/// The fields `resolve_user` asks for.
+const USER_SELECT: &str = "id,userPrincipalName,mail,displayName";
+
+/// An ISO-8601 duration as Graph writes `expirationDuration`: `PT1H`, `PT5M`, `PT1H30M5S`
+/// (whole seconds; zero is `PT0S`).
+pub fn iso8601_duration(d: chrono::Duration) -> String {
+    let total = d.num_seconds().max(0);
+    let (h, m, s) = (total / 3600, total % 3600 / 60, total % 60);
+    let mut out = String::from("PT");
+    for (n, unit) in [(h, 'H'), (m, 'M'), (s, 'S')] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if total == 0 {
+        out.push_str("0S");
+    }
+    out
+}
+
 /// Graph failures, by what the caller does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
@@ -43,6 +67,10 @@ pub enum GraphError {
     /// Any other 4xx or an unreadable answer.
     #[error("Graph request failed: {0}")]
     Failed(String),
+    /// Refused before sending: an argument Graph would reject (e.g. an expiration outside
+    /// PT5M–PT4H). A bug or a bad setting; retrying does not help.
+    #[error("invalid Graph request: {0}")]
+    Invalid(String),
 }
 
 /// One user's presence as Graph returns it.
@@ -331,8 +359,173 @@ impl GraphClient {
             .map(|l| l.value)
             .map_err(|e| GraphError::Failed(format!("unreadable subscription list: {e}")))
     }
+
+    /// `POST /users/{id}/presence/setPresence`: our app's presence session for the user.
+    /// `session_id` must be the app's client id; `expiration` must lie within PT5M–PT4H
+    /// (checked before sending). Graph allows only Available/Available, Busy/InACall,
+    /// Busy/InAConferenceCall, Away/Away and DoNotDisturb/Presenting.
+    pub async fn set_presence(
+        &self,
+        token: &SecretString,
+        user_id: &str,
+        session_id: &str,
+        availability: &str,
+        activity: &str,
+        expiration: chrono::Duration,
+    ) -> Result<(), GraphError> {
+        if expiration < MIN_SESSION_EXPIRATION || expiration > MAX_SESSION_EXPIRATION {
+            return Err(GraphError::Invalid(format!(
+                "expirationDuration {} is outside PT5M to PT4H",
+                iso8601_duration(expiration)
+            )));
+        }
+        if session_id.trim().is_empty() {
+            return Err(GraphError::Invalid("sessionId is empty".into()));
+        }
+        let body = json!({
+            "sessionId": session_id,
+            "availability": availability,
+            "activity": activity,
+            "expirationDuration": iso8601_duration(expiration),
+        });
+        self.send(
+            self.presence_post(user_id, "setPresence").json(&body),
+            token,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /users/{id}/presence/clearPresence`: ends our session. 404 (no such session,
+    /// e.g. it expired) counts as done.
+    pub async fn clear_presence(
+        &self,
+        token: &SecretString,
+        user_id: &str,
+        session_id: &str,
+    ) -> Result<(), GraphError> {
+        let body = json!({ "sessionId": session_id });
+        match self
+            .send(
+                self.presence_post(user_id, "clearPresence").json(&body),
+                token,
+            )
+            .await
+        {
+            Ok(_) | Err(GraphError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /users/{id}/presence/setUserPreferredPresence`: the user's own status, which
+    /// outranks every session. Overwrites a manual choice: opt-in only. Without
+    /// `expiration` Graph's default applies (1 day for Busy/DND, 7 days otherwise).
+    pub async fn set_user_preferred_presence(
+        &self,
+        token: &SecretString,
+        user_id: &str,
+        availability: &str,
+        activity: &str,
+        expiration: Option<chrono::Duration>,
+    ) -> Result<(), GraphError> {
+        let mut body = json!({ "availability": availability, "activity": activity });
+        if let Some(e) = expiration {
+            if e < chrono::Duration::seconds(1) {
+                return Err(GraphError::Invalid(
+                    "expirationDuration must be positive".into(),
+                ));
+            }
+            body["expirationDuration"] = json!(iso8601_duration(e));
+        }
+        self.send(
+            self.presence_post(user_id, "setUserPreferredPresence")
+                .json(&body),
+            token,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /users/{id}/presence/clearUserPreferredPresence` (no body).
+    pub async fn clear_user_preferred_presence(
+        &self,
+        token: &SecretString,
+        user_id: &str,
+    ) -> Result<(), GraphError> {
+        self.send(
+            self.presence_post(user_id, "clearUserPreferredPresence"),
+            token,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A user's object id from a UPN or mail address: `GET /users/{upn}` first, then on 404
+    /// `GET /users?$filter=mail eq '...'` (guests and aliases have a mail that is not their
+    /// UPN). `NotFound` when neither knows it.
+    pub async fn resolve_user(
+        &self,
+        token: &SecretString,
+        upn_or_mail: &str,
+    ) -> Result<String, GraphError> {
+        let id_of = |v: &Value| {
+            v.get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let by_upn = self
+            .http
+            .get(format!("{}/users/{}", self.base, enc(upn_or_mail)))
+            .query(&[("$select", USER_SELECT)]);
+        match self.send(by_upn, token).await {
+            Ok(v) => {
+                return id_of(&v).ok_or_else(|| GraphError::Failed("user without an id".into()))
+            }
+            Err(GraphError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        // OData string literal: a quote is escaped by doubling it.
+        let filter = format!("mail eq '{}'", upn_or_mail.replace('\'', "''"));
+        let by_mail = self
+            .http
+            .get(format!("{}/users", self.base))
+            .query(&[("$filter", filter.as_str()), ("$select", USER_SELECT)]);
+        let v = self.send(by_mail, token).await?;
+        v.pointer("/value/0")
+            .and_then(id_of)
+            .ok_or(GraphError::NotFound)
+    }
+
+    fn presence_post(&self, user_id: &str, action: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!(
+            "{}/users/{}/presence/{action}",
+            self.base,
+            enc(user_id)
+        ))
+    }
 }
 
 fn enc(id: &str) -> String {
     percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_durations_as_graph_writes_them() {
+        let cases = [
+            (chrono::Duration::hours(1), "PT1H"),
+            (chrono::Duration::minutes(5), "PT5M"),
+            (chrono::Duration::hours(4), "PT4H"),
+            (chrono::Duration::seconds(5405), "PT1H30M5S"),
+            (chrono::Duration::seconds(59), "PT59S"),
+            (chrono::Duration::zero(), "PT0S"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(iso8601_duration(d), want);
+        }
+    }
 }

@@ -78,7 +78,7 @@ impl FakeGraph {
     }
 }
 
-fn throttled(s: &mut GraphState) -> Option<Response> {
+pub(super) fn throttled(s: &mut GraphState) -> Option<Response> {
     if s.throttle_next.is_empty() {
         return None;
     }
@@ -97,7 +97,10 @@ fn presence_json(id: &str, p: &(String, String)) -> Value {
     json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('x')/presence/$entity", "id": id, "availability": p.0, "activity": p.1})
 }
 
-async fn me_presence(State(state): State<Arc<Mutex<GraphState>>>, headers: HeaderMap) -> Response {
+pub(super) async fn me_presence(
+    State(state): State<Arc<Mutex<GraphState>>>,
+    headers: HeaderMap,
+) -> Response {
     let latency = state.lock().unwrap().latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -136,7 +139,7 @@ async fn me_presence(State(state): State<Arc<Mutex<GraphState>>>, headers: Heade
     Json(presence_json(&user, &p)).into_response()
 }
 
-async fn batch(
+pub(super) async fn batch(
     State(state): State<Arc<Mutex<GraphState>>>,
     headers: HeaderMap,
     Json(body): Json<Value>,
@@ -346,7 +349,7 @@ fn bearer_user(headers: &HeaderMap) -> Option<String> {
         .map(|(u, _)| u.to_owned())
 }
 
-fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         Json(json!({"error": {"code": code, "message": message}})),

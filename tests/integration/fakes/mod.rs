@@ -4,6 +4,8 @@
 pub mod entra;
 pub mod entra_keys;
 pub mod graph;
+pub mod graph_presence;
 pub mod hue;
+pub mod pbx_receiver;
 pub mod servicebus;
 pub mod threecx;
