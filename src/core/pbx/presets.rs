@@ -3,7 +3,6 @@
 //! They are written in the same TOML a user would write, so what `--help` shows, what the
 //! docs show and what runs are one text; a unit test parses every preset.
 
-use super::rules::Rules;
 
 /// A built-in rule set, chosen with `preset = "..."` in the `[pbx]` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,11 +127,5 @@ impl Preset {
             Preset::Vtx => VTX,
             Preset::ThreeCx => THREE_CX,
         }
-    }
-
-    /// The validated rules.
-    pub fn rules(self) -> Rules {
-        let value: toml::Value = toml::from_str(self.toml()).expect("preset TOML parses");
-        Rules::from_toml_value(value).expect("preset rules are valid")
     }
 }

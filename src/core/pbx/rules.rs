@@ -529,6 +529,15 @@ fn profile_table(t: toml::Table) -> Result<Vec<(Profile, ProfileVerb)>, RuleErro
     Ok(out)
 }
 
+impl Preset {
+    /// The preset's validated rules. (Here rather than in `presets`, so the preset texts
+    /// do not depend on the rule parser that reads them.)
+    pub fn rules(self) -> Rules {
+        let value: toml::Value = toml::from_str(self.toml()).expect("preset TOML parses");
+        Rules::from_toml_value(value).expect("preset rules are valid")
+    }
+}
+
 #[cfg(test)]
 #[path = "rules_tests.rs"]
 mod tests;

@@ -9,6 +9,8 @@
 //! [`SecretString`]/[`SecretBox`], whose `Debug` prints `[REDACTED]`, and their values never
 //! appear in an error.
 
+pub mod pbx;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -219,6 +221,11 @@ pub struct Settings {
     pub custom_handler_port: Option<u16>,
     /// Tables of the TOML file (e.g. `[lights]`) for the parts that read structured config.
     pub file_tables: toml::Table,
+    /// `PBX` and friends: the PBX sync, when one is configured.
+    pub pbx: Option<pbx::PbxSettings>,
+    /// `PRESENCE_QUEUE`: for `subscribe` / `pbx run`, this edge's own queue instead of
+    /// `PRESENCE_SUBSCRIPTION`.
+    pub presence_queue: Option<String>,
 }
 
 /// Default scopes: delegated Presence.Read.All is what presence change notifications need
@@ -479,6 +486,8 @@ impl Settings {
                 .filter(|(_, v)| v.is_table())
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            pbx: pbx::parse(src, &src.file)?,
+            presence_queue: src.get("PRESENCE_QUEUE").map(|q| q.trim().to_owned()),
         })
     }
 
