@@ -29,9 +29,9 @@ if command -v rustup >/dev/null 2>&1; then
             || die "the $target standard library is missing and rustup could not fetch it: run 'rustup target add $target' where rustup can reach its servers"
     fi
 else
-    rustc --print target-list 2>/dev/null | grep -qx "$target" \
-        && [[ -d "$(rustc --print sysroot)/lib/rustlib/$target" ]] \
-        || die "no rustup and no $target standard library in $(rustc --print sysroot): install Rust with rustup, then 'rustup target add $target'"
+    if [[ ! -d "$(rustc --print sysroot)/lib/rustlib/$target" ]]; then
+        die "no rustup and no $target standard library in $(rustc --print sysroot): install Rust with rustup, then 'rustup target add $target'"
+    fi
 fi
 command -v musl-gcc >/dev/null 2>&1 \
     || die "musl-gcc not found (it compiles OpenSSL and SQLite for musl): 'sudo apt-get install musl-tools' (Debian/Ubuntu) or your distribution's musl-gcc package"

@@ -25,7 +25,7 @@ interp=$(readelf -l "$bin" 2>/dev/null | grep -i 'Requesting program interpreter
 fail=0
 if [[ -n "$needed" ]]; then
     echo "check-static: $bin needs shared libraries:" >&2
-    sed 's/^/  /' <<<"$needed" >&2
+    printf '  %s\n' "$needed" >&2
     fail=1
 fi
 if [[ -n "$interp" ]]; then

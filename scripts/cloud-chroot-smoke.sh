@@ -12,7 +12,9 @@
 #      at https://tp-smoke.test:PORT (a loopback TLS server whose certificate that CA
 #      signed) and must report Microsoft Graph reachable: the name resolved through
 #      /etc/hosts (no NSS modules, no resolver library) and the certificate verified
-#      against the bundle named by SSL_CERT_FILE, as the Function App's settings set it.
+#      against the bundle named by SSL_CERT_FILE, as the Function App's settings set it,
+#      and also without that setting; controls: a bundle without the test CA and a name
+#      missing from /etc/hosts must both fail.
 #
 # Usage: scripts/cloud-chroot-smoke.sh BINARY     (as root: chroot needs it)
 # Needs: chroot, curl, openssl, python3. Talks to 127.0.0.1 only.
@@ -25,6 +27,7 @@ for tool in chroot curl openssl python3; do
     command -v "$tool" >/dev/null 2>&1 || die "needs $tool"
 done
 
+chroot_bin=$(command -v chroot)   # env -i clears PATH: call it by its full path
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -41,12 +44,12 @@ say "root holds only the package:"
 (cd "$root" && find . -mindepth 1 | sort | sed 's/^/  /')
 
 say "1. --help in the empty root"
-env -i chroot "$root" /teams-presence --help | head -n 3
+env -i "$chroot_bin" "$root" /teams-presence --help | head -n 3
 
 say "2. handler in the empty root"
 port=$(free_port)
 env -i FUNCTIONS_CUSTOMHANDLER_PORT="$port" STORE=sqlite RUST_LOG=warn \
-    chroot "$root" /teams-presence handler >"$work/handler.log" 2>&1 &
+    "$chroot_bin" "$root" /teams-presence handler >"$work/handler.log" 2>&1 &
 pids+=($!)
 ok=0
 for _ in $(seq 1 100); do
@@ -97,7 +100,7 @@ done
 doctor() {
     env -i "$@" AZURE_CLIENT_ID=00000000-0000-0000-0000-000000000001 AZURE_TENANT_ID=organizations \
         AZURE_AUTHORITY_HOST="https://tp-smoke.test:$tls_port" GRAPH_ENDPOINT="https://tp-smoke.test:$tls_port" \
-        STORE=sqlite chroot "$root" /teams-presence doctor --data-dir /data 2>&1 || true
+        STORE=sqlite "$chroot_bin" "$root" /teams-presence doctor --data-dir /data 2>&1 || true
 }
 out=$(doctor SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
 graph=$(grep -E '^(ok|FAIL|warn) +Microsoft Graph' <<<"$out" || true)
@@ -105,8 +108,21 @@ say "   with SSL_CERT_FILE (as the Function App sets it): $graph"
 [[ "$graph" == ok* ]] || { printf '%s\n' "$out" >&2; die "doctor could not reach https://tp-smoke.test:$tls_port"; }
 grep -q "Host=tp-smoke.test:$tls_port" "$work/requests.log" || die "the TLS server saw no request for tp-smoke.test"
 say "   the loopback TLS server saw: $(grep -m1 presence "$work/requests.log")"
-# Without SSL_CERT_FILE the binary's own OpenSSL looks in its compiled-in directory:
-# reported, not required, until the binary points itself at the system bundle.
+# Without SSL_CERT_FILE: native-tls probes the usual bundle locations itself
+# (openssl-probe), so the binary finds the image's bundle even where the setting is absent.
 plain=$(doctor | grep -E '^(ok|FAIL|warn) +Microsoft Graph' || true)
-say "   without SSL_CERT_FILE (informational): $plain"
+say "   without SSL_CERT_FILE (the binary finds /etc/ssl/certs itself): $plain"
+[[ "$plain" == ok* ]] || die "without SSL_CERT_FILE the binary did not find the root's CA bundle"
+# Controls: verification is real (another CA in the bundle fails) and names come from
+# /etc/hosts (a name not in it fails).
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=some other CA" \
+    -keyout "$work/other.key" -out "$root/etc/ssl/certs/ca-certificates.crt" 2>/dev/null
+wrong=$(doctor SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt | grep -E '^(ok|FAIL|warn) +Microsoft Graph' || true)
+say "   control, CA bundle without the server's CA: $wrong"
+[[ "$wrong" == FAIL* ]] || die "the TLS certificate was accepted without its CA in the bundle"
+cp "$work/ca.pem" "$root/etc/ssl/certs/ca-certificates.crt"
+printf '127.0.0.1\tlocalhost\n' >"$root/etc/hosts"
+gone=$(doctor | grep -E '^(ok|FAIL|warn) +Microsoft Graph' || true)
+say "   control, tp-smoke.test not in /etc/hosts: $gone"
+[[ "$gone" == FAIL* ]] || die "tp-smoke.test resolved without an /etc/hosts entry"
 say "OK: --help, readiness probe, /api/health, a name from /etc/hosts and verified TLS in an empty root"
