@@ -7,14 +7,15 @@
 //     cold start;
 //   - its storage account (host state, timer locks, the deployment package container,
 //     and the app's own tables), reached with the managed identity only;
-//   - a Service Bus namespace with the `presence` topic and one subscription per edge;
+//   - a Service Bus namespace with the `presence` topic and, per edge, a subscription
+//     filtered on the edge's users that forwards into the edge's own queue;
 //   - a Key Vault (RBAC) for the client certificate, the notification certificate and
 //     the token encryption key;
 //   - a user-assigned managed identity with least-privilege role assignments;
 //   - Log Analytics + Application Insights.
 //
-// Deployed by `azd up` (see azure.yaml and docs/deploy.md). Setting names follow
-// CONTRACT.md plus the Functions host's identity-based connection settings
+// Deployed by `azd up` (see azure.yaml and docs/deploy.md). Setting names are the app's
+// own (README, "Settings") plus the Functions host's identity-based connection settings
 // (AzureWebJobsStorage__*, ServiceBusConnection__*), listed in docs/deploy.md.
 targetScope = 'subscription'
 
@@ -37,11 +38,18 @@ param location string
 @maxLength(36)
 param appClientId string
 
-@description('Tenant used for sign-in: a tenant id, or organizations / common for multi-tenant apps. Becomes AZURE_TENANT_ID.')
-param signInTenant string = 'organizations'
+@description('Tenant used for sign-in (AZURE_TENANT_ID). Empty (the default): the tenant you deploy into, matching the single-tenant app scripts/register-app.sh creates. Set organizations only for an app registered as multi-tenant (register-app.sh --multi-tenant); a single-tenant app on organizations fails sign-in with AADSTS50194.')
+param signInTenant string = ''
 
-@description('One topic subscription (and one listen-only key) per edge device, e.g. [\'pi-home\', \'pi-office\'].')
-param edgeSubscriptions array = []
+@description('Edge devices and the users each may see: [{ "name": "pi-home", "users": ["<Entra object id>", ...] }, ...]; "users": ["*"] for everyone. Each edge gets its own queue, fed by a topic subscription filtered on userId, and a listen-only key on that queue alone (docs/deploy.md, "Add an edge").')
+param edges array = []
+
+@description('How the cloud part publishes: rest (default; straight to Service Bus with userId as an application property, which the per-edge filters need) or binding (the Functions output binding; its messages carry no properties and reach no edge queue).')
+@allowed([
+  'rest'
+  'binding'
+])
+param publishMode string = 'rest'
 
 @description('Seconds between presence polls of a user without a live change-notification subscription (POLL_INTERVAL).')
 @minValue(10)
@@ -57,10 +65,14 @@ param subscriptionsRenewSchedule string = '0 */10 * * * *'
 @minValue(0)
 param httpAlwaysReady int = 1
 
-@description('Maximum instances of the Flex Consumption app (40 is the lowest value the plan accepts).')
-@minValue(40)
+// Flex scales each timer function on its own instances and the HTTP functions as one
+// group, so the two timers and the always-ready HTTP instance can need 3 instances at
+// once; 10 leaves room for a burst of notifications while capping what a runaway loop or
+// a flood of requests can cost. The plan accepts 1 to 1000.
+@description('Maximum instances of the Flex Consumption app. Default 10: room for the HTTP group and both timers at once plus bursts, with a cap on cost. Values below 3 can delay the timer functions.')
+@minValue(1)
 @maxValue(1000)
-param maximumInstanceCount int = 40
+param maximumInstanceCount int = 10
 
 @description('Object id of the person running azd (azd fills AZURE_PRINCIPAL_ID). Gets Key Vault Secrets Officer and Certificates Officer so the certificates and the token key can be put in. Leave empty to skip.')
 param deployerPrincipalId string = ''
@@ -72,6 +84,9 @@ param deployerPrincipalId string = ''
   'Group'
 ])
 param deployerPrincipalType string = 'User'
+
+@description('Mail address for Key Vault certificate and secret expiry alerts, 30 days ahead (Azure Monitor alert through Event Grid). Empty: no alert.')
+param alertEmail string = ''
 
 @description('Names of the Key Vault items the app reads.')
 param clientCertificateName string = 'graph-client'
@@ -132,7 +147,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     location: location
     tags: tags
     topicName: 'presence'
-    edgeSubscriptions: edgeSubscriptions
+    edges: edges
     senderPrincipalId: identity.outputs.principalId
   }
 }
@@ -148,6 +163,17 @@ module keyVault 'modules/keyvault.bicep' = {
     readerPrincipalId: identity.outputs.principalId
     deployerPrincipalId: deployerPrincipalId
     deployerPrincipalType: deployerPrincipalType
+    alertEmail: alertEmail
+  }
+}
+
+module publisherKey 'modules/publisherkey.bicep' = if (publishMode == 'rest') {
+  name: 'publisherkey'
+  scope: rg
+  params: {
+    namespaceName: serviceBus.outputs.name
+    topicName: serviceBus.outputs.topicName
+    vaultName: keyVault.outputs.name
   }
 }
 
@@ -167,9 +193,10 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     serviceBusNamespaceFqdn: serviceBus.outputs.fullyQualifiedNamespace
     topicName: serviceBus.outputs.topicName
+    publisherSecretName: publishMode == 'rest' ? publisherKey.outputs.secretName : ''
     keyVaultUrl: keyVault.outputs.url
     appClientId: appClientId
-    signInTenant: signInTenant
+    signInTenant: empty(signInTenant) ? tenant().tenantId : signInTenant
     clientCertificateName: clientCertificateName
     notificationCertificateName: notificationCertificateName
     tokenEncryptionSecretName: tokenEncryptionSecretName
@@ -186,12 +213,14 @@ module functionApp 'modules/functionapp.bicep' = {
 
 // azd stores every output in .azure/<env>/.env; the hooks and docs/deploy.md use them.
 output AZURE_LOCATION string = location
+output SIGN_IN_TENANT string = empty(signInTenant) ? tenant().tenantId : signInTenant
 output AZURE_RESOURCE_GROUP string = rg.name
 output FUNCTION_APP_NAME string = functionApp.outputs.name
 output FUNCTION_APP_HOSTNAME string = functionApp.outputs.defaultHostName
 output PUBLIC_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}'
 output SERVICE_BUS_NAMESPACE string = serviceBus.outputs.name
 output PRESENCE_TOPIC string = serviceBus.outputs.topicName
+output EDGE_QUEUES array = serviceBus.outputs.edgeQueues
 output KEY_VAULT_NAME string = keyVault.outputs.name
 output KEY_VAULT_URL string = keyVault.outputs.url
 output KEY_VAULT_CLIENT_CERTIFICATE string = clientCertificateName

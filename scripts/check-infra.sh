@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # Static checks of infra/ (no Azure access needed):
+#   0. no Bicep file sets a site property or app setting that a Flex Consumption app
+#      rejects or ignores (ftpsState, alwaysOn, linuxFxVersion, use32BitWorkerProcess,
+#      netFrameworkVersion, FUNCTIONS_WORKER_RUNTIME, WEBSITE_RUN_FROM_PACKAGE): ARM fails
+#      the deployment on some of them and checkov knows none of them. The check first
+#      proves it works on a copy of infra/ with a planted `ftpsState` (self-test);
 #   1. every .bicep file parses with pycep, the Bicep parser checkov uses. checkov
 #      logs a file it cannot parse at debug level and scans the rest, so without this
 #      step a syntax error would look like "fewer resources, all passed";
@@ -17,7 +22,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -32,6 +37,80 @@ if [[ ! -x "$venv/bin/checkov" ]]; then
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$requirement"
 fi
+
+# Flex Consumption: properties of the classic plans that a Flex site must not carry.
+# Comments are ignored (so the reasons below can name them); strings are not, since an
+# app setting name is a key and a value can be one too. Usage: flex_check DIR
+flex_check() {
+    python3 - "$1" <<'PY'
+import pathlib, re, sys
+
+BANNED = ["ftpsState", "alwaysOn", "linuxFxVersion", "use32BitWorkerProcess",
+          "netFrameworkVersion", "FUNCTIONS_WORKER_RUNTIME", "WEBSITE_RUN_FROM_PACKAGE"]
+pattern = re.compile(r"\b(" + "|".join(BANNED) + r")\b")
+
+def code_only(text):
+    """The text with // and /* */ comments blanked out, strings kept."""
+    out, i, n, quote = [], 0, len(text), False
+    while i < n:
+        c = text[i]
+        if quote:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(text[i + 1]); i += 2; continue
+            if c == "'":
+                quote = False
+            i += 1
+        elif c == "'":
+            quote = True; out.append(c); i += 1
+        elif text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            end = n if j < 0 else j + 2
+            out.append("".join(ch if ch == "\n" else " " for ch in text[i:end]))
+            i = end
+        else:
+            out.append(c); i += 1
+    return "".join(out)
+
+root = pathlib.Path(sys.argv[1])
+found = 0
+for path in sorted(root.rglob("*.bicep")):
+    for lineno, line in enumerate(code_only(path.read_text(encoding="utf-8")).splitlines(), 1):
+        for m in pattern.finditer(line):
+            found += 1
+            print(f"check-infra: {path}:{lineno}: `{m.group(1)}` is not accepted on a "
+                  "Flex Consumption app (set it through functionAppConfig, or drop it)",
+                  file=sys.stderr)
+print(f"check-infra: Flex Consumption property check: {found} forbidden "
+      f"propert{'y' if found == 1 else 'ies'} in {root}")
+sys.exit(1 if found else 0)
+PY
+}
+
+echo "check-infra: Flex property check self-test (a copy of infra/ with a planted ftpsState)"
+planted=$(mktemp -d)
+trap 'rm -rf "$planted"' EXIT
+cp -r infra "$planted/"
+python3 - "$planted/infra/modules/functionapp.bicep" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path, encoding="utf-8").read()
+marker = "siteConfig: {"
+assert marker in text, f"no `{marker}` in {path} to plant ftpsState into"
+open(path, "w", encoding="utf-8").write(text.replace(marker, marker + "\n      ftpsState: 'Disabled'", 1))
+PY
+if flex_check "$planted/infra" 2>"$planted/err"; then
+    echo "check-infra: self-test FAILED: the planted ftpsState was not detected" >&2
+    exit 1
+fi
+grep -q 'ftpsState' "$planted/err" || { cat "$planted/err" >&2; echo "check-infra: self-test FAILED: wrong complaint" >&2; exit 1; }
+echo "check-infra: self-test OK: $(head -n 1 "$planted/err" | sed "s|$planted/||")"
+
+echo "check-infra: Flex property check of infra/"
+flex_check infra
 
 echo "check-infra: parsing infra/**/*.bicep with pycep"
 "$venv/bin/python" - <<'PY'

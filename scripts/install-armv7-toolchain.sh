@@ -2,7 +2,7 @@
 # Installs Debian's Rust 1.85 with the armhf standard library, the cross linker and
 # qemu-user: the only way to build and run the arm32v7 binary on this kind of machine
 # (rustup cannot fetch other targets here, and there is no Docker engine).
-# Recipe and version pins: ../shared/reference/armv7-build.md. Idempotent.
+# Recipe and version pins: docs/pi.md, "Build the armv7 binary on Debian". Idempotent.
 set -euo pipefail
 if [ -x /usr/bin/rustc ] && /usr/bin/rustc --print target-libdir --target armv7-unknown-linux-gnueabihf >/dev/null 2>&1 \
    && [ -d /usr/lib/rustlib/armv7-unknown-linux-gnueabihf ] \

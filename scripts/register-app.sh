@@ -10,6 +10,11 @@
 #     Presence.Read.All; offline_access yields the refresh token);
 #   - a client credential: a certificate created in Key Vault (--keyvault), an existing
 #     PEM certificate (--cert-file), or a client secret (--secret);
+#   - with --tenant-mode: the *application* permission Presence.Read.All (app-only
+#     presence polling of every followed user); with --pbx: the application permissions
+#     Presence.ReadWrite.All and User.ReadBasic.All (the PBX sync sets presence and
+#     resolves users with the app credential). Application permissions always need admin
+#     consent, by a Privileged Role Administrator or Global Administrator;
 #   - optionally admin consent (--admin-consent).
 #
 # It is safe to run again: with --app-id it updates that app, adding (never removing)
@@ -28,13 +33,19 @@
 #   --cert-name NAME      name of that certificate (default: graph-client)
 #   --cert-file PEM       upload the certificate in this PEM file instead
 #   --secret              create a client secret (printed once) instead of a certificate
-#   --admin-consent       grant tenant-wide admin consent (needs an admin role)
+#   --tenant-mode         add the application permission Presence.Read.All
+#   --pbx                 add the application permissions Presence.ReadWrite.All and
+#                         User.ReadBasic.All
+#   --admin-consent       grant tenant-wide admin consent (needs an admin role; for
+#                         application permissions a Privileged Role Administrator or
+#                         Global Administrator)
 #   --dry-run             print the az commands that change something instead of running them
 #   -h, --help            this text
 set -euo pipefail
 
 GRAPH_APP_ID=00000003-0000-0000-c000-000000000000
 SCOPES=(Presence.Read.All offline_access openid profile)
+APP_ROLES=()   # application permissions, filled by --tenant-mode / --pbx
 LOCAL_REDIRECT=http://localhost:7071/api/auth/end
 
 name=teams-presence
@@ -63,6 +74,8 @@ while [[ $# -gt 0 ]]; do
         --cert-name) cert_name=${2:?--cert-name needs a value}; shift 2 ;;
         --cert-file) cert_file=${2:?--cert-file needs a value}; shift 2 ;;
         --secret) secret=1; shift ;;
+        --tenant-mode) APP_ROLES+=(Presence.Read.All); shift ;;
+        --pbx) APP_ROLES+=(Presence.ReadWrite.All User.ReadBasic.All); shift ;;
         --admin-consent) admin_consent=1; shift ;;
         --dry-run) dry_run=1; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -159,6 +172,17 @@ for scope in "${SCOPES[@]}"; do
         --api-permissions "$scope_id=Scope" --only-show-errors
 done
 
+# Application permissions (app-only Graph calls with the client credential), looked up
+# by name among Microsoft Graph's app roles. Only an administrator can consent to them.
+for role in "${APP_ROLES[@]+"${APP_ROLES[@]}"}"; do
+    role_id=$(query "$role role id" az ad sp show --id "$GRAPH_APP_ID" \
+        --query "appRoles[?value=='$role'].id | [0]" -o tsv)
+    [[ -n "$role_id" ]] || die "Microsoft Graph has no application permission $role"
+    echo "register-app: application permission $role ($role_id)"
+    change az ad app permission add --id "$app_id" --api "$GRAPH_APP_ID" \
+        --api-permissions "$role_id=Role" --only-show-errors
+done
+
 # A service principal in this tenant, needed for consent and sign-in.
 if [[ "$dry_run" == 1 ]] || ! az ad sp show --id "$app_id" >/dev/null 2>&1; then
     change az ad sp create --id "$app_id" --only-show-errors
@@ -217,6 +241,11 @@ fi
 if [[ "$admin_consent" == 1 ]]; then
     echo "register-app: granting admin consent"
     change az ad app permission admin-consent --id "$app_id"
+elif [[ ${#APP_ROLES[@]} -gt 0 ]]; then
+    echo "register-app: the application permissions (${APP_ROLES[*]}) work only after admin consent:"
+    echo "register-app:   a Privileged Role Administrator or Global Administrator runs"
+    echo "register-app:   scripts/register-app.sh --app-id $app_id --admin-consent"
+    echo "register-app:   (or grants it in the portal: App registrations > API permissions)"
 fi
 
 if [[ "$audience" == AzureADMultipleOrgs ]]; then

@@ -9,7 +9,10 @@
 #   4. cargo doc with warnings denied
 #   5. checkov over infra/ (scripts/check-infra.sh)
 #   6. the arm32v7 binary: built with Debian's toolchain, run under qemu-arm
-# Set SKIP_ARMV7=1 or SKIP_INFRA=1 to leave a slow step out locally (CI never does).
+#   7. the cloud binary: static x86_64 musl build (scripts/build-cloud.sh), packaged by the
+#      azd hook, checked for dynamic dependencies, run in an empty chroot
+# Set SKIP_ARMV7=1, SKIP_CLOUD_STATIC=1 or SKIP_INFRA=1 to leave a slow step out locally
+# (CI never does).
 set -euo pipefail   # pipefail: `cargo test | tee` fails when cargo test fails
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -73,6 +76,20 @@ if [ "${SKIP_ARMV7:-0}" != 1 ]; then
     step "arm32v7 end to end under qemu-arm"
     bash scripts/armv7-e2e.sh "$bin"
   fi
+fi
+
+if [ "${SKIP_CLOUD_STATIC:-0}" != 1 ]; then
+  step "cloud binary: static x86_64-unknown-linux-musl release build"
+  if ! command -v musl-gcc >/dev/null 2>&1; then
+    $SUDO apt-get update -qq || true
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends musl-tools >/dev/null
+  fi
+  bash scripts/build-cloud.sh >/dev/null
+  step "cloud package (the azd hook) and its binary's dependencies"
+  TP_SKIP_BUILD=1 sh infra/hooks/package-cloud.sh
+  bash scripts/check-static.sh dist/cloud/teams-presence
+  step "cloud package in an empty root (chroot)"
+  bash scripts/cloud-chroot-smoke.sh dist/cloud/teams-presence
 fi
 
 step "all green"

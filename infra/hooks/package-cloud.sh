@@ -1,6 +1,12 @@
 #!/bin/sh
-# azd prepackage hook for service `api` (azure.yaml): build the linux-x64 binary and
-# assemble the Functions package folder dist/cloud, which azd then zips and deploys.
+# azd prepackage hook for service `api` (azure.yaml): build the statically linked
+# linux-x64 binary and assemble the Functions package folder dist/cloud, which azd then
+# zips and deploys.
+#
+# The binary is x86_64-unknown-linux-musl, static (scripts/build-cloud.sh): the Functions
+# host's Linux image is not the machine it was built on, and a dynamically linked build
+# needs that machine's glibc and libssl, so on an image with older ones the handler
+# never starts and every function fails with nothing in the app's logs.
 #
 # dist/cloud must hold host.json at its root, one folder per cloud function with its
 # function.json, and the `teams-presence` executable with its run bit;
@@ -8,45 +14,53 @@
 #
 # Environment:
 #   CARGO            cargo to use (default: cargo)
-#   TP_SKIP_BUILD=1  reuse an existing target/x86_64-unknown-linux-gnu/release build
-#   TP_BINARY=PATH   ship this linux-x64 executable (built elsewhere, e.g. in CI or with
-#                    a cross toolchain); the packaging command then runs from a native
-#                    build on this machine (`cargo run -- package cloud --binary PATH`)
+#   TP_SKIP_BUILD=1  reuse an existing build of scripts/build-cloud.sh
+#   TP_BINARY=PATH   ship this static linux-x64 executable (built elsewhere, e.g. in CI);
+#                    the packaging command then runs from a native build on this machine
+#                    (`cargo run -- package cloud --binary PATH`)
 set -eu
 
 # Newer azd runs hooks in the script's directory, older ones in the service path:
 # work from the repository root either way.
 cd "$(dirname "$0")/../.."
 
-target=x86_64-unknown-linux-gnu
+target=x86_64-unknown-linux-musl
 out=dist/cloud
 cargo=${CARGO:-cargo}
 
+require_static() {
+    # A dynamic binary would depend on the image's glibc/OpenSSL: refuse to ship it.
+    if command -v readelf >/dev/null 2>&1 && command -v file >/dev/null 2>&1; then
+        bash scripts/check-static.sh "$1" >&2 || {
+            echo "package-cloud: $1 is not statically linked; build it with scripts/build-cloud.sh" >&2
+            exit 1
+        }
+    else
+        echo "package-cloud: file/readelf not found; cannot check that $1 is static" >&2
+    fi
+}
+
 package_prebuilt() {
     [ -f "$TP_BINARY" ] || { echo "package-cloud: TP_BINARY=$TP_BINARY does not exist" >&2; exit 1; }
+    require_static "$TP_BINARY"
     rm -rf "$out"
     mkdir -p "$out"
     "$cargo" run --release --locked --quiet -- package cloud --out "$out" --binary "$TP_BINARY"
 }
 
 build_and_package() {
-    host_os=$(uname -s)
-    host_arch=$(uname -m)
-    if [ "$host_os" != Linux ] || [ "$host_arch" != x86_64 ]; then
-        # Building for another OS/arch than this one needs a cross toolchain.
-        echo "package-cloud: this hook builds on Linux x86_64 (found $host_os $host_arch)." >&2
-        echo "package-cloud: run 'azd deploy' from Linux x86_64 (a dev container, WSL or CI)," >&2
-        echo "package-cloud: or build $target elsewhere and set TP_BINARY=path/to/it." >&2
-        exit 1
+    if [ "${TP_SKIP_BUILD:-0}" = 1 ]; then
+        bin=${CARGO_TARGET_DIR:-target}/$target/release/teams-presence
+        [ -x "$bin" ] || { echo "package-cloud: $bin is missing; run scripts/build-cloud.sh first" >&2; exit 1; }
+        require_static "$bin"
+    else
+        # One line with the fix when this is not Linux x86_64 or the musl target or
+        # musl-gcc is missing.
+        bin=$(CARGO="$cargo" bash scripts/build-cloud.sh) || exit 1
     fi
-    if [ "${TP_SKIP_BUILD:-0}" != 1 ]; then
-        echo "package-cloud: cargo build --release --locked --target $target"
-        "$cargo" build --release --locked --target "$target"
-    fi
-    bin=target/$target/release/teams-presence
-    [ -x "$bin" ] || { echo "package-cloud: $bin is missing; build it first" >&2; exit 1; }
     rm -rf "$out"
     mkdir -p "$out"
+    # The static binary runs here too: it packages itself.
     "$bin" package cloud --out "$out" --binary "$bin"
 }
 
@@ -74,3 +88,7 @@ echo "package-cloud: $out is ready:"
 find "$out" -type f | sort | while read -r f; do
     if [ -x "$f" ]; then echo "  $f (executable)"; else echo "  $f"; fi
 done
+if command -v file >/dev/null 2>&1; then
+    echo "package-cloud: $(file -b "$out/teams-presence" | cut -d, -f1-5)"
+fi
+echo "package-cloud: $(wc -c <"$out/teams-presence" | tr -d ' ') bytes: $out/teams-presence"

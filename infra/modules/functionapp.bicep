@@ -20,6 +20,8 @@ param deploymentContainerName string
 param appInsightsConnectionString string
 param serviceBusNamespaceFqdn string
 param topicName string
+@description('Key Vault secret holding the REST publisher\'s Send-only connection string; empty: publish through the output binding.')
+param publisherSecretName string
 param keyVaultUrl string
 param appClientId string
 param signInTenant string
@@ -60,6 +62,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17:Client certificates cannot be required: Graph's webhook calls and users' browsers present none.
   // checkov:skip=CKV_AZURE_222:The app must be publicly reachable: Microsoft Graph delivers notifications to it and users' browsers sign in through it.
   // checkov:skip=CKV_AZURE_212:Flex Consumption has no fixed instance count to raise for failover: one instance is kept always ready and the platform adds instances on demand.
+  // checkov:skip=CKV_AZURE_78:ftpsState cannot be set on a Flex Consumption site (ARM rejects it); FTP and basic-auth publishing are off through the basicPublishingCredentialsPolicies `ftp` and `scm` below.
   // checkov:skip=CKV_AZURE_213:No App Service health check: it evicts instances only when there are several fixed ones, which a Flex Consumption app does not have. GET /api/health is there for probes and for the deployment check in docs/deploy.md.
   name: appName
   location: location
@@ -80,11 +83,12 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     publicNetworkAccess: 'Enabled'
     // Key Vault references (TOKEN_ENCRYPTION_KEY) resolve with the user-assigned identity.
     keyVaultReferenceIdentity: identityId
-    // Only site settings Flex Consumption keeps; most others (alwaysOn, linuxFxVersion,
-    // ...) are deprecated there and set through functionAppConfig instead.
+    // Only site settings Flex Consumption keeps. ARM rejects ftpsState on a Flex site
+    // (FTP is off through the publishing-credential policies below instead), and the
+    // others of the classic plans (alwaysOn, linuxFxVersion, ...) live in
+    // functionAppConfig; scripts/check-infra.sh fails on any of them.
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
     }
     functionAppConfig: {
@@ -138,7 +142,7 @@ resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-
 
 // App settings in their own resource so PUBLIC_BASE_URL can use the host name the
 // platform assigned (Flex apps may get a unique, not name-derived, default host name).
-// Names follow CONTRACT.md; see docs/deploy.md for what each one does.
+// Names are the app's settings (README); see docs/deploy.md for what each one does.
 //
 // checkov reads every sites/config resource as the `web` (site configuration) one; this
 // is the `appsettings` one, which has none of the properties the skipped checks look
@@ -154,7 +158,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222:Not a site configuration resource (app settings only); see CKV_AZURE_222 on `site`.
   parent: site
   name: 'appsettings'
-  properties: {
+  properties: union({
     // Functions host storage, identity-based (no connection string, no key). The app's
     // own store (STORE=table) reads the same three settings: it derives
     // https://<account>.table.core.windows.net from __accountName and gets tokens for
@@ -193,7 +197,21 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ServiceBusConnection__fullyQualifiedNamespace: serviceBusNamespaceFqdn
     ServiceBusConnection__credential: 'managedidentity'
     ServiceBusConnection__clientId: identityClientId
-  }
+
+    // The binary is statically linked with its own OpenSSL, whose compiled-in CA path is
+    // not the image's: point it at the system bundle of the Functions Linux image.
+    SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt'
+    SSL_CERT_DIR: '/etc/ssl/certs'
+  }, empty(publisherSecretName) ? {
+    PUBLISH_MODE: 'binding'
+  } : {
+    // Straight to the topic with userId as an application property, so each edge's
+    // subscription filter works. ServiceBusConnection (a Send-only SAS connection string
+    // from Key Vault) is what the REST publisher signs with; as a plain value it also
+    // takes precedence over the ServiceBusConnection__* settings for the output binding.
+    PUBLISH_MODE: 'rest'
+    ServiceBusConnection: '@Microsoft.KeyVault(SecretUri=${keyVaultUrl}/secrets/${publisherSecretName}/)'
+  })
 }
 
 output name string = site.name

@@ -78,3 +78,61 @@ resource deployerCertificates 'Microsoft.Authorization/roleAssignments@2022-04-0
 output name string = vault.name
 // vaultUri ends with a slash; KEY_VAULT_URL is the origin without one.
 output url string = endsWith(vault.properties.vaultUri, '/') ? substring(vault.properties.vaultUri, 0, length(vault.properties.vaultUri) - 1) : vault.properties.vaultUri
+
+// Expiry alert: Key Vault raises CertificateNearExpiry / SecretNearExpiry 30 days before
+// an item's expiry (the client certificate, the notification certificate before its
+// auto-renewal, a client secret stored with an expiry date). An Event Grid system topic
+// turns them into Azure Monitor alerts that mail alertEmail. Off when alertEmail is empty.
+@description('Mail address for certificate and secret expiry alerts (30 days ahead); empty: no alert.')
+param alertEmail string = ''
+
+resource expiryActions 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: 'ag-${name}-expiry'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'tp-expiry'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'owner'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+resource vaultEvents 'Microsoft.EventGrid/systemTopics@2023-12-15-preview' = if (!empty(alertEmail)) {
+  name: 'evgt-${name}'
+  location: location
+  tags: tags
+  properties: {
+    source: vault.id
+    topicType: 'Microsoft.KeyVault.vaults'
+  }
+}
+
+resource expiryAlert 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2023-12-15-preview' = if (!empty(alertEmail)) {
+  parent: vaultEvents
+  name: 'near-expiry'
+  properties: {
+    eventDeliverySchema: 'CloudEventSchemaV1_0'
+    filter: {
+      includedEventTypes: [
+        'Microsoft.KeyVault.CertificateNearExpiry'
+        'Microsoft.KeyVault.SecretNearExpiry'
+      ]
+    }
+    destination: {
+      endpointType: 'MonitorAlert'
+      properties: {
+        severity: 'Sev2'
+        description: 'teams-presence: a Key Vault certificate or secret expires within 30 days; renew it (docs/deploy.md, Rotating certificates and keys).'
+        actionGroups: [
+          expiryActions.id
+        ]
+      }
+    }
+  }
+}

@@ -1,17 +1,21 @@
-// Service Bus: the `presence` topic the cloud part publishes every change to, and one
-// subscription per edge device (a Raspberry Pi at home, one at the office, ...).
+// Service Bus: the `presence` topic the cloud part publishes every change to, and per
+// edge device (a Raspberry Pi at home, one at the office, ...) a filtered subscription
+// forwarding into the edge's own queue.
 //
 // Standard tier: topics and subscriptions need it (Basic has queues only).
 //
-// Edges authenticate with a listen-only SAS key on the topic (a Pi has no Entra
-// identity), so local (SAS) auth stays enabled on the namespace. The cloud part sends
-// with its managed identity (Azure Service Bus Data Sender on the topic) and holds no key.
+// Edges authenticate with a listen-only SAS key on their own queue (a Pi has no Entra
+// identity), so local (SAS) auth stays enabled on the namespace. The output binding sends
+// with the managed identity (Azure Service Bus Data Sender on the topic); the REST
+// publisher uses a Send-only key on the topic kept in Key Vault.
 param name string
 param location string
 param tags object
 param topicName string = 'presence'
-param edgeSubscriptions array
+@description('One entry per edge: { name: \'pi-home\', users: [\'<object id>\', ...] }; users [\'*\'] = everyone.')
+param edges array
 param senderPrincipalId string
+
 
 @description('How long a presence message waits for an edge that is offline. Older presence is useless, so keep it short.')
 param messageTimeToLive string = 'P1D'
@@ -24,7 +28,8 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
   // - Microsoft-managed encryption keys: customer-managed keys need the Premium tier,
   //   and presence states do not justify its cost.
   // - Local (SAS) auth stays on: edges have no Entra identity and use listen-only SAS
-  //   keys scoped to the topic. The cloud part itself uses its managed identity.
+  //   keys scoped to their own queue. The cloud part uses its managed identity and a
+  //   Send-only topic key held in Key Vault.
   // - Public network access: edges connect from home/office networks over the internet
   //   (outbound HTTPS only); every caller still needs a key or an Entra token.
   name: name
@@ -54,13 +59,19 @@ resource topic 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview' = {
   }
 }
 
-// One subscription per edge. Every subscription gets the $Default rule (1=1, all
-// messages); edges filter by user with WATCH_USERS. Per-user SQL filters on `userId`
-// only work for messages published with application properties, i.e. through the
-// Service Bus REST API, not through the Functions output binding (docs/deploy.md).
-resource subscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-10-01-preview' = [for edge in edgeSubscriptions: {
+// Per-edge isolation. Each edge gets:
+//   - a queue `edge-<name>`, the only entity its key can read;
+//   - a topic subscription `<name>` whose only rule ($Default, replaced) is a SQL filter
+//     on the `userId` application property, auto-forwarding into that queue;
+//   - a listen-only SAS rule `listen` on that queue alone.
+// A leaked Pi key then reveals only that Pi's users. The filter sees application
+// properties, never the body: the cloud part must publish with `userId` as a property
+// (PUBLISH_MODE=rest, set in modules/functionapp.bicep); messages from the Functions
+// output binding carry none and match no edge filter.
+// `users` holds Entra object ids; ['*'] means every user (a filter of 1=1).
+resource subscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-10-01-preview' = [for edge in edges: {
   parent: topic
-  name: edge
+  name: edge.name
   properties: {
     maxDeliveryCount: 10
     lockDuration: 'PT1M'
@@ -68,15 +79,42 @@ resource subscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@202
     deadLetteringOnMessageExpiration: true
     deadLetteringOnFilterEvaluationExceptions: true
     enableBatchedOperations: true
+    forwardTo: 'edge-${edge.name}'
+  }
+  dependsOn: [
+    queues
+  ]
+}]
+
+resource filters 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2022-10-01-preview' = [for (edge, i) in edges: {
+  parent: subscriptions[i]
+  name: '$Default'
+  properties: {
+    filterType: 'SqlFilter'
+    sqlFilter: {
+      sqlExpression: contains(edge.users, '*') ? '1=1' : (empty(edge.users) ? '1=0' : 'userId IN (\'${join(edge.users, '\', \'')}\')')
+    }
   }
 }]
 
-// A listen-only key per edge, on the topic (not the namespace): a leaked Pi key can
-// read presence from this topic and do nothing else. Read it with
-//   az servicebus topic authorization-rule keys list ... --name edge-<name>
-resource edgeRules 'Microsoft.ServiceBus/namespaces/topics/authorizationRules@2022-10-01-preview' = [for edge in edgeSubscriptions: {
-  parent: topic
-  name: 'edge-${edge}'
+resource queues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [for edge in edges: {
+  parent: namespace
+  name: 'edge-${edge.name}'
+  properties: {
+    maxDeliveryCount: 10
+    lockDuration: 'PT1M'
+    defaultMessageTimeToLive: messageTimeToLive
+    deadLetteringOnMessageExpiration: true
+    enableBatchedOperations: true
+    maxSizeInMegabytes: 1024
+  }
+}]
+
+// Listen only, on this queue only: no Send, no Manage, nothing on the topic.
+// Read it with: az servicebus queue authorization-rule keys list ... --queue-name edge-<name> -n listen
+resource edgeRules 'Microsoft.ServiceBus/namespaces/queues/authorizationRules@2022-10-01-preview' = [for (edge, i) in edges: {
+  parent: queues[i]
+  name: 'listen'
   properties: {
     rights: [
       'Listen'
@@ -102,3 +140,4 @@ output name string = namespace.name
 // sovereign clouds); the binding wants the bare host name.
 output fullyQualifiedNamespace string = split(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':')[0]
 output topicName string = topic.name
+output edgeQueues array = [for edge in edges: 'edge-${edge.name}']
