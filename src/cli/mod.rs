@@ -5,6 +5,7 @@
 pub mod doctor;
 pub mod hue;
 pub mod login;
+pub mod pbx;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -36,6 +37,47 @@ struct DataDirArg {
     /// Where the SQLite store and generated keys live.
     #[arg(long, value_name = "DIR", default_value = ".teams-presence")]
     data_dir: PathBuf,
+}
+
+/// `pbx` subcommands.
+#[derive(Debug, Subcommand)]
+enum PbxCommand {
+    /// Run the sync next to a PBX: Teams changes from PRESENCE_QUEUE or PRESENCE_SUBSCRIPTION,
+    /// Graph written with the app credential.
+    Run {
+        /// Also accept `POST /api/pbx/events` (generic adapter) on this address.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// The extension ↔ Teams user mapping.
+    Map {
+        #[command(subcommand)]
+        command: PbxMapCommand,
+    },
+}
+
+/// `pbx map` subcommands.
+#[derive(Debug, Subcommand)]
+enum PbxMapCommand {
+    /// Map an extension (or number) to a Teams user: an object id, a UPN or an e-mail.
+    Add {
+        /// The extension as the PBX spells it.
+        ext: String,
+        /// Object id, UPN or e-mail address (looked up once through Graph).
+        user: String,
+    },
+    /// Remove an extension's mapping.
+    Remove {
+        /// The extension.
+        ext: String,
+    },
+    /// List the mapping with what the sync last saw.
+    List,
+    /// Import a CSV with a header row naming the columns `extension` and `user`.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +125,15 @@ enum Command {
     },
     /// Check configuration and reachability of every configured dependency.
     Doctor {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// PBX ↔ Teams presence sync: the extension mapping, and the sync as its own process.
+    Pbx {
+        #[command(subcommand)]
+        command: PbxCommand,
         #[command(flatten)]
         data: DataDirArg,
         #[command(flatten)]
@@ -325,6 +376,40 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 Err(CliError::ChecksFailed)
             }
+        }
+        Command::Pbx {
+            command,
+            data,
+            config,
+        } => {
+            let settings = load(config.config.as_deref())?;
+            match command {
+                PbxCommand::Run { listen } => {
+                    init_tracing("info");
+                    crate::cli::pbx::run(settings, &data.data_dir, listen, shutdown_signal())
+                        .await?;
+                }
+                PbxCommand::Map { command } => {
+                    init_tracing("warn");
+                    let store = crate::cli::pbx::open_store(&settings, &data.data_dir).await?;
+                    let mut out = std::io::stdout();
+                    match command {
+                        PbxMapCommand::List => crate::cli::pbx::map_list(&store, &mut out).await?,
+                        PbxMapCommand::Remove { ext } => {
+                            crate::cli::pbx::map_remove(&store, &ext, &mut out).await?
+                        }
+                        PbxMapCommand::Add { ext, user } => {
+                            let ctx = crate::engine::context::Context::new(settings, store);
+                            crate::cli::pbx::map_add(&ctx, &ext, &user, &mut out).await?
+                        }
+                        PbxMapCommand::Import { file } => {
+                            let ctx = crate::engine::context::Context::new(settings, store);
+                            crate::cli::pbx::map_import(&ctx, &file, &mut out).await?
+                        }
+                    }
+                }
+            }
+            Ok(())
         }
         Command::Package { set, out, binary } => {
             let binary = match binary {

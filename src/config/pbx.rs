@@ -55,7 +55,10 @@ pub struct PbxSettings {
 impl PbxSettings {
     /// The raw `PBX_HTTP_*` value of `key`.
     pub fn http_value(&self, key: &str) -> Option<String> {
-        self.http.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        self.http
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
 }
 
@@ -130,7 +133,10 @@ pub fn parse(src: &Sources, tables: &toml::Table) -> Result<Option<PbxSettings>,
         PbxKind::Http => None,
         PbxKind::ThreeCx => {
             let url = src.get("PBX_3CX_URL").ok_or_else(|| {
-                ConfigError::missing("PBX_3CX_URL", "the 3CX V20 base URL, e.g. https://pbx.example.com")
+                ConfigError::missing(
+                    "PBX_3CX_URL",
+                    "the 3CX V20 base URL, e.g. https://pbx.example.com",
+                )
             })?;
             let url = Url::parse(url.trim())
                 .ok()

@@ -5,6 +5,7 @@
 pub mod applier;
 pub mod context;
 pub mod lifecycle;
+pub mod pbx;
 pub mod pipeline;
 pub mod poller;
 pub mod publish;

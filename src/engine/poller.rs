@@ -112,7 +112,9 @@ impl Poller {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn take_budget(&self, tenant: &str, now: DateTime<Utc>) -> bool {
+    /// Takes one Graph call from the tenant's presence budget (shared by polls and the PBX
+    /// sync's writes); false when it is spent or the tenant is throttled.
+    pub fn take_budget(&self, tenant: &str, now: DateTime<Utc>) -> bool {
         self.lock()
             .tenants
             .entry(tenant.to_owned())
@@ -120,7 +122,8 @@ impl Poller {
             .try_take(now)
     }
 
-    fn throttle(&self, tenant: &str, now: DateTime<Utc>, retry_after: Duration) {
+    /// Pauses the tenant's Graph calls for `retry_after` (a 429's `Retry-After`).
+    pub fn throttle(&self, tenant: &str, now: DateTime<Utc>, retry_after: Duration) {
         let until =
             now + chrono::Duration::from_std(retry_after).unwrap_or(chrono::Duration::seconds(10));
         let mut st = self.lock();

@@ -79,6 +79,12 @@ pub const FUNCTIONS: &[FunctionDef] = &[
         Trigger::Http { forwarded: true },
         false
     ),
+    def!(
+        "pbx-events",
+        Cloud,
+        Trigger::Http { forwarded: true },
+        false
+    ),
     def!("hue-subscriber", Edge, Trigger::ServiceBus, false),
 ];
 

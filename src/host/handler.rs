@@ -92,7 +92,7 @@ pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<Ap
     if direct {
         state = state.with_direct_publishing()?;
     }
-    Ok(state)
+    state.with_pbx().map_err(Into::into)
 }
 
 #[derive(Clone)]
@@ -236,6 +236,15 @@ async fn deliver(
     outbox: &Outbox,
 ) -> Result<InvocationResponse, Response> {
     let msgs = outbox.drain();
+    // Teams → PBX in the cloud: every change this invocation found reaches the PBX sync.
+    if let Some(sync) = &app.pbx {
+        let now = chrono::Utc::now();
+        for m in &msgs {
+            if let crate::core::message::TopicMessage::PresenceChanged(c) = m {
+                sync.on_teams(&c.user_id, &c.presence, now).await;
+            }
+        }
+    }
     match &app.direct_bus {
         Some(bus) if !msgs.is_empty() => {
             match crate::engine::publish::send_direct(bus, &msgs).await {

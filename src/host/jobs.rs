@@ -41,10 +41,14 @@ pub async fn run_timer(
 ) -> Result<(InvocationResponse, Outbox), JobError> {
     match name {
         "presence-refresh" => {
-            let r = state
-                .poller
-                .tick(state, Some(&outbox), chrono::Utc::now())
-                .await;
+            let now = chrono::Utc::now();
+            let r = state.poller.tick(state, Some(&outbox), now).await;
+            if let Some(sync) = &state.pbx {
+                // The PBX sync's own clock in the cloud: follow the mapped users, and run the
+                // hold-downs, stable windows and re-posts that are due.
+                sync.follow(Some(&outbox), now).await;
+                sync.tick(now).await;
+            }
             let line = format!(
                 "presence-refresh: {} calls, {} users read, {} changes, {} failed, {} deferred (throttled)",
                 r.calls, r.polled, r.changed, r.failed, r.deferred

@@ -4,6 +4,7 @@
 //! the boundary error type that turns into a response.
 
 pub mod auth;
+pub mod pbx;
 pub mod presence;
 pub mod state;
 pub mod status;
@@ -28,6 +29,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(presence::routes())
         .merge(webhook::routes())
+        .merge(pbx::routes())
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,

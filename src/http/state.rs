@@ -3,14 +3,17 @@
 //! status, the signing keys of validation tokens).
 
 use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
 use crate::clients::graph::certs::KeyRing;
 use crate::clients::graph::validation_token::JwksCache;
+use crate::clients::pbx::events::ReplayGuard;
 use crate::config::Settings;
 use crate::engine::applier::SharedSinkStatus;
 use crate::engine::context::Context;
+use crate::engine::pbx::PbxSync;
 use crate::engine::poller::Poller;
 use crate::store::Store;
 
@@ -40,6 +43,10 @@ pub struct AppState {
     pub poller: Poller,
     /// What `serve`'s lights did last (status page).
     pub sink_status: SharedSinkStatus,
+    /// The PBX sync, when a PBX is configured.
+    pub pbx: Option<Arc<PbxSync>>,
+    /// Bodies of `POST /api/pbx/events` already accepted (replay protection).
+    pub pbx_replay: Arc<Mutex<ReplayGuard>>,
 }
 
 impl Deref for AppState {
@@ -61,7 +68,16 @@ impl AppState {
             started_at: Utc::now(),
             token_keys,
             sink_status: Default::default(),
+            pbx: None,
+            pbx_replay: Default::default(),
         }
+    }
+
+    /// Turns the PBX sync on when `PBX` is set (stateless under the Functions host, where
+    /// every invocation reloads the links from the store).
+    pub fn with_pbx(mut self) -> Result<Self, crate::config::ConfigError> {
+        self.pbx = PbxSync::from_context(&self.ctx, &self.poller, self.mode == Mode::Handler)?;
+        Ok(self)
     }
 
     /// Sends changes straight to Service Bus (`PUBLISH_MODE=rest`); built from

@@ -64,7 +64,9 @@ pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Res
     let keys = crate::clients::graph::certs::from_settings(&settings, Some(data_dir))?;
     store.ensure_tables().await?;
     let direct = settings.publish_mode == crate::config::PublishMode::Rest;
-    let state = AppState::new(settings, store, Mode::Serve).with_notification_keys(keys);
+    let state = AppState::new(settings, store, Mode::Serve)
+        .with_notification_keys(keys)
+        .with_pbx()?;
     Ok(if direct {
         state.with_direct_publishing()?
     } else {
@@ -112,11 +114,48 @@ pub async fn run(
     tracing::info!(%addr, store = %state.store.describe(), "serving; status page at http://{addr}/");
     let sinks = crate::serve::sinks::spawn(&state);
     let scheduler = spawn_scheduler(state.clone());
+    let (stop_pbx, pbx) = spawn_pbx(&state);
     let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .context("server failed");
+    let _ = stop_pbx.send(true);
+    if let Some(pbx) = pbx {
+        pbx.abort();
+    }
     scheduler.abort();
     sinks.abort();
     result
+}
+
+/// The PBX sync in-process, fed with every presence change `serve` publishes.
+pub fn spawn_pbx(
+    state: &AppState,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let Some(sync) = state.pbx.clone() else {
+        return (stop, None);
+    };
+    let mut changes = state.publisher.subscribe();
+    let (tx, teams) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(msg) = changes.recv().await {
+            if let crate::core::message::TopicMessage::PresenceChanged(m) = msg {
+                if tx.send((m.user_id, m.presence)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let every = state.settings.poll_interval;
+    tracing::info!("PBX sync on");
+    (
+        stop,
+        Some(tokio::spawn(crate::engine::pbx::run(
+            sync, teams, every, stopped,
+        ))),
+    )
 }

@@ -19,7 +19,10 @@ use std::fmt;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-pub use records::{PendingSignIn, PresenceRecord, SubscriptionRecord, UserRecord, UserState};
+pub use records::{
+    PbxLinkRecord, PbxMappingRecord, PendingSignIn, PresenceRecord, SubscriptionRecord, UserRecord,
+    UserState,
+};
 
 /// The logical tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,16 +37,22 @@ pub enum Table {
     PendingSignIns,
     /// Free-form entities for tests and small bookkeeping.
     Meta,
+    /// PBX extension ↔ Teams user mapping.
+    PbxMappings,
+    /// PBX sync state per extension (echo ledger, ownership, last writes).
+    PbxLinks,
 }
 
 impl Table {
     /// Every table, for creation at start-up.
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 7] = [
         Table::Users,
         Table::Presence,
         Table::Subscriptions,
         Table::PendingSignIns,
         Table::Meta,
+        Table::PbxMappings,
+        Table::PbxLinks,
     ];
 
     /// The Azure table name (alphanumeric, starts with a letter) and SQLite discriminator.
@@ -54,6 +63,8 @@ impl Table {
             Table::Subscriptions => "TeamsPresenceSubscriptions",
             Table::PendingSignIns => "TeamsPresencePendingSignIns",
             Table::Meta => "TeamsPresenceMeta",
+            Table::PbxMappings => "TeamsPresencePbxMappings",
+            Table::PbxLinks => "TeamsPresencePbxLinks",
         }
     }
 }

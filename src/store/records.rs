@@ -132,3 +132,67 @@ impl Record for PendingSignIn {
         (self.state.clone(), "pending".into())
     }
 }
+
+/// One PBX extension mapped to one Teams user (`pbx map add`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PbxMappingRecord {
+    /// The extension (or number) as the PBX spells it.
+    pub extension: String,
+    /// The Teams user's Entra object id (resolved once from a UPN or e-mail).
+    pub user_id: String,
+    /// What the admin typed (object id, UPN or e-mail), for `pbx map list`.
+    #[serde(default)]
+    pub user: String,
+    /// When the mapping was made.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Record for PbxMappingRecord {
+    const TABLE: Table = Table::PbxMappings;
+    fn keys(&self) -> (String, String) {
+        ("pbx".into(), self.extension.clone())
+    }
+}
+
+/// What the PBX sync knows about one extension, kept across restarts: the link state
+/// (`core::pbx::sync::Link`, serialised: echo ledger, ownership of a profile we set) and
+/// what the status page shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PbxLinkRecord {
+    /// The extension.
+    pub extension: String,
+    /// The mapped Teams user.
+    pub user_id: String,
+    /// The serialised link.
+    pub link: serde_json::Value,
+    /// When the link next needs a tick (hold-down, stable window, re-post), if ever.
+    #[serde(default)]
+    pub next_wake: Option<DateTime<Utc>>,
+    /// The line state last seen (`idle`, `in_call`, ...).
+    #[serde(default)]
+    pub line: Option<String>,
+    /// The PBX profile last seen.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The Teams presence last seen (`Busy/InACall`).
+    #[serde(default)]
+    pub teams: Option<String>,
+    /// The last write to Teams (`setPresence Busy/InACall`) and when.
+    #[serde(default)]
+    pub last_to_teams: Option<(String, DateTime<Utc>)>,
+    /// The last write to the PBX (`Away`) and when.
+    #[serde(default)]
+    pub last_to_pbx: Option<(String, DateTime<Utc>)>,
+    /// The last failed write, one line, no secrets.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl Record for PbxLinkRecord {
+    const TABLE: Table = Table::PbxLinks;
+    fn keys(&self) -> (String, String) {
+        ("pbx".into(), self.extension.clone())
+    }
+}

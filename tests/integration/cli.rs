@@ -132,6 +132,7 @@ fn package_writes_a_folder_the_functions_host_can_run() {
                 "subscriptions-renew",
                 "health",
                 "presence-get",
+                "pbx-events",
             ],
         ),
         ("edge", vec!["hue-subscriber"]),

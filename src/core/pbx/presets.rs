@@ -3,7 +3,6 @@
 //! They are written in the same TOML a user would write, so what `--help` shows, what the
 //! docs show and what runs are one text; a unit test parses every preset.
 
-
 /// A built-in rule set, chosen with `preset = "..."` in the `[pbx]` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
