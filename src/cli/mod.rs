@@ -28,14 +28,19 @@ pub struct Cli {
 #[derive(Debug, clap::Args)]
 struct ConfigArg {
     /// TOML file with settings (the environment wins over it).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
 struct DataDirArg {
     /// Where the SQLite store and generated keys live.
-    #[arg(long, value_name = "DIR", default_value = ".teams-presence")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".teams-presence",
+        global = true
+    )]
     data_dir: PathBuf,
 }
 

@@ -294,7 +294,8 @@ pub async fn run(
             Ok(Some(m)) => {
                 backoff = Duration::from_secs(1);
                 if let Ok(TopicMessage::PresenceChanged(c)) = TopicMessage::parse(&m.body) {
-                    let _ = tx.send((c.user_id, c.presence));
+                    let read = c.source == crate::core::presence::Source::Poll;
+                    let _ = tx.send((c.user_id, c.presence, read));
                 }
                 if let Err(e) = bus.complete(&m.lock).await {
                     tracing::warn!(error = %e, "cannot complete a message");

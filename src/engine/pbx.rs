@@ -241,6 +241,7 @@ impl PbxSync {
     /// What the PBX said.
     pub async fn on_events(&self, events: Vec<PbxEvent>, now: DateTime<Utc>) {
         for event in events {
+            tracing::debug!(?event, "PBX event");
             match event {
                 PbxEvent::Line {
                     extension, state, ..
@@ -299,13 +300,26 @@ impl PbxSync {
     }
 
     /// What Teams said about a user (a presence change, ours included: the links tell
-    /// our echo from the person's own changes).
-    pub async fn on_teams(&self, user_id: &str, presence: &Presence, now: DateTime<Utc>) {
+    /// our echo from the person's own changes). `read` is true for a value read from Graph
+    /// just now (a poll), false for a change notification, which may be a late copy.
+    pub async fn on_teams(
+        &self,
+        user_id: &str,
+        presence: &Presence,
+        read: bool,
+        now: DateTime<Utc>,
+    ) {
         let text = presence.to_string();
         let _ = self
             .with_links(
                 now,
-                |link, policy| link.observe_teams(policy, presence.clone(), now),
+                |link, policy| {
+                    if read {
+                        link.observe_teams_read(policy, presence.clone(), now)
+                    } else {
+                        link.observe_teams(policy, presence.clone(), now)
+                    }
+                },
                 |rec| {
                     if rec.user_id.eq_ignore_ascii_case(user_id) {
                         rec.teams = Some(text.clone());
@@ -625,22 +639,27 @@ fn describe(a: &Action) -> String {
 /// when `shutdown` turns true.
 pub async fn run(
     sync: Arc<PbxSync>,
-    mut teams: mpsc::UnboundedReceiver<(String, Presence)>,
+    mut teams: mpsc::UnboundedReceiver<(String, Presence, bool)>,
     poll_interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     if let Err(e) = sync.load().await {
         tracing::error!(error = %e, "cannot load the PBX mapping");
     }
-    if let Err(e) = sync.preflight().await {
-        tracing::error!(error = %e, "PBX preflight failed; the sync is off until this is fixed");
+    // The PBX may come up after us (a power cut): keep trying, and say why meanwhile.
+    let mut wait = Duration::from_secs(5);
+    while let Err(e) = sync.preflight().await {
+        tracing::error!(error = %e, retry_in_s = wait.as_secs(), "PBX preflight failed; the sync waits until it passes");
         sync.set_health(false, format!("preflight failed: {e}"));
-        while shutdown.changed().await.is_ok() {
-            if *shutdown.borrow() {
-                break;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
             }
         }
-        return;
+        wait = (wait * 2).min(Duration::from_secs(300));
     }
     sync.start(Utc::now()).await;
     let (tx, mut events) = mpsc::channel::<PbxEvent>(256);
@@ -685,7 +704,7 @@ pub async fn run(
                 }
             }
             Some(ev) = events.recv() => sync.on_events(vec![ev], Utc::now()).await,
-            Some((user, presence)) = teams.recv() => sync.on_teams(&user, &presence, Utc::now()).await,
+            Some((user, presence, read)) = teams.recv() => sync.on_teams(&user, &presence, read, Utc::now()).await,
             _ = tokio::time::sleep(sleep) => sync.tick(Utc::now()).await,
             _ = follow.tick() => sync.follow(None, Utc::now()).await,
             Some(()) = async {

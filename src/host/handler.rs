@@ -241,7 +241,8 @@ async fn deliver(
         let now = chrono::Utc::now();
         for m in &msgs {
             if let crate::core::message::TopicMessage::PresenceChanged(c) = m {
-                sync.on_teams(&c.user_id, &c.presence, now).await;
+                let read = c.source == crate::core::presence::Source::Poll;
+                sync.on_teams(&c.user_id, &c.presence, read, now).await;
             }
         }
     }

@@ -69,3 +69,63 @@ fn unauthorized() -> Response {
     )
         .into_response()
 }
+
+/// The PBX part of the status page and `/api/status`.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PbxView {
+    /// Whether the PBX connection is up.
+    pub connected: bool,
+    /// One line about it.
+    pub detail: String,
+    /// One row per mapped extension.
+    pub extensions: Vec<PbxRow>,
+}
+
+/// One mapped extension as the status page shows it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PbxRow {
+    /// The extension.
+    pub extension: String,
+    /// The Teams user.
+    pub user_id: String,
+    /// Line state last seen.
+    pub line: Option<String>,
+    /// PBX status profile last seen.
+    pub profile: Option<String>,
+    /// Teams presence last seen.
+    pub teams: Option<String>,
+    /// Last write to Teams and when.
+    pub last_to_teams: Option<(String, chrono::DateTime<Utc>)>,
+    /// Last write to the PBX and when.
+    pub last_to_pbx: Option<(String, chrono::DateTime<Utc>)>,
+    /// Last failed write.
+    pub last_error: Option<String>,
+}
+
+/// The PBX status, when a PBX is configured.
+pub async fn view(state: &AppState) -> Option<PbxView> {
+    let sync = state.pbx.as_ref()?;
+    let (connected, detail) = sync.health();
+    let extensions = sync
+        .rows()
+        .await
+        .into_iter()
+        .map(|r| PbxRow {
+            extension: r.extension,
+            user_id: r.user_id,
+            line: r.line,
+            profile: r.profile,
+            teams: r.teams,
+            last_to_teams: r.last_to_teams,
+            last_to_pbx: r.last_to_pbx,
+            last_error: r.last_error,
+        })
+        .collect();
+    Some(PbxView {
+        connected,
+        detail,
+        extensions,
+    })
+}

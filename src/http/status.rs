@@ -55,6 +55,8 @@ struct StatusView {
     next_steps: Vec<NextStep>,
     users: Vec<UserView>,
     lights: crate::engine::applier::SinkStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pbx: Option<crate::http::pbx::PbxView>,
     recent_messages: Vec<serde_json::Value>,
 }
 
@@ -149,6 +151,7 @@ async fn gather(state: &AppState) -> StatusView {
             .map(|s| s.clone())
             .unwrap_or_default(),
         users,
+        pbx: crate::http::pbx::view(state).await,
         recent_messages: state
             .publisher
             .recent()
@@ -224,6 +227,9 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         body.push_str(&format!("<p class=\"error\">Problem: {}</p>", esc(e)));
     }
     body.push_str("</section>");
+    if let Some(pbx) = &v.pbx {
+        body.push_str(&render_pbx(pbx));
+    }
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"10\"><title>teams-presence</title><style>{CSS}</style></head><body><h1>teams-presence</h1><p class=\"muted\">{store} · version {version} · up since {started}</p>{body}</body></html>",
         store = esc(&v.store),
@@ -270,5 +276,45 @@ pub fn esc(s: &str) -> String {
             c => out.push(c),
         }
     }
+    out
+}
+
+/// The status page's "Phone system" section.
+fn render_pbx(v: &crate::http::pbx::PbxView) -> String {
+    let mut out = format!(
+        "<section class=\"pbx\"><h2>Phone system</h2><p>{} {}</p>",
+        if v.connected {
+            "Connected."
+        } else {
+            "Not connected:"
+        },
+        esc(&v.detail)
+    );
+    if v.extensions.is_empty() {
+        out.push_str("<p class=\"muted\">No extension is mapped yet: <code>teams-presence pbx map add 101 someone@example.com</code>.</p>");
+    }
+    for r in &v.extensions {
+        let when = |w: &Option<(String, chrono::DateTime<chrono::Utc>)>| {
+            w.as_ref()
+                .map(|(what, at)| format!("{} at {}", what, at.format("%H:%M:%S UTC")))
+                .unwrap_or_else(|| "none yet".into())
+        };
+        out.push_str(&format!(
+            "<div class=\"ext\" data-extension=\"{ext}\"><b>{ext}</b> <span class=\"muted\">{user}</span><br>line {line} · phone status {profile} · Teams {teams}<br><small>to Teams: {tt} · to the phone: {tp}</small>{err}</div>",
+            ext = esc(&r.extension),
+            user = esc(&r.user_id),
+            line = esc(r.line.as_deref().unwrap_or("unknown")),
+            profile = esc(r.profile.as_deref().unwrap_or("unknown")),
+            teams = esc(r.teams.as_deref().unwrap_or("unknown")),
+            tt = esc(&when(&r.last_to_teams)),
+            tp = esc(&when(&r.last_to_pbx)),
+            err = r
+                .last_error
+                .as_deref()
+                .map(|e| format!("<br><span class=\"error\">Problem: {}</span>", esc(e)))
+                .unwrap_or_default(),
+        ));
+    }
+    out.push_str("</section>");
     out
 }

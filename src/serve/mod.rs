@@ -144,7 +144,8 @@ pub fn spawn_pbx(
     tokio::spawn(async move {
         while let Some(msg) = changes.recv().await {
             if let crate::core::message::TopicMessage::PresenceChanged(m) = msg {
-                if tx.send((m.user_id, m.presence)).is_err() {
+                let read = m.source == crate::core::presence::Source::Poll;
+                if tx.send((m.user_id, m.presence, read)).is_err() {
                     return;
                 }
             }

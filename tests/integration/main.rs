@@ -23,6 +23,8 @@ mod edge;
 mod fakes;
 mod graph_presence_writes;
 mod handler;
+mod pbx_e2e;
+mod pbx_generic;
 mod pbx_http;
 mod presence;
 mod serve;

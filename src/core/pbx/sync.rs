@@ -181,6 +181,21 @@ impl Link {
         self.reconcile(policy, now)
     }
 
+    /// Like [`Link::observe_teams`], for a value read from Graph just now (a poll), which
+    /// cannot be a late copy: Graph has moved past the values we wrote that differ from it,
+    /// so they stop counting as pending echoes. (While our session stands, the session
+    /// itself still marks its value as ours.) Without this, a Teams call starting soon after
+    /// a PBX call ended would wait out the whole echo window.
+    pub fn observe_teams_read(
+        &mut self,
+        policy: &Policy,
+        presence: Presence,
+        now: DateTime<Utc>,
+    ) -> Step {
+        self.teams_ledger.retain(|w| w.value == presence);
+        self.observe_teams(policy, presence, now)
+    }
+
     /// Time passed: do what is due.
     pub fn tick(&mut self, policy: &Policy, now: DateTime<Utc>) -> Step {
         self.reconcile(policy, now)
@@ -406,7 +421,12 @@ impl Link {
                 return wake(allowed, step);
             }
         }
-        self.last_write_teams = Some(now);
+        // Clearing a session a crash may have left behind is housekeeping at start, not a
+        // sync write: it must not delay the first real call by the write interval.
+        let housekeeping = action == Action::ClearSession && self.session.is_none();
+        if !housekeeping {
+            self.last_write_teams = Some(now);
+        }
         match &action {
             Action::SetSession {
                 availability,

@@ -332,3 +332,17 @@ fn vtx_writes_preferred_away_only_for_profiles_the_person_picks() {
         vec![]
     );
 }
+
+#[test]
+fn a_teams_call_read_after_our_clear_is_not_taken_for_our_echo() {
+    let (pol, mut link) = settled_3cx();
+    link.observe_line(&pol, LineState::InCall, t(200));
+    link.observe_teams(&pol, p("Busy", "InACall"), t(201));
+    link.observe_line(&pol, LineState::Idle, t(300));
+    assert_eq!(link.tick(&pol, t(305)).actions, vec![Action::ClearSession]);
+    // Polls (fresh reads, never late copies) show the clear, then a Teams call.
+    link.observe_teams_read(&pol, p("Available", "Available"), t(306));
+    link.observe_teams_read(&pol, p("Busy", "InACall"), t(308));
+    let actions = link.tick(&pol, t(330)).actions;
+    assert_eq!(actions, vec![Action::SetPbxProfile(Profile::new("Away"))]);
+}

@@ -1,0 +1,252 @@
+//! The generic HTTP PBX adapter with the `vtx` preset, through the production routes and
+//! engine: signed inbound events on `POST /api/pbx/events` (in `serve` and through the
+//! custom handler as the Functions host forwards it), and the outbound status request for
+//! every row of VTX's Teams → PBX table, against the fake Graph, Entra ID and a loopback
+//! receiver standing in for the hosted PBX.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{Duration as TimeDelta, Utc};
+use secrecy::SecretString;
+use tower::ServiceExt;
+
+use teams_presence::clients::pbx::events::sign;
+use teams_presence::core::presence::Presence;
+use teams_presence::http::state::{AppState, Mode};
+use teams_presence::store::{sqlite::SqliteStore, PbxMappingRecord, Store};
+
+use crate::fakes::entra::FakeEntra;
+use crate::fakes::graph::FakeGraph;
+use crate::fakes::graph_presence::PresenceWrites;
+use crate::fakes::pbx_receiver::FakePbxReceiver;
+use crate::support;
+
+const USER: &str = "6b1f4f7e-7d3b-4b8e-9a61-2f5c0d1e3a10";
+const SECRET: &str = "pbx-events-secret-0123456789";
+
+struct World {
+    state: AppState,
+    teams: PresenceWrites,
+    receiver: FakePbxReceiver,
+    _fakes: (FakeEntra, FakeGraph),
+}
+
+async fn world(mode: Mode) -> World {
+    support::init_logging();
+    let entra = FakeEntra::start().await;
+    let (graph, teams) = FakeGraph::start_with_presence_writes().await;
+    let receiver = FakePbxReceiver::start().await;
+    teams.set_client_session(USER, Some(("Available", "Available")));
+    let set_url = format!("{}/api/users/{{extension}}/status/{{status}}", receiver.url);
+    let settings = support::settings(&[
+        ("STORE", "sqlite"),
+        ("AZURE_TENANT_ID", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"),
+        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+        ("AZURE_CLIENT_SECRET", "app-secret"),
+        ("AZURE_AUTHORITY_HOST", &entra.url),
+        ("GRAPH_ENDPOINT", &graph.url),
+        ("PBX", "http"),
+        ("PBX_EVENTS_SECRET", SECRET),
+        ("PBX_HTTP_SET_URL", &set_url),
+        (
+            "PBX_HTTP_HEADERS",
+            "X-C5-Application: 2f6d1c3e-0000-4000-8000-000000000001",
+        ),
+        ("PBX_HTTP_USERNAME", "openapi@1234.bus.ent"),
+        ("PBX_HTTP_PASSWORD", "vtx-password"),
+        ("PBX_STABLE_SECONDS", "1"),
+    ]);
+    let dir = tempfile::tempdir().unwrap().keep();
+    let store = Store::Sqlite(SqliteStore::open(&dir.join("p.sqlite3")).unwrap());
+    store.ensure_tables().await.unwrap();
+    store
+        .upsert(&PbxMappingRecord {
+            extension: "101".into(),
+            user_id: USER.into(),
+            user: "jane@contoso.com".into(),
+            created_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let state = AppState::new(settings, store, mode).with_pbx().unwrap();
+    state.pbx.as_ref().unwrap().load().await.unwrap();
+    World {
+        state,
+        teams,
+        receiver,
+        _fakes: (entra, graph),
+    }
+}
+
+fn event(state: &str, at: chrono::DateTime<Utc>) -> String {
+    serde_json::json!({"extension": "101", "state": state, "timestamp": at.to_rfc3339()})
+        .to_string()
+}
+
+fn post(body: &str, headers: &[(&str, String)]) -> Request<Body> {
+    let mut r = Request::post("/api/pbx/events").header("content-type", "application/json");
+    for (k, v) in headers {
+        r = r.header(*k, v);
+    }
+    r.body(Body::from(body.to_owned())).unwrap()
+}
+
+fn signature(body: &str, t: i64) -> String {
+    format!(
+        "t={t},v1={}",
+        sign(&SecretString::from(SECRET), t, body.as_bytes())
+    )
+}
+
+/// Inbound: a signed call event makes Teams Busy/InACall; unsigned, wrongly signed, stale
+/// and replayed events are 401 and change nothing, malformed ones 400.
+async fn inbound_rules(router: axum::Router, w: &World) {
+    let now = Utc::now();
+    let writes_before = w.teams.calls().len();
+    let body = event("in_call", now);
+    let refused: Vec<(&str, Request<Body>)> = vec![
+        ("unsigned", post(&body, &[])),
+        (
+            "wrong bearer",
+            post(&body, &[("authorization", "Bearer nope".into())]),
+        ),
+        (
+            "wrong key",
+            post(
+                &body,
+                &[(
+                    "x-signature",
+                    format!("t={},v1={}", now.timestamp(), "00".repeat(32)),
+                )],
+            ),
+        ),
+        (
+            "stale signature",
+            post(
+                &body,
+                &[("x-signature", signature(&body, now.timestamp() - 301))],
+            ),
+        ),
+        ("stale event", {
+            let old = event("in_call", now - TimeDelta::minutes(6));
+            post(&old, &[("x-signature", signature(&old, now.timestamp()))])
+        }),
+    ];
+    for (why, req) in refused {
+        let resp = router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{why}");
+    }
+    let bad = r#"{"extension":"101","state":"on_fire","timestamp":"2026-11-27T10:00:00Z"}"#;
+    let resp = router
+        .clone()
+        .oneshot(post(bad, &[("authorization", format!("Bearer {SECRET}"))]))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        w.teams.calls().len(),
+        writes_before,
+        "a refused event wrote to Graph"
+    );
+    assert!(w.teams.app_sessions(USER).is_empty());
+
+    let resp = router
+        .clone()
+        .oneshot(post(
+            &body,
+            &[("x-signature", signature(&body, now.timestamp()))],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(w.teams.aggregate(USER), ("Busy".into(), "InACall".into()));
+    let writes = w.teams.calls().len();
+    let replay = router
+        .clone()
+        .oneshot(post(
+            &body,
+            &[("x-signature", signature(&body, now.timestamp()))],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED, "replayed");
+    assert_eq!(w.teams.calls().len(), writes, "a replay wrote to Graph");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_accepts_only_signed_fresh_pbx_events_and_a_call_makes_teams_busy() {
+    let w = world(Mode::Serve).await;
+    let router = teams_presence::serve::router(w.state.clone());
+    inbound_rules(router, &w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pbx_events_function_under_the_host_follows_the_same_rules() {
+    let w = world(Mode::Handler).await;
+    // The host forwards `pbx-events` (an HTTP-only function) to the same path.
+    let router = teams_presence::host::handler::router(w.state.clone());
+    inbound_rules(router, &w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vtx_preset_sends_the_documented_status_for_every_teams_state() {
+    let w = world(Mode::Serve).await;
+    let sync = w.state.pbx.clone().unwrap();
+    // The VTX table, row by row: Teams state → the VTX status the phone gets.
+    let table = [
+        ("BeRightBack", "BeRightBack", "On Break"),
+        ("Away", "Away", "Away"),
+        ("Offline", "OffWork", "Away"),
+        ("Offline", "Offline", "Away"),
+        ("DoNotDisturb", "Presenting", "Do Not Disturb"),
+        ("Busy", "InAMeeting", "In a Meeting"),
+        ("Busy", "Busy", "In a Meeting"),
+        ("Away", "OutOfOffice", "Out of Office"),
+        ("Available", "Available", "Available"),
+    ];
+    // Each row a minute apart, so the one-write-per-10-s limit never delays a row.
+    let mut t = Utc::now();
+    let mut previous = "Available"; // what the phone shows before the first row
+    let mut expected = 0;
+    for (availability, activity, status) in table {
+        sync.on_teams(USER, &Presence::new(availability, activity), true, t)
+            .await;
+        sync.tick(t + TimeDelta::seconds(2)).await;
+        let got = w.receiver.received();
+        if status == previous {
+            // The phone already shows it: nothing to send.
+            assert_eq!(
+                got.len(),
+                expected,
+                "{availability}/{activity} wrote {status} again"
+            );
+        } else {
+            expected += 1;
+            let last = got
+                .get(expected - 1)
+                .unwrap_or_else(|| panic!("no request for {availability}/{activity}: {got:?}"));
+            assert_eq!(last.body["status"], status, "{availability}/{activity}");
+            assert_eq!(last.body["extension"], "101");
+            assert_eq!(last.method, axum::http::Method::PUT);
+            let encoded = status.replace(' ', "%20");
+            assert!(
+                last.path_and_query
+                    .ends_with(&format!("/api/users/101/status/{encoded}")),
+                "{}",
+                last.path_and_query
+            );
+            assert!(last.headers.get("x-c5-application").is_some());
+            assert!(last
+                .headers
+                .get("authorization")
+                .is_some_and(|v| v.to_str().unwrap().starts_with("Basic ")));
+        }
+        previous = status;
+        t += TimeDelta::minutes(1);
+    }
+    assert_eq!(
+        w.receiver.received().len(),
+        expected,
+        "one request per change of status"
+    );
+}
