@@ -268,8 +268,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let settings = load(config.config.as_deref())?;
             let (client, options) = crate::edge::client_from(&settings)?;
             let state_file = data.data_dir.join("edge-state.json");
-            let mut applier =
-                crate::engine::applier::Applier::from_settings(&settings, Some(state_file)).await?;
+            let Some(mut applier) =
+                crate::edge::wait_for_bridge(&settings, Some(state_file), shutdown_signal())
+                    .await?
+            else {
+                return Ok(());
+            };
             crate::edge::run(&client, &mut applier, &options, shutdown_signal()).await?;
             Ok(())
         }

@@ -11,12 +11,14 @@
 //! - `presence`: polling, change detection and publishing against the fake Graph.
 //! - `webhook`: change notifications, decryption and validation tokens.
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
+//! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
 
 mod architecture;
 mod auth;
 mod cli;
 mod doctor;
 mod edge;
+mod edge_boot;
 mod fakes;
 mod handler;
 mod presence;
