@@ -40,6 +40,9 @@ pub struct AppState {
     pub poller: Poller,
     /// What `serve`'s lights did last (status page).
     pub sink_status: SharedSinkStatus,
+    /// `serve`'s generated admin token: opens the status from another machine
+    /// (`crate::http::access`).
+    pub admin_token: Option<secrecy::SecretString>,
 }
 
 impl Deref for AppState {
@@ -61,6 +64,7 @@ impl AppState {
             started_at: Utc::now(),
             token_keys,
             sink_status: Default::default(),
+            admin_token: None,
         }
     }
 
