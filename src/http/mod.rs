@@ -8,6 +8,7 @@ pub mod auth;
 pub mod presence;
 pub mod state;
 pub mod status;
+pub mod status_words;
 pub mod webhook;
 
 use axum::http::StatusCode;
