@@ -45,7 +45,11 @@ pub fn style(
 /// Installs the global subscriber on stderr; `RUST_LOG` filters (else `default`).
 pub fn init(default: &str, under_host: bool) -> Result<(), ConfigError> {
     let format = std::env::var("LOG_FORMAT").ok();
-    let style = style(format.as_deref(), std::io::stderr().is_terminal(), under_host)?;
+    let style = style(
+        format.as_deref(),
+        std::io::stderr().is_terminal(),
+        under_host,
+    )?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
@@ -84,7 +88,11 @@ mod tests {
             (Some(" Json "), false, true, Ok(LogStyle::Json)),
         ];
         for (format, terminal, host, want) in cases {
-            assert_eq!(style(format, terminal, host), want, "{format:?} {terminal} {host}");
+            assert_eq!(
+                style(format, terminal, host),
+                want,
+                "{format:?} {terminal} {host}"
+            );
         }
         let e = style(Some("yaml"), true, false).unwrap_err();
         assert_eq!(e.setting, "LOG_FORMAT");

@@ -329,7 +329,9 @@ pub async fn wait_for_bridge(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Option<Applier>> {
     tokio::pin!(shutdown);
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    // A bridge on the LAN is cheap to ask: at most 10 s between tries, so the lamp is right
+    // soon after it boots.
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
     let mut said = false;
     loop {
         let e = match Applier::from_settings(settings, state_file.clone()).await {

@@ -210,23 +210,70 @@ mod tests {
         };
         let none = HeaderMap::new();
         let cases: [(Option<IpAddr>, HeaderMap, Option<&str>, Access); 10] = [
-            (Some("127.0.0.1".parse().unwrap()), none.clone(), None, Access::Allowed),
+            (
+                Some("127.0.0.1".parse().unwrap()),
+                none.clone(),
+                None,
+                Access::Allowed,
+            ),
             (remote, none.clone(), None, Access::Denied),
             (None, none.clone(), None, Access::Denied),
-            (remote, h(header::AUTHORIZATION, "Bearer s3cret-token"), None, Access::Allowed),
-            (remote, h(header::AUTHORIZATION, "Bearer s3cret-tokeX"), None, Access::Denied),
-            (remote, h(header::AUTHORIZATION, "Bearer "), None, Access::Denied),
-            (remote, h(header::COOKIE, "a=b; presence_token=s3cret-token"), None, Access::Allowed),
-            (remote, h(header::COOKIE, "presence_token=nope"), None, Access::Denied),
-            (remote, none.clone(), Some("token=s3cret-token"), Access::SetCookie { location: "/".into() }),
+            (
+                remote,
+                h(header::AUTHORIZATION, "Bearer s3cret-token"),
+                None,
+                Access::Allowed,
+            ),
+            (
+                remote,
+                h(header::AUTHORIZATION, "Bearer s3cret-tokeX"),
+                None,
+                Access::Denied,
+            ),
+            (
+                remote,
+                h(header::AUTHORIZATION, "Bearer "),
+                None,
+                Access::Denied,
+            ),
+            (
+                remote,
+                h(header::COOKIE, "a=b; presence_token=s3cret-token"),
+                None,
+                Access::Allowed,
+            ),
+            (
+                remote,
+                h(header::COOKIE, "presence_token=nope"),
+                None,
+                Access::Denied,
+            ),
+            (
+                remote,
+                none.clone(),
+                Some("token=s3cret-token"),
+                Access::SetCookie {
+                    location: "/".into(),
+                },
+            ),
             (remote, none.clone(), Some("token=wrong"), Access::Denied),
         ];
         for (i, (peer, headers, query, want)) in cases.into_iter().enumerate() {
-            assert_eq!(decide(peer, &headers, "/", query, &tokens), want, "case {i}");
+            assert_eq!(
+                decide(peer, &headers, "/", query, &tokens),
+                want,
+                "case {i}"
+            );
         }
         // No token configured at all: a remote peer is always refused.
         assert_eq!(
-            decide(remote, &h(header::AUTHORIZATION, "Bearer "), "/", Some("token="), &[]),
+            decide(
+                remote,
+                &h(header::AUTHORIZATION, "Bearer "),
+                "/",
+                Some("token="),
+                &[]
+            ),
             Access::Denied
         );
     }

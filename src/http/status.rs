@@ -207,7 +207,12 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
             .last_change
             .as_deref()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| format!(" · {}", words::time_tag(t.with_timezone(&chrono::Utc), now, "for")))
+            .map(|t| {
+                format!(
+                    " · {}",
+                    words::time_tag(t.with_timezone(&chrono::Utc), now, "for")
+                )
+            })
             .unwrap_or_default();
         body.push_str(&format!(
             "<div class=\"user\" data-user-id=\"{id}\"><span class=\"dot\" style=\"background:{color}\" title=\"the lamp\"></span><div><b>{name}</b> <span class=\"muted\">{upn}</span><br><span class=\"now\" title=\"{raw}\">{words}</span>{since}<br><small>{state} · {updates}</small>{fix}</div></div>",
@@ -239,7 +244,9 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
             esc(cmd)
         ));
     }
-    body.push_str("<details open><summary>What the lamp colours mean</summary><ul class=\"legend\">");
+    body.push_str(
+        "<details open><summary>What the lamp colours mean</summary><ul class=\"legend\">",
+    );
     for (name, s) in map.showcase() {
         body.push_str(&format!(
             "<li><span class=\"dot sm\" style=\"background:{}\"></span>{} <span class=\"muted\">{}</span></li>",
@@ -251,7 +258,12 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
     body.push_str("</ul></details></section>");
     body.push_str(&setup);
     let started = chrono::DateTime::parse_from_rfc3339(&v.started_at)
-        .map(|t| format!("up {}", words::time_tag(t.with_timezone(&chrono::Utc), now, "for")))
+        .map(|t| {
+            format!(
+                "up {}",
+                words::time_tag(t.with_timezone(&chrono::Utc), now, "for")
+            )
+        })
         .unwrap_or_default();
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"10\"><title>teams-presence</title><style>{CSS}</style></head><body><h1>teams-presence</h1><p class=\"muted\">{store} · version {version} · {started}</p>{body}<script>{script}</script></body></html>",

@@ -194,31 +194,39 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
             }
         };
         let receiving = async {
-        while let Some(msg) = rx.recv().await {
-            log(&msg);
-            if let Some(bus) = state.direct_bus.clone() {
-                // PUBLISH_MODE=rest: edges elsewhere get it too.
-                let m = msg.clone();
-                tokio::spawn(async move {
-                    for attempt in 0..3u64 {
-                        match crate::engine::publish::send_direct(&bus, std::slice::from_ref(&m)).await {
-                            Ok(()) => return,
-                            Err(e) => {
-                                tracing::warn!(error = %e, attempt, "cannot send to Service Bus");
-                                tokio::time::sleep(std::time::Duration::from_secs(2 << attempt)).await;
+            while let Some(msg) = rx.recv().await {
+                log(&msg);
+                if let Some(bus) = state.direct_bus.clone() {
+                    // PUBLISH_MODE=rest: edges elsewhere get it too.
+                    let m = msg.clone();
+                    tokio::spawn(async move {
+                        for attempt in 0..3u64 {
+                            match crate::engine::publish::send_direct(
+                                &bus,
+                                std::slice::from_ref(&m),
+                            )
+                            .await
+                            {
+                                Ok(()) => return,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, attempt, "cannot send to Service Bus");
+                                    tokio::time::sleep(std::time::Duration::from_secs(
+                                        2 << attempt,
+                                    ))
+                                    .await;
+                                }
                             }
                         }
-                    }
-                });
+                    });
+                }
+                if !hue {
+                    continue;
+                }
+                if let Some(user) = msg.user_id().map(str::to_owned) {
+                    lock(&pending).insert(user, msg);
+                    wake.notify_one();
+                }
             }
-            if !hue {
-                continue;
-            }
-            if let Some(user) = msg.user_id().map(str::to_owned) {
-                lock(&pending).insert(user, msg);
-                wake.notify_one();
-            }
-        }
         };
         tokio::select! {
             _ = driving => {}

@@ -278,7 +278,10 @@ async fn a_burst_of_24_changes_ends_in_the_last_state_within_the_bridge_limits()
         LightMap::default(),
         sink(
             &fake,
-            &[HueTarget::Light("1".into()), HueTarget::Room("office".into())],
+            &[
+                HueTarget::Light("1".into()),
+                HueTarget::Room("office".into()),
+            ],
         )
         .await,
         vec![],
@@ -299,10 +302,26 @@ async fn a_burst_of_24_changes_ends_in_the_last_state_within_the_bridge_limits()
         .await;
     running.stop().await;
     let puts = fake.puts();
-    let last_light = puts.iter().rev().find(|p| p.path.starts_with("/light/")).unwrap();
-    let last_room = puts.iter().rev().find(|p| p.path.starts_with("/grouped_light/")).unwrap();
-    assert_eq!(last_light.body["color"]["xy"]["x"], json!(0.5143), "{puts:?}");
-    assert_eq!(last_room.body["color"]["xy"]["x"], json!(0.5143), "{puts:?}");
+    let last_light = puts
+        .iter()
+        .rev()
+        .find(|p| p.path.starts_with("/light/"))
+        .unwrap();
+    let last_room = puts
+        .iter()
+        .rev()
+        .find(|p| p.path.starts_with("/grouped_light/"))
+        .unwrap();
+    assert_eq!(
+        last_light.body["color"]["xy"]["x"],
+        json!(0.5143),
+        "{puts:?}"
+    );
+    assert_eq!(
+        last_room.body["color"]["xy"]["x"],
+        json!(0.5143),
+        "{puts:?}"
+    );
     assert_eq!(fake.rejected(), 0, "the bridge never had to say 429");
     // Coalesced: the room (1 command/s) did not replay 24 states.
     assert!(puts.len() < 24, "{} commands", puts.len());
@@ -334,10 +353,7 @@ async fn a_burst_already_waiting_for_one_user_ends_in_the_latest_and_completes_a
     let puts = fake.puts();
     // The first is applied at once; the rest arrive while it is in flight and coalesce.
     assert!(puts.len() <= 4, "{puts:?}");
-    assert_eq!(
-        puts.last().unwrap().body["color"]["xy"]["x"],
-        json!(0.5143)
-    );
+    assert_eq!(puts.last().unwrap().body["color"]["xy"]["x"], json!(0.5143));
 }
 
 #[tokio::test]

@@ -53,7 +53,11 @@ async fn subscribe_waits_for_a_bridge_that_is_down_at_boot_and_then_shows_the_ch
     let puts = hue.puts();
     assert_eq!(puts.len(), 1, "{puts:?}");
     assert_eq!(puts[0].path, "/lights/1/state");
-    assert_eq!(puts[0].body["xy"], json!([0.7006, 0.2993]), "red: in a call");
+    assert_eq!(
+        puts[0].body["xy"],
+        json!([0.7006, 0.2993]),
+        "red: in a call"
+    );
     let up = started.elapsed();
     assert!(child.try_wait().unwrap().is_none(), "subscribe exited");
     eprintln!(
@@ -63,4 +67,5 @@ async fn subscribe_waits_for_a_bridge_that_is_down_at_boot_and_then_shows_the_ch
     );
     child.kill().unwrap();
     child.wait().unwrap();
+    eprintln!("{}", std::fs::read_to_string(&log).unwrap());
 }

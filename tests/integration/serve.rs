@@ -159,24 +159,46 @@ async fn serve_lights_coalesce_one_change_per_user_while_the_bridge_is_down() {
         TopicMessage::parse(v.to_string().as_bytes()).unwrap()
     };
     for seq in 1..=30 {
-        let (av, ac) = if seq % 2 == 0 { ("Busy", "InACall") } else { ("Available", "Available") };
+        let (av, ac) = if seq % 2 == 0 {
+            ("Busy", "InACall")
+        } else {
+            ("Available", "Available")
+        };
         app.publisher
-            .publish(None, vec![msg("a", seq, av, ac), msg("b", seq, "Away", "Away")])
+            .publish(
+                None,
+                vec![msg("a", seq, av, ac), msg("b", seq, "Away", "Away")],
+            )
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let hue = FakeHue::start_at(Api::V1, format!("127.0.0.1:{port}").parse().unwrap()).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while hue.puts().len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "puts: {:?}", hue.puts());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "puts: {:?}",
+            hue.puts()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let puts = hue.puts();
     assert_eq!(puts.len(), 2, "one command per user: {puts:?}");
-    assert_eq!(puts[0].body["xy"], serde_json::json!([0.7006, 0.2993]), "a: last was a call");
-    assert_eq!(puts[1].body["xy"], serde_json::json!([0.5143, 0.4572]), "b: away");
+    assert_eq!(
+        puts[0].body["xy"],
+        serde_json::json!([0.7006, 0.2993]),
+        "a: last was a call"
+    );
+    assert_eq!(
+        puts[1].body["xy"],
+        serde_json::json!([0.5143, 0.4572]),
+        "b: away"
+    );
     let status = app.sink_status.lock().unwrap().clone();
-    assert!(status.last_answer_at.is_some() && status.last_error.is_none(), "{status:?}");
+    assert!(
+        status.last_answer_at.is_some() && status.last_error.is_none(),
+        "{status:?}"
+    );
     sinks.abort();
 }

@@ -182,7 +182,9 @@ async fn the_status_refuses_a_remote_peer_without_a_credential_and_shows_nothing
             let resp = router.oneshot(req).await.unwrap();
             let status = resp.status();
             let headers = resp.headers().clone();
-            let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
             (status, headers, String::from_utf8_lossy(&body).into_owned())
         }
     };
