@@ -4,6 +4,7 @@
 
 pub mod doctor;
 pub mod hue;
+pub mod logging;
 pub mod login;
 pub mod pbx;
 pub mod users;
@@ -225,14 +226,8 @@ fn load_env_only() -> Result<Settings, ConfigError> {
     Settings::parse(&Sources::from_env_and_file(None, false)?)
 }
 
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+fn init_tracing(default: &str) -> Result<(), ConfigError> {
+    logging::init(default, false)
 }
 
 /// Entry point used by `main`.
@@ -286,7 +281,7 @@ async fn shutdown_signal() {
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Handler => {
-            init_tracing("info");
+            logging::init("info", true)?;
             let settings = load_env_only()?;
             let port = settings.custom_handler_port.ok_or_else(|| {
                 ConfigError::missing(
@@ -310,7 +305,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             data,
             config,
         } => {
-            init_tracing("info");
+            init_tracing("info")?;
             let settings = load(config.config.as_deref())?;
             let state = crate::serve::build_state(settings, &data.data_dir).await?;
             let listener = tokio::net::TcpListener::bind(listen)
@@ -320,17 +315,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Subscribe { config, data } => {
-            init_tracing("info");
+            init_tracing("info")?;
             let settings = load(config.config.as_deref())?;
             let (client, options) = crate::edge::client_from(&settings)?;
             let state_file = data.data_dir.join("edge-state.json");
-            let mut applier =
-                crate::engine::applier::Applier::from_settings(&settings, Some(state_file)).await?;
+            let Some(mut applier) =
+                crate::edge::wait_for_bridge(&settings, Some(state_file), shutdown_signal())
+                    .await?
+            else {
+                return Ok(());
+            };
             crate::edge::run(&client, &mut applier, &options, shutdown_signal()).await?;
             Ok(())
         }
         Command::Login { data, config } => {
-            init_tracing("warn");
+            init_tracing("warn")?;
             let settings = load(config.config.as_deref())?;
             settings.require_client_id()?;
             let mut out = std::io::stdout();
@@ -344,7 +343,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Hue { command } => {
-            init_tracing("warn");
+            init_tracing("warn")?;
             let settings = load(None)?;
             match command {
                 HueCommand::Pair => crate::cli::hue::pair(&settings).await?,
@@ -359,7 +358,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             data,
             config,
         } => {
-            init_tracing("warn");
+            init_tracing("warn")?;
             let settings = load(config.config.as_deref())?;
             let store = crate::store::open(&settings, StoreKind::Sqlite, &data.data_dir)?;
             store.ensure_tables().await.map_err(anyhow::Error::from)?;
@@ -370,7 +369,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Doctor { data, config } => {
-            init_tracing("error");
+            init_tracing("error")?;
             let settings = load(config.config.as_deref())?;
             let mut out = std::io::stdout();
             let ok =
@@ -390,12 +389,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let settings = load(config.config.as_deref())?;
             match command {
                 PbxCommand::Run { listen } => {
-                    init_tracing("info");
+                    init_tracing("info")?;
                     crate::cli::pbx::run(settings, &data.data_dir, listen, shutdown_signal())
                         .await?;
                 }
                 PbxCommand::Map { command } => {
-                    init_tracing("warn");
+                    init_tracing("warn")?;
                     let store = crate::cli::pbx::open_store(&settings, &data.data_dir).await?;
                     let mut out = std::io::stdout();
                     match command {

@@ -3,8 +3,9 @@
 //! [`Applier::handle_body`] under the Functions host. Both use the same rules
 //! ([`crate::core::judge`]) and the same [`Applier`].
 //!
-//! A burst: whatever is already waiting is drained (up to [`Options::batch`]) and coalesced;
-//! all are completed together. The sink succeeds: completed. The sink fails: abandoned (the
+//! No waiting for more: a message is applied the moment it arrives. A burst coalesces by
+//! itself: the receiver keeps receiving while a bridge command is in flight, and the next
+//! batch is whatever arrived meanwhile (up to [`Options::batch`]); all are completed together. The sink succeeds: completed. The sink fails: abandoned (the
 //! broker redelivers, and dead-letters after the subscription's max delivery count), and the
 //! loop backs off before receiving again. While a slow sink works, the locks are renewed.
 //!
@@ -15,7 +16,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
 
+use crate::clients::hue::HueError;
 use crate::clients::servicebus::{self, LockUri, ReceivedMessage, ServiceBusError};
 use crate::config::{ConfigError, Settings};
 use crate::core::judge::{coalesce, Verdict};
@@ -29,11 +32,8 @@ pub struct Options {
     pub subscription: String,
     /// Long-poll timeout of a receive.
     pub wait: Duration,
-    /// Most messages drained and coalesced in one go.
+    /// Most messages coalesced in one go (and most received ahead while a command runs).
     pub batch: usize,
-    /// Long-poll timeout while draining a burst (kept short: it adds to the latency of the
-    /// last message of every burst).
-    pub drain_wait: Duration,
 }
 
 impl Options {
@@ -43,8 +43,6 @@ impl Options {
             subscription: subscription.to_owned(),
             wait: Duration::from_secs(30),
             batch: 32,
-            // timeout=0 is not documented as "do not wait", so 1 s it is.
-            drain_wait: Duration::from_secs(1),
         }
     }
 }
@@ -79,28 +77,80 @@ impl Backoff {
     }
 }
 
-/// The subscribe loop; returns when `shutdown` resolves (the current batch is finished first).
+/// The subscribe loop; returns when `shutdown` resolves (the current batch is finished first,
+/// and messages received but not yet applied are abandoned so the broker redelivers them at
+/// once).
+///
+/// Two halves run concurrently in this task: a receiver that long-polls and hands each
+/// message over as soon as it arrives, and an applier that takes the first message, adds
+/// whatever is already waiting (never waiting for more), and applies the batch. While a
+/// bridge command is in flight the receiver keeps receiving, so a burst coalesces into the
+/// next batch by itself.
 pub async fn run(
     client: &servicebus::Client,
     applier: &mut Applier,
     opts: &Options,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    tokio::pin!(shutdown);
-    let mut net_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    let mut sink_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Receive only while the sink works: during a sink back-off, messages stay unreceived
+    // (not locked in our hands, where their locks would run out).
+    let (healthy_tx, healthy_rx) = watch::channel(true);
+    let (tx, mut rx) = mpsc::channel::<ReceivedMessage>(opts.batch.max(1));
     tracing::info!(topic = client.topic(), subscription = %opts.subscription, "subscribed");
+    let stopper = async {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let receiving = receive(client, opts, tx, stop_rx.clone(), healthy_rx);
+    let applying = async {
+        apply_loop(client, applier, opts, &mut rx, stop_rx.clone(), healthy_tx).await;
+        // Whatever was received but not applied goes back to the broker.
+        rx.close();
+        while let Some(m) = rx.recv().await {
+            if let Err(e) = client.abandon(&m.lock).await {
+                log_settle_error(&e, m.props.message_id.as_deref());
+            }
+        }
+    };
+    tokio::join!(stopper, receiving, applying);
+    tracing::info!("subscriber stopped");
+    Ok(())
+}
+
+/// Resolves once `stop` is set.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Long-polls the subscription and hands every message over the moment it arrives.
+async fn receive(
+    client: &servicebus::Client,
+    opts: &Options,
+    tx: mpsc::Sender<ReceivedMessage>,
+    mut stop: watch::Receiver<bool>,
+    mut healthy: watch::Receiver<bool>,
+) {
+    let mut net_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
+        // Not while the sink backs off.
+        tokio::select! {
+            _ = stopped(&mut stop) => break,
+            r = healthy.wait_for(|h| *h) => if r.is_err() { break },
+        }
         let received = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = stopped(&mut stop) => break,
             r = client.peek_lock(&opts.subscription, opts.wait) => r,
         };
-        let first = match received {
-            Ok(Some(m)) => m,
-            Ok(None) => {
+        match received {
+            Ok(Some(m)) => {
                 net_backoff.reset();
-                continue;
+                // Bounded: a slow sink slows receiving instead of piling up locks.
+                if tx.send(m).await.is_err() {
+                    break;
+                }
             }
+            Ok(None) => net_backoff.reset(),
             Err(e) => {
                 let wait = if e.is_transient() {
                     tracing::warn!(error = %e, "receive failed; retrying");
@@ -110,36 +160,56 @@ pub async fn run(
                     net_backoff.step().max(Duration::from_secs(30))
                 };
                 tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = tokio::time::sleep(wait) => continue,
+                    _ = stopped(&mut stop) => break,
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
+        }
+    }
+}
+
+/// Takes the first waiting message, everything else already there, and applies them.
+async fn apply_loop(
+    client: &servicebus::Client,
+    applier: &mut Applier,
+    opts: &Options,
+    rx: &mut mpsc::Receiver<ReceivedMessage>,
+    mut stop: watch::Receiver<bool>,
+    healthy: watch::Sender<bool>,
+) {
+    let mut sink_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        let first = tokio::select! {
+            _ = stopped(&mut stop) => break,
+            m = rx.recv() => match m { Some(m) => m, None => break },
         };
-        net_backoff.reset();
         let mut batch = vec![first];
         while batch.len() < opts.batch {
-            match client.peek_lock(&opts.subscription, opts.drain_wait).await {
-                Ok(Some(m)) => batch.push(m),
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(error = %e, "draining stopped");
-                    break;
-                }
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
             }
         }
         if process_batch(client, applier, batch).await {
             sink_backoff.reset();
-        } else {
-            let wait = sink_backoff.step();
-            tracing::info!(?wait, "waiting before receiving again after a sink failure");
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tokio::time::sleep(wait) => {}
+            continue;
+        }
+        let _ = healthy.send(false);
+        // What was received during the failed command goes back too: it would only wait
+        // here with its lock running out.
+        while let Ok(m) = rx.try_recv() {
+            if let Err(e) = client.abandon(&m.lock).await {
+                log_settle_error(&e, m.props.message_id.as_deref());
             }
         }
+        let wait = sink_backoff.step();
+        tracing::info!(?wait, "waiting before receiving again after a sink failure");
+        tokio::select! {
+            _ = stopped(&mut stop) => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let _ = healthy.send(true);
     }
-    tracing::info!("subscriber stopped");
-    Ok(())
 }
 
 /// Judges, coalesces, applies, then completes or abandons every message of a batch.
@@ -246,6 +316,55 @@ pub fn client_from(settings: &Settings) -> anyhow::Result<(servicebus::Client, O
         )
     })?;
     Ok((client, Options::new(sub)))
+}
+
+/// Builds the applier, waiting for a bridge that does not answer yet: after a power cut the
+/// Pi is usually up before its bridge. Nothing is received meanwhile, so messages wait
+/// unlocked in the subscription and the latest state is applied once the bridge answers.
+/// Anything but an unreachable bridge (a wrong key, a missing setting) ends it at once.
+/// `Ok(None)`: shut down while waiting.
+pub async fn wait_for_bridge(
+    settings: &Settings,
+    state_file: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Option<Applier>> {
+    tokio::pin!(shutdown);
+    // A bridge on the LAN is cheap to ask: at most 10 s between tries, so the lamp is right
+    // soon after it boots.
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+    let mut said = false;
+    loop {
+        let e = match Applier::from_settings(settings, state_file.clone()).await {
+            Ok(a) => {
+                if said {
+                    tracing::info!("the Hue bridge answered");
+                }
+                return Ok(Some(a));
+            }
+            Err(e) if bridge_unreachable(&e) => e,
+            Err(e) => return Err(e),
+        };
+        let wait = backoff.step();
+        if !said {
+            tracing::warn!(bridge = settings.hue_bridge.as_deref().unwrap_or(""), error = %format!("{e:#}"), "waiting for the Hue bridge; messages stay in the subscription until it answers");
+            said = true;
+        } else {
+            tracing::info!(?wait, error = %format!("{e:#}"), "still waiting for the Hue bridge");
+        }
+        tokio::select! {
+            _ = &mut shutdown => return Ok(None),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// The bridge is down or busy (worth waiting for), as opposed to misconfigured.
+fn bridge_unreachable(e: &anyhow::Error) -> bool {
+    match e.downcast_ref::<HueError>() {
+        Some(HueError::Network(_) | HueError::RateLimited { .. }) => true,
+        Some(HueError::Status(s)) => *s >= 500,
+        _ => false,
+    }
 }
 
 static TRIGGER: tokio::sync::OnceCell<tokio::sync::Mutex<Applier>> =

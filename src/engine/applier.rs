@@ -28,6 +28,8 @@ pub struct SinkStatus {
     pub last_command_at: Option<DateTime<Utc>>,
     /// The last failure, if the latest attempt failed.
     pub last_error: Option<String>,
+    /// When the bridge last answered (connected, or took a command).
+    pub last_answer_at: Option<DateTime<Utc>>,
 }
 
 /// Shared sink status.

@@ -3,11 +3,13 @@
 //! Each capability registers its own routes in its module; this one assembles them and owns
 //! the boundary error type that turns into a response.
 
+pub mod access;
 pub mod auth;
 pub mod pbx;
 pub mod presence;
 pub mod state;
 pub mod status;
+pub mod status_words;
 pub mod webhook;
 
 use axum::http::StatusCode;
@@ -25,7 +27,13 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/api/health", get(health))
-        .route("/api/status", get(status::status_json))
+        .route(
+            "/api/status",
+            get(status::status_json).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                access::guard,
+            )),
+        )
         .merge(auth::routes())
         .merge(presence::routes())
         .merge(webhook::routes())

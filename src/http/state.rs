@@ -47,6 +47,9 @@ pub struct AppState {
     pub pbx: Option<Arc<PbxSync>>,
     /// Bodies of `POST /api/pbx/events` already accepted (replay protection).
     pub pbx_replay: Arc<Mutex<ReplayGuard>>,
+    /// `serve`'s generated admin token: opens the status from another machine
+    /// (`crate::http::access`).
+    pub admin_token: Option<secrecy::SecretString>,
 }
 
 impl Deref for AppState {
@@ -70,6 +73,7 @@ impl AppState {
             sink_status: Default::default(),
             pbx: None,
             pbx_replay: Default::default(),
+            admin_token: None,
         }
     }
 

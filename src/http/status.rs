@@ -11,8 +11,12 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::core::lights::{Desired, LightMap};
 use crate::core::message::TopicMessage;
+use crate::core::presence::Presence;
+use crate::engine::applier::SinkStatus;
 use crate::http::state::{AppState, Mode};
+use crate::http::status_words as words;
 use crate::store::{PresenceRecord, UserRecord, UserState};
 
 /// One thing the user still has to configure.
@@ -175,33 +179,52 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         return StatusCode::NOT_FOUND.into_response();
     }
     let v = gather(&state).await;
-    let mut body = String::new();
+    let now = chrono::Utc::now();
+    let map = crate::engine::applier::lights_from(&state.settings).unwrap_or_default();
+    let mut setup = String::new();
     if !v.next_steps.is_empty() {
-        body.push_str("<section class=\"setup\"><h2>Set up</h2><p>Add these settings to <code>teams-presence.toml</code> (next to where you run <code>serve</code>) or the environment, then restart:</p><ol>");
+        setup.push_str("<section class=\"setup\"><h2>Set up</h2><p>Add these settings to <code>teams-presence.toml</code> (next to where you run <code>serve</code>) or the environment, then restart:</p><ol>");
         for s in &v.next_steps {
-            body.push_str(&format!(
+            setup.push_str(&format!(
                 "<li><code>{}</code>: {}</li>",
                 esc(s.setting),
                 esc(s.why)
             ));
         }
-        body.push_str("</ol></section>");
+        setup.push_str("</ol></section>");
+    }
+    // Until someone signs in, setting up is the point of the page; after that, people are.
+    let mut body = String::new();
+    if v.users.is_empty() {
+        body.push_str(&std::mem::take(&mut setup));
     }
     body.push_str("<section><h2>People</h2>");
     if v.users.is_empty() {
         body.push_str("<p class=\"muted\">Nobody is signed in yet. Sign in at <a href=\"/api/auth/start\">/api/auth/start</a> or run <code>teams-presence login</code>.</p>");
     }
     for u in &v.users {
-        let av = u.availability.as_deref().unwrap_or("unknown");
+        let av = u.availability.as_deref().unwrap_or("PresenceUnknown");
+        let ac = u.activity.as_deref().unwrap_or("");
+        let lamp = lamp_colour(&map, av, ac, now);
+        let since = u
+            .last_change
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| {
+                format!(
+                    " · {}",
+                    words::time_tag(t.with_timezone(&chrono::Utc), now, "for")
+                )
+            })
+            .unwrap_or_default();
         body.push_str(&format!(
-            "<div class=\"user\" data-user-id=\"{id}\"><span class=\"dot\" style=\"background:{color}\"></span><div><b>{name}</b> <span class=\"muted\">{upn}</span><br>{av} / {ac} <span class=\"muted\">{since}</span><br><small>{state} · {updates}</small>{fix}</div></div>",
+            "<div class=\"user\" data-user-id=\"{id}\"><span class=\"dot\" style=\"background:{color}\" title=\"the lamp\"></span><div><b>{name}</b> <span class=\"muted\">{upn}</span><br><span class=\"now\" title=\"{raw}\">{words}</span>{since}<br><small>{state} · {updates}</small>{fix}</div></div>",
             id = esc(&u.user_id),
-            color = swatch(av),
+            color = lamp,
             name = esc(if u.display_name.is_empty() { &u.user_id } else { &u.display_name }),
             upn = esc(&u.upn),
-            av = esc(av),
-            ac = esc(u.activity.as_deref().unwrap_or("")),
-            since = esc(&u.last_change.as_deref().map(human_time).map(|t| format!("since {t}")).unwrap_or_default()),
+            raw = esc(&format!("{av} / {ac}")),
+            words = esc(&words::presence_words(av, ac)),
             state = esc(&u.state),
             updates = esc(&u.updates),
             fix = if u.sign_in_required {
@@ -213,55 +236,82 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
     }
     body.push_str("</section>");
     body.push_str(&format!(
-        "<section><h2>Lights</h2><p>{}</p>",
-        esc(&v.lights.description)
+        "<section><h2>Lights</h2><p>{}</p>{}",
+        esc(&v.lights.description),
+        sink_health(&v.lights, now)
     ));
     if let (Some(cmd), Some(at)) = (&v.lights.last_command, v.lights.last_command_at) {
         body.push_str(&format!(
             "<p class=\"muted\">Last command {}: {}</p>",
-            esc(&at.format("%H:%M:%S UTC").to_string()),
+            words::time_tag(at, now, "ago"),
             esc(cmd)
         ));
     }
-    if let Some(e) = &v.lights.last_error {
-        body.push_str(&format!("<p class=\"error\">Problem: {}</p>", esc(e)));
+    body.push_str(
+        "<details open><summary>What the lamp colours mean</summary><ul class=\"legend\">",
+    );
+    for (name, s) in map.showcase() {
+        body.push_str(&format!(
+            "<li><span class=\"dot sm\" style=\"background:{}\"></span>{} <span class=\"muted\">{}</span></li>",
+            words::swatch(&s).unwrap_or_else(|| OFF.into()),
+            esc(&name),
+            esc(&words::looks(&s)),
+        ));
     }
-    body.push_str("</section>");
+    body.push_str("</ul></details></section>");
     if let Some(pbx) = &v.pbx {
         body.push_str(&render_pbx(pbx));
     }
+    body.push_str(&setup);
+    let started = chrono::DateTime::parse_from_rfc3339(&v.started_at)
+        .map(|t| {
+            format!(
+                "up {}",
+                words::time_tag(t.with_timezone(&chrono::Utc), now, "for")
+            )
+        })
+        .unwrap_or_default();
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"10\"><title>teams-presence</title><style>{CSS}</style></head><body><h1>teams-presence</h1><p class=\"muted\">{store} · version {version} · up since {started}</p>{body}</body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"10\"><title>teams-presence</title><style>{CSS}</style></head><body><h1>teams-presence</h1><p class=\"muted\">{store} · version {version} · {started}</p>{body}<script>{script}</script></body></html>",
         store = esc(&v.store),
         version = v.version,
-        started = esc(&human_time(&v.started_at)),
+        script = words::SCRIPT,
     );
     Html(html).into_response()
 }
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.4}.muted{color:#666}.setup{background:#fff7e0;border:1px solid #e8c66a;padding:.5rem 1rem;border-radius:.5rem}.user{display:flex;gap:.75rem;align-items:center;padding:.5rem 0;border-bottom:1px solid #eee}.dot{width:1.5rem;height:1.5rem;border-radius:50%;flex:none;border:1px solid #0002}code{background:#f3f3f3;padding:0 .2rem}.error{color:#a4262c}";
+/// The swatch of an unlit lamp.
+const OFF: &str = "#3a3a3a";
 
-/// `2026-11-23 02:12 UTC` from an RFC 3339 time (the JSON keeps the precise value).
-fn human_time(rfc3339: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(rfc3339)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%d %H:%M UTC")
-                .to_string()
-        })
-        .unwrap_or_else(|_| rfc3339.to_owned())
-}
-
-/// The page's colour for an availability (the lamp's own colours come from the light map).
-fn swatch(availability: &str) -> &'static str {
-    match availability {
-        "Available" | "AvailableIdle" => "#2e9e44",
-        "Busy" | "BusyIdle" => "#d13438",
-        "DoNotDisturb" => "#a4262c",
-        "Away" | "BeRightBack" => "#f2b600",
-        _ => "#999",
+/// The colour the lamp shows for a presence now (grey when off or left alone).
+fn lamp_colour(map: &LightMap, av: &str, ac: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    match map.for_presence(&Presence::new(av, ac), now) {
+        Desired::Set(s) => words::swatch(&s).unwrap_or_else(|| OFF.into()),
+        Desired::Keep => "#999".into(),
     }
 }
+
+/// One line on the sink's health: "Bridge answered 3 s ago", or what is wrong.
+fn sink_health(s: &SinkStatus, now: chrono::DateTime<chrono::Utc>) -> String {
+    match (&s.last_error, s.last_answer_at) {
+        (Some(e), Some(at)) => format!(
+            "<p class=\"health bad\">Bridge not answering: {} (last answered {})</p>",
+            esc(e),
+            words::time_tag(at, now, "ago")
+        ),
+        (Some(e), None) => format!(
+            "<p class=\"health bad\">Bridge not answering yet: {}</p>",
+            esc(e)
+        ),
+        (None, Some(at)) => format!(
+            "<p class=\"health ok\">Bridge answered {}</p>",
+            words::time_tag(at, now, "ago")
+        ),
+        (None, None) => String::new(),
+    }
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.4}.muted{color:#666}.setup{background:#fff7e0;border:1px solid #e8c66a;padding:.5rem 1rem;border-radius:.5rem}.user{display:flex;gap:.75rem;align-items:center;padding:.5rem 0;border-bottom:1px solid #eee}.dot{width:1.5rem;height:1.5rem;border-radius:50%;flex:none;border:1px solid #0002;display:inline-block}.dot.sm{width:.9rem;height:.9rem;vertical-align:middle;margin-right:.5rem}.now{font-weight:600}.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.2rem 1rem;font-size:.9rem}section{margin-bottom:1rem}.health:before{content:\"\\25CF  \"}.ok:before{color:#2e9e44}.bad{color:#a4262c}code{background:#f3f3f3;padding:0 .2rem}time{white-space:nowrap}";
 
 /// HTML-escapes text.
 pub fn esc(s: &str) -> String {

@@ -12,7 +12,7 @@ use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
 use base64::Engine;
-use secrecy::SecretBox;
+use secrecy::{SecretBox, SecretString};
 use tokio::net::TcpListener;
 
 use crate::config::{Settings, StoreKind};
@@ -53,6 +53,30 @@ pub fn load_or_create_token_key(dir: &Path) -> anyhow::Result<SecretBox<[u8; 32]
     }
 }
 
+/// Loads `admin-token` from the data directory, generating it (mode 0600) on first run and
+/// printing it that once: it opens the status page from another machine
+/// (`/?token=...`, or `Authorization: Bearer ...`). Used when `PRESENCE_API_TOKEN` is not set.
+pub fn load_or_create_admin_token(dir: &Path) -> anyhow::Result<SecretString> {
+    let path = dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(SecretString::from(text.trim().to_owned())),
+        Ok(_) => anyhow::bail!("{} is empty; delete it to get a new token", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 24];
+            openssl::rand::rand_bytes(&mut bytes).context("cannot get random bytes")?;
+            let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            write_private(&path, token.as_bytes())?;
+            // Printed, not logged: log lines may be shipped elsewhere.
+            println!(
+                "The status page answers on this machine only. From elsewhere, open it once with ?token={token} (kept in {}).",
+                path.display()
+            );
+            Ok(SecretString::from(token))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 /// Builds `serve`'s state: data directory, generated key, store.
 pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Result<AppState> {
     crate::files::prepare_data_dir(data_dir)?;
@@ -64,9 +88,15 @@ pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Res
     let keys = crate::clients::graph::certs::from_settings(&settings, Some(data_dir))?;
     store.ensure_tables().await?;
     let direct = settings.publish_mode == crate::config::PublishMode::Rest;
-    let state = AppState::new(settings, store, Mode::Serve)
+    let admin = if settings.presence_api_token.is_none() {
+        Some(load_or_create_admin_token(data_dir)?)
+    } else {
+        None
+    };
+    let mut state = AppState::new(settings, store, Mode::Serve)
         .with_notification_keys(keys)
         .with_pbx()?;
+    state.admin_token = admin;
     Ok(if direct {
         state.with_direct_publishing()?
     } else {
@@ -77,7 +107,12 @@ pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Res
 /// `serve`'s router: the API plus the status page.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(crate::http::status::status_page))
+        .route(
+            "/",
+            get(crate::http::status::status_page).route_layer(
+                axum::middleware::from_fn_with_state(state.clone(), crate::http::access::guard),
+            ),
+        )
         .with_state(state.clone())
         .merge(crate::http::api_router(state))
 }
@@ -115,7 +150,9 @@ pub async fn run(
     let sinks = crate::serve::sinks::spawn(&state);
     let scheduler = spawn_scheduler(state.clone());
     let (stop_pbx, pbx) = spawn_pbx(&state);
-    let result = axum::serve(listener, router(state))
+    // The peer address decides who may read the status (crate::http::access).
+    let service = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
         .context("server failed");

@@ -2,12 +2,16 @@
 //! configured, shown on the lights with the same code the edge runs (`edge::Applier`).
 //!
 //! At start the sink shows every user's stored presence once, so after a restart (even
-//! `kill -9`) the lamp is right without waiting for the next change. A bridge that is down
-//! does not lose changes: the latest verdict per user is kept and retried every 10 seconds.
+//! `kill -9`) the lamp is right without waiting for the next change. A change goes to the
+//! lights the moment it is published. A bridge that is down does not lose changes: the
+//! latest message per user is kept (one per user, however long the outage) and retried with
+//! back-off.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
+use tokio::sync::Notify;
 
 use crate::core::judge::Verdict;
 use crate::core::message::{PresenceChanged, TopicMessage};
@@ -37,6 +41,7 @@ async fn connect(state: &AppState) -> Option<Applier> {
                     state.settings.hue_bridge.as_deref().unwrap_or("")
                 );
                 s.last_error = None;
+                s.last_answer_at = Some(Utc::now());
             });
             Some(a)
         }
@@ -71,17 +76,32 @@ fn describe(d: &crate::core::lights::Desired) -> String {
     }
 }
 
-/// Applies pending verdicts; the ones that fail stay pending.
-async fn flush(state: &AppState, applier: &mut Applier, pending: &mut BTreeMap<String, Verdict>) {
-    let users: Vec<String> = pending.keys().cloned().collect();
-    for user in users {
-        let verdict = pending.remove(&user).expect("key listed");
+/// The newest message per user not yet on the lights: bounded by the number of users however
+/// long the bridge is down, and a newer message replaces an older one (coalescing).
+type Pending = Arc<Mutex<BTreeMap<String, TopicMessage>>>;
+
+fn lock(p: &Pending) -> std::sync::MutexGuard<'_, BTreeMap<String, TopicMessage>> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Applies everything pending; a failed one goes back unless a newer one arrived meanwhile.
+/// Returns false if the bridge failed.
+async fn flush(state: &AppState, applier: &mut Applier, pending: &Pending) -> bool {
+    let taken = std::mem::take(&mut *lock(pending));
+    let mut ok = true;
+    for (user, msg) in taken {
+        let verdict = applier.judge(&Ok(msg.clone()), Utc::now());
+        if !ok {
+            lock(pending).entry(user).or_insert(msg);
+            continue;
+        }
         match applier.apply(&verdict).await {
             Ok(()) => {
                 if let Verdict::Apply { desired, .. } = &verdict {
                     set(&state.sink_status, |s| {
                         s.last_command = Some(format!("{user}: {}", describe(desired)));
                         s.last_command_at = Some(Utc::now());
+                        s.last_answer_at = s.last_command_at;
                         s.last_error = None;
                     });
                 }
@@ -89,8 +109,45 @@ async fn flush(state: &AppState, applier: &mut Applier, pending: &mut BTreeMap<S
             Err(e) => {
                 tracing::warn!(user_id = %user, error = %e, "the lights did not take the change; will retry");
                 set(&state.sink_status, |s| s.last_error = Some(e.to_string()));
-                pending.insert(user, verdict);
+                lock(pending).entry(user).or_insert(msg);
+                ok = false;
             }
+        }
+    }
+    ok
+}
+
+/// Drives the lights: applies what is pending the moment it is known, and while the bridge
+/// is down retries with back-off (1 s doubling to 30 s), never sooner than the bridge's own
+/// rate limits allow.
+async fn lights(state: AppState, pending: Pending, wake: Arc<Notify>) {
+    let mut applier: Option<Applier> = None;
+    let mut backoff = std::time::Duration::from_secs(1);
+    let mut failing = false;
+    loop {
+        if failing {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(backoff) => {}
+            }
+        } else {
+            wake.notified().await;
+        }
+        if applier.is_none() {
+            applier = connect(&state).await;
+        }
+        failing = match applier.as_mut() {
+            Some(a) => !flush(&state, a, &pending).await,
+            None => true,
+        };
+        backoff = if failing {
+            (backoff * 2).min(std::time::Duration::from_secs(30))
+        } else {
+            std::time::Duration::from_secs(1)
+        };
+        if !lock(&pending).is_empty() && !failing {
+            // Arrived while the command was in flight: go again at once.
+            wake.notify_one();
         }
     }
 }
@@ -100,16 +157,11 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
     let mut rx = state.publisher.subscribe();
     let state = state.clone();
     tokio::spawn(async move {
-        if state.settings.hue_bridge.is_none() {
-            set(&state.sink_status, |s| {
-                s.description =
-                    "no lights configured (HUE_BRIDGE is not set): changes are only logged".into()
-            });
-        }
-        let mut applier = connect(&state).await;
-        let mut pending: BTreeMap<String, Verdict> = BTreeMap::new();
-        // Show what we know now: after a restart the lamp must be right at once.
-        if let Some(a) = applier.as_mut() {
+        let pending: Pending = Arc::default();
+        let wake = Arc::new(Notify::new());
+        let hue = state.settings.hue_bridge.is_some();
+        if hue {
+            // Show what we know now: after a restart the lamp must be right at once.
             for rec in state
                 .store
                 .list::<PresenceRecord>()
@@ -123,59 +175,62 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
                     &r.last,
                     None,
                 ));
-                let v = a.judge(&Ok(msg), Utc::now());
-                if let Verdict::Apply { user, .. } = &v {
-                    pending.insert(user.clone(), v);
-                }
+                lock(&pending).insert(r.user_id.clone(), msg);
             }
-            flush(&state, a, &mut pending).await;
+            wake.notify_one();
+        } else {
+            set(&state.sink_status, |s| {
+                s.description =
+                    "no lights configured (HUE_BRIDGE is not set): changes are only logged".into()
+            });
         }
-        let mut retry = tokio::time::interval(std::time::Duration::from_secs(10));
-        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                msg = rx.recv() => {
-                    let Some(msg) = msg else { break };
-                    log(&msg);
-                    if let Some(bus) = state.direct_bus.clone() {
-                        // PUBLISH_MODE=rest: edges elsewhere get it too.
-                        let m = msg.clone();
-                        tokio::spawn(async move {
-                            for attempt in 0..3u64 {
-                                match crate::engine::publish::send_direct(&bus, std::slice::from_ref(&m)).await {
-                                    Ok(()) => return,
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, attempt, "cannot send to Service Bus");
-                                        tokio::time::sleep(std::time::Duration::from_secs(2 << attempt)).await;
-                                    }
+        // Receiving never waits for the lights: a slow or absent bridge only grows `pending`
+        // by one entry per user. Both run in this task, so aborting it stops both.
+        let driving = async {
+            if hue {
+                lights(state.clone(), pending.clone(), wake.clone()).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let receiving = async {
+            while let Some(msg) = rx.recv().await {
+                log(&msg);
+                if let Some(bus) = state.direct_bus.clone() {
+                    // PUBLISH_MODE=rest: edges elsewhere get it too.
+                    let m = msg.clone();
+                    tokio::spawn(async move {
+                        for attempt in 0..3u64 {
+                            match crate::engine::publish::send_direct(
+                                &bus,
+                                std::slice::from_ref(&m),
+                            )
+                            .await
+                            {
+                                Ok(()) => return,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, attempt, "cannot send to Service Bus");
+                                    tokio::time::sleep(std::time::Duration::from_secs(
+                                        2 << attempt,
+                                    ))
+                                    .await;
                                 }
                             }
-                        });
-                    }
-                    if state.settings.hue_bridge.is_none() {
-                        continue;
-                    }
-                    if applier.is_none() {
-                        applier = connect(&state).await;
-                    }
-                    if let Some(a) = applier.as_mut() {
-                        let v = a.judge(&Ok(msg), Utc::now());
-                        if let Verdict::Apply { user, .. } = &v {
-                            // The newest verdict per user wins.
-                            pending.insert(user.clone(), v);
                         }
-                        flush(&state, a, &mut pending).await;
-                    }
+                    });
                 }
-                _ = retry.tick() => {
-                    if state.settings.hue_bridge.is_some() && applier.is_none() {
-                        applier = connect(&state).await;
-                    }
-                    if let (Some(a), false) = (applier.as_mut(), pending.is_empty()) {
-                        flush(&state, a, &mut pending).await;
-                    }
+                if !hue {
+                    continue;
+                }
+                if let Some(user) = msg.user_id().map(str::to_owned) {
+                    lock(&pending).insert(user, msg);
+                    wake.notify_one();
                 }
             }
+        };
+        tokio::select! {
+            _ = driving => {}
+            _ = receiving => {}
         }
     })
 }

@@ -14,12 +14,14 @@
 //! - `pbx_http`: the generic HTTP PBX adapter's outbound requests against a fake PBX.
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 //! - `threecx`: the 3CX V20 client (token, XAPI, Call Control socket) against a fake PBX.
+//! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
 
 mod architecture;
 mod auth;
 mod cli;
 mod doctor;
 mod edge;
+mod edge_boot;
 mod fakes;
 mod graph_presence_writes;
 mod handler;

@@ -123,3 +123,82 @@ async fn serve_keeps_its_generated_key_across_restarts() {
         first
     );
 }
+
+/// Issue 13.10 and 19: while the bridge is down, `serve`'s lights keep one pending change
+/// per user (a burst of 60 changes becomes at most one command per user), and the latest
+/// reaches the lamp as soon as the bridge answers.
+#[tokio::test]
+async fn serve_lights_coalesce_one_change_per_user_while_the_bridge_is_down() {
+    use crate::fakes::hue::{Api, FakeHue, KEY};
+    use teams_presence::core::message::TopicMessage;
+    use teams_presence::http::state::{AppState, Mode};
+    use teams_presence::store::{sqlite::SqliteStore, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port(); // refusing connections until the fake starts
+    let bridge = format!("http://127.0.0.1:{port}");
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
+    store.ensure_tables().await.unwrap();
+    let app = AppState::new(
+        support::settings(&[
+            ("HUE_BRIDGE", &bridge),
+            ("HUE_APPLICATION_KEY", KEY),
+            ("HUE_TARGETS", "light:1"),
+        ]),
+        store,
+        Mode::Serve,
+    );
+    let sinks = teams_presence::serve::sinks::spawn(&app);
+    let msg = |user: &str, seq: u32, av: &str, ac: &str| {
+        let v = serde_json::json!({
+            "type": "presence.changed", "version": 1, "userId": user, "tenantId": "t",
+            "availability": av, "activity": ac, "source": "notification",
+            "observedAt": format!("2026-11-22T10:00:{:02}.000Z", seq % 60),
+            "sequence": format!("{seq:020}-000000"),
+        });
+        TopicMessage::parse(v.to_string().as_bytes()).unwrap()
+    };
+    for seq in 1..=30 {
+        let (av, ac) = if seq % 2 == 0 {
+            ("Busy", "InACall")
+        } else {
+            ("Available", "Available")
+        };
+        app.publisher
+            .publish(
+                None,
+                vec![msg("a", seq, av, ac), msg("b", seq, "Away", "Away")],
+            )
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hue = FakeHue::start_at(Api::V1, format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hue.puts().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "puts: {:?}",
+            hue.puts()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let puts = hue.puts();
+    assert_eq!(puts.len(), 2, "one command per user: {puts:?}");
+    assert_eq!(
+        puts[0].body["xy"],
+        serde_json::json!([0.7006, 0.2993]),
+        "a: last was a call"
+    );
+    assert_eq!(
+        puts[1].body["xy"],
+        serde_json::json!([0.5143, 0.4572]),
+        "b: away"
+    );
+    let status = app.sink_status.lock().unwrap().clone();
+    assert!(
+        status.last_answer_at.is_some() && status.last_error.is_none(),
+        "{status:?}"
+    );
+    sinks.abort();
+}

@@ -59,6 +59,9 @@ async fn the_status_page_shows_the_user_and_their_presence_in_a_browser() {
                 "TOKEN_ENCRYPTION_KEY",
                 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
             ),
+            ("HUE_BRIDGE", "192.168.1.20"),
+            ("HUE_APPLICATION_KEY", "hue-key-not-to-be-shown"),
+            ("HUE_TARGETS", "light:1"),
         ]),
         store,
         Mode::Serve,
@@ -69,15 +72,23 @@ async fn the_status_page_shows_the_user_and_their_presence_in_a_browser() {
         tenant_id: "tenant-1".into(),
         presence: Presence::new("Busy", "InACall"),
         source: Source::Notification,
-        observed_at: Utc::now(),
+        observed_at: Utc::now() - chrono::Duration::minutes(12),
         graph_sequence: None,
     };
     teams_presence::engine::pipeline::record(&app.store, &obs)
         .await
         .unwrap();
+    // The lights as the sink would have left them: the bridge answered 3 s ago.
+    teams_presence::engine::applier::set_status(&app.sink_status, |s| {
+        s.description = "Hue bridge 192.168.1.20 (v2)".into();
+        s.last_command = Some("ada: on, colour xy(0.701, 0.299), 100% brightness".into());
+        s.last_command_at = Some(Utc::now() - chrono::Duration::seconds(3));
+        s.last_answer_at = s.last_command_at;
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
-    let router = teams_presence::serve::router(app);
+    let router = teams_presence::serve::router(app)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
     let shot = dir.path().join("status.png");
@@ -87,14 +98,25 @@ async fn the_status_page_shows_the_user_and_their_presence_in_a_browser() {
         .unwrap();
     // The rendered DOM has the person, their presence and the lamp-coloured dot.
     assert!(dom.contains("data-user-id=\"ada\""), "{dom}");
-    assert!(dom.contains("Busy / InACall"), "{dom}");
-    assert!(dom.contains("background:#d13438"), "busy is red: {dom}");
+    // In words, for how long (the script redid it in the browser), the raw value on hover.
+    assert!(dom.contains(">In a call</span>"), "{dom}");
+    assert!(dom.contains("title=\"Busy / InACall\""), "{dom}");
+    assert!(dom.contains("data-rel=\"for\""), "{dom}");
+    assert!(dom.contains(">for 12 min</time>"), "{dom}");
+    // The dot is the lamp's own colour: red for a call. The legend lists every colour.
+    assert!(dom.contains("background:#ff0000"), "a call is red: {dom}");
+    assert!(dom.contains("What the lamp colours mean"), "{dom}");
+    assert!(dom.contains("Sign-in required"), "{dom}");
+    // The sink's health in one line.
+    assert!(dom.contains("Bridge answered <time"), "{dom}");
+    assert!(dom.contains(" s ago</time>"), "{dom}");
     assert!(dom.contains("polling every 30 s"), "{dom}");
     // Settings still missing are listed, and no secret shows.
-    assert!(dom.contains("HUE_BRIDGE"), "{dom}");
+    assert!(dom.contains("AZURE_CLIENT_SECRET"), "{dom}");
     assert!(!dom.contains("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"));
+    assert!(!dom.contains("hue-key-not-to-be-shown"));
     // A phone-sized screenshot renders.
-    tokio::task::spawn_blocking(move || headless(&["--window-size=412,900", &shot_arg, &url]))
+    tokio::task::spawn_blocking(move || headless(&["--window-size=390,844", &shot_arg, &url]))
         .await
         .unwrap();
     let png = std::fs::read(&shot).unwrap();
@@ -107,4 +129,94 @@ async fn the_status_page_shows_the_user_and_their_presence_in_a_browser() {
     if let Ok(keep) = std::env::var("STATUS_PAGE_SCREENSHOT") {
         std::fs::write(keep, &png).unwrap();
     }
+}
+
+/// Issue 13: the status shows everyone's presence, so from another machine it answers 401
+/// without a credential, and nothing personal is in the answer.
+#[tokio::test]
+async fn the_status_refuses_a_remote_peer_without_a_credential_and_shows_nothing_personal() {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::{header, Request, StatusCode};
+    use tower::ServiceExt;
+
+    let entra = FakeEntra::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
+    let mut app = AppState::new(
+        support::settings(&[
+            ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+            ("AZURE_AUTHORITY_HOST", &entra.url),
+            (
+                "TOKEN_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+        ]),
+        store,
+        Mode::Serve,
+    );
+    app.admin_token = Some(secrecy::SecretString::from("admin-token-1234"));
+    support::sign_in_directly(&app, &entra, "ada", "tenant-1").await;
+    let obs = Observation {
+        user_id: "ada".into(),
+        tenant_id: "tenant-1".into(),
+        presence: Presence::new("Busy", "InACall"),
+        source: Source::Notification,
+        observed_at: Utc::now(),
+        graph_sequence: None,
+    };
+    teams_presence::engine::pipeline::record(&app.store, &obs)
+        .await
+        .unwrap();
+    let router = teams_presence::serve::router(app);
+    let call = |path: &str, peer: &str, auth: Option<&str>| {
+        let mut req = Request::get(path);
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo::<std::net::SocketAddr>(peer.parse().unwrap()));
+        let router = router.clone();
+        async move {
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, headers, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    for path in ["/", "/api/status"] {
+        for peer in ["192.168.1.50:5000", "[2001:db8::7]:443"] {
+            let (status, _, body) = call(path, peer, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} from {peer}");
+            for personal in ["ada", "contoso", "Busy", "InACall", "call"] {
+                assert!(!body.contains(personal), "{path}: {personal} in {body}");
+            }
+            let (status, _, _) = call(path, peer, Some("Bearer wrong")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        // Loopback, or the admin token from elsewhere: served.
+        let (status, _, body) = call(path, "127.0.0.1:40000", None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(body.contains("ada@contoso.example"), "{body}");
+        let (status, _, _) = call(path, "192.168.1.50:5000", Some("Bearer admin-token-1234")).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    // ?token= once: a redirect without the token, and a cookie the phone keeps.
+    let (status, headers, _) = call("/?token=admin-token-1234", "192.168.1.50:5000", None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/");
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.starts_with("presence_token=admin-token-1234;")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    // The webhook routes stay open to the world (Graph must reach them).
+    let (status, _, _) = call("/api/health", "192.168.1.50:5000", None).await;
+    assert_eq!(status, StatusCode::OK);
 }

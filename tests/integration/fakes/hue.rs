@@ -50,13 +50,23 @@ pub struct FakeHue {
 
 impl FakeHue {
     pub async fn start(api: Api) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(api, listener)
+    }
+
+    /// A bridge on a given address (e.g. one that refused connections until now).
+    pub async fn start_at(api: Api, addr: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        Self::serve(api, listener)
+    }
+
+    fn serve(api: Api, listener: tokio::net::TcpListener) -> Self {
         let shared = Shared {
             api,
             bridge: Arc::default(),
         };
         let bridge = shared.bridge.clone();
         let app = axum::Router::new().fallback(handle).with_state(shared);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, bridge }
