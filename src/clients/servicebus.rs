@@ -1,4 +1,5 @@
-//! Azure Service Bus over its REST API: the one module that speaks it (protocols.md §F1).
+//! Azure Service Bus over its REST API: the one module that speaks it (Microsoft's
+//! Service Bus REST reference: send, peek-lock, delete, unlock, SAS).
 //!
 //! The edge needs only outbound HTTPS, so it uses peek-lock over REST instead of AMQP:
 //! `POST {topic}/subscriptions/{sub}/messages/head?timeout=N` long-polls for a message and
@@ -164,7 +165,7 @@ impl ConnectionString {
 pub fn sas_token(resource_uri: &str, key_name: &str, key: &SecretString, expiry: i64) -> String {
     let sr = utf8_percent_encode(resource_uri, URLENCODE).to_string();
     let to_sign = format!("{sr}\n{expiry}");
-    // The key string's bytes, not its base64 decoding (protocols.md §F1).
+    // The key string's bytes, not its base64 decoding, although the key looks like base64.
     let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(to_sign.as_bytes());

@@ -1,4 +1,5 @@
-//! Configuration: every setting of CONTRACT.md, parsed once, from a lookup function.
+//! Configuration: every setting of the README's settings table, parsed once, from a lookup
+//! function.
 //!
 //! Values come from the environment (what Function App settings and `local.settings.json`
 //! `Values` become) and, for `serve`, `subscribe` and `login`, from an optional TOML file whose
