@@ -1,5 +1,5 @@
-//! The message on the topic (version 1, as the types below define it): the one wire format shared by the
-//! cloud (publisher) and every edge (consumer).
+//! The message on the topic (version 1, as the types below define it): the one wire format
+//! shared by the cloud (publisher) and every edge (consumer).
 //!
 //! Consumers are lenient: unknown `type`s parse as [`TopicMessage::Unknown`] and unknown fields
 //! are ignored, so a newer cloud never breaks an older Pi.
