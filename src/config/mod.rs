@@ -227,6 +227,9 @@ pub struct Settings {
     /// `PRESENCE_QUEUE`: for `subscribe` / `pbx run`, this edge's own queue instead of
     /// `PRESENCE_SUBSCRIPTION`.
     pub presence_queue: Option<String>,
+    /// `HEALTHCHECK_FILE`: the heartbeat file the edge loop touches and `healthcheck` reads
+    /// (default `heartbeat` in the data directory).
+    pub healthcheck_file: Option<PathBuf>,
 }
 
 /// Default scopes: delegated Presence.Read.All is what presence change notifications need
@@ -489,6 +492,7 @@ impl Settings {
                 .collect(),
             pbx: pbx::parse(src, &src.file)?,
             presence_queue: src.get("PRESENCE_QUEUE").map(|q| q.trim().to_owned()),
+            healthcheck_file: src.get("HEALTHCHECK_FILE").map(PathBuf::from),
         })
     }
 

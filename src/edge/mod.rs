@@ -25,8 +25,9 @@ use crate::engine::applier::{log_skip, Applier};
 /// Knobs of the receive loop.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `PRESENCE_SUBSCRIPTION`.
-    pub subscription: String,
+    /// Touched on every turn of the loop (`HEALTHCHECK_FILE`, else `heartbeat` in the data
+    /// directory), so `teams-presence healthcheck` can tell a live loop from a stuck one.
+    pub heartbeat: Option<PathBuf>,
     /// Long-poll timeout of a receive.
     pub wait: Duration,
     /// Most messages drained and coalesced in one go.
@@ -36,11 +37,11 @@ pub struct Options {
     pub drain_wait: Duration,
 }
 
-impl Options {
-    /// Defaults for a subscription.
-    pub fn new(subscription: &str) -> Self {
+impl Default for Options {
+    fn default() -> Self {
         Self {
-            subscription: subscription.to_owned(),
+            heartbeat: None,
+            // Also the idle heartbeat period: `healthcheck` allows several of these.
             wait: Duration::from_secs(30),
             batch: 32,
             // timeout=0 is not documented as "do not wait", so 1 s it is.
@@ -89,11 +90,14 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut net_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut sink_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    tracing::info!(topic = client.topic(), subscription = %opts.subscription, "subscribed");
+    tracing::info!(from = client.source().unwrap_or_default(), "subscribed");
     loop {
+        if let Some(path) = &opts.heartbeat {
+            crate::files::beat(path);
+        }
         let received = tokio::select! {
             _ = &mut shutdown => break,
-            r = client.peek_lock(&opts.subscription, opts.wait) => r,
+            r = client.peek_lock(opts.wait) => r,
         };
         let first = match received {
             Ok(Some(m)) => m,
@@ -118,7 +122,7 @@ pub async fn run(
         net_backoff.reset();
         let mut batch = vec![first];
         while batch.len() < opts.batch {
-            match client.peek_lock(&opts.subscription, opts.drain_wait).await {
+            match client.peek_lock(opts.drain_wait).await {
                 Ok(Some(m)) => batch.push(m),
                 Ok(None) => break,
                 Err(e) => {
@@ -236,16 +240,21 @@ async fn with_renewal<T>(
     }
 }
 
-/// The Service Bus client for `subscribe`, from settings.
+/// The Service Bus client for `subscribe`, from settings: the edge's own queue
+/// (`PRESENCE_QUEUE`) when set, else its subscription on the topic (`PRESENCE_SUBSCRIPTION`).
 pub fn client_from(settings: &Settings) -> anyhow::Result<(servicebus::Client, Options)> {
-    let client = servicebus::Client::from_settings(settings, "Listen")?;
-    let sub = settings.presence_subscription.as_deref().ok_or_else(|| {
-        ConfigError::missing(
-            "PRESENCE_SUBSCRIPTION",
-            "the name of this edge's subscription on the topic",
-        )
-    })?;
-    Ok((client, Options::new(sub)))
+    let client = match (&settings.presence_queue, &settings.presence_subscription) {
+        (Some(queue), _) => servicebus::Client::queue_from_settings(settings, queue)?,
+        (None, Some(sub)) => servicebus::Client::subscription_from_settings(settings, sub)?,
+        (None, None) => {
+            return Err(ConfigError::missing(
+                "PRESENCE_QUEUE or PRESENCE_SUBSCRIPTION",
+                "this edge's queue (`edge-<name>`) or its subscription on the topic",
+            )
+            .into())
+        }
+    };
+    Ok((client, Options::default()))
 }
 
 static TRIGGER: tokio::sync::OnceCell<tokio::sync::Mutex<Applier>> =
