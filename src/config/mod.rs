@@ -155,6 +155,9 @@ pub struct Settings {
     pub client_id: Option<String>,
     /// `AZURE_CLIENT_SECRET`.
     pub client_secret: Option<SecretString>,
+    /// `AZURE_CLIENT_SECRET_EXPIRES` (RFC 3339): when the client secret expires, for
+    /// `doctor`'s warning (Entra ID does not tell the app itself).
+    pub client_secret_expires: Option<chrono::DateTime<chrono::Utc>>,
     /// `AZURE_CLIENT_CERTIFICATE_PATH`.
     pub client_certificate_path: Option<PathBuf>,
     /// `AZURE_CLIENT_ASSERTION_ALG` (`PS256`, default, or `RS256`).
@@ -343,6 +346,20 @@ impl Settings {
                 .unwrap_or_else(|| "organizations".into()),
             client_id: src.get("AZURE_CLIENT_ID").map(|v| v.trim().to_owned()),
             client_secret: src.get("AZURE_CLIENT_SECRET").map(SecretString::from),
+            client_secret_expires: match src.get("AZURE_CLIENT_SECRET_EXPIRES") {
+                None => None,
+                Some(v) => Some(
+                    chrono::DateTime::parse_from_rfc3339(v.trim())
+                        .map_err(|_| {
+                            ConfigError::invalid(
+                                "AZURE_CLIENT_SECRET_EXPIRES",
+                                Some(&v),
+                                "an RFC 3339 time such as 2027-05-01T00:00:00Z",
+                            )
+                        })?
+                        .with_timezone(&chrono::Utc),
+                ),
+            },
             client_certificate_path: src.get("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
             client_assertion_alg: match src.get("AZURE_CLIENT_ASSERTION_ALG") {
                 None => AssertionAlg::Ps256,
@@ -679,6 +696,7 @@ mod tests {
             ("PUBLIC_BASE_URL", "ftp://x"),
             ("AZURE_TENANT_ID", "a b"),
             ("FUNCTIONS_CUSTOMHANDLER_PORT", "99999"),
+            ("AZURE_CLIENT_SECRET_EXPIRES", "next year"),
         ];
         for (k, v) in cases {
             let e = parse(&[(k, v)]).unwrap_err();
