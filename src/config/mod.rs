@@ -189,7 +189,8 @@ pub struct Settings {
     pub store: Option<StoreKind>,
     /// `ServiceBusConnection`.
     pub service_bus_connection: Option<SecretString>,
-    /// `PUBLISH_MODE` (`binding`, default, or `rest`).
+    /// `PUBLISH_MODE` (`binding` or `rest`). Unset: `rest` in Azure (`WEBSITE_HOSTNAME` set)
+    /// with a `ServiceBusConnection` connection string, `binding` everywhere else.
     pub publish_mode: PublishMode,
     /// `PRESENCE_TOPIC` (default `presence`).
     pub presence_topic: String,
@@ -412,6 +413,16 @@ impl Settings {
             },
             service_bus_connection: src.get("ServiceBusConnection").map(SecretString::from),
             publish_mode: match src.get("PUBLISH_MODE") {
+                // In Azure a plain connection string can only be there for the REST publisher
+                // (infra's binding is identity-based: ServiceBusConnection__*), and only REST
+                // messages carry the `userId` the per-edge filters need. Under `func start`
+                // the connection string serves the output binding the function declares, so
+                // local runs keep the binding.
+                None if src.get("ServiceBusConnection").is_some()
+                    && src.get("WEBSITE_HOSTNAME").is_some() =>
+                {
+                    PublishMode::Rest
+                }
                 None => PublishMode::Binding,
                 Some(v) if v.trim().eq_ignore_ascii_case("binding") => PublishMode::Binding,
                 Some(v) if v.trim().eq_ignore_ascii_case("rest") => PublishMode::Rest,
@@ -683,6 +694,25 @@ mod tests {
             .iter()
             .any(|x| x.ends_with("Presence.Read.All")));
         assert!(s.tables.is_none() && s.store.is_none());
+    }
+
+    #[test]
+    fn publish_mode_defaults_to_rest_only_in_azure_with_a_connection_string() {
+        let cs = ("ServiceBusConnection", "Endpoint=sb://ns/;SharedAccessKeyName=s;SharedAccessKey=k");
+        let azure = ("WEBSITE_HOSTNAME", "app.azurewebsites.net");
+        let cases: &[(&[(&str, &str)], PublishMode)] = &[
+            (&[], PublishMode::Binding),
+            // `func start`: the connection string feeds the output binding.
+            (&[cs], PublishMode::Binding),
+            // Azure with the identity-based binding only.
+            (&[azure], PublishMode::Binding),
+            (&[cs, azure], PublishMode::Rest),
+            (&[cs, azure, ("PUBLISH_MODE", "binding")], PublishMode::Binding),
+            (&[("PUBLISH_MODE", "REST")], PublishMode::Rest),
+        ];
+        for (env, want) in cases {
+            assert_eq!(parse(env).unwrap().publish_mode, *want, "{env:?}");
+        }
     }
 
     #[test]
