@@ -275,10 +275,7 @@ fn expiry(what: &str, t: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>, fix:
     if t < now {
         fail(format!("{what} expired on {}", t.format("%Y-%m-%d")), fix)
     } else if t < now + chrono::Duration::days(30) {
-        Verdict::Warn(format!(
-            "{what} expires on {}: {fix}",
-            t.format("%Y-%m-%d")
-        ))
+        Verdict::Warn(format!("{what} expires on {}: {fix}", t.format("%Y-%m-%d")))
     } else {
         Verdict::Ok(format!("{what} valid until {}", t.format("%Y-%m-%d")))
     }
@@ -465,7 +462,10 @@ pub async fn run(
         "notification certificate",
         check_certificate(settings, data_dir),
     ));
-    checks.push(("client credential", check_client_credential_expiry(settings)));
+    checks.push((
+        "client credential",
+        check_client_credential_expiry(settings),
+    ));
     checks.push(("Hue bridge", check_hue(settings).await));
     checks.push(("Service Bus", check_service_bus(settings).await));
     let mut ok = true;
@@ -514,7 +514,8 @@ mod tests {
             .unwrap();
         b.set_not_after(&Asn1Time::days_from_now(days).unwrap())
             .unwrap();
-        b.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
         let mut pem = b.build().to_pem().unwrap();
         pem.extend(key.private_key_to_pem_pkcs8().unwrap());
         pem
@@ -525,8 +526,14 @@ mod tests {
         let now = Utc::now();
         let d = chrono::Duration::days;
         assert!(matches!(expiry("x", now + d(31), now, "f"), Verdict::Ok(_)));
-        assert!(matches!(expiry("x", now + d(29), now, "f"), Verdict::Warn(_)));
-        assert!(matches!(expiry("x", now - d(1), now, "f"), Verdict::Fail { .. }));
+        assert!(matches!(
+            expiry("x", now + d(29), now, "f"),
+            Verdict::Warn(_)
+        ));
+        assert!(matches!(
+            expiry("x", now - d(1), now, "f"),
+            Verdict::Fail { .. }
+        ));
     }
 
     #[test]
@@ -544,12 +551,18 @@ mod tests {
             Verdict::Warn(w) => assert!(w.starts_with("the client certificate expires on"), "{w}"),
             v => panic!("{v:?}"),
         }
-        assert!(matches!(verdict(&[(cert, later.to_str().unwrap())]), Verdict::Ok(_)));
+        assert!(matches!(
+            verdict(&[(cert, later.to_str().unwrap())]),
+            Verdict::Ok(_)
+        ));
         match verdict(&[(secret, &in_days(5)), (cert, later.to_str().unwrap())]) {
             Verdict::Warn(w) => assert!(w.starts_with("the client secret expires on"), "{w}"),
             v => panic!("{v:?}"),
         }
-        assert!(matches!(verdict(&[(secret, &in_days(-1))]), Verdict::Fail { .. }));
+        assert!(matches!(
+            verdict(&[(secret, &in_days(-1))]),
+            Verdict::Fail { .. }
+        ));
         match verdict(&[(secret, &in_days(90)), (cert, later.to_str().unwrap())]) {
             Verdict::Ok(o) => assert!(o.contains("certificate") && o.contains("secret"), "{o}"),
             v => panic!("{v:?}"),

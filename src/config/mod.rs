@@ -698,7 +698,10 @@ mod tests {
 
     #[test]
     fn publish_mode_defaults_to_rest_only_in_azure_with_a_connection_string() {
-        let cs = ("ServiceBusConnection", "Endpoint=sb://ns/;SharedAccessKeyName=s;SharedAccessKey=k");
+        let cs = (
+            "ServiceBusConnection",
+            "Endpoint=sb://ns/;SharedAccessKeyName=s;SharedAccessKey=k",
+        );
         let azure = ("WEBSITE_HOSTNAME", "app.azurewebsites.net");
         let cases: &[(&[(&str, &str)], PublishMode)] = &[
             (&[], PublishMode::Binding),
@@ -707,7 +710,10 @@ mod tests {
             // Azure with the identity-based binding only.
             (&[azure], PublishMode::Binding),
             (&[cs, azure], PublishMode::Rest),
-            (&[cs, azure, ("PUBLISH_MODE", "binding")], PublishMode::Binding),
+            (
+                &[cs, azure, ("PUBLISH_MODE", "binding")],
+                PublishMode::Binding,
+            ),
             (&[("PUBLISH_MODE", "REST")], PublishMode::Rest),
         ];
         for (env, want) in cases {

@@ -50,10 +50,11 @@ fn client(sb: &FakeServiceBus) -> servicebus::Client {
 }
 
 fn options() -> Options {
-    let mut o = Options::default();
-    o.wait = Duration::from_secs(1);
-    o.drain_wait = Duration::ZERO;
-    o
+    Options {
+        wait: Duration::from_secs(1),
+        drain_wait: Duration::ZERO,
+        ..Options::default()
+    }
 }
 
 /// Runs the subscribe loop in the background; dropping or sending on the handle stops it.
@@ -441,11 +442,7 @@ async fn direct_publish_sends_custom_properties_that_come_back_on_receive() {
     let custom: BTreeMap<String, String> = [("userId".to_string(), "u1".to_string())].into();
     let body = presence("u1", 1, "Busy", "InACall").to_string();
     client.send(body.as_bytes(), &props, &custom).await.unwrap();
-    let m = client
-        .peek_lock(Duration::ZERO)
-        .await
-        .unwrap()
-        .unwrap();
+    let m = client.peek_lock(Duration::ZERO).await.unwrap().unwrap();
     assert_eq!(m.body, body.as_bytes());
     assert_eq!(m.custom.get("userid").map(String::as_str), Some("u1"));
     assert_eq!(m.props.delivery_count, Some(1));
@@ -453,11 +450,7 @@ async fn direct_publish_sends_custom_properties_that_come_back_on_receive() {
     assert!(m.lock.url().as_str().starts_with(&sb.url));
     client.renew_lock(&m.lock).await.unwrap();
     client.abandon(&m.lock).await.unwrap();
-    let again = client
-        .peek_lock(Duration::ZERO)
-        .await
-        .unwrap()
-        .unwrap();
+    let again = client.peek_lock(Duration::ZERO).await.unwrap().unwrap();
     assert_eq!(again.props.delivery_count, Some(2));
     client.complete(&again.lock).await.unwrap();
     // A settled lock is gone.
@@ -465,11 +458,7 @@ async fn direct_publish_sends_custom_properties_that_come_back_on_receive() {
         client.complete(&again.lock).await,
         Err(ServiceBusError::LockLost(410))
     ));
-    assert!(client
-        .peek_lock(Duration::ZERO)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(client.peek_lock(Duration::ZERO).await.unwrap().is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -565,9 +554,12 @@ async fn each_edge_reads_only_its_users_through_its_own_queue_and_cannot_read_th
 
     // The home key, pointed at the office queue, is refused by the broker...
     let stolen = ConnectionString::parse(&cs_home).unwrap();
-    let snoop =
-        servicebus::Client::queue(stolen.clone(), Some(sb.url.parse().unwrap()), "edge-pi-office")
-            .unwrap();
+    let snoop = servicebus::Client::queue(
+        stolen.clone(),
+        Some(sb.url.parse().unwrap()),
+        "edge-pi-office",
+    )
+    .unwrap();
     publish(&sb, &[presence("u3", 2, "Busy", "InACall")]).await;
     let e = snoop.peek_lock(Duration::ZERO).await.unwrap_err();
     assert!(
@@ -580,7 +572,10 @@ async fn each_edge_reads_only_its_users_through_its_own_queue_and_cannot_read_th
         .send(b"{}", &BrokerProperties::default(), &BTreeMap::new())
         .await
         .unwrap_err();
-    assert!(matches!(e, ServiceBusError::Unauthorized { status: 401, .. }), "{e}");
+    assert!(
+        matches!(e, ServiceBusError::Unauthorized { status: 401, .. }),
+        "{e}"
+    );
     assert_eq!(sb.with(|b| b.unauthorized), 2);
     // The message stayed for its edge.
     assert_eq!(drain(&office).await, ["u3"]);
@@ -627,7 +622,9 @@ async fn healthcheck_is_0_while_subscribe_runs_and_1_when_its_loop_is_stuck() {
         c
     };
     let healthcheck = |extra: &[&str]| {
-        let out = command(&[&["healthcheck"], extra].concat()).output().unwrap();
+        let out = command(&[&["healthcheck"], extra].concat())
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         assert!(stderr.lines().count() <= 1, "{stderr}");
         (out.status.code(), stderr)

@@ -238,7 +238,12 @@ fn matches_filter(filter: &str, user: Option<&str>) -> bool {
         _ => {}
     }
     let Some(user) = user else { return false };
-    let quoted = |s: &str| s.trim().strip_prefix('\'')?.strip_suffix('\'').map(str::to_owned);
+    let quoted = |s: &str| {
+        s.trim()
+            .strip_prefix('\'')?
+            .strip_suffix('\'')
+            .map(str::to_owned)
+    };
     if let Some(list) = f
         .strip_prefix("userId IN (")
         .and_then(|r| r.strip_suffix(')'))
@@ -256,7 +261,10 @@ fn matches_filter(filter: &str, user: Option<&str>) -> bool {
 /// auto-forwards keeps nothing; an unknown queue).
 fn source_of(b: &Broker, path: &[&str]) -> Option<Option<String>> {
     match path {
-        [queue] => b.queues.contains_key(*queue).then(|| Some((*queue).to_owned())),
+        [queue] => b
+            .queues
+            .contains_key(*queue)
+            .then(|| Some((*queue).to_owned())),
         [_topic, "subscriptions", sub] if b.subscriptions.contains_key(*sub) => None,
         [_topic, "subscriptions", _] => Some(None),
         _ => None,
