@@ -138,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let edge = tokio::spawn(async move {
         let mut applier = Applier::new(LightMap::default(), sink, vec![], None);
-        let opts = teams_presence::edge::Options::new("pi");
+        let opts = teams_presence::edge::Options::default();
         teams_presence::edge::run(&receiver, &mut applier, &opts, async {
             let _ = stop_rx.await;
         })

@@ -36,3 +36,34 @@ pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Records that a loop is alive: writes the current time (RFC 3339) to `path`, through a
+/// temporary file so a reader never sees half a line. Not synced to disk: losing a beat in a
+/// power cut costs nothing, and a Pi's SD card is spared a flush every 30 s. A failure is
+/// logged and otherwise ignored: the loop's work matters more than its heartbeat.
+pub fn beat(path: &Path) {
+    let tmp = path.with_extension("tmp");
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let written = dir
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, now))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the heartbeat file");
+    }
+}
+
+/// When the heartbeat at `path` was last written; `Err` is a one-line reason.
+pub fn last_beat(path: &Path) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "no heartbeat file {} (the loop has not started, or writes elsewhere: HEALTHCHECK_FILE)",
+            path.display()
+        ),
+        _ => format!("cannot read heartbeat file {}: {e}", path.display()),
+    })?;
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("heartbeat file {} holds no time", path.display()))
+}

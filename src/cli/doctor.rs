@@ -260,19 +260,76 @@ fn check_certificate(s: &Settings, data_dir: &Path) -> Verdict {
         }
     };
     match ring.current().and_then(|k| k.not_after()) {
-        Some(t) if t < Utc::now() => fail(
-            "the notification certificate has expired",
+        Some(t) => expiry(
+            "the notification certificate",
+            t,
+            Utc::now(),
             "replace it (docs/certificates.md)",
         ),
-        Some(t) if t < Utc::now() + chrono::Duration::days(30) => Verdict::Warn(format!(
-            "the notification certificate expires on {}",
-            t.format("%Y-%m-%d")
-        )),
-        Some(t) => Verdict::Ok(format!(
-            "notification certificate valid until {}",
-            t.format("%Y-%m-%d")
-        )),
         None => Verdict::Ok("notification certificate loaded".into()),
+    }
+}
+
+/// Failed once `t` has passed, a warning in the 30 days before.
+fn expiry(what: &str, t: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>, fix: &str) -> Verdict {
+    if t < now {
+        fail(format!("{what} expired on {}", t.format("%Y-%m-%d")), fix)
+    } else if t < now + chrono::Duration::days(30) {
+        Verdict::Warn(format!("{what} expires on {}: {fix}", t.format("%Y-%m-%d")))
+    } else {
+        Verdict::Ok(format!("{what} valid until {}", t.format("%Y-%m-%d")))
+    }
+}
+
+/// The app registration's credential: the certificate's `notAfter`, and the secret's expiry
+/// when `AZURE_CLIENT_SECRET_EXPIRES` says it (Entra ID does not tell the app).
+fn check_client_credential_expiry(s: &Settings) -> Verdict {
+    let now = Utc::now();
+    let mut verdicts = Vec::new();
+    if let Some(path) = &s.client_certificate_path {
+        // An unreadable certificate is the app registration check's failure.
+        if let Ok(Some(t)) = crate::clients::entra::load_certificate(path, s.client_assertion_alg)
+            .map(|c| c.not_after)
+        {
+            verdicts.push(expiry(
+                "the client certificate",
+                t,
+                now,
+                "upload a new certificate to the app registration and point AZURE_CLIENT_CERTIFICATE_PATH at it (docs/certificates.md)",
+            ));
+        }
+    }
+    if let Some(t) = s.client_secret_expires {
+        verdicts.push(expiry(
+            "the client secret",
+            t,
+            now,
+            "add a new secret to the app registration, set AZURE_CLIENT_SECRET and AZURE_CLIENT_SECRET_EXPIRES",
+        ));
+    }
+    // The worst one speaks for both.
+    let rank = |v: &Verdict| match v {
+        Verdict::Fail { .. } => 0,
+        Verdict::Warn(_) => 1,
+        _ => 2,
+    };
+    verdicts.sort_by_key(rank);
+    match verdicts.len() {
+        0 => Verdict::Skip(
+            "no client certificate, and AZURE_CLIENT_SECRET_EXPIRES is not set".into(),
+        ),
+        1 => verdicts.remove(0),
+        _ if rank(&verdicts[0]) == 2 => Verdict::Ok(
+            verdicts
+                .iter()
+                .filter_map(|v| match v {
+                    Verdict::Ok(d) => Some(d.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        _ => verdicts.remove(0),
     }
 }
 
@@ -405,6 +462,10 @@ pub async fn run(
         "notification certificate",
         check_certificate(settings, data_dir),
     ));
+    checks.push((
+        "client credential",
+        check_client_credential_expiry(settings),
+    ));
     checks.push(("Hue bridge", check_hue(settings).await));
     checks.push(("Service Bus", check_service_bus(settings).await));
     let mut ok = true;
@@ -429,4 +490,82 @@ pub async fn run(
         }
     )?;
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::parse(&crate::config::Sources::from_map(map)).unwrap()
+    }
+
+    /// A self-signed RSA certificate and its key, valid for `days` from now.
+    fn pem_valid_for(days: u32) -> Vec<u8> {
+        use openssl::{asn1::Asn1Time, pkey::PKey, rsa::Rsa, x509::X509};
+        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut b = X509::builder().unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(days).unwrap())
+            .unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let mut pem = b.build().to_pem().unwrap();
+        pem.extend(key.private_key_to_pem_pkcs8().unwrap());
+        pem
+    }
+
+    #[test]
+    fn expiry_warns_30_days_ahead_and_fails_after() {
+        let now = Utc::now();
+        let d = chrono::Duration::days;
+        assert!(matches!(expiry("x", now + d(31), now, "f"), Verdict::Ok(_)));
+        assert!(matches!(
+            expiry("x", now + d(29), now, "f"),
+            Verdict::Warn(_)
+        ));
+        assert!(matches!(
+            expiry("x", now - d(1), now, "f"),
+            Verdict::Fail { .. }
+        ));
+    }
+
+    #[test]
+    fn client_certificate_and_secret_expiry_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (soon, later) = (dir.path().join("soon.pem"), dir.path().join("later.pem"));
+        std::fs::write(&soon, pem_valid_for(10)).unwrap();
+        std::fs::write(&later, pem_valid_for(365)).unwrap();
+        let verdict = |pairs: &[(&str, &str)]| check_client_credential_expiry(&settings(pairs));
+        let cert = "AZURE_CLIENT_CERTIFICATE_PATH";
+        let secret = "AZURE_CLIENT_SECRET_EXPIRES";
+        let in_days = |n: i64| (Utc::now() + chrono::Duration::days(n)).to_rfc3339();
+        assert!(matches!(verdict(&[]), Verdict::Skip(_)));
+        match verdict(&[(cert, soon.to_str().unwrap())]) {
+            Verdict::Warn(w) => assert!(w.starts_with("the client certificate expires on"), "{w}"),
+            v => panic!("{v:?}"),
+        }
+        assert!(matches!(
+            verdict(&[(cert, later.to_str().unwrap())]),
+            Verdict::Ok(_)
+        ));
+        match verdict(&[(secret, &in_days(5)), (cert, later.to_str().unwrap())]) {
+            Verdict::Warn(w) => assert!(w.starts_with("the client secret expires on"), "{w}"),
+            v => panic!("{v:?}"),
+        }
+        assert!(matches!(
+            verdict(&[(secret, &in_days(-1))]),
+            Verdict::Fail { .. }
+        ));
+        match verdict(&[(secret, &in_days(90)), (cert, later.to_str().unwrap())]) {
+            Verdict::Ok(o) => assert!(o.contains("certificate") && o.contains("secret"), "{o}"),
+            v => panic!("{v:?}"),
+        }
+    }
 }

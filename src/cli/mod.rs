@@ -108,6 +108,18 @@ enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Exit 0 while the local `subscribe` loop is alive (its heartbeat file is fresh), 1 with
+    /// the reason otherwise: for Docker's HEALTHCHECK or a systemd timer.
+    Healthcheck {
+        /// Oldest heartbeat still counted as alive, in seconds. The idle loop beats every
+        /// 30 s; after a network failure it may wait up to 75 s before the next receive.
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        max_age: u64,
+        #[command(flatten)]
+        data: DataDirArg,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Device-code sign-in for `serve` on a headless machine.
     Login {
         #[command(flatten)]
@@ -200,6 +212,10 @@ pub enum CliError {
     /// `doctor` found problems (exit 1; the problems were printed).
     #[error("doctor found problems")]
     ChecksFailed,
+    /// `healthcheck`: the loop is not alive (exit 1, also for a configuration problem:
+    /// Docker reserves exit code 2).
+    #[error("unhealthy: {0}")]
+    Unhealthy(String),
     /// Anything else (exit 1).
     #[error("{0:#}")]
     Other(anyhow::Error),
@@ -220,6 +236,14 @@ fn load(config: Option<&Path>) -> Result<Settings, ConfigError> {
         None => (PathBuf::from("teams-presence.toml"), false),
     };
     Settings::parse(&Sources::from_env_and_file(Some(&path), explicit)?)
+}
+
+/// `HEALTHCHECK_FILE`, else `heartbeat` in the data directory (next to `edge-state.json`).
+fn heartbeat_file(settings: &Settings, data_dir: &Path) -> PathBuf {
+    settings
+        .healthcheck_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("heartbeat"))
 }
 
 fn load_env_only() -> Result<Settings, ConfigError> {
@@ -317,7 +341,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Subscribe { config, data } => {
             init_tracing("info")?;
             let settings = load(config.config.as_deref())?;
-            let (client, options) = crate::edge::client_from(&settings)?;
+            let (client, mut options) = crate::edge::client_from(&settings)?;
+            options.heartbeat = Some(heartbeat_file(&settings, &data.data_dir));
             let state_file = data.data_dir.join("edge-state.json");
             let Some(mut applier) =
                 crate::edge::wait_for_bridge(&settings, Some(state_file), shutdown_signal())
@@ -326,6 +351,25 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 return Ok(());
             };
             crate::edge::run(&client, &mut applier, &options, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Healthcheck {
+            max_age,
+            data,
+            config,
+        } => {
+            let settings =
+                load(config.config.as_deref()).map_err(|e| CliError::Unhealthy(e.to_string()))?;
+            let path = heartbeat_file(&settings, &data.data_dir);
+            let last = crate::files::last_beat(&path).map_err(CliError::Unhealthy)?;
+            let age = (chrono::Utc::now() - last).num_seconds().max(0);
+            if age > i64::try_from(max_age).unwrap_or(i64::MAX) {
+                return Err(CliError::Unhealthy(format!(
+                    "the last heartbeat in {} is {age} s old (more than {max_age} s): the loop is stuck or stopped",
+                    path.display()
+                )));
+            }
+            println!("ok: heartbeat {age} s ago");
             Ok(())
         }
         Command::Login { data, config } => {
@@ -390,8 +434,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             match command {
                 PbxCommand::Run { listen } => {
                     init_tracing("info")?;
-                    crate::cli::pbx::run(settings, &data.data_dir, listen, shutdown_signal())
-                        .await?;
+                    let heartbeat = heartbeat_file(&settings, &data.data_dir);
+                    crate::cli::pbx::run(
+                        settings,
+                        &data.data_dir,
+                        listen,
+                        heartbeat,
+                        shutdown_signal(),
+                    )
+                    .await?;
                 }
                 PbxCommand::Map { command } => {
                     init_tracing("warn")?;

@@ -248,6 +248,7 @@ pub async fn run(
     settings: Settings,
     data_dir: &Path,
     listen: Option<SocketAddr>,
+    heartbeat: std::path::PathBuf,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     if settings.pbx.is_none() {
@@ -255,6 +256,8 @@ pub async fn run(
     }
     settings.require_client_id()?;
     let (bus, options) = crate::edge::client_from(&settings)?;
+    // The same heartbeat as `subscribe`, so `teams-presence healthcheck` works for this loop.
+    let heartbeat = Some(heartbeat);
     let store = open_store(&settings, data_dir).await?;
     let state = crate::http::state::AppState::new(settings, store, crate::http::state::Mode::Serve)
         .with_pbx()?;
@@ -283,12 +286,18 @@ pub async fn run(
         });
     }
     tokio::pin!(shutdown);
-    tracing::info!(topic = bus.topic(), subscription = %options.subscription, "PBX sync takes Teams changes from the topic");
+    tracing::info!(
+        from = bus.source().unwrap_or_default(),
+        "PBX sync takes Teams changes from Service Bus"
+    );
     let mut backoff = Duration::from_secs(1);
     loop {
+        if let Some(path) = &heartbeat {
+            crate::files::beat(path);
+        }
         let received = tokio::select! {
             _ = &mut shutdown => break,
-            r = bus.peek_lock(&options.subscription, options.wait) => r,
+            r = bus.peek_lock(options.wait) => r,
         };
         match received {
             Ok(Some(m)) => {

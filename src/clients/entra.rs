@@ -62,6 +62,8 @@ pub struct CertificateCredential {
     pub x5t: String,
     /// The signature algorithm.
     pub alg: AssertionAlg,
+    /// The certificate's `notAfter` (for `doctor`'s expiry warning).
+    pub not_after: Option<DateTime<Utc>>,
 }
 
 impl CertificateCredential {
@@ -87,6 +89,7 @@ impl CertificateCredential {
             x5t_s256: thumb(MessageDigest::sha256())?,
             x5t: thumb(MessageDigest::sha1())?,
             alg,
+            not_after: asn1_to_utc(cert.not_after()),
         })
     }
 
@@ -573,7 +576,17 @@ impl EntraClient {
     }
 }
 
-fn load_certificate(path: &Path, alg: AssertionAlg) -> Result<CertificateCredential, ConfigError> {
+fn asn1_to_utc(t: &openssl::asn1::Asn1TimeRef) -> Option<DateTime<Utc>> {
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let diff = epoch.diff(t).ok()?;
+    DateTime::from_timestamp(i64::from(diff.days) * 86_400 + i64::from(diff.secs), 0)
+}
+
+/// Loads `AZURE_CLIENT_CERTIFICATE_PATH`; the error names the setting.
+pub fn load_certificate(
+    path: &Path,
+    alg: AssertionAlg,
+) -> Result<CertificateCredential, ConfigError> {
     let bad = |problem: String| ConfigError {
         setting: "AZURE_CLIENT_CERTIFICATE_PATH".into(),
         problem,

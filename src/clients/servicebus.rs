@@ -1,14 +1,17 @@
-//! Azure Service Bus over its REST API: the one module that speaks it (protocols.md §F1).
+//! Azure Service Bus over its REST API: the one module that speaks it (Microsoft's
+//! Service Bus REST reference: send, peek-lock, delete, unlock, SAS).
 //!
 //! The edge needs only outbound HTTPS, so it uses peek-lock over REST instead of AMQP:
-//! `POST {topic}/subscriptions/{sub}/messages/head?timeout=N` long-polls for a message and
-//! locks it; the answer's `Location` header is the lock URI, which is then `DELETE`d
+//! `POST {topic}/subscriptions/{sub}/messages/head?timeout=N` (or `POST {queue}/messages/head`
+//! for an edge's own queue) long-polls for a message and locks it; the answer's `Location`
+//! header is the lock URI (`…/messages/{sequence}/{lock token}`), which is then `DELETE`d
 //! (complete), `PUT` (abandon) or `POST`ed (renew the lock). Sending is
 //! `POST {topic}/messages` with `BrokerProperties` and custom properties as headers.
 //!
-//! Authentication is a SAS token from the connection string. Unlike Storage Shared Key, the
-//! HMAC key is the key string's UTF-8 bytes, *not* its base64 decoding. Tokens are cached and
-//! renewed well before they expire. The key never leaves this module and never appears in a
+//! Authentication is a SAS token from the connection string, signed for the one entity the
+//! client talks to (the topic, or the queue): a key whose rule belongs to a queue is only
+//! accepted for that queue. Unlike Storage Shared Key, the HMAC key is the key string's UTF-8
+//! bytes, *not* its base64 decoding. Tokens are cached and renewed well before they expire. The key never leaves this module and never appears in a
 //! log line or an error: it is held in a [`SecretString`].
 
 use std::collections::BTreeMap;
@@ -53,10 +56,10 @@ pub enum ServiceBusError {
         /// `Listen` or `Send`.
         right: &'static str,
     },
-    /// 404/410 on the entity: the topic or subscription does not exist.
-    #[error("Service Bus entity {entity} does not exist ({status}): check PRESENCE_TOPIC and PRESENCE_SUBSCRIPTION")]
+    /// 404/410 on the entity: the topic, subscription or queue does not exist.
+    #[error("Service Bus entity {entity} does not exist ({status}): check PRESENCE_TOPIC, PRESENCE_SUBSCRIPTION and PRESENCE_QUEUE")]
     EntityNotFound {
-        /// `topic/subscriptions/sub`.
+        /// `topic/subscriptions/sub`, `topic` or `queue`.
         entity: String,
         /// The HTTP status.
         status: u16,
@@ -164,7 +167,7 @@ impl ConnectionString {
 pub fn sas_token(resource_uri: &str, key_name: &str, key: &SecretString, expiry: i64) -> String {
     let sr = utf8_percent_encode(resource_uri, URLENCODE).to_string();
     let to_sign = format!("{sr}\n{expiry}");
-    // The key string's bytes, not its base64 decoding (protocols.md §F1).
+    // The key string's bytes, not its base64 decoding, although the key looks like base64.
     let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(to_sign.as_bytes());
@@ -282,12 +285,16 @@ struct CachedToken {
     expiry: i64,
 }
 
-/// A Service Bus REST client for one topic.
+/// A Service Bus REST client for one entity: a topic (sends, and receives from one of its
+/// subscriptions) or a queue (receives).
 pub struct Client {
     http: reqwest::Client,
     base: Url,
     conn: ConnectionString,
-    topic: String,
+    /// The topic or queue: what tokens are signed for and where sends go.
+    entity: String,
+    /// What `peek_lock` reads: `topic/subscriptions/sub` or `queue` (unencoded).
+    source: Option<String>,
     token: Mutex<Option<CachedToken>>,
 }
 
@@ -295,13 +302,16 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("servicebus::Client")
             .field("base", &self.base.as_str())
-            .field("topic", &self.topic)
+            .field("entity", &self.entity)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
-    /// A client for `topic`. `base` overrides `https://<namespace host>/` (`SERVICEBUS_ENDPOINT`).
+    /// A client for `topic`, for sending; [`Client::subscription`] makes it receive from one
+    /// of the topic's subscriptions. `base` overrides `https://<namespace host>/`
+    /// (`SERVICEBUS_ENDPOINT`).
     pub fn new(
         conn: ConnectionString,
         base: Option<Url>,
@@ -325,9 +335,28 @@ impl Client {
             http,
             base,
             conn,
-            topic: topic.to_owned(),
+            entity: topic.to_owned(),
+            source: None,
             token: Mutex::new(None),
         })
+    }
+
+    /// A client that receives from `queue` (e.g. an edge's own `edge-<name>`, fed by a
+    /// filtered topic subscription that auto-forwards into it).
+    pub fn queue(
+        conn: ConnectionString,
+        base: Option<Url>,
+        queue: &str,
+    ) -> Result<Self, ServiceBusError> {
+        let mut c = Self::new(conn, base, queue)?;
+        c.source = Some(queue.to_owned());
+        Ok(c)
+    }
+
+    /// This topic client, receiving from the topic's `subscription`.
+    pub fn subscription(mut self, subscription: &str) -> Self {
+        self.source = Some(format!("{}/subscriptions/{subscription}", self.entity));
+        self
     }
 
     /// The client for `PRESENCE_TOPIC` from the settings (`ServiceBusConnection`, optionally
@@ -336,6 +365,36 @@ impl Client {
     pub fn from_settings(
         settings: &crate::config::Settings,
         right: &str,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Self::for_entity(settings, right, &settings.presence_topic, "PRESENCE_TOPIC")
+    }
+
+    /// The client that receives from `PRESENCE_TOPIC`'s `subscription`, from the settings.
+    pub fn subscription_from_settings(
+        settings: &crate::config::Settings,
+        subscription: &str,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self::from_settings(settings, "Listen")?.subscription(subscription))
+    }
+
+    /// The client that receives from `queue` (`PRESENCE_QUEUE`), from the settings. The
+    /// connection string is typically the queue's own listen-only rule (`EntityPath=queue`).
+    pub fn queue_from_settings(
+        settings: &crate::config::Settings,
+        queue: &str,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let mut c = Self::for_entity(settings, "Listen", queue, "PRESENCE_QUEUE")?;
+        c.source = Some(queue.to_owned());
+        Ok(c)
+    }
+
+    /// `entity` is the value of the setting `entity_setting`, which the error names when the
+    /// connection string belongs to another entity.
+    fn for_entity(
+        settings: &crate::config::Settings,
+        right: &str,
+        entity: &str,
+        entity_setting: &str,
     ) -> Result<Self, crate::config::ConfigError> {
         use crate::config::ConfigError;
         let bad = |e: ServiceBusError| ConfigError {
@@ -352,28 +411,25 @@ impl Client {
             )
         })?;
         let conn = ConnectionString::parse(cs.expose_secret()).map_err(bad)?;
-        if let Some(entity) = &conn.entity_path {
-            if !entity.eq_ignore_ascii_case(&settings.presence_topic) {
+        if let Some(path) = &conn.entity_path {
+            if !path.eq_ignore_ascii_case(entity) {
                 return Err(ConfigError {
-                    setting: "PRESENCE_TOPIC".into(),
-                    problem: format!(
-                        "is {:?} but the connection string is for {entity:?}",
-                        settings.presence_topic
-                    ),
+                    setting: entity_setting.into(),
+                    problem: format!("is {entity:?} but the connection string is for {path:?}"),
                 });
             }
         }
-        Self::new(
-            conn,
-            settings.servicebus_endpoint.clone(),
-            &settings.presence_topic,
-        )
-        .map_err(bad)
+        Self::new(conn, settings.servicebus_endpoint.clone(), entity).map_err(bad)
     }
 
-    /// The topic this client talks to.
-    pub fn topic(&self) -> &str {
-        &self.topic
+    /// The topic or queue this client talks to.
+    pub fn entity(&self) -> &str {
+        &self.entity
+    }
+
+    /// What [`Client::peek_lock`] reads (`topic/subscriptions/sub` or `queue`), if anything.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
     }
 
     /// The SAS token for now, from the cache unless it is about to expire.
@@ -385,9 +441,10 @@ impl Client {
                 return t.value.clone();
             }
         }
-        // Sign for the topic: valid for its subscriptions and messages, and accepted for a
-        // namespace-level rule as well as a topic-level one.
-        let resource = format!("https://{}/{}", self.conn.host, self.topic);
+        // Sign for the entity: valid for everything under it (a topic's subscriptions, a
+        // queue's messages and locks), and accepted for a namespace-level rule as well as
+        // one that belongs to the entity (a queue's listen-only key).
+        let resource = format!("https://{}/{}", self.conn.host, self.entity);
         let expiry = now + TOKEN_TTL_SECS;
         let value = sas_token(&resource, &self.conn.key_name, &self.conn.key, expiry);
         *cached = Some(CachedToken {
@@ -403,22 +460,17 @@ impl Client {
             .map_err(|_| ServiceBusError::Protocol(format!("cannot build a URL for {path}")))
     }
 
-    fn entity(&self, subscription: &str) -> String {
-        format!("{}/subscriptions/{}", self.topic, subscription)
-    }
-
-    /// Peek-locks the next message, waiting up to `timeout` for one. `Ok(None)`: none came.
+    /// Peek-locks the next message of the subscription or queue, waiting up to `timeout` for
+    /// one. `Ok(None)`: none came.
     pub async fn peek_lock(
         &self,
-        subscription: &str,
         timeout: Duration,
     ) -> Result<Option<ReceivedMessage>, ServiceBusError> {
-        let entity = self.entity(subscription);
-        let mut url = self.url(&format!(
-            "{}/subscriptions/{}/messages/head",
-            enc(&self.topic),
-            enc(subscription)
-        ))?;
+        let entity = self.source.clone().ok_or_else(|| {
+            ServiceBusError::Protocol("this client has no subscription or queue to read".into())
+        })?;
+        let path: Vec<String> = entity.split('/').map(enc).collect();
+        let mut url = self.url(&format!("{}/messages/head", path.join("/")))?;
         url.query_pairs_mut()
             .append_pair("timeout", &timeout.as_secs().to_string());
         let resp = self
@@ -527,7 +579,7 @@ impl Client {
         props: &BrokerProperties,
         custom: &BTreeMap<String, String>,
     ) -> Result<(), ServiceBusError> {
-        let url = self.url(&format!("{}/messages", enc(&self.topic)))?;
+        let url = self.url(&format!("{}/messages", enc(&self.entity)))?;
         let mut req = self
             .http
             .post(url)
@@ -560,7 +612,7 @@ impl Client {
                 })
             }
             StatusCode::NOT_FOUND | StatusCode::GONE => Err(ServiceBusError::EntityNotFound {
-                entity: self.topic.clone(),
+                entity: self.entity.clone(),
                 status: status.as_u16(),
             }),
             _ => Err(status_error(resp).await),

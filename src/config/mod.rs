@@ -1,4 +1,5 @@
-//! Configuration: every setting of CONTRACT.md, parsed once, from a lookup function.
+//! Configuration: every setting of the README's settings table, parsed once, from a lookup
+//! function.
 //!
 //! Values come from the environment (what Function App settings and `local.settings.json`
 //! `Values` become) and, for `serve`, `subscribe` and `login`, from an optional TOML file whose
@@ -154,6 +155,9 @@ pub struct Settings {
     pub client_id: Option<String>,
     /// `AZURE_CLIENT_SECRET`.
     pub client_secret: Option<SecretString>,
+    /// `AZURE_CLIENT_SECRET_EXPIRES` (RFC 3339): when the client secret expires, for
+    /// `doctor`'s warning (Entra ID does not tell the app itself).
+    pub client_secret_expires: Option<chrono::DateTime<chrono::Utc>>,
     /// `AZURE_CLIENT_CERTIFICATE_PATH`.
     pub client_certificate_path: Option<PathBuf>,
     /// `AZURE_CLIENT_ASSERTION_ALG` (`PS256`, default, or `RS256`).
@@ -185,7 +189,8 @@ pub struct Settings {
     pub store: Option<StoreKind>,
     /// `ServiceBusConnection`.
     pub service_bus_connection: Option<SecretString>,
-    /// `PUBLISH_MODE` (`binding`, default, or `rest`).
+    /// `PUBLISH_MODE` (`binding` or `rest`). Unset: `rest` in Azure (`WEBSITE_HOSTNAME` set)
+    /// with a `ServiceBusConnection` connection string, `binding` everywhere else.
     pub publish_mode: PublishMode,
     /// `PRESENCE_TOPIC` (default `presence`).
     pub presence_topic: String,
@@ -226,6 +231,9 @@ pub struct Settings {
     /// `PRESENCE_QUEUE`: for `subscribe` / `pbx run`, this edge's own queue instead of
     /// `PRESENCE_SUBSCRIPTION`.
     pub presence_queue: Option<String>,
+    /// `HEALTHCHECK_FILE`: the heartbeat file the edge loop touches and `healthcheck` reads
+    /// (default `heartbeat` in the data directory).
+    pub healthcheck_file: Option<PathBuf>,
 }
 
 /// Default scopes: delegated Presence.Read.All is what presence change notifications need
@@ -339,6 +347,20 @@ impl Settings {
                 .unwrap_or_else(|| "organizations".into()),
             client_id: src.get("AZURE_CLIENT_ID").map(|v| v.trim().to_owned()),
             client_secret: src.get("AZURE_CLIENT_SECRET").map(SecretString::from),
+            client_secret_expires: match src.get("AZURE_CLIENT_SECRET_EXPIRES") {
+                None => None,
+                Some(v) => Some(
+                    chrono::DateTime::parse_from_rfc3339(v.trim())
+                        .map_err(|_| {
+                            ConfigError::invalid(
+                                "AZURE_CLIENT_SECRET_EXPIRES",
+                                Some(&v),
+                                "an RFC 3339 time such as 2027-05-01T00:00:00Z",
+                            )
+                        })?
+                        .with_timezone(&chrono::Utc),
+                ),
+            },
             client_certificate_path: src.get("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
             client_assertion_alg: match src.get("AZURE_CLIENT_ASSERTION_ALG") {
                 None => AssertionAlg::Ps256,
@@ -391,6 +413,16 @@ impl Settings {
             },
             service_bus_connection: src.get("ServiceBusConnection").map(SecretString::from),
             publish_mode: match src.get("PUBLISH_MODE") {
+                // In Azure a plain connection string can only be there for the REST publisher
+                // (infra's binding is identity-based: ServiceBusConnection__*), and only REST
+                // messages carry the `userId` the per-edge filters need. Under `func start`
+                // the connection string serves the output binding the function declares, so
+                // local runs keep the binding.
+                None if src.get("ServiceBusConnection").is_some()
+                    && src.get("WEBSITE_HOSTNAME").is_some() =>
+                {
+                    PublishMode::Rest
+                }
                 None => PublishMode::Binding,
                 Some(v) if v.trim().eq_ignore_ascii_case("binding") => PublishMode::Binding,
                 Some(v) if v.trim().eq_ignore_ascii_case("rest") => PublishMode::Rest,
@@ -488,6 +520,7 @@ impl Settings {
                 .collect(),
             pbx: pbx::parse(src, &src.file)?,
             presence_queue: src.get("PRESENCE_QUEUE").map(|q| q.trim().to_owned()),
+            healthcheck_file: src.get("HEALTHCHECK_FILE").map(PathBuf::from),
         })
     }
 
@@ -664,6 +697,31 @@ mod tests {
     }
 
     #[test]
+    fn publish_mode_defaults_to_rest_only_in_azure_with_a_connection_string() {
+        let cs = (
+            "ServiceBusConnection",
+            "Endpoint=sb://ns/;SharedAccessKeyName=s;SharedAccessKey=k",
+        );
+        let azure = ("WEBSITE_HOSTNAME", "app.azurewebsites.net");
+        let cases: &[(&[(&str, &str)], PublishMode)] = &[
+            (&[], PublishMode::Binding),
+            // `func start`: the connection string feeds the output binding.
+            (&[cs], PublishMode::Binding),
+            // Azure with the identity-based binding only.
+            (&[azure], PublishMode::Binding),
+            (&[cs, azure], PublishMode::Rest),
+            (
+                &[cs, azure, ("PUBLISH_MODE", "binding")],
+                PublishMode::Binding,
+            ),
+            (&[("PUBLISH_MODE", "REST")], PublishMode::Rest),
+        ];
+        for (env, want) in cases {
+            assert_eq!(parse(env).unwrap().publish_mode, *want, "{env:?}");
+        }
+    }
+
+    #[test]
     fn wrong_values_name_the_setting() {
         let cases: &[(&str, &str)] = &[
             ("POLL_INTERVAL", "soon"),
@@ -674,6 +732,7 @@ mod tests {
             ("PUBLIC_BASE_URL", "ftp://x"),
             ("AZURE_TENANT_ID", "a b"),
             ("FUNCTIONS_CUSTOMHANDLER_PORT", "99999"),
+            ("AZURE_CLIENT_SECRET_EXPIRES", "next year"),
         ];
         for (k, v) in cases {
             let e = parse(&[(k, v)]).unwrap_err();

@@ -1,5 +1,5 @@
-//! The message on the topic (version 1, CONTRACT.md): the one wire format shared by the
-//! cloud (publisher) and every edge (consumer).
+//! The message on the topic (version 1, as the types below define it): the one wire format
+//! shared by the cloud (publisher) and every edge (consumer).
 //!
 //! Consumers are lenient: unknown `type`s parse as [`TopicMessage::Unknown`] and unknown fields
 //! are ignored, so a newer cloud never breaks an older Pi.
@@ -150,7 +150,7 @@ impl TopicMessage {
     }
 }
 
-/// RFC 3339 with milliseconds and `Z`, as in CONTRACT.md's example.
+/// RFC 3339 with milliseconds and `Z` (`2026-11-22T10:15:00.000Z`), as every producer writes it.
 mod millis {
     use super::*;
     use serde::{Deserializer, Serializer};

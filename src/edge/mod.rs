@@ -28,19 +28,20 @@ use crate::engine::applier::{log_skip, Applier};
 /// Knobs of the receive loop.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `PRESENCE_SUBSCRIPTION`.
-    pub subscription: String,
+    /// Touched on every turn of the loop (`HEALTHCHECK_FILE`, else `heartbeat` in the data
+    /// directory), so `teams-presence healthcheck` can tell a live loop from a stuck one.
+    pub heartbeat: Option<PathBuf>,
     /// Long-poll timeout of a receive.
     pub wait: Duration,
     /// Most messages coalesced in one go (and most received ahead while a command runs).
     pub batch: usize,
 }
 
-impl Options {
-    /// Defaults for a subscription.
-    pub fn new(subscription: &str) -> Self {
+impl Default for Options {
+    fn default() -> Self {
         Self {
-            subscription: subscription.to_owned(),
+            heartbeat: None,
+            // Also the idle heartbeat period: `healthcheck` allows several of these.
             wait: Duration::from_secs(30),
             batch: 32,
         }
@@ -97,7 +98,7 @@ pub async fn run(
     // (not locked in our hands, where their locks would run out).
     let (healthy_tx, healthy_rx) = watch::channel(true);
     let (tx, mut rx) = mpsc::channel::<ReceivedMessage>(opts.batch.max(1));
-    tracing::info!(topic = client.topic(), subscription = %opts.subscription, "subscribed");
+    tracing::info!(from = client.source().unwrap_or_default(), "subscribed");
     let stopper = async {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -133,6 +134,9 @@ async fn receive(
 ) {
     let mut net_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
+        if let Some(path) = &opts.heartbeat {
+            crate::files::beat(path);
+        }
         // Not while the sink backs off.
         tokio::select! {
             _ = stopped(&mut stop) => break,
@@ -140,7 +144,7 @@ async fn receive(
         }
         let received = tokio::select! {
             _ = stopped(&mut stop) => break,
-            r = client.peek_lock(&opts.subscription, opts.wait) => r,
+            r = client.peek_lock(opts.wait) => r,
         };
         match received {
             Ok(Some(m)) => {
@@ -306,16 +310,21 @@ async fn with_renewal<T>(
     }
 }
 
-/// The Service Bus client for `subscribe`, from settings.
+/// The Service Bus client for `subscribe`, from settings: the edge's own queue
+/// (`PRESENCE_QUEUE`) when set, else its subscription on the topic (`PRESENCE_SUBSCRIPTION`).
 pub fn client_from(settings: &Settings) -> anyhow::Result<(servicebus::Client, Options)> {
-    let client = servicebus::Client::from_settings(settings, "Listen")?;
-    let sub = settings.presence_subscription.as_deref().ok_or_else(|| {
-        ConfigError::missing(
-            "PRESENCE_SUBSCRIPTION",
-            "the name of this edge's subscription on the topic",
-        )
-    })?;
-    Ok((client, Options::new(sub)))
+    let client = match (&settings.presence_queue, &settings.presence_subscription) {
+        (Some(queue), _) => servicebus::Client::queue_from_settings(settings, queue)?,
+        (None, Some(sub)) => servicebus::Client::subscription_from_settings(settings, sub)?,
+        (None, None) => {
+            return Err(ConfigError::missing(
+                "PRESENCE_QUEUE or PRESENCE_SUBSCRIPTION",
+                "this edge's queue (`edge-<name>`) or its subscription on the topic",
+            )
+            .into())
+        }
+    };
+    Ok((client, Options::default()))
 }
 
 /// Builds the applier, waiting for a bridge that does not answer yet: after a power cut the

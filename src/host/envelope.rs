@@ -2,7 +2,7 @@
 //!
 //! In payload mode the host POSTs `{"Data": {...}, "Metadata": {...}}` to `/{FunctionName}`
 //! and expects `{"Outputs": {...}, "Logs": [...], "ReturnValue": ...}` back. Its quirks
-//! (protocols.md §A3/A4, from the host's `ScriptInvocationContextExtensions` and
+//! (read from the azure-functions-host source: its `ScriptInvocationContextExtensions` and
 //! `HttpScriptInvocationResultExtensions`):
 //!
 //! * scalar values (strings, numbers, bools) are run through `JsonConvert.SerializeObject`, so

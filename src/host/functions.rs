@@ -54,7 +54,8 @@ macro_rules! def {
     };
 }
 
-/// Every function, in CONTRACT.md order (`health` and `presence-get` are ours beyond it).
+/// Every function, in the original specification's order (`health` and `presence-get` are
+/// additions, see the README's "Differences from the original specification").
 pub const FUNCTIONS: &[FunctionDef] = &[
     def!(
         "auth-start",

@@ -1,6 +1,6 @@
 //! Azure Table Storage over its REST API (no maintained crate exists for azure_core 1.x).
 //!
-//! The parts that bite, with their sources in protocols.md §G:
+//! The parts that bite (from Microsoft's Table service REST reference and Azurite's behaviour):
 //!
 //! * Shared Key signing: `VERB\nContent-MD5\nContent-Type\nDate\nCanonicalizedResource`, HMAC
 //!   with the *base64-decoded* account key; the canonicalized resource is `/{account}` plus

@@ -31,6 +31,7 @@ fn every_command_answers_help() {
         vec!["handler", "--help"],
         vec!["serve", "--help"],
         vec!["subscribe", "--help"],
+        vec!["healthcheck", "--help"],
         vec!["login", "--help"],
         vec!["hue", "--help"],
         vec!["hue", "pair", "--help"],

@@ -16,12 +16,15 @@ use teams_presence::clients::servicebus::{
 use teams_presence::config::HueTarget;
 use teams_presence::core::judge::Verdict;
 use teams_presence::core::lights::LightMap;
+use teams_presence::core::message::TopicMessage;
 use teams_presence::edge::{self, Options};
 use teams_presence::engine::applier::Applier;
+use teams_presence::engine::publish::send_direct;
 use tokio::sync::oneshot;
 
 use crate::fakes::hue::{Api, FakeHue, KEY as HUE_KEY};
 use crate::fakes::servicebus::FakeServiceBus;
+use crate::support;
 
 fn presence(user: &str, seq: u32, availability: &str, activity: &str) -> Value {
     json!({
@@ -41,13 +44,16 @@ async fn sink(fake: &FakeHue, targets: &[HueTarget]) -> HueSink {
 
 fn client(sb: &FakeServiceBus) -> servicebus::Client {
     let conn = ConnectionString::parse(&sb.connection_string()).unwrap();
-    servicebus::Client::new(conn, Some(sb.url.parse().unwrap()), "presence").unwrap()
+    servicebus::Client::new(conn, Some(sb.url.parse().unwrap()), "presence")
+        .unwrap()
+        .subscription("pi")
 }
 
 fn options() -> Options {
-    let mut o = Options::new("pi");
-    o.wait = Duration::from_secs(1);
-    o
+    Options {
+        wait: Duration::from_secs(1),
+        ..Options::default()
+    }
 }
 
 /// Runs the subscribe loop in the background; dropping or sending on the handle stops it.
@@ -471,8 +477,10 @@ async fn a_wrong_key_is_refused_with_a_clear_error() {
         .connection_string()
         .replace("ZmFrZS1rZXk9PQ==", "d3Jvbmc=");
     let conn = ConnectionString::parse(&cs).unwrap();
-    let client = servicebus::Client::new(conn, Some(sb.url.parse().unwrap()), "presence").unwrap();
-    let e = client.peek_lock("pi", Duration::ZERO).await.unwrap_err();
+    let client = servicebus::Client::new(conn, Some(sb.url.parse().unwrap()), "presence")
+        .unwrap()
+        .subscription("pi");
+    let e = client.peek_lock(Duration::ZERO).await.unwrap_err();
     assert!(
         matches!(e, ServiceBusError::Unauthorized { status: 401, .. }),
         "{e}"
@@ -494,11 +502,7 @@ async fn direct_publish_sends_custom_properties_that_come_back_on_receive() {
     let custom: BTreeMap<String, String> = [("userId".to_string(), "u1".to_string())].into();
     let body = presence("u1", 1, "Busy", "InACall").to_string();
     client.send(body.as_bytes(), &props, &custom).await.unwrap();
-    let m = client
-        .peek_lock("pi", Duration::ZERO)
-        .await
-        .unwrap()
-        .unwrap();
+    let m = client.peek_lock(Duration::ZERO).await.unwrap().unwrap();
     assert_eq!(m.body, body.as_bytes());
     assert_eq!(m.custom.get("userid").map(String::as_str), Some("u1"));
     assert_eq!(m.props.delivery_count, Some(1));
@@ -506,11 +510,7 @@ async fn direct_publish_sends_custom_properties_that_come_back_on_receive() {
     assert!(m.lock.url().as_str().starts_with(&sb.url));
     client.renew_lock(&m.lock).await.unwrap();
     client.abandon(&m.lock).await.unwrap();
-    let again = client
-        .peek_lock("pi", Duration::ZERO)
-        .await
-        .unwrap()
-        .unwrap();
+    let again = client.peek_lock(Duration::ZERO).await.unwrap().unwrap();
     assert_eq!(again.props.delivery_count, Some(2));
     client.complete(&again.lock).await.unwrap();
     // A settled lock is gone.
@@ -518,11 +518,7 @@ async fn direct_publish_sends_custom_properties_that_come_back_on_receive() {
         client.complete(&again.lock).await,
         Err(ServiceBusError::LockLost(410))
     ));
-    assert!(client
-        .peek_lock("pi", Duration::ZERO)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(client.peek_lock(Duration::ZERO).await.unwrap().is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -558,4 +554,177 @@ async fn a_wrong_hue_key_is_named() {
             "{api:?}: {e}"
         );
     }
+}
+
+/// Sends like the cloud part with `PUBLISH_MODE=rest`: to the topic, with the namespace key.
+async fn publish(sb: &FakeServiceBus, bodies: &[Value]) {
+    let conn = ConnectionString::parse(&sb.connection_string()).unwrap();
+    let topic = servicebus::Client::new(conn, Some(sb.url.parse().unwrap()), "presence").unwrap();
+    let msgs: Vec<TopicMessage> = bodies
+        .iter()
+        .map(|b| TopicMessage::parse(b.to_string().as_bytes()).unwrap())
+        .collect();
+    send_direct(&topic, &msgs).await.unwrap();
+}
+
+/// Receives and completes everything waiting; the users the messages were for.
+async fn drain(client: &servicebus::Client) -> Vec<String> {
+    let mut users = Vec::new();
+    while let Some(m) = client.peek_lock(Duration::ZERO).await.unwrap() {
+        let body: Value = serde_json::from_slice(&m.body).unwrap();
+        users.push(body["userId"].as_str().unwrap().to_owned());
+        client.complete(&m.lock).await.unwrap();
+    }
+    users
+}
+
+#[tokio::test]
+async fn each_edge_reads_only_its_users_through_its_own_queue_and_cannot_read_the_other() {
+    let sb = FakeServiceBus::start(10).await;
+    // The filters as infra/modules/servicebus.bicep writes them.
+    let cs_home = sb.add_edge("pi-home", "userId IN ('u1', 'u2')");
+    let cs_office = sb.add_edge("pi-office", "userId IN ('u3')");
+    publish(
+        &sb,
+        &[
+            presence("u1", 1, "Busy", "InACall"),
+            presence("u3", 1, "Away", "Away"),
+            presence("u2", 1, "Available", "Available"),
+            presence("u4", 1, "Busy", "InACall"),
+        ],
+    )
+    .await;
+    // Each edge configured as a Pi is: its queue and that queue's listen-only key.
+    let edge_settings = |cs: &str, queue: &str| {
+        support::settings(&[
+            ("ServiceBusConnection", cs),
+            ("PRESENCE_QUEUE", queue),
+            ("PRESENCE_SUBSCRIPTION", "ignored-when-a-queue-is-set"),
+            ("SERVICEBUS_ENDPOINT", sb.url.as_str()),
+        ])
+    };
+    let (home, _) = edge::client_from(&edge_settings(&cs_home, "edge-pi-home")).unwrap();
+    let (office, _) = edge::client_from(&edge_settings(&cs_office, "edge-pi-office")).unwrap();
+    assert_eq!(home.source(), Some("edge-pi-home"));
+    assert_eq!(drain(&home).await, ["u1", "u2"]);
+    assert_eq!(drain(&office).await, ["u3"]);
+    // u4 is no edge's user: no queue got it.
+    assert_eq!(sb.with(|b| b.completed.len()), 3);
+    assert!(sb.with(|b| b.queue.is_empty() && b.queues.values().all(|q| q.is_empty())));
+
+    // The home key, pointed at the office queue, is refused by the broker...
+    let stolen = ConnectionString::parse(&cs_home).unwrap();
+    let snoop = servicebus::Client::queue(
+        stolen.clone(),
+        Some(sb.url.parse().unwrap()),
+        "edge-pi-office",
+    )
+    .unwrap();
+    publish(&sb, &[presence("u3", 2, "Busy", "InACall")]).await;
+    let e = snoop.peek_lock(Duration::ZERO).await.unwrap_err();
+    assert!(
+        matches!(e, ServiceBusError::Unauthorized { status: 401, .. }),
+        "{e}"
+    );
+    // ...as on the topic's subscriptions and for sending.
+    let topic = servicebus::Client::new(stolen, Some(sb.url.parse().unwrap()), "presence").unwrap();
+    let e = topic
+        .send(b"{}", &BrokerProperties::default(), &BTreeMap::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ServiceBusError::Unauthorized { status: 401, .. }),
+        "{e}"
+    );
+    assert_eq!(sb.with(|b| b.unauthorized), 2);
+    // The message stayed for its edge.
+    assert_eq!(drain(&office).await, ["u3"]);
+    // And `subscribe` refuses at start to use one queue's key for another queue.
+    let e = edge::client_from(&edge_settings(&cs_home, "edge-pi-office")).unwrap_err();
+    assert!(e.to_string().contains("PRESENCE_QUEUE"), "{e}");
+}
+
+#[test]
+fn subscribe_without_a_queue_or_subscription_names_both_settings() {
+    let e = edge::client_from(&support::settings(&[(
+        "ServiceBusConnection",
+        "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=l;SharedAccessKey=k",
+    )]))
+    .unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("PRESENCE_QUEUE or PRESENCE_SUBSCRIPTION"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_is_0_while_subscribe_runs_and_1_when_its_loop_is_stuck() {
+    use std::process::{Command, Stdio};
+    let sb = FakeServiceBus::start(10).await;
+    let cs = sb.add_edge("pi", "userId IN ('u1')");
+    let hue = FakeHue::start(Api::V1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [
+        ("ServiceBusConnection", cs.as_str()),
+        ("PRESENCE_QUEUE", "edge-pi"),
+        ("SERVICEBUS_ENDPOINT", sb.url.as_str()),
+        ("HUE_BRIDGE", hue.url.as_str()),
+        ("HUE_APPLICATION_KEY", HUE_KEY),
+        ("HUE_TARGETS", "light:1"),
+    ];
+    let command = |args: &[&str]| {
+        let mut c = Command::new(support::binary());
+        c.args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_clear()
+            .envs(env)
+            .current_dir(dir.path());
+        c
+    };
+    let healthcheck = |extra: &[&str]| {
+        let out = command(&[&["healthcheck"], extra].concat())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        assert!(stderr.lines().count() <= 1, "{stderr}");
+        (out.status.code(), stderr)
+    };
+    let (code, why) = healthcheck(&[]);
+    assert_eq!(code, Some(1), "nothing ran yet");
+    assert!(why.contains("no heartbeat file"), "{why}");
+
+    let mut child = command(&["subscribe"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let heartbeat = data.join("heartbeat");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !heartbeat.exists() {
+        assert!(std::time::Instant::now() < deadline, "no heartbeat");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(healthcheck(&[]).0, Some(0));
+    // The loop is really reading its queue: a change for its user reaches the lamp.
+    publish(&sb, &[presence("u1", 1, "Busy", "InACall")]).await;
+    while hue.puts().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(healthcheck(&["--max-age", "60"]).0, Some(0));
+
+    // Frozen, the loop stops beating and the heartbeat ages past the limit.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (code, why) = healthcheck(&["--max-age", "1"]);
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(code, Some(1), "{why}");
+    assert!(why.contains("stuck"), "{why}");
 }

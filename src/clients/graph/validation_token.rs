@@ -1,5 +1,6 @@
 //! The `validationTokens` of a rich-notification batch: JWTs Graph's change-tracking app
-//! obtains for our app, one per tenant of the batch's items (protocols.md §C7).
+//! obtains for our app, one per tenant of the batch's items (Microsoft Graph docs,
+//! "change notifications with resource data", "How to validate").
 //!
 //! A token vouches for a tenant when: it is RS256-signed by a key of the Microsoft identity
 //! platform's JWKS (`{AZURE_AUTHORITY_HOST}/common/discovery/v2.0/keys`), it is within

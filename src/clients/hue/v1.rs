@@ -1,5 +1,5 @@
 //! Hue CLIP v1: `PUT /api/{key}/lights/{id}/state` and `/groups/{id}/action` over HTTP, for
-//! bridges without CLIP v2 (protocols.md §E1). The only module that knows v1's JSON.
+//! bridges without CLIP v2 (Hue developer docs, CLIP API v1). The only module that knows v1's JSON.
 //!
 //! The application key is part of every v1 path, so no URL from this module is ever logged
 //! or put into an error (`reqwest::Error::without_url`).

@@ -1,5 +1,5 @@
 //! Hue CLIP v2: `PUT /clip/v2/resource/light/{id}` and `grouped_light/{id}` with the
-//! `hue-application-key` header (protocols.md §E2). The only module that knows v2's JSON.
+//! `hue-application-key` header (Hue developer docs, CLIP API v2). The only module that knows v2's JSON.
 //!
 //! The real bridge speaks HTTPS only, with a certificate whose CN is the bridge id, signed by
 //! the Hue root CA: [`super::connect`] builds the client that trusts only those roots and

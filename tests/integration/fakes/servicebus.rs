@@ -1,8 +1,15 @@
 //! A fake Service Bus namespace (REST): peek-lock with lock tokens and lock expiry, delivery
 //! counts, redelivery after abandon, dead-lettering after the max delivery count, and the SAS
 //! header checked against the key (HMAC-SHA256 over the key string's bytes).
+//!
+//! Out of the box every subscription name reads one shared queue ([`Broker::queue`]). With
+//! [`FakeServiceBus::add_edge`] it models infra's per-edge isolation instead: a queue
+//! `edge-<name>`, a topic subscription whose SQL filter on the `userId` application property
+//! (the exact text infra writes: `userId IN ('a', 'b')`, `userId = 'a'`, `1=1`, `1=0`) decides
+//! what it auto-forwards into that queue, and a listen-only key that belongs to the queue alone
+//! (401 anywhere else, and for sends).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,9 +38,30 @@ pub struct Msg {
     lock: Option<(String, Instant)>,
 }
 
+/// A SAS rule: namespace-wide with every right, or one entity's listen-only rule.
+#[derive(Debug, Clone)]
+struct Rule {
+    name: String,
+    key: String,
+    /// The entity the rule belongs to (listen only), or `None` for the namespace (all rights).
+    entity: Option<String>,
+}
+
+/// A topic subscription's rule and where it forwards to.
+#[derive(Debug, Clone)]
+struct Subscription {
+    filter: String,
+    forward_to: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Broker {
+    /// What unconfigured subscriptions read (every message sent while no edge is configured).
     pub queue: VecDeque<Msg>,
+    /// The queues, by name.
+    pub queues: BTreeMap<String, VecDeque<Msg>>,
+    subscriptions: BTreeMap<String, Subscription>,
+    rules: Vec<Rule>,
     pub completed: Vec<Msg>,
     pub dead_lettered: Vec<Msg>,
     pub abandoned: u32,
@@ -63,6 +91,11 @@ impl FakeServiceBus {
             broker: Arc::new(Mutex::new(Broker {
                 max_delivery,
                 next_seq: 1,
+                rules: vec![Rule {
+                    name: KEY_NAME.into(),
+                    key: KEY.into(),
+                    entity: None,
+                }],
                 ..Default::default()
             })),
             notify: Arc::new(Notify::new()),
@@ -78,6 +111,29 @@ impl FakeServiceBus {
 
     pub fn connection_string(&self) -> String {
         format!("Endpoint=sb://fake.servicebus.windows.net/;SharedAccessKeyName={KEY_NAME};SharedAccessKey={KEY}")
+    }
+
+    /// Infra's per-edge entities for edge `name`: queue `edge-<name>`, a subscription `<name>`
+    /// with `filter` forwarding into it, and a listen-only key on the queue. Returns that
+    /// key's connection string (with `EntityPath`, as the portal and `az` print it).
+    pub fn add_edge(&self, name: &str, filter: &str) -> String {
+        let queue = format!("edge-{name}");
+        let key = base64::engine::general_purpose::STANDARD.encode(format!("key-of-{queue}"));
+        let mut b = self.shared.broker.lock().unwrap();
+        b.queues.insert(queue.clone(), VecDeque::new());
+        b.subscriptions.insert(
+            name.to_owned(),
+            Subscription {
+                filter: filter.to_owned(),
+                forward_to: queue.clone(),
+            },
+        );
+        b.rules.push(Rule {
+            name: "listen".into(),
+            key: key.clone(),
+            entity: Some(queue.clone()),
+        });
+        format!("Endpoint=sb://fake.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey={key};EntityPath={queue}")
     }
 
     pub fn enqueue(&self, body: serde_json::Value) {
@@ -119,7 +175,9 @@ impl FakeServiceBus {
     }
 }
 
-fn sas_ok(headers: &HeaderMap) -> bool {
+/// Whether the request carries a valid SAS token of a rule allowed to do this: the token's
+/// `sr` must cover the requested path, and an entity's rule only listens on its entity.
+fn sas_ok(rules: &[Rule], headers: &HeaderMap, path: &[&str], send: bool) -> bool {
     let Some(h) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -137,13 +195,87 @@ fn sas_ok(headers: &HeaderMap) -> bool {
         return false;
     };
     let expiry: i64 = se.parse().unwrap_or(0);
-    if skn != KEY_NAME || expiry < chrono::Utc::now().timestamp() {
+    if expiry < chrono::Utc::now().timestamp() {
         return false;
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
-    mac.update(format!("{sr}\n{se}").as_bytes());
-    let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    percent_encoding::percent_decode_str(&sig).decode_utf8_lossy() == want
+    let signed = |r: &Rule| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(r.key.as_bytes()).unwrap();
+        mac.update(format!("{sr}\n{se}").as_bytes());
+        let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        percent_encoding::percent_decode_str(&sig).decode_utf8_lossy() == want
+    };
+    let Some(rule) = rules.iter().find(|r| r.name == skn && signed(r)) else {
+        return false;
+    };
+    // The token is good for the resource it names and everything under it.
+    let sr = percent_encoding::percent_decode_str(&sr).decode_utf8_lossy();
+    let scope: Vec<&str> = sr
+        .trim_start_matches("https://")
+        .split('/')
+        .skip(1)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let covered = scope.len() <= path.len()
+        && scope
+            .iter()
+            .zip(path)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b));
+    match &rule.entity {
+        None => covered,
+        Some(entity) => {
+            covered && !send && path.first().is_some_and(|p| p.eq_ignore_ascii_case(entity))
+        }
+    }
+}
+
+/// Evaluates the SQL filters infra writes against a message's `userId` property. A message
+/// without one matches only `1=1` (in SQL filters a missing property is unknown, not equal).
+fn matches_filter(filter: &str, user: Option<&str>) -> bool {
+    let f = filter.trim();
+    match f {
+        "1=1" => return true,
+        "1=0" => return false,
+        _ => {}
+    }
+    let Some(user) = user else { return false };
+    let quoted = |s: &str| {
+        s.trim()
+            .strip_prefix('\'')?
+            .strip_suffix('\'')
+            .map(str::to_owned)
+    };
+    if let Some(list) = f
+        .strip_prefix("userId IN (")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        return list.split(',').filter_map(quoted).any(|u| u == user);
+    }
+    if let Some(one) = f.strip_prefix("userId =").and_then(quoted) {
+        return one == user;
+    }
+    panic!("the fake does not understand the filter {filter:?}");
+}
+
+/// Which queue an entity path (`queue` or `topic/subscriptions/sub`) reads: `Some(None)` the
+/// shared one, `Some(Some(name))` a named queue, `None` nothing (a subscription that
+/// auto-forwards keeps nothing; an unknown queue).
+fn source_of(b: &Broker, path: &[&str]) -> Option<Option<String>> {
+    match path {
+        [queue] => b
+            .queues
+            .contains_key(*queue)
+            .then(|| Some((*queue).to_owned())),
+        [_topic, "subscriptions", sub] if b.subscriptions.contains_key(*sub) => None,
+        [_topic, "subscriptions", _] => Some(None),
+        _ => None,
+    }
+}
+
+fn messages<'a>(b: &'a mut Broker, source: &Option<String>) -> &'a mut VecDeque<Msg> {
+    match source {
+        None => &mut b.queue,
+        Some(name) => b.queues.get_mut(name).expect("source_of checked it"),
+    }
 }
 
 async fn handle(
@@ -153,13 +285,23 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !sas_ok(&headers) {
-        s.broker.lock().unwrap().unauthorized += 1;
-        return (StatusCode::UNAUTHORIZED, "bad SAS").into_response();
-    }
     let parts: Vec<&str> = uri.path().split('/').filter(|p| !p.is_empty()).collect();
-    match (method.as_str(), parts.as_slice()) {
-        ("POST", [_topic, "messages"]) => {
+    let send = method == Method::POST && parts.len() == 2 && parts[1] == "messages";
+    {
+        let mut b = s.broker.lock().unwrap();
+        if !sas_ok(&b.rules, &headers, &parts, send) {
+            b.unauthorized += 1;
+            return (StatusCode::UNAUTHORIZED, "bad SAS").into_response();
+        }
+    }
+    // The entity is the path up to `/messages`.
+    let at = parts
+        .iter()
+        .position(|p| *p == "messages")
+        .unwrap_or(parts.len());
+    let (entity, rest) = parts.split_at(at);
+    match (method.as_str(), entity, rest) {
+        ("POST", [_topic], ["messages"]) => {
             let mut b = s.broker.lock().unwrap();
             let seq = b.next_seq;
             b.next_seq += 1;
@@ -180,19 +322,36 @@ async fn handle(
                     return StatusCode::CREATED.into_response();
                 }
             }
-            b.queue.push_back(Msg {
+            let msg = Msg {
                 seq,
                 body: body.to_vec(),
                 user_id_header: user,
                 delivery_count: 0,
                 message_id,
                 lock: None,
-            });
+            };
+            if b.subscriptions.is_empty() {
+                b.queue.push_back(msg);
+            } else {
+                // Each subscription whose filter matches forwards a copy into its queue.
+                let targets: Vec<String> = b
+                    .subscriptions
+                    .values()
+                    .filter(|sub| matches_filter(&sub.filter, msg.user_id_header.as_deref()))
+                    .map(|sub| sub.forward_to.clone())
+                    .collect();
+                for t in targets {
+                    b.queues.entry(t).or_default().push_back(msg.clone());
+                }
+            }
             drop(b);
             s.notify.notify_waiters();
             StatusCode::CREATED.into_response()
         }
-        ("POST", [topic, "subscriptions", sub, "messages", "head"]) => {
+        ("POST", entity, ["messages", "head"]) => {
+            let Some(source) = source_of(&s.broker.lock().unwrap(), entity) else {
+                return (StatusCode::NOT_FOUND, "no such entity").into_response();
+            };
             let timeout: u64 = uri
                 .query()
                 .and_then(|q| q.strip_prefix("timeout="))
@@ -201,7 +360,7 @@ async fn handle(
             let deadline = Instant::now() + Duration::from_secs(timeout);
             loop {
                 let notified = s.notify.notified();
-                if let Some(resp) = lock_next(&s, topic, sub) {
+                if let Some(resp) = lock_next(&s, &source, entity) {
                     return resp;
                 }
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -209,10 +368,15 @@ async fn handle(
                 }
             }
         }
-        (m, [_topic, "subscriptions", _sub, "messages", seq, token]) => {
+        (m, entity, ["messages", seq, token]) => {
             let mut b = s.broker.lock().unwrap();
+            let Some(source) = source_of(&b, entity) else {
+                return (StatusCode::GONE, "lock lost").into_response();
+            };
             let now = Instant::now();
-            let Some(pos) = b.queue.iter().position(|x| {
+            let max_delivery = b.max_delivery;
+            let queue = messages(&mut b, &source);
+            let Some(pos) = queue.iter().position(|x| {
                 x.seq.to_string() == *seq
                     && matches!(&x.lock, Some((t, until)) if t == token && *until > now)
             }) else {
@@ -220,22 +384,21 @@ async fn handle(
             };
             match m {
                 "DELETE" => {
-                    let msg = b.queue.remove(pos).unwrap();
+                    let msg = queue.remove(pos).unwrap();
                     b.completed.push(msg);
                 }
                 "PUT" => {
+                    queue[pos].lock = None;
+                    let dead = (queue[pos].delivery_count >= max_delivery)
+                        .then(|| queue.remove(pos).unwrap());
                     b.abandoned += 1;
-                    b.queue[pos].lock = None;
-                    if b.queue[pos].delivery_count >= b.max_delivery {
-                        let msg = b.queue.remove(pos).unwrap();
-                        b.dead_lettered.push(msg);
-                    }
+                    b.dead_lettered.extend(dead);
                     drop(b);
                     s.notify.notify_waiters();
                 }
                 "POST" => {
+                    queue[pos].lock = Some((token.to_string(), now + LOCK));
                     b.renewed += 1;
-                    b.queue[pos].lock = Some((token.to_string(), now + LOCK));
                 }
                 _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
             }
@@ -245,28 +408,34 @@ async fn handle(
     }
 }
 
-fn lock_next(s: &Shared, topic: &str, sub: &str) -> Option<Response> {
+fn lock_next(s: &Shared, source: &Option<String>, entity: &[&str]) -> Option<Response> {
     let mut b = s.broker.lock().unwrap();
     let now = Instant::now();
     let max = b.max_delivery;
+    let queue = messages(&mut b, source);
     // An expired lock counts as a failed delivery, like the real broker.
-    let expired: Vec<usize> = (0..b.queue.len())
+    let expired: Vec<usize> = (0..queue.len())
         .filter(|&i| {
-            matches!(&b.queue[i].lock, Some((_, until)) if *until <= now)
-                && b.queue[i].delivery_count >= max
+            matches!(&queue[i].lock, Some((_, until)) if *until <= now)
+                && queue[i].delivery_count >= max
         })
         .collect();
-    for i in expired.into_iter().rev() {
-        let msg = b.queue.remove(i).unwrap();
-        b.dead_lettered.push(msg);
-    }
-    let m = b
-        .queue
+    let dead: Vec<Msg> = expired
+        .into_iter()
+        .rev()
+        .map(|i| queue.remove(i).unwrap())
+        .collect();
+    let next = queue
         .iter_mut()
-        .find(|m| m.lock.as_ref().is_none_or(|(_, until)| *until <= now))?;
-    m.delivery_count += 1;
-    let token = uuid::Uuid::new_v4().to_string();
-    m.lock = Some((token.clone(), now + LOCK));
+        .find(|m| m.lock.as_ref().is_none_or(|(_, until)| *until <= now))
+        .map(|m| {
+            m.delivery_count += 1;
+            let token = uuid::Uuid::new_v4().to_string();
+            m.lock = Some((token.clone(), now + LOCK));
+            (m.clone(), token)
+        });
+    b.dead_lettered.extend(dead);
+    let (m, token) = next?;
     let locked_until = chrono::Utc::now() + chrono::Duration::seconds(30);
     let props = serde_json::json!({
         "DeliveryCount": m.delivery_count,
@@ -277,7 +446,8 @@ fn lock_next(s: &Shared, topic: &str, sub: &str) -> Option<Response> {
     });
     // The real broker answers with its own host: the client must rebase it.
     let location = format!(
-        "https://fake.servicebus.windows.net/{topic}/subscriptions/{sub}/messages/{}/{token}",
+        "https://fake.servicebus.windows.net/{}/messages/{}/{token}",
+        entity.join("/"),
         m.seq
     );
     let mut resp = (StatusCode::CREATED, m.body.clone()).into_response();
