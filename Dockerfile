@@ -53,6 +53,6 @@ VOLUME ["/data"]
 # `teams-presence healthcheck` exits 0 while the subscribe loop's heartbeat is recent,
 # 1 when the loop is stuck or gone: Docker then marks the container unhealthy.
 HEALTHCHECK --interval=60s --timeout=10s --start-period=60s --retries=3 \
-  CMD ["/teams-presence", "healthcheck"]
+  CMD ["/teams-presence", "healthcheck", "--data-dir", "/data"]
 ENTRYPOINT ["/teams-presence", "subscribe"]
 CMD ["--data-dir", "/data"]
