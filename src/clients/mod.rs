@@ -1,7 +1,6 @@
 //! One module per outside system and wire format. Each is the only place that knows its
 //! system's requests and JSON; the rest of the crate works with typed values.
 
-pub mod azure_auth;
 pub mod entra;
 pub mod graph;
 pub mod hue;

@@ -31,6 +31,15 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+impl From<crate::core::lights::LightsError> for ConfigError {
+    fn from(e: crate::core::lights::LightsError) -> Self {
+        ConfigError {
+            setting: e.setting,
+            problem: e.problem,
+        }
+    }
+}
+
 impl ConfigError {
     /// A required setting that is absent.
     pub fn missing(setting: &str, what: &str) -> Self {

@@ -29,8 +29,18 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveTime, Utc, Weekday};
 
-use crate::config::ConfigError;
 use crate::core::presence::{Activity, Availability, Presence};
+
+/// A `[lights]` entry that cannot be used; the settings turn it into their own one-line
+/// error (the core does not depend on them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("setting {setting}: {problem}")]
+pub struct LightsError {
+    /// The entry, e.g. `lights.busy.color`.
+    pub setting: String,
+    /// What is wrong and what is expected.
+    pub problem: String,
+}
 
 /// A CIE 1931 chromaticity, rounded to 4 decimals (what the bridge keeps).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -280,7 +290,7 @@ impl LightMap {
     }
 
     /// Builds the map from the `[lights]` table (absent: the defaults).
-    pub fn from_toml(table: Option<&toml::Table>) -> Result<Self, ConfigError> {
+    pub fn from_toml(table: Option<&toml::Table>) -> Result<Self, LightsError> {
         let mut map = LightMap::default();
         let Some(table) = table else {
             return Ok(map);
@@ -301,14 +311,14 @@ impl LightMap {
     }
 }
 
-fn bad(setting: &str, expected: &str) -> ConfigError {
-    ConfigError {
+fn bad(setting: &str, expected: &str) -> LightsError {
+    LightsError {
         setting: setting.to_owned(),
         problem: format!("is not valid; expected {expected}"),
     }
 }
 
-fn parse_ms(setting: &str, v: &toml::Value) -> Result<u32, ConfigError> {
+fn parse_ms(setting: &str, v: &toml::Value) -> Result<u32, LightsError> {
     v.as_integer()
         .and_then(|i| u32::try_from(i).ok())
         .filter(|ms| *ms <= 600_000)
@@ -318,7 +328,7 @@ fn parse_ms(setting: &str, v: &toml::Value) -> Result<u32, ConfigError> {
 const STATE_EXPECTED: &str = "a colour \"#rrggbb\" or a table with color/xy, brightness, effect, transition_ms or off = true";
 
 /// Parses one state: `"#rrggbb"`, `"off"`, or a table.
-pub fn parse_state(setting: &str, v: &toml::Value) -> Result<LightState, ConfigError> {
+pub fn parse_state(setting: &str, v: &toml::Value) -> Result<LightState, LightsError> {
     match v {
         toml::Value::String(s) if s.trim().eq_ignore_ascii_case("off") => Ok(LightState::off()),
         toml::Value::String(s) => {
@@ -394,14 +404,14 @@ pub fn parse_state(setting: &str, v: &toml::Value) -> Result<LightState, ConfigE
     }
 }
 
-fn parse_hours(setting: &str, v: &toml::Value) -> Result<WorkingHours, ConfigError> {
+fn parse_hours(setting: &str, v: &toml::Value) -> Result<WorkingHours, LightsError> {
     let t = v.as_table().ok_or_else(|| {
         bad(
             setting,
             "a table with days, start, end, utc_offset, outside",
         )
     })?;
-    let time = |k: &str| -> Result<NaiveTime, ConfigError> {
+    let time = |k: &str| -> Result<NaiveTime, LightsError> {
         let field = format!("{setting}.{k}");
         let s = t
             .get(k)

@@ -186,8 +186,8 @@ impl Applier {
 /// The `[lights]` table of the config file, parsed.
 pub fn lights_from(settings: &Settings) -> Result<LightMap, ConfigError> {
     match settings.file_tables.get("lights") {
-        None => LightMap::from_toml(None),
-        Some(toml::Value::Table(t)) => LightMap::from_toml(Some(t)),
+        None => LightMap::from_toml(None).map_err(Into::into),
+        Some(toml::Value::Table(t)) => LightMap::from_toml(Some(t)).map_err(Into::into),
         Some(_) => Err(ConfigError {
             setting: "lights".into(),
             problem: "is not valid; expected a [lights] table".into(),

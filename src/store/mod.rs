@@ -10,6 +10,7 @@
 //! `If-Match`; on [`StoreError::PreconditionFailed`] it reads again and decides again. That is
 //! what keeps a poll and a notification racing on one user from publishing twice.
 
+pub mod azure_auth;
 pub mod records;
 pub mod sqlite;
 pub mod table;

@@ -47,7 +47,7 @@ const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
 #[derive(Clone)]
 enum Auth {
     SharedKey { account: String, key: Arc<Vec<u8>> },
-    Bearer(crate::clients::azure_auth::TokenSource),
+    Bearer(crate::store::azure_auth::TokenSource),
 }
 
 /// A Table Storage client bound to one account. Cheap to clone.
@@ -70,11 +70,11 @@ impl TableStore {
                 client_id,
             } => {
                 let source =
-                    crate::clients::azure_auth::TokenSource::managed_identity(client_id.as_deref())
+                    crate::store::azure_auth::TokenSource::managed_identity(client_id.as_deref())
                         .map_err(|problem| ConfigError {
-                            setting: "AzureWebJobsStorage__accountName".into(),
-                            problem,
-                        })?;
+                        setting: "AzureWebJobsStorage__accountName".into(),
+                        problem,
+                    })?;
                 Ok(Self::with_auth(endpoint.clone(), Auth::Bearer(source)))
             }
         }
