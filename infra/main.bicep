@@ -56,7 +56,7 @@ param publishMode string = 'rest'
 param pollInterval int = 30
 
 @description('NCRONTAB schedule of the presence-refresh timer function (six fields, seconds first).')
-param presenceRefreshSchedule string = '0 */5 * * * *'
+param presenceRefreshSchedule string = '*/15 * * * * *'
 
 @description('NCRONTAB schedule of the subscriptions-renew timer function. Graph presence subscriptions live at most 60 minutes.')
 param subscriptionsRenewSchedule string = '0 */10 * * * *'

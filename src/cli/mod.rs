@@ -314,6 +314,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 )
             })?;
             let state = crate::host::handler::build_state(settings).await?;
+            crate::host::handler::spawn_startup_upkeep(&state);
+            // The edge package (`hue-subscriber`): heal from the cloud's presence API too.
+            crate::edge::spawn_trigger_reconcile(state.settings.clone());
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;

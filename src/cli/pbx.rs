@@ -220,7 +220,7 @@ fn split(line: &str, sep: char) -> Vec<String> {
             '"' if quoted && chars.peek() == Some(&'"') => {
                 chars.next();
                 if let Some(s) = out.last_mut() {
-                    s.push('"')
+                    s.push('"');
                 }
             }
             '"' => quoted = !quoted,

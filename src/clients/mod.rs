@@ -6,4 +6,5 @@ pub mod graph;
 pub mod hue;
 pub mod keyvault;
 pub mod pbx;
+pub mod presence_api;
 pub mod servicebus;

@@ -223,6 +223,13 @@ pub struct Settings {
     pub watch_users: Vec<String>,
     /// `PRESENCE_API_TOKEN`: bearer token for `GET /api/presence/{id}` in `serve`.
     pub presence_api_token: Option<SecretString>,
+    /// `PRESENCE_API_URL`: edge: the cloud's (or `serve`'s) base URL, where the edge reads the
+    /// current presence of the users it shows (`GET {url}/api/presence/{id}`) at start and
+    /// every `RECONCILE_INTERVAL`. Unset: no reconcile.
+    pub presence_api_url: Option<Url>,
+    /// `PRESENCE_API_KEY`: edge: the key for that request (the `presence-get` function key in
+    /// the cloud, `PRESENCE_API_TOKEN` for `serve`).
+    pub presence_api_key: Option<SecretString>,
     /// `HUE_BRIDGE`.
     pub hue_bridge: Option<String>,
     /// `HUE_APPLICATION_KEY`.
@@ -491,6 +498,8 @@ impl Settings {
             tenant_sync_user: src.get("TENANT_SYNC_USER").map(|v| v.trim().to_owned()),
             watch_users: list(src.get("WATCH_USERS")),
             presence_api_token: src.get("PRESENCE_API_TOKEN").map(SecretString::from),
+            presence_api_url: opt_url(src, "PRESENCE_API_URL")?,
+            presence_api_key: src.get("PRESENCE_API_KEY").map(SecretString::from),
             hue_bridge: src.get("HUE_BRIDGE").map(|v| v.trim().to_owned()),
             hue_application_key: src.get("HUE_APPLICATION_KEY").map(SecretString::from),
             hue_targets: list(src.get("HUE_TARGETS"))

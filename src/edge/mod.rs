@@ -10,6 +10,13 @@
 //! loop backs off before receiving again. While a slow sink works, the locks are renewed.
 //!
 //! With several watched users the lamps show whoever changed last.
+//!
+//! **Self-healing.** With `PRESENCE_API_URL` set, the edge also reads the current presence of
+//! the users it shows from the cloud ([`reconcile`]) at start and every
+//! `RECONCILE_INTERVAL`, and applies what is newer than what it applied: a message that never
+//! arrived (lost, expired, sent while the edge's queue did not exist) is made up for within
+//! that interval. The users are `WATCH_USERS`, or, when it is unset ("all"), the users in the
+//! edge's state file: an edge that has never heard of a user cannot ask for them.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -19,6 +26,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
 use crate::clients::hue::HueError;
+use crate::clients::presence_api::PresenceApi;
 use crate::clients::servicebus::{self, LockUri, ReceivedMessage, ServiceBusError};
 use crate::config::{ConfigError, Settings};
 use crate::core::judge::{coalesce, Verdict};
@@ -35,6 +43,33 @@ pub struct Options {
     pub wait: Duration,
     /// Most messages coalesced in one go (and most received ahead while a command runs).
     pub batch: usize,
+    /// Reading the current presence from the cloud (`PRESENCE_API_URL`), if configured.
+    pub reconcile: Option<Reconcile>,
+}
+
+/// Where and how often the edge reads the current presence of its users.
+#[derive(Debug, Clone)]
+pub struct Reconcile {
+    /// The cloud's presence API.
+    pub api: PresenceApi,
+    /// `RECONCILE_INTERVAL`; the first read is at start.
+    pub every: Duration,
+}
+
+impl Reconcile {
+    /// From `PRESENCE_API_URL`, `PRESENCE_API_KEY` and `RECONCILE_INTERVAL`; `None` when the
+    /// URL is not set.
+    pub fn from_settings(settings: &Settings) -> Option<Self> {
+        let url = settings.presence_api_url.as_ref()?;
+        Some(Self {
+            api: PresenceApi::new(
+                url,
+                settings.presence_api_key.clone(),
+                Duration::from_secs(10),
+            ),
+            every: settings.reconcile_interval,
+        })
+    }
 }
 
 impl Default for Options {
@@ -44,6 +79,7 @@ impl Default for Options {
             // Also the idle heartbeat period: `healthcheck` allows several of these.
             wait: Duration::from_secs(30),
             batch: 32,
+            reconcile: None,
         }
     }
 }
@@ -182,9 +218,23 @@ async fn apply_loop(
     healthy: watch::Sender<bool>,
 ) {
     let mut sink_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    // The applier is this loop's alone, so the reconcile runs here, between batches.
+    let mut reconcile_timer = opts.reconcile.as_ref().map(|r| {
+        let mut t = tokio::time::interval(r.every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     loop {
         let first = tokio::select! {
             _ = stopped(&mut stop) => break,
+            _ = next_tick(&mut reconcile_timer) => {
+                if let Some(r) = &opts.reconcile {
+                    if let Err(e) = reconcile(&r.api, applier, Utc::now()).await {
+                        tracing::warn!(error = %e, "the lights did not take the reconciled state; trying again at the next reconcile");
+                    }
+                }
+                continue;
+            }
             m = rx.recv() => match m { Some(m) => m, None => break },
         };
         let mut batch = vec![first];
@@ -214,6 +264,63 @@ async fn apply_loop(
         }
         let _ = healthy.send(true);
     }
+}
+
+/// The next tick of an optional timer (never, without one).
+async fn next_tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads the current presence of the users this edge shows (`WATCH_USERS`, else those in its
+/// state file) and applies what is newer than what it applied, with the rules a topic
+/// message goes through (`crate::core::judge`: older or equal sequences are dropped).
+/// Returns how many users' states were newer. A user the cloud does not know, or a failed
+/// read, is skipped (logged); only a failure of the lights is an error.
+pub async fn reconcile(
+    api: &PresenceApi,
+    applier: &mut Applier,
+    now: DateTime<Utc>,
+) -> Result<usize, HueError> {
+    let users: Vec<String> = if applier.watched().is_empty() {
+        let mut known: Vec<String> = applier.applied().keys().cloned().collect();
+        known.sort();
+        known
+    } else {
+        applier.watched().to_vec()
+    };
+    let mut verdicts = Vec::new();
+    for user in &users {
+        match api.current(user).await {
+            Ok(Some(body)) => verdicts.push(applier.judge(&TopicMessage::parse(&body), now)),
+            Ok(None) => {
+                tracing::debug!(user_id = %user, "the cloud has no presence for this user yet")
+            }
+            Err(e) => {
+                tracing::warn!(user_id = %user, error = %e, "cannot read the current presence")
+            }
+        }
+    }
+    let winners = coalesce(&verdicts);
+    let chosen: Vec<&Verdict> = verdicts
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| winners[*i] == *i && matches!(v, Verdict::Apply { .. }))
+        .map(|(_, v)| v)
+        .collect();
+    if let Some(shown) = chosen.last() {
+        applier.show(shown).await?;
+        applier.record(&chosen);
+        tracing::info!(
+            users = chosen.len(),
+            "reconciled: applied presence this edge had missed"
+        );
+    }
+    Ok(chosen.len())
 }
 
 /// Judges, coalesces, applies, then completes or abandons every message of a batch.
@@ -324,7 +431,13 @@ pub fn client_from(settings: &Settings) -> anyhow::Result<(servicebus::Client, O
             .into())
         }
     };
-    Ok((client, Options::default()))
+    Ok((
+        client,
+        Options {
+            reconcile: Reconcile::from_settings(settings),
+            ..Options::default()
+        },
+    ))
 }
 
 /// Builds the applier, waiting for a bridge that does not answer yet: after a power cut the
@@ -379,10 +492,11 @@ fn bridge_unreachable(e: &anyhow::Error) -> bool {
 static TRIGGER: tokio::sync::OnceCell<tokio::sync::Mutex<Applier>> =
     tokio::sync::OnceCell::const_new();
 
-/// The `hue-subscriber` function: one message through the same applier, built once per
-/// process (the bridge connection, rate limits and memory outlive an invocation).
-pub async fn run_trigger(settings: &Settings, body: &[u8]) -> anyhow::Result<()> {
-    let applier = TRIGGER
+/// The process's one applier for `hue-subscriber` (and its reconcile), built on first use.
+async fn trigger_applier(
+    settings: &Settings,
+) -> anyhow::Result<&'static tokio::sync::Mutex<Applier>> {
+    TRIGGER
         .get_or_try_init(|| async {
             Applier::from_settings(
                 settings,
@@ -391,10 +505,44 @@ pub async fn run_trigger(settings: &Settings, body: &[u8]) -> anyhow::Result<()>
             .await
             .map(tokio::sync::Mutex::new)
         })
-        .await?;
-    let mut applier = applier.lock().await;
+        .await
+}
+
+/// The `hue-subscriber` function: one message through the same applier, built once per
+/// process (the bridge connection, rate limits and memory outlive an invocation).
+pub async fn run_trigger(settings: &Settings, body: &[u8]) -> anyhow::Result<()> {
+    let mut applier = trigger_applier(settings).await?.lock().await;
     applier.handle_body(body, Utc::now()).await?;
     Ok(())
+}
+
+/// The `hue-subscriber` side of self-healing: the Functions host only calls us when a
+/// message arrives, so this process reads the current presence itself, at start and every
+/// `RECONCILE_INTERVAL`, through the same applier the trigger uses. Nothing to do without
+/// `PRESENCE_API_URL` or `HUE_BRIDGE`.
+pub fn spawn_trigger_reconcile(
+    settings: std::sync::Arc<Settings>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    settings.hue_bridge.as_ref()?;
+    let r = Reconcile::from_settings(&settings)?;
+    Some(tokio::spawn(async move {
+        let mut every = tokio::time::interval(r.every);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let applier = match trigger_applier(&settings).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "reconcile: the Hue bridge is not usable yet");
+                    continue;
+                }
+            };
+            let mut applier = applier.lock().await;
+            if let Err(e) = reconcile(&r.api, &mut applier, Utc::now()).await {
+                tracing::warn!(error = %e, "the lights did not take the reconciled state");
+            }
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -120,6 +120,11 @@ impl Applier {
         ))
     }
 
+    /// `WATCH_USERS` (empty: every user).
+    pub fn watched(&self) -> &[String] {
+        &self.watch
+    }
+
     /// The last applied mark for each user.
     pub fn applied(&self) -> &HashMap<String, Mark> {
         &self.applied

@@ -2,7 +2,9 @@
 //! Graph. Built once per process by the role; passed to the poller, the subscription upkeep
 //! and the sinks. It holds no role concerns (no HTTP, no mode, no scheduler).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
 
 use crate::clients::graph::certs::KeyRing;
 use crate::clients::graph::client::GraphClient;
@@ -29,6 +31,35 @@ pub struct Context {
     pub graph: GraphClient,
     /// `PUBLISH_MODE=rest`: the Service Bus client changes are sent with.
     pub direct_bus: Option<Arc<servicebus::Client>>,
+    /// Where the timer jobs and the sign-in hook take `now` from.
+    pub clock: Clock,
+}
+
+/// Where `now` comes from: the system clock, or a manual one that tests move by hand (the
+/// poller and the upkeep take `now` as an argument; this is what the roles pass them).
+#[derive(Clone, Default, Debug)]
+pub struct Clock(Option<Arc<Mutex<DateTime<Utc>>>>);
+
+impl Clock {
+    /// A clock that only moves when told to, starting at `at`.
+    pub fn manual(at: DateTime<Utc>) -> Self {
+        Self(Some(Arc::new(Mutex::new(at))))
+    }
+
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        match &self.0 {
+            Some(t) => *t.lock().unwrap_or_else(|p| p.into_inner()),
+            None => Utc::now(),
+        }
+    }
+
+    /// Moves a manual clock (the system clock ignores it).
+    pub fn set(&self, at: DateTime<Utc>) {
+        if let Some(t) = &self.0 {
+            *t.lock().unwrap_or_else(|p| p.into_inner()) = at;
+        }
+    }
 }
 
 impl Context {
@@ -50,6 +81,7 @@ impl Context {
             tokens,
             graph,
             direct_bus: None,
+            clock: Clock::default(),
         }
     }
 

@@ -273,6 +273,32 @@ impl Poller {
         }
     }
 
+    /// Polls one signed-in user now, due or not (personal mode; right after a sign-in, so the
+    /// first state is known at once). Returns whether a change was published into `outbox`.
+    pub async fn poll_now(
+        &self,
+        state: &Context,
+        outbox: Option<&Outbox>,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if !state.settings.tenant_users.is_empty() {
+            return false;
+        }
+        let user = match state.store.get::<UserRecord>(user_id, "user").await {
+            Ok(Some(u)) => u.value,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(user_id, error = %e, "cannot read the user to poll");
+                return false;
+            }
+        };
+        matches!(
+            self.poll_user(state, outbox, &user, now).await.0,
+            Outcome::Polled { changed: true }
+        )
+    }
+
     /// Polls one user; returns the outcome and the number of Graph calls made.
     async fn poll_user(
         &self,

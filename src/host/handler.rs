@@ -95,6 +95,23 @@ pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<Ap
     state.with_pbx().map_err(Into::into)
 }
 
+/// Subscription upkeep once at start, in the background (the host must get its answer on
+/// `/` quickly): a fresh instance after a deployment or a long idle does not wait for the
+/// next `subscriptions-renew` tick to have its subscriptions live.
+pub fn spawn_startup_upkeep(app: &AppState) -> tokio::task::JoinHandle<()> {
+    let app = app.clone();
+    tokio::spawn(async move {
+        let r = crate::engine::subscriptions::maintain(&app, &app.poller, app.clock.now()).await;
+        tracing::info!(
+            created = r.created,
+            renewed = r.renewed,
+            failed = r.failed,
+            disabled = r.disabled.as_deref().unwrap_or(""),
+            "subscription upkeep at start"
+        );
+    })
+}
+
 #[derive(Clone)]
 struct HandlerState {
     app: AppState,
@@ -248,7 +265,9 @@ async fn deliver(
     }
     match &app.direct_bus {
         Some(bus) if !msgs.is_empty() => {
-            match crate::engine::publish::send_direct(bus, &msgs).await {
+            // Confirmed by Service Bus: the pending marks go. On failure they stay, and the
+            // next presence-refresh sends these changes again.
+            match crate::engine::pipeline::send_and_confirm(&app.store, bus, &msgs).await {
                 Ok(()) => Ok(resp.log(format!("{} message(s) sent to Service Bus", msgs.len()))),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot send to Service Bus");
@@ -261,6 +280,10 @@ async fn deliver(
         }
         Some(_) => Ok(resp),
         None => {
+            // The output binding gives no confirmation; the hand-off to the host is the best
+            // there is. A binding that fails after this is covered by presence-refresh sending
+            // recent changes again (`RESEND_RECENT` in `host::jobs`).
+            crate::engine::pipeline::confirm_all(&app.store, &msgs).await;
             let json: Vec<Value> = msgs
                 .iter()
                 .map(crate::core::message::TopicMessage::to_json)

@@ -33,6 +33,12 @@ impl JobError {
     }
 }
 
+/// With the output binding (no confirmation of a send), how long `presence-refresh` keeps
+/// sending a change again: a topic outage shorter than this loses nothing; edges drop the
+/// duplicates (a longer outage is healed by the edges' own reconcile,
+/// `RECONCILE_INTERVAL`).
+pub const RESEND_RECENT: chrono::Duration = chrono::Duration::minutes(2);
+
 /// Runs a timer-triggered function.
 pub async fn run_timer(
     state: &AppState,
@@ -41,7 +47,23 @@ pub async fn run_timer(
 ) -> Result<(InvocationResponse, Outbox), JobError> {
     match name {
         "presence-refresh" => {
-            let now = chrono::Utc::now();
+            let now = state.clock.now();
+            // Durable publishing: changes stored but never confirmed sent (the process died in
+            // between, the topic was down) go again; with the output binding, which cannot
+            // confirm, so do the recent ones.
+            let recent_since = state.direct_bus.is_none().then(|| now - RESEND_RECENT);
+            let resent = crate::engine::pipeline::resend_pending(
+                &state.store,
+                &state.publisher,
+                Some(&outbox),
+                now,
+                recent_since,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot look for changes to send again");
+                Default::default()
+            });
             let r = state.poller.tick(state, Some(&outbox), now).await;
             if let Some(sync) = &state.pbx {
                 // The PBX sync's own clock in the cloud: follow the mapped users, and run the
@@ -50,15 +72,14 @@ pub async fn run_timer(
                 sync.tick(now).await;
             }
             let line = format!(
-                "presence-refresh: {} calls, {} users read, {} changes, {} failed, {} deferred (throttled)",
-                r.calls, r.polled, r.changed, r.failed, r.deferred
+                "presence-refresh: {} calls, {} users read, {} changes, {} failed, {} deferred (throttled), {} pending and {} recent sent again",
+                r.calls, r.polled, r.changed, r.failed, r.deferred, resent.pending, resent.recent
             );
             Ok((InvocationResponse::default().log(line), outbox))
         }
         "subscriptions-renew" => {
-            let r =
-                crate::engine::subscriptions::maintain(state, &state.poller, chrono::Utc::now())
-                    .await;
+            let r = crate::engine::subscriptions::maintain(state, &state.poller, state.clock.now())
+                .await;
             let line = match &r.disabled {
                 Some(why) => format!("subscriptions-renew: {why}"),
                 None => format!(

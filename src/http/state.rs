@@ -108,16 +108,50 @@ impl AppState {
     }
 
     /// Called after a user signed in (browser or device code): the place where their
-    /// subscription and first poll start.
+    /// subscription and first poll start, at once rather than at the next tick.
     pub async fn on_signed_in(&self, user_id: &str) {
         self.poller.poll_soon(user_id);
-        if self.mode == Mode::Serve {
-            // serve: subscribe right away rather than at the next maintenance pass.
-            let ctx = self.ctx.clone();
-            let poller = self.poller.clone();
-            tokio::spawn(async move {
-                crate::engine::subscriptions::maintain(&ctx, &poller, Utc::now()).await;
-            });
+        match self.mode {
+            Mode::Serve => {
+                // serve: subscribe right away rather than at the next maintenance pass.
+                let ctx = self.ctx.clone();
+                let poller = self.poller.clone();
+                tokio::spawn(async move {
+                    crate::engine::subscriptions::maintain(&ctx, &poller, ctx.clock.now()).await;
+                });
+            }
+            Mode::Handler => self.signed_in_in_the_cloud(user_id).await,
+        }
+    }
+
+    /// Under the Functions host nothing runs between timer ticks, and an instance may be
+    /// frozen once it answered, so the work happens inside the sign-in's own invocation:
+    /// the subscription is created and the user polled. With `PUBLISH_MODE=rest` the first
+    /// state is sent at once; with the output binding (which `auth-end`, a forwarded HTTP
+    /// function, does not have) it is stored pending and the next `presence-refresh` sends it.
+    async fn signed_in_in_the_cloud(&self, user_id: &str) {
+        let now = self.clock.now();
+        let upkeep = crate::engine::subscriptions::maintain(&self.ctx, &self.poller, now);
+        if tokio::time::timeout(SIGN_IN_WORK, upkeep).await.is_err() {
+            tracing::warn!(
+                user_id,
+                "creating the subscription took too long; the next upkeep retries"
+            );
+        }
+        let outbox = crate::engine::publish::Outbox::default();
+        self.poller
+            .poll_now(&self.ctx, Some(&outbox), user_id, now)
+            .await;
+        let msgs = outbox.drain();
+        if let (Some(bus), false) = (&self.direct_bus, msgs.is_empty()) {
+            if let Err(e) = crate::engine::pipeline::send_and_confirm(&self.store, bus, &msgs).await
+            {
+                tracing::warn!(user_id, error = %e, "cannot send the first presence; presence-refresh sends it again");
+            }
         }
     }
 }
+
+/// The longest a sign-in waits for the subscription to be created (Graph validates it with
+/// a request of its own, answered by another invocation of this app).
+const SIGN_IN_WORK: std::time::Duration = std::time::Duration::from_secs(20);

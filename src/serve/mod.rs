@@ -117,16 +117,38 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::http::api_router(state))
 }
 
+/// How often `serve` sends again the changes whose publishing is not confirmed (the cloud's
+/// `presence-refresh` cadence).
+pub const RESEND_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// `serve`'s own clock: every second, whoever is due is polled (the same code the
 /// `presence-refresh` timer runs); every minute, subscriptions are maintained (the same code
-/// as `subscriptions-renew`).
+/// as `subscriptions-renew`); every [`RESEND_EVERY`], changes still pending are sent again.
 pub fn spawn_scheduler(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_maintenance: Option<tokio::time::Instant> = None;
+        let mut last_resend: Option<tokio::time::Instant> = None;
         loop {
             every.tick().await;
+            // At start too: what a killed process stored but never handed on goes now.
+            if last_resend.is_none_or(|t| t.elapsed() >= RESEND_EVERY) {
+                // Changes younger than a few seconds are still on their way.
+                let before = state.clock.now() - chrono::Duration::seconds(5);
+                if let Err(e) = crate::engine::pipeline::resend_pending(
+                    &state.store,
+                    &state.publisher,
+                    None,
+                    before,
+                    None,
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, "cannot send pending changes again");
+                }
+                last_resend = Some(tokio::time::Instant::now());
+            }
             // Subscriptions first (every minute), so a fresh one is there before polling
             // decides between the fast and the slow cadence.
             if last_maintenance.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {

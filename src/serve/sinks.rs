@@ -196,28 +196,29 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
         let receiving = async {
             while let Some(msg) = rx.recv().await {
                 log(&msg);
-                if let Some(bus) = state.direct_bus.clone() {
-                    // PUBLISH_MODE=rest: edges elsewhere get it too.
-                    let m = msg.clone();
-                    tokio::spawn(async move {
-                        for attempt in 0..3u64 {
-                            match crate::engine::publish::send_direct(
+                // Confirmation clears the change's pending mark: with PUBLISH_MODE=rest when
+                // Service Bus accepted it (edges elsewhere get it too), otherwise now that the
+                // sinks have it (the lights retry on their own, and show every stored
+                // presence again after a restart). Unconfirmed, the scheduler sends it again.
+                let store = state.store.clone();
+                let m = msg.clone();
+                match state.direct_bus.clone() {
+                    Some(bus) => {
+                        tokio::spawn(async move {
+                            let sent = crate::engine::pipeline::send_and_confirm(
+                                &store,
                                 &bus,
                                 std::slice::from_ref(&m),
                             )
-                            .await
-                            {
-                                Ok(()) => return,
-                                Err(e) => {
-                                    tracing::warn!(error = %e, attempt, "cannot send to Service Bus");
-                                    tokio::time::sleep(std::time::Duration::from_secs(
-                                        2 << attempt,
-                                    ))
-                                    .await;
-                                }
+                            .await;
+                            if let Err(e) = sent {
+                                tracing::warn!(error = %e, "cannot send to Service Bus; will send again");
                             }
-                        }
-                    });
+                        });
+                    }
+                    None => {
+                        crate::engine::pipeline::confirm_all(&store, std::slice::from_ref(&m)).await
+                    }
                 }
                 if !hue {
                     continue;

@@ -21,8 +21,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 pub use records::{
-    PbxLinkRecord, PbxMappingRecord, PendingSignIn, PresenceRecord, SubscriptionRecord, UserRecord,
-    UserState,
+    PbxLinkRecord, PbxMappingRecord, PendingPublish, PendingSignIn, PresenceRecord,
+    SubscriptionRecord, UserRecord, UserState,
 };
 
 /// The logical tables.

@@ -71,6 +71,23 @@ pub struct PresenceRecord {
     /// What we last published.
     #[serde(flatten)]
     pub last: LastKnown,
+    /// Set while the change in `last` is stored but its sending is not confirmed: written in
+    /// the same ETag-conditional write as the change, cleared once the send is confirmed
+    /// (`crate::engine::pipeline::confirm_published`). While set, every tick sends it again,
+    /// so a process that dies between the two, or a topic that is down, loses nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_publish: Option<PendingPublish>,
+}
+
+/// A stored change waiting for its publishing to be confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingPublish {
+    /// When the change was stored (its observation time).
+    pub since: DateTime<Utc>,
+    /// The presence before the change, so a re-sent message is the one first sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<crate::core::presence::Presence>,
 }
 
 impl Record for PresenceRecord {

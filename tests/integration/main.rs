@@ -9,6 +9,7 @@
 //! - `cli`: the binary's exit codes and one-line errors.
 //! - `auth`: sign-in and tokens against the fake Entra ID.
 //! - `presence`: polling, change detection and publishing against the fake Graph.
+//! - `reliability`: at-least-once publishing (pending marks, re-sends) and the cloud cadence.
 //! - `graph_presence_writes`: presence writes and user lookups against the fake Graph's rules.
 //! - `webhook`: change notifications, decryption and validation tokens.
 //! - `pbx_http`: the generic HTTP PBX adapter's outbound requests against a fake PBX.
@@ -29,6 +30,7 @@ mod pbx_e2e;
 mod pbx_generic;
 mod pbx_http;
 mod presence;
+mod reliability;
 mod serve;
 mod serve_e2e;
 mod status_page;

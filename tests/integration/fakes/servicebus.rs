@@ -69,6 +69,10 @@ pub struct Broker {
     pub unauthorized: u32,
     /// Sends dropped by duplicate detection (same MessageId as an earlier one).
     pub duplicates: u32,
+    /// While set, every send is answered 500 (the topic is unavailable).
+    pub failing_sends: bool,
+    /// Sends answered 500.
+    pub failed_sends: u32,
     seen_ids: std::collections::HashSet<String>,
     next_seq: i64,
     max_delivery: u32,
@@ -150,6 +154,11 @@ impl FakeServiceBus {
         });
         drop(b);
         self.shared.notify.notify_waiters();
+    }
+
+    /// Makes sends fail with 500 (or work again).
+    pub fn set_failing_sends(&self, failing: bool) {
+        self.shared.broker.lock().unwrap().failing_sends = failing;
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&Broker) -> T) -> T {
@@ -303,6 +312,10 @@ async fn handle(
     match (method.as_str(), entity, rest) {
         ("POST", [_topic], ["messages"]) => {
             let mut b = s.broker.lock().unwrap();
+            if b.failing_sends {
+                b.failed_sends += 1;
+                return (StatusCode::INTERNAL_SERVER_ERROR, "unavailable").into_response();
+            }
             let seq = b.next_seq;
             b.next_seq += 1;
             let user = headers
