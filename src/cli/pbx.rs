@@ -287,6 +287,35 @@ pub async fn run(
                 .await;
         });
     }
+    // Heal like `subscribe`: the mapped users' current presence from the cloud at start and
+    // every RECONCILE_INTERVAL, so a missed message cannot leave a phone on the wrong status.
+    if let Some(r) = crate::edge::Reconcile::from_settings(&state.settings) {
+        let (sync, tx) = (state.pbx.clone().expect("PBX is set"), tx.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(r.every);
+            loop {
+                every.tick().await;
+                for user in sync.mapped_users().await {
+                    match r.api.current(&user).await {
+                        Ok(Some(body)) => {
+                            if let Ok(TopicMessage::PresenceChanged(c)) = TopicMessage::parse(&body)
+                            {
+                                // What the cloud stored may be older than a message in flight:
+                                // not a fresh read.
+                                if tx.send((c.user_id, c.presence, false)).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(user_id = %user, error = %e, "cannot read the current presence")
+                        }
+                    }
+                }
+            }
+        });
+    }
     tokio::pin!(shutdown);
     tracing::info!(
         from = bus.source().unwrap_or_default(),
