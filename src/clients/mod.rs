@@ -6,5 +6,8 @@ pub mod entra;
 pub mod graph;
 pub mod hue;
 pub mod keyvault;
+pub mod mqtt;
 pub mod pbx;
 pub mod servicebus;
+pub mod webhook;
+pub mod wled;

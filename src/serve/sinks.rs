@@ -160,6 +160,20 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
         let pending: Pending = Arc::default();
         let wake = Arc::new(Notify::new());
         let hue = state.settings.hue_bridge.is_some();
+        if let Some(f) = &state.sinks {
+            // After a restart MQTT's retained state and WLED must be right at once too.
+            for rec in state
+                .store
+                .list::<PresenceRecord>()
+                .await
+                .unwrap_or_default()
+            {
+                let r = rec.value;
+                f.offer(&TopicMessage::PresenceChanged(
+                    PresenceChanged::from_change(&r.user_id, &r.tenant_id, &r.last, None),
+                ));
+            }
+        }
         if hue {
             // Show what we know now: after a restart the lamp must be right at once.
             for rec in state
@@ -196,6 +210,9 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
         let receiving = async {
             while let Some(msg) = rx.recv().await {
                 log(&msg);
+                if let Some(f) = &state.sinks {
+                    f.offer(&msg);
+                }
                 if let Some(bus) = state.direct_bus.clone() {
                     // PUBLISH_MODE=rest: edges elsewhere get it too.
                     let m = msg.clone();
