@@ -332,9 +332,9 @@ impl MqttSink {
             .states
             .insert(user.to_owned(), payload.clone())
             .is_none();
-        if let Err(e) = &*self.connected.borrow() {
-            return Err(MqttError::Disconnected(Some(e.clone())));
-        }
+        // At start (and while reconnecting) give the broker a moment rather than failing
+        // the first change; the sink task retries after that.
+        self.wait_connected(Duration::from_secs(5)).await?;
         if first {
             for (topic, p) in discovery_payloads(&self.topics, user) {
                 self.client

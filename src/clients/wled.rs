@@ -36,7 +36,7 @@ pub fn state_body(s: &LightState) -> Value {
         return json!({ "on": false });
     }
     let [r, g, b] = s.rgb();
-    let bri = (s.brightness.unwrap_or(100.0).clamp(0.0, 100.0) * 2.55).round() as u8;
+    let bri = (s.brightness.unwrap_or(100.0).clamp(0.0, 100.0) * 255.0 / 100.0).round() as u8;
     let mut v = json!({
         "on": true,
         "bri": bri,
