@@ -175,19 +175,26 @@ pub fn discovery_payloads(t: &Topics, user: &str) -> Vec<(String, Value)> {
     ]
 }
 
-/// The broker options from the settings (pure; the client id is an argument).
+/// The broker options from the settings (pure; the client id is an argument), with the
+/// last will `offline` on `{prefix}/status`.
 pub fn options(s: &MqttSettings, client_id: &str) -> MqttOptions {
-    let tls = matches!(s.url.scheme(), "mqtts" | "ssl");
-    let port = s.url.port().unwrap_or(if tls { 8883 } else { 1883 });
-    let host = s.url.host_str().unwrap_or_default().to_owned();
-    let mut o = MqttOptions::new(client_id, host, port);
-    o.set_keep_alive(Duration::from_secs(30));
+    let mut o = connection_options(s, client_id);
     o.set_last_will(LastWill::new(
         format!("{}/status", s.topic_prefix),
         "offline",
         QoS::AtLeastOnce,
         true,
     ));
+    o
+}
+
+/// Address, keep-alive, credentials and TLS, without a will.
+fn connection_options(s: &MqttSettings, client_id: &str) -> MqttOptions {
+    let tls = matches!(s.url.scheme(), "mqtts" | "ssl");
+    let port = s.url.port().unwrap_or(if tls { 8883 } else { 1883 });
+    let host = s.url.host_str().unwrap_or_default().to_owned();
+    let mut o = MqttOptions::new(client_id, host, port);
+    o.set_keep_alive(Duration::from_secs(30));
     if let Some(user) = &s.username {
         let pass = s
             .password
@@ -203,6 +210,30 @@ pub fn options(s: &MqttSettings, client_id: &str) -> MqttOptions {
         ));
     }
     o
+}
+
+/// `doctor`: connects once (without a will, so a running instance's `online` stays) and
+/// says goodbye. The broker's refusal or the network error otherwise.
+pub async fn probe(s: &MqttSettings, timeout: Duration) -> Result<(), MqttError> {
+    let id = format!("teams-presence-doctor-{}", uuid::Uuid::new_v4().simple());
+    let (client, mut eventloop) = AsyncClient::new(connection_options(s, &id), 4);
+    let connect = async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(MqttError::Disconnected(Some(e.to_string()))),
+            }
+        }
+    };
+    let r = tokio::time::timeout(timeout, connect)
+        .await
+        .unwrap_or_else(|_| Err(MqttError::Disconnected(Some("timed out".into()))));
+    if r.is_ok() {
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+    }
+    r
 }
 
 /// Everything retained, kept to publish again after a reconnect.

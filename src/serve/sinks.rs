@@ -194,8 +194,11 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
             wake.notify_one();
         } else {
             set(&state.sink_status, |s| {
-                s.description =
+                s.description = if state.sinks.is_some() {
+                    "no Hue bridge (HUE_BRIDGE is not set)".into()
+                } else {
                     "no lights configured (HUE_BRIDGE is not set): changes are only logged".into()
+                }
             });
         }
         // Receiving never waits for the lights: a slow or absent bridge only grows `pending`

@@ -226,3 +226,56 @@ async fn serve_fans_one_change_out_to_hue_mqtt_webhook_and_wled() {
     }
     sinks.abort();
 }
+
+/// `doctor` checks each sink: the broker's connection, the webhook URL, WLED's `/json/info`.
+#[tokio::test]
+async fn doctor_checks_mqtt_webhook_and_wled() {
+    let broker = Mosquitto::start();
+    let hook = FakeWebhook::start("doc").await;
+    let wled = FakeWled::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |settings: teams_presence::config::Settings| {
+        let dir = dir.path().to_owned();
+        async move {
+            let mut out = Vec::new();
+            teams_presence::cli::doctor::run(
+                &settings,
+                &dir,
+                teams_presence::config::StoreKind::Sqlite,
+                &mut out,
+            )
+            .await
+            .unwrap();
+            String::from_utf8(out).unwrap()
+        }
+    };
+    let text = run(support::settings(&[
+        ("MQTT_URL", &broker.url()),
+        ("WEBHOOK_URL", &hook.url),
+        ("WEBHOOK_SECRET", "doc"),
+        ("WLED_URL", &wled.url),
+    ]))
+    .await;
+    for line in [
+        "ok    MQTT: broker 127.0.0.1",
+        "ok    webhook: 127.0.0.1",
+        "ok    WLED: 127.0.0.1:",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("Desk (0.14.4)"), "{text}");
+    // The check connects without a will: nothing marks a running instance offline.
+    let sub = Subscriber::connect(broker.port).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sub.get("teams-presence/status"), None);
+
+    let closed = support::free_port();
+    let text = run(support::settings(&[
+        ("MQTT_URL", &format!("mqtt://127.0.0.1:{closed}")),
+        ("WLED_URL", &format!("http://127.0.0.1:{closed}")),
+    ]))
+    .await;
+    assert!(text.contains("FAIL  MQTT: broker 127.0.0.1"), "{text}");
+    assert!(text.contains("FAIL  WLED: 127.0.0.1"), "{text}");
+    assert!(text.contains("skip  webhook"), "{text}");
+}
