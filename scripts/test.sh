@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, installing what it needs first. This is the README's test command
 # and what CI runs (.ci/run). Steps:
-#   0. Debian's chromium for the status-page browser test
+#   0. Debian's chromium for the status-page browser test, Debian's mosquitto for the MQTT tests
 #   1. Azurite (npm, pinned in tests/azurite/package-lock.json) for the Table Storage tests,
 #      and Python's `cryptography` (in .venv-test when missing) for the notification tests
 #   2. cargo fmt --check; clippy -D warnings for each feature set
@@ -25,6 +25,12 @@ step "Chromium (the status page is tested in a real headless browser)"
 if [ -z "${CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq || true
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+step "mosquitto (the MQTT sink is tested against a real broker)"
+if [ ! -x /usr/sbin/mosquitto ]; then
+  $SUDO apt-get update -qq || true
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
 fi
 
 step "Azurite"

@@ -411,6 +411,51 @@ async fn check_hue(s: &Settings) -> Verdict {
     }
 }
 
+async fn check_mqtt(s: &Settings) -> Verdict {
+    let Some(m) = &s.sinks.mqtt else {
+        return Verdict::Skip("MQTT_URL is not set".into());
+    };
+    let host = m.url.host_str().unwrap_or_default();
+    match crate::clients::mqtt::probe(m, Duration::from_secs(5)).await {
+        Ok(()) => Verdict::Ok(format!(
+            "broker {host} accepts the connection; state under {}/…",
+            m.topic_prefix
+        )),
+        Err(e) => fail(
+            format!("broker {host}: {e}"),
+            "check MQTT_URL (mqtt://host:1883 or mqtts://host:8883), MQTT_USERNAME and MQTT_PASSWORD",
+        ),
+    }
+}
+
+async fn check_webhook(s: &Settings) -> Verdict {
+    let Some(w) = &s.sinks.webhook else {
+        return Verdict::Skip("WEBHOOK_URL is not set".into());
+    };
+    let c = crate::clients::webhook::WebhookClient::new(w.url.clone(), w.secret.clone());
+    match c.reachable().await {
+        Ok(status) => Verdict::Ok(format!("{} answers (HTTP {status} to HEAD)", c.host())),
+        Err(e) => fail(
+            format!("{}: {e}", c.host()),
+            "check WEBHOOK_URL and that the receiver runs",
+        ),
+    }
+}
+
+async fn check_wled(s: &Settings) -> Verdict {
+    let Some(u) = &s.sinks.wled else {
+        return Verdict::Skip("WLED_URL is not set".into());
+    };
+    let c = crate::clients::wled::WledClient::new(u.clone());
+    match c.info().await {
+        Ok(info) => Verdict::Ok(format!("{}: {info}", c.host())),
+        Err(e) => fail(
+            format!("{}: {e}", c.host()),
+            "check WLED_URL (the controller's http address) and that it is on the network",
+        ),
+    }
+}
+
 async fn check_service_bus(s: &Settings) -> Verdict {
     let Some(cs) = &s.service_bus_connection else {
         return Verdict::Skip(
@@ -468,6 +513,9 @@ pub async fn run(
     ));
     checks.push(("Hue bridge", check_hue(settings).await));
     checks.push(("Service Bus", check_service_bus(settings).await));
+    checks.push(("MQTT", check_mqtt(settings).await));
+    checks.push(("webhook", check_webhook(settings).await));
+    checks.push(("WLED", check_wled(settings).await));
     let mut ok = true;
     for (name, v) in checks {
         match v {

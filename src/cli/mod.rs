@@ -353,6 +353,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             else {
                 return Ok(());
             };
+            // MQTT, webhook, WLED: started once the applier stands (not on every bridge retry).
+            let lights = crate::engine::applier::lights_from(&settings)?;
+            applier = applier.with_fanout(crate::engine::sinks::Fanout::from_settings(
+                &settings, lights,
+            ));
             crate::edge::run(&client, &mut applier, &options, shutdown_signal()).await?;
             Ok(())
         }

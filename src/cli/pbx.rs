@@ -264,6 +264,11 @@ pub async fn run(
     let state = crate::http::state::AppState::new(settings, store, crate::http::state::Mode::Serve)
         .with_pbx()?;
     let sync = state.pbx.clone().expect("PBX is set");
+    // The other sinks (MQTT, webhook, WLED) see the same Teams changes.
+    let fanout = crate::engine::sinks::Fanout::from_settings(
+        &state.settings,
+        crate::engine::applier::lights_from(&state.settings)?,
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (tx, teams) = tokio::sync::mpsc::unbounded_channel();
     let engine = tokio::spawn(crate::engine::pbx::run(
@@ -333,7 +338,11 @@ pub async fn run(
         match received {
             Ok(Some(m)) => {
                 backoff = Duration::from_secs(1);
-                if let Ok(TopicMessage::PresenceChanged(c)) = TopicMessage::parse(&m.body) {
+                let parsed = TopicMessage::parse(&m.body);
+                if let (Some(f), Ok(msg)) = (&fanout, &parsed) {
+                    f.offer(msg);
+                }
+                if let Ok(TopicMessage::PresenceChanged(c)) = parsed {
                     let read = c.source == crate::core::presence::Source::Poll;
                     let _ = tx.send((c.user_id, c.presence, read));
                 }

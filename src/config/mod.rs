@@ -11,6 +11,7 @@
 //! appear in an error.
 
 pub mod pbx;
+pub mod sinks;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -250,6 +251,8 @@ pub struct Settings {
     /// `HEALTHCHECK_FILE`: the heartbeat file the edge loop touches and `healthcheck` reads
     /// (default `heartbeat` in the data directory).
     pub healthcheck_file: Option<PathBuf>,
+    /// The sinks beside Hue (`MQTT_*`, `WEBHOOK_*`, `WLED_URL`, `BUSYLIGHT`, `[sinks]`).
+    pub sinks: sinks::SinkSettings,
 }
 
 /// Default scopes: delegated Presence.Read.All is what presence change notifications need
@@ -539,6 +542,7 @@ impl Settings {
             pbx: pbx::parse(src, &src.file)?,
             presence_queue: src.get("PRESENCE_QUEUE").map(|q| q.trim().to_owned()),
             healthcheck_file: src.get("HEALTHCHECK_FILE").map(PathBuf::from),
+            sinks: sinks::parse(src)?,
         })
     }
 

@@ -74,6 +74,9 @@ pub struct LightState {
     pub on: bool,
     /// Colour.
     pub xy: Option<Xy>,
+    /// The same colour as configured in sRGB (`#rrggbb`), for sinks that take RGB (MQTT,
+    /// WLED, busylights); `None` when it was given as xy ([`LightState::rgb`] converts).
+    pub rgb: Option<[u8; 3]>,
     /// Brightness in percent (1..=100).
     pub brightness: Option<f64>,
     /// Effect.
@@ -88,6 +91,7 @@ impl LightState {
         Self {
             on: false,
             xy: None,
+            rgb: None,
             brightness: None,
             effect: Effect::None,
             transition_ms: None,
@@ -98,10 +102,28 @@ impl LightState {
         Self {
             on: true,
             xy: Some(hex_to_xy(hex).expect("built-in colours are valid")),
+            rgb: hex_to_rgb(hex),
             brightness: Some(brightness),
             effect: Effect::None,
             transition_ms: None,
         }
+    }
+
+    /// The colour in sRGB at full value: as configured, else back from xy; black when off.
+    /// Brightness is separate ([`LightState::brightness`]).
+    pub fn rgb(&self) -> [u8; 3] {
+        if !self.on {
+            return [0, 0, 0];
+        }
+        self.rgb
+            .or_else(|| self.xy.map(xy_to_rgb))
+            .unwrap_or([255, 255, 255])
+    }
+
+    /// [`LightState::rgb`] as `#rrggbb`.
+    pub fn hex(&self) -> String {
+        let [r, g, b] = self.rgb();
+        format!("#{r:02x}{g:02x}{b:02x}")
     }
 
     fn breathing(mut self) -> Self {
@@ -336,6 +358,7 @@ pub fn parse_state(setting: &str, v: &toml::Value) -> Result<LightState, LightsE
             Ok(LightState {
                 on: true,
                 xy: Some(xy),
+                rgb: hex_to_rgb(s),
                 brightness: Some(100.0),
                 effect: Effect::None,
                 transition_ms: None,
@@ -348,6 +371,7 @@ pub fn parse_state(setting: &str, v: &toml::Value) -> Result<LightState, LightsE
             let mut state = LightState {
                 on: true,
                 xy: None,
+                rgb: None,
                 brightness: Some(100.0),
                 effect: Effect::None,
                 transition_ms: None,
@@ -361,6 +385,7 @@ pub fn parse_state(setting: &str, v: &toml::Value) -> Result<LightState, LightsE
                     "color" | "colour" => {
                         let s = v.as_str().ok_or_else(|| bad(&field, "\"#rrggbb\""))?;
                         state.xy = Some(hex_to_xy(s).ok_or_else(|| bad(&field, "\"#rrggbb\""))?);
+                        state.rgb = hex_to_rgb(s);
                     }
                     "xy" => {
                         let a = v.as_array().filter(|a| a.len() == 2);
@@ -373,6 +398,7 @@ pub fn parse_state(setting: &str, v: &toml::Value) -> Result<LightState, LightsE
                             .and_then(|a| Some((num(&a[0])?, num(&a[1])?)))
                             .ok_or_else(|| bad(&field, "[x, y] with both from 0 to 1"))?;
                         state.xy = Some(Xy::new(x, y));
+                        state.rgb = None;
                     }
                     "brightness" | "bri" => {
                         let b = v
@@ -508,6 +534,37 @@ fn parse_offset(s: &str) -> Option<FixedOffset> {
         return None;
     }
     FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
+/// `#rrggbb` (or `rrggbb`) to its three bytes.
+pub fn hex_to_rgb(hex: &str) -> Option<[u8; 3]> {
+    let h = hex.trim().trim_start_matches('#');
+    if h.len() != 6 || !h.is_ascii() {
+        return None;
+    }
+    let c = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).ok();
+    Some([c(0)?, c(2)?, c(4)?])
+}
+
+/// CIE xy back to sRGB at full value (Wide gamut D65, the inverse of [`hex_to_xy`]), the
+/// brightest channel at 255.
+pub fn xy_to_rgb(xy: Xy) -> [u8; 3] {
+    let (x, y) = (xy.x, xy.y.max(1e-6));
+    let (cx, cy, cz) = (x / y, 1.0, (1.0 - x - y) / y);
+    let r = cx * 1.656_492 - cy * 0.354_851 - cz * 0.255_038;
+    let g = -cx * 0.707_196 + cy * 1.655_397 + cz * 0.036_152;
+    let b = cx * 0.051_713 - cy * 0.121_364 + cz * 1.011_530;
+    let max = r.max(g).max(b).max(1e-6);
+    let gamma = |c: f64| {
+        let c = (c / max).clamp(0.0, 1.0);
+        let v = if c <= 0.003_130_8 {
+            12.92 * c
+        } else {
+            1.055 * c.powf(1.0 / 2.4) - 0.055
+        };
+        (v * 255.0).round() as u8
+    };
+    [gamma(r), gamma(g), gamma(b)]
 }
 
 /// `#rrggbb` (or `rrggbb`) to CIE xy: sRGB gamma expansion, then the Wide gamut D65 matrix.

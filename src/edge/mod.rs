@@ -337,7 +337,13 @@ async fn process_batch(
     let now = Utc::now();
     let verdicts: Vec<Verdict> = batch
         .iter()
-        .map(|m| applier.judge(&TopicMessage::parse(&m.body), now))
+        .map(|m| {
+            let parsed = TopicMessage::parse(&m.body);
+            // The other sinks (MQTT, webhook, WLED) get every user's change at once, whatever
+            // Hue does with it.
+            applier.offer(&parsed);
+            applier.judge(&parsed, now)
+        })
         .collect();
     for (v, m) in verdicts.iter().zip(&batch) {
         log_skip(v, m.props.message_id.as_deref());

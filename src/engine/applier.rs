@@ -1,10 +1,11 @@
 //! The applier: verdicts in, light commands out, with the memory of what was applied per
 //! user (a small JSON state file, so a restart never moves a lamp backwards). Shared by the
-//! edge (`subscribe`, `hue-subscriber`) and `serve`'s in-process lights.
+//! edge (`subscribe`, `hue-subscriber`) and `serve`'s in-process lights. The other sinks
+//! (MQTT, webhook, WLED) hang off it as a [`Fanout`]; without `HUE_BRIDGE` an edge may run
+//! with those alone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -15,30 +16,10 @@ use crate::config::{ConfigError, Settings};
 use crate::core::judge::{judge, Mark, Skip, Verdict};
 use crate::core::lights::{Desired, LightMap};
 use crate::core::message::{MessageError, TopicMessage};
+use crate::engine::sinks::Fanout;
 
-/// What the status page shows about the lights.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SinkStatus {
-    /// `Hue bridge 192.168.1.20 (v2)`, or why there is none.
-    pub description: String,
-    /// The last command that reached the lights.
-    pub last_command: Option<String>,
-    /// When.
-    pub last_command_at: Option<DateTime<Utc>>,
-    /// The last failure, if the latest attempt failed.
-    pub last_error: Option<String>,
-    /// When the bridge last answered (connected, or took a command).
-    pub last_answer_at: Option<DateTime<Utc>>,
-}
-
-/// Shared sink status.
-pub type SharedSinkStatus = Arc<Mutex<SinkStatus>>;
-
-/// Updates the shared status in place.
-pub fn set_status(status: &SharedSinkStatus, f: impl FnOnce(&mut SinkStatus)) {
-    f(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
-}
+// The status every sink shows (Hue here, the others in `sinks`) lives with the sinks.
+pub use crate::engine::sinks::{set_status, SharedSinkStatus, SinkStatus};
 
 /// The state file: what was applied per user.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -50,10 +31,11 @@ struct StateFile {
 #[derive(Debug)]
 pub struct Applier {
     lights: LightMap,
-    sink: HueSink,
+    sink: Option<HueSink>,
     watch: Vec<String>,
     applied: HashMap<String, Mark>,
     state_file: Option<PathBuf>,
+    fanout: Option<Fanout>,
 }
 
 impl Applier {
@@ -73,19 +55,48 @@ impl Applier {
         let applied = state_file.as_deref().map(load_state).unwrap_or_default();
         Self {
             lights,
-            sink,
+            sink: Some(sink),
             watch,
             applied,
             state_file,
+            fanout: None,
         }
     }
 
-    /// Builds everything from settings: the `[lights]` table, HUE_*, WATCH_USERS.
+    /// Adds the other sinks (every message offered to [`Applier::offer`] goes to them).
+    pub fn with_fanout(mut self, fanout: Option<Fanout>) -> Self {
+        self.fanout = fanout;
+        self
+    }
+
+    /// Hands a message to the other sinks (never waits; they judge it themselves, so a
+    /// redelivered message is not sent twice).
+    pub fn offer(&self, parsed: &Result<TopicMessage, MessageError>) {
+        if let (Some(f), Ok(msg)) = (&self.fanout, parsed) {
+            f.offer(msg);
+        }
+    }
+
+    /// The other sinks, if any.
+    pub fn fanout(&self) -> Option<&Fanout> {
+        self.fanout.as_ref()
+    }
+
+    /// Builds everything from settings: the `[lights]` table, HUE_*, WATCH_USERS. Without
+    /// `HUE_BRIDGE` but with another sink configured, an applier without Hue (the caller
+    /// adds the other sinks with [`Applier::with_fanout`]).
     pub async fn from_settings(
         settings: &Settings,
         state_file: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
         let lights = lights_from(settings)?;
+        if settings.hue_bridge.is_none() && settings.sinks.any() {
+            return Ok(Self::new_without_hue(
+                lights,
+                settings.watch_users.clone(),
+                state_file,
+            ));
+        }
         let address = settings.hue_bridge.as_deref().ok_or_else(|| {
             ConfigError::missing(
                 "HUE_BRIDGE",
@@ -125,6 +136,18 @@ impl Applier {
         &self.watch
     }
 
+    fn new_without_hue(lights: LightMap, watch: Vec<String>, state_file: Option<PathBuf>) -> Self {
+        let applied = state_file.as_deref().map(load_state).unwrap_or_default();
+        Self {
+            lights,
+            sink: None,
+            watch,
+            applied,
+            state_file,
+            fanout: None,
+        }
+    }
+
     /// The last applied mark for each user.
     pub fn applied(&self) -> &HashMap<String, Mark> {
         &self.applied
@@ -154,7 +177,9 @@ impl Applier {
             ..
         } = verdict
         {
-            self.sink.apply(state).await?;
+            if let Some(sink) = self.sink.as_mut() {
+                sink.apply(state).await?;
+            }
         }
         Ok(())
     }
@@ -181,7 +206,9 @@ impl Applier {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Verdict, HueError> {
-        let verdict = self.judge(&TopicMessage::parse(body), now);
+        let parsed = TopicMessage::parse(body);
+        self.offer(&parsed);
+        let verdict = self.judge(&parsed, now);
         log_skip(&verdict, None);
         self.apply(&verdict).await?;
         Ok(verdict)

@@ -9,5 +9,6 @@ pub mod pbx;
 pub mod pipeline;
 pub mod poller;
 pub mod publish;
+pub mod sinks;
 pub mod subscriptions;
 pub mod tokens;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub poller: Poller,
     /// What `serve`'s lights did last (status page).
     pub sink_status: SharedSinkStatus,
+    /// `serve`'s other sinks (MQTT, webhook, WLED), when configured.
+    pub sinks: Option<Arc<crate::engine::sinks::Fanout>>,
     /// The PBX sync, when a PBX is configured.
     pub pbx: Option<Arc<PbxSync>>,
     /// Bodies of `POST /api/pbx/events` already accepted (replay protection).
@@ -71,6 +73,7 @@ impl AppState {
             started_at: Utc::now(),
             token_keys,
             sink_status: Default::default(),
+            sinks: None,
             pbx: None,
             pbx_replay: Default::default(),
             admin_token: None,

@@ -59,6 +59,8 @@ struct StatusView {
     next_steps: Vec<NextStep>,
     users: Vec<UserView>,
     lights: crate::engine::applier::SinkStatus,
+    /// The sinks beside Hue (MQTT, webhook, WLED), each with its last command and error.
+    sinks: Vec<crate::engine::applier::SinkStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pbx: Option<crate::http::pbx::PbxView>,
     recent_messages: Vec<serde_json::Value>,
@@ -154,6 +156,11 @@ async fn gather(state: &AppState) -> StatusView {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default(),
+        sinks: state
+            .sinks
+            .as_ref()
+            .map(|f| f.statuses())
+            .unwrap_or_default(),
         users,
         pbx: crate::http::pbx::view(state).await,
         recent_messages: state
@@ -247,6 +254,9 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
             esc(cmd)
         ));
     }
+    for sink in &v.sinks {
+        body.push_str(&other_sink(sink, now));
+    }
     body.push_str(
         "<details open><summary>What the lamp colours mean</summary><ul class=\"legend\">",
     );
@@ -309,6 +319,30 @@ fn sink_health(s: &SinkStatus, now: chrono::DateTime<chrono::Utc>) -> String {
         ),
         (None, None) => String::new(),
     }
+}
+
+/// One sink beside Hue: what it is, whether it answers, its last command.
+fn other_sink(s: &SinkStatus, now: chrono::DateTime<chrono::Utc>) -> String {
+    let health = match (&s.last_error, s.last_answer_at) {
+        (Some(e), _) => format!("<span class=\"health bad\">failing: {}</span>", esc(e)),
+        (None, Some(at)) => format!(
+            "<span class=\"health ok\">answered {}</span>",
+            words::time_tag(at, now, "ago")
+        ),
+        (None, None) => "<span class=\"muted\">nothing sent yet</span>".into(),
+    };
+    let last = match (&s.last_command, s.last_command_at) {
+        (Some(c), Some(at)) => format!(
+            "<br><small class=\"muted\">Last command {}: {}</small>",
+            words::time_tag(at, now, "ago"),
+            esc(c)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "<p class=\"sink\">{} · {health}{last}</p>",
+        esc(&s.description)
+    )
 }
 
 const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.4}.muted{color:#666}.setup{background:#fff7e0;border:1px solid #e8c66a;padding:.5rem 1rem;border-radius:.5rem}.user{display:flex;gap:.75rem;align-items:center;padding:.5rem 0;border-bottom:1px solid #eee}.dot{width:1.5rem;height:1.5rem;border-radius:50%;flex:none;border:1px solid #0002;display:inline-block}.dot.sm{width:.9rem;height:.9rem;vertical-align:middle;margin-right:.5rem}.now{font-weight:600}.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.2rem 1rem;font-size:.9rem}section{margin-bottom:1rem}.health:before{content:\"\\25CF  \"}.ok:before{color:#2e9e44}.bad{color:#a4262c}code{background:#f3f3f3;padding:0 .2rem}time{white-space:nowrap}";

@@ -76,23 +76,8 @@ pub const SCRIPT: &str = r#"(function(){function f(s){s=Math.max(0,Math.floor(s)
 /// The swatch of a light state: `#rrggbb` from CIE xy (Wide gamut D65, the inverse of
 /// `core::lights::hex_to_xy`), or `None` when the lamp is off or has no colour.
 pub fn swatch(state: &LightState) -> Option<String> {
-    let xy = state.xy.filter(|_| state.on)?;
-    let (x, y) = (xy.x, xy.y.max(1e-6));
-    let (cx, cy, cz) = (x / y, 1.0, (1.0 - x - y) / y);
-    let r = cx * 1.656_492 - cy * 0.354_851 - cz * 0.255_038;
-    let g = -cx * 0.707_196 + cy * 1.655_397 + cz * 0.036_152;
-    let b = cx * 0.051_713 - cy * 0.121_364 + cz * 1.011_530;
-    let max = r.max(g).max(b).max(1e-6);
-    let gamma = |c: f64| {
-        let c = (c / max).clamp(0.0, 1.0);
-        let v = if c <= 0.003_130_8 {
-            12.92 * c
-        } else {
-            1.055 * c.powf(1.0 / 2.4) - 0.055
-        };
-        (v * 255.0).round() as u8
-    };
-    Some(format!("#{:02x}{:02x}{:02x}", gamma(r), gamma(g), gamma(b)))
+    state.xy.filter(|_| state.on)?;
+    Some(state.hex())
 }
 
 /// What a lamp state looks like in words: `70 %`, `breathing`, `off`.
@@ -120,6 +105,7 @@ mod tests {
         LightState {
             on: true,
             xy: hex_to_xy(hex),
+            rgb: None,
             brightness: Some(brightness),
             effect,
             transition_ms: None,

@@ -7,6 +7,7 @@ pub mod sinks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::routing::get;
@@ -97,6 +98,12 @@ pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Res
         .with_notification_keys(keys)
         .with_pbx()?;
     state.admin_token = admin;
+    // MQTT, webhook, WLED: started here, fed by `sinks::spawn` with every change.
+    state.sinks = crate::engine::sinks::Fanout::from_settings(
+        &state.settings,
+        crate::engine::applier::lights_from(&state.settings)?,
+    )
+    .map(Arc::new);
     Ok(if direct {
         state.with_direct_publishing()?
     } else {

@@ -160,6 +160,20 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
         let pending: Pending = Arc::default();
         let wake = Arc::new(Notify::new());
         let hue = state.settings.hue_bridge.is_some();
+        if let Some(f) = &state.sinks {
+            // After a restart MQTT's retained state and WLED must be right at once too.
+            for rec in state
+                .store
+                .list::<PresenceRecord>()
+                .await
+                .unwrap_or_default()
+            {
+                let r = rec.value;
+                f.offer(&TopicMessage::PresenceChanged(
+                    PresenceChanged::from_change(&r.user_id, &r.tenant_id, &r.last, None),
+                ));
+            }
+        }
         if hue {
             // Show what we know now: after a restart the lamp must be right at once.
             for rec in state
@@ -180,8 +194,11 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
             wake.notify_one();
         } else {
             set(&state.sink_status, |s| {
-                s.description =
+                s.description = if state.sinks.is_some() {
+                    "no Hue bridge (HUE_BRIDGE is not set)".into()
+                } else {
                     "no lights configured (HUE_BRIDGE is not set): changes are only logged".into()
+                }
             });
         }
         // Receiving never waits for the lights: a slow or absent bridge only grows `pending`
@@ -196,6 +213,9 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
         let receiving = async {
             while let Some(msg) = rx.recv().await {
                 log(&msg);
+                if let Some(f) = &state.sinks {
+                    f.offer(&msg);
+                }
                 // Confirmation clears the change's pending mark: with PUBLISH_MODE=rest when
                 // Service Bus accepted it (edges elsewhere get it too), otherwise now that the
                 // sinks have it (the lights retry on their own, and show every stored

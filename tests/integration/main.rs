@@ -16,6 +16,7 @@
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 //! - `threecx`: the 3CX V20 client (token, XAPI, Call Control socket) against a fake PBX.
 //! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
+//! - `sinks`: MQTT against a real mosquitto, the signed webhook, WLED, and the fan-out in `serve`.
 
 mod architecture;
 mod auth;
@@ -33,6 +34,7 @@ mod presence;
 mod reliability;
 mod serve;
 mod serve_e2e;
+mod sinks;
 mod status_page;
 mod store;
 mod subscriptions;

@@ -175,6 +175,7 @@ mod tests {
                 x: 0.7006,
                 y: 0.2993,
             }),
+            rgb: None,
             brightness: Some(100.0),
             effect: Effect::None,
             transition_ms: Some(400),

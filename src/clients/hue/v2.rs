@@ -168,6 +168,7 @@ mod tests {
                 x: 0.1724,
                 y: 0.7468,
             }),
+            rgb: None,
             brightness: Some(70.0),
             effect: Effect::None,
             transition_ms: Some(400),

@@ -8,4 +8,5 @@ pub mod graph_presence;
 pub mod hue;
 pub mod pbx_receiver;
 pub mod servicebus;
+pub mod sinks;
 pub mod threecx;

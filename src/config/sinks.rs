@@ -1,0 +1,231 @@
+//! The settings of the sinks beside Hue: `MQTT_*`, `WEBHOOK_*`, `WLED_URL`, `BUSYLIGHT`.
+//!
+//! Each is read from the environment, then the file's top level, then its `[sinks]` table
+//! (same names, any case), so a config file can keep them together:
+//!
+//! ```toml
+//! [sinks]
+//! MQTT_URL = "mqtts://broker.lan:8883"
+//! WLED_URL = "http://wled-desk.lan"
+//! ```
+//!
+//! A sink is on when its URL is set; nothing here connects anywhere.
+
+use secrecy::SecretString;
+use url::Url;
+
+use super::{ConfigError, Sources};
+
+/// `MQTT_*`: the broker and the topics.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    /// `MQTT_URL`: `mqtt://host[:1883]` or `mqtts://host[:8883]`.
+    pub url: Url,
+    /// `MQTT_USERNAME`.
+    pub username: Option<String>,
+    /// `MQTT_PASSWORD`.
+    pub password: Option<SecretString>,
+    /// `MQTT_TOPIC_PREFIX` (default `teams-presence`).
+    pub topic_prefix: String,
+    /// `MQTT_DISCOVERY_PREFIX` (default `homeassistant`).
+    pub discovery_prefix: String,
+}
+
+/// `WEBHOOK_*`: where each change is POSTed and the signing secret.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `WEBHOOK_URL`.
+    pub url: Url,
+    /// `WEBHOOK_SECRET`: signs every body (`X-Signature`).
+    pub secret: SecretString,
+}
+
+/// `BUSYLIGHT`: whether USB busylights are driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusylightMode {
+    /// Every supported light that is plugged in (the default where the feature is built).
+    Auto,
+    /// None.
+    Off,
+}
+
+/// Every sink beside Hue.
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    /// MQTT, when `MQTT_URL` is set.
+    pub mqtt: Option<MqttSettings>,
+    /// The webhook, when `WEBHOOK_URL` is set.
+    pub webhook: Option<WebhookSettings>,
+    /// `WLED_URL`: the WLED controller's base URL.
+    pub wled: Option<Url>,
+    /// `BUSYLIGHT`.
+    pub busylight: BusylightMode,
+}
+
+impl SinkSettings {
+    /// Whether any sink beside Hue is configured (busylights count only when built).
+    pub fn any(&self) -> bool {
+        self.mqtt.is_some()
+            || self.webhook.is_some()
+            || self.wled.is_some()
+            || (cfg!(feature = "busylight") && self.busylight == BusylightMode::Auto)
+    }
+}
+
+/// A value from the usual sources, else from the `[sinks]` table.
+fn get(src: &Sources, key: &str) -> Option<String> {
+    src.get(key).or_else(|| {
+        let table = src.file.get("sinks")?.as_table()?;
+        let v = table
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)?;
+        match v {
+            toml::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            toml::Value::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        }
+    })
+}
+
+fn url(
+    src: &Sources,
+    key: &str,
+    schemes: &[&str],
+    expected: &str,
+) -> Result<Option<Url>, ConfigError> {
+    let Some(v) = get(src, key) else {
+        return Ok(None);
+    };
+    match Url::parse(v.trim()) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.host().is_some() => Ok(Some(u)),
+        // The value may carry credentials (user:password@host): never echo it.
+        _ => Err(ConfigError::invalid(key, None, expected)),
+    }
+}
+
+fn topic_part(src: &Sources, key: &str, default: &str) -> Result<String, ConfigError> {
+    let v = get(src, key).map(|v| v.trim().trim_matches('/').to_owned());
+    match v {
+        None => Ok(default.to_owned()),
+        Some(v) if !v.is_empty() && !v.contains(['+', '#', '\0']) => Ok(v),
+        Some(v) => Err(ConfigError::invalid(
+            key,
+            Some(&v),
+            "a topic prefix without wildcards (+ or #)",
+        )),
+    }
+}
+
+/// Parses the sink settings.
+pub fn parse(src: &Sources) -> Result<SinkSettings, ConfigError> {
+    let mqtt = match url(
+        src,
+        "MQTT_URL",
+        &["mqtt", "mqtts", "tcp", "ssl"],
+        "mqtt://host[:port] or mqtts://host[:port]",
+    )? {
+        None => None,
+        Some(url) => Some(MqttSettings {
+            url,
+            username: get(src, "MQTT_USERNAME").map(|u| u.trim().to_owned()),
+            password: get(src, "MQTT_PASSWORD").map(SecretString::from),
+            topic_prefix: topic_part(src, "MQTT_TOPIC_PREFIX", "teams-presence")?,
+            discovery_prefix: topic_part(src, "MQTT_DISCOVERY_PREFIX", "homeassistant")?,
+        }),
+    };
+    let webhook = match url(src, "WEBHOOK_URL", &["http", "https"], "an http(s) URL")? {
+        None => None,
+        Some(url) => Some(WebhookSettings {
+            url,
+            secret: get(src, "WEBHOOK_SECRET")
+                .map(SecretString::from)
+                .ok_or_else(|| {
+                    ConfigError::missing(
+                        "WEBHOOK_SECRET",
+                        "a shared secret to sign the webhook's requests with (X-Signature)",
+                    )
+                })?,
+        }),
+    };
+    let wled = url(
+        src,
+        "WLED_URL",
+        &["http", "https"],
+        "the WLED controller's http URL",
+    )?;
+    let busylight = match get(src, "BUSYLIGHT") {
+        None => BusylightMode::Auto,
+        Some(v) if v.trim().eq_ignore_ascii_case("auto") => BusylightMode::Auto,
+        Some(v) if v.trim().eq_ignore_ascii_case("off") => BusylightMode::Off,
+        Some(v) => {
+            return Err(ConfigError::invalid(
+                "BUSYLIGHT",
+                Some(&v),
+                "`auto` or `off`",
+            ))
+        }
+    };
+    Ok(SinkSettings {
+        mqtt,
+        webhook,
+        wled,
+        busylight,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn src(pairs: &[(&str, &str)]) -> Sources {
+        Sources::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+        )
+    }
+
+    #[test]
+    fn nothing_set_means_no_sinks_and_default_prefixes() {
+        let s = parse(&src(&[])).unwrap();
+        assert!(s.mqtt.is_none() && s.webhook.is_none() && s.wled.is_none());
+        assert_eq!(s.busylight, BusylightMode::Auto);
+        let s = parse(&src(&[("MQTT_URL", "mqtt://broker.lan")])).unwrap();
+        let m = s.mqtt.unwrap();
+        assert_eq!(m.topic_prefix, "teams-presence");
+        assert_eq!(m.discovery_prefix, "homeassistant");
+    }
+
+    #[test]
+    fn sinks_table_is_read_and_the_environment_wins() {
+        let s = src(&[("WLED_URL", "http://env.lan")])
+            .with_toml("[sinks]\nwled_url = \"http://file.lan\"\nMQTT_URL = \"mqtts://b.lan:8883\"\nMQTT_TOPIC_PREFIX = \"office/\"\n")
+            .unwrap();
+        let s = parse(&s).unwrap();
+        assert_eq!(s.wled.unwrap().host_str(), Some("env.lan"));
+        let m = s.mqtt.unwrap();
+        assert_eq!(m.url.port(), Some(8883));
+        assert_eq!(m.topic_prefix, "office");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_never_echo_credentials() {
+        let e = parse(&src(&[("MQTT_URL", "http://user:hunter2@b.lan")])).unwrap_err();
+        assert_eq!(e.setting, "MQTT_URL");
+        assert!(!e.to_string().contains("hunter2"));
+        let e = parse(&src(&[("WEBHOOK_URL", "https://h.example/x")])).unwrap_err();
+        assert_eq!(e.setting, "WEBHOOK_SECRET");
+        let e = parse(&src(&[("BUSYLIGHT", "maybe")])).unwrap_err();
+        assert_eq!(e.setting, "BUSYLIGHT");
+        let e = parse(&src(&[
+            ("MQTT_URL", "mqtt://b"),
+            ("MQTT_TOPIC_PREFIX", "a/#"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.setting, "MQTT_TOPIC_PREFIX");
+    }
+}

@@ -1,0 +1,363 @@
+//! The sinks beside Hue (MQTT, the webhook, WLED, busylights): one presence stream in, each
+//! sink fed by its own task, chosen by settings (`MQTT_URL`, `WEBHOOK_URL`, `WLED_URL`,
+//! `BUSYLIGHT`, or the `[sinks]` table). `subscribe`, `serve` and `pbx run` call
+//! [`Fanout::offer`] with every topic message; nothing else.
+//!
+//! The same rules as Hue:
+//! * only changes are sent: a message is judged once ([`crate::core::judge`]: stale and
+//!   unwatched ones are dropped), and each sink skips what it already sent for that key;
+//! * bursts coalesce: each sink has a bounded queue holding the latest update per user
+//!   (per-user sinks: MQTT, webhook) or just the latest (shared lamps: WLED, busylights,
+//!   which show whoever changed last, like Hue);
+//! * the last state wins after a failure: a failed update goes back unless a newer one
+//!   arrived, and is retried with back-off (1 s doubling to 30 s);
+//! * one failing sink never blocks the others: [`Fanout::offer`] only fills queues.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::clients::mqtt::{MqttSink, UserState};
+use crate::clients::webhook::WebhookClient;
+use crate::clients::wled::WledClient;
+use crate::config::Settings;
+use crate::core::judge::{judge, Mark, Verdict};
+use crate::core::lights::{Desired, LightMap};
+use crate::core::message::TopicMessage;
+
+/// Most users a per-user queue holds; beyond that a new user's update is dropped (logged).
+/// Far above any team, it only bounds memory against a runaway producer.
+const MAX_PENDING: usize = 10_000;
+
+/// What the status page shows about a sink (Hue or another).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkStatus {
+    /// `Hue bridge 192.168.1.20 (v2)`, `MQTT broker …`, or why there is none.
+    pub description: String,
+    /// The last command that reached the lights.
+    pub last_command: Option<String>,
+    /// When.
+    pub last_command_at: Option<DateTime<Utc>>,
+    /// The last failure, if the latest attempt failed.
+    pub last_error: Option<String>,
+    /// When the bridge last answered (connected, or took a command).
+    pub last_answer_at: Option<DateTime<Utc>>,
+}
+
+/// Shared sink status.
+pub type SharedSinkStatus = Arc<Mutex<SinkStatus>>;
+
+/// Updates the shared status in place.
+pub fn set_status(status: &SharedSinkStatus, f: impl FnOnce(&mut SinkStatus)) {
+    f(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
+/// One change, as every sink sees it.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// The user.
+    pub user: String,
+    /// The topic message (the webhook sends it as it is).
+    pub message: TopicMessage,
+    /// The light state for it.
+    pub desired: Desired,
+}
+
+/// The sinks this build knows (a closed set).
+#[derive(Debug)]
+enum Client {
+    Mqtt(MqttSink),
+    Webhook(WebhookClient),
+    Wled(WledClient),
+}
+
+/// What a sink would send for an update, to skip repeats; `None`: nothing to send.
+fn fingerprint(client: &Client, u: &Update) -> Option<String> {
+    match client {
+        Client::Mqtt(_) => Some(crate::clients::mqtt::state_payload(&user_state(u)).to_string()),
+        Client::Webhook(_) => Some(u.message.to_json().to_string()),
+        Client::Wled(_) => match &u.desired {
+            Desired::Set(s) => Some(crate::clients::wled::state_body(s).to_string()),
+            Desired::Keep => None,
+        },
+    }
+}
+
+/// The MQTT state of an update.
+fn user_state(u: &Update) -> UserState {
+    let (availability, activity, observed_at) = match &u.message {
+        TopicMessage::PresenceChanged(m) => (
+            m.presence.availability.to_string(),
+            m.presence.activity.to_string(),
+            m.observed_at,
+        ),
+        TopicMessage::SignInRequired(m) => (
+            "PresenceUnknown".to_owned(),
+            "SignInRequired".to_owned(),
+            m.observed_at,
+        ),
+        TopicMessage::Unknown { .. } => (String::new(), String::new(), Utc::now()),
+    };
+    let (color, brightness) = match &u.desired {
+        Desired::Set(s) if s.on => (Some(s.hex()), Some(s.brightness.unwrap_or(100.0))),
+        Desired::Set(s) => (Some(s.hex()), Some(0.0)),
+        Desired::Keep => (None, None),
+    };
+    UserState {
+        availability,
+        activity,
+        color,
+        brightness,
+        observed_at: observed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }
+}
+
+/// A light state or an update in words, for the status page.
+fn describe(u: &Update) -> String {
+    let what = match &u.desired {
+        Desired::Keep => "left as it was".to_owned(),
+        Desired::Set(s) if !s.on => "off".to_owned(),
+        Desired::Set(s) => format!("{} at {:.0} %", s.hex(), s.brightness.unwrap_or(100.0)),
+    };
+    match &u.message {
+        TopicMessage::PresenceChanged(m) => format!("{}: {} → {what}", u.user, m.presence),
+        _ => format!("{}: sign-in required → {what}", u.user),
+    }
+}
+
+impl Client {
+    async fn send(&self, u: &Update) -> Result<(), String> {
+        match self {
+            Client::Mqtt(m) => m
+                .publish(&u.user, &user_state(u))
+                .await
+                .map_err(|e| e.to_string()),
+            Client::Webhook(w) => w
+                .deliver(u.message.to_json().to_string().as_bytes())
+                .await
+                .map_err(|e| e.to_string()),
+            Client::Wled(w) => match &u.desired {
+                Desired::Set(s) => w.apply(s).await.map_err(|e| e.to_string()),
+                Desired::Keep => Ok(()),
+            },
+        }
+    }
+}
+
+/// A sink's queue: the latest update per key (the user, or one key for shared lamps).
+#[derive(Debug, Default)]
+struct Queue {
+    pending: Mutex<BTreeMap<String, Update>>,
+    wake: Notify,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Update>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One running sink.
+#[derive(Debug)]
+struct Handle {
+    shared: bool,
+    queue: Arc<Queue>,
+    status: SharedSinkStatus,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The sinks beside Hue, each in its own task. Dropping it stops them.
+#[derive(Debug)]
+pub struct Fanout {
+    lights: LightMap,
+    watch: Vec<String>,
+    seen: Mutex<HashMap<String, Mark>>,
+    sinks: Vec<Handle>,
+}
+
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        for s in &self.sinks {
+            s.task.abort();
+        }
+    }
+}
+
+impl Fanout {
+    /// Every configured sink, started (connecting in the background); `None` when none is
+    /// configured. Needs a Tokio runtime.
+    pub fn from_settings(settings: &Settings, lights: LightMap) -> Option<Self> {
+        let s = &settings.sinks;
+        let mut clients = Vec::new();
+        if let Some(m) = &s.mqtt {
+            let id = format!(
+                "teams-presence-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            );
+            let desc = format!(
+                "MQTT broker {} (topics {}/…, discovery {}/…)",
+                m.url.host_str().unwrap_or_default(),
+                m.topic_prefix,
+                m.discovery_prefix
+            );
+            clients.push((desc, Client::Mqtt(MqttSink::start(m, &id))));
+        }
+        if let Some(w) = &s.webhook {
+            let c = WebhookClient::new(w.url.clone(), w.secret.clone());
+            clients.push((format!("Webhook to {}", c.host()), Client::Webhook(c)));
+        }
+        if let Some(u) = &s.wled {
+            let c = WledClient::new(u.clone());
+            clients.push((format!("WLED {}", c.host()), Client::Wled(c)));
+        }
+        if clients.is_empty() {
+            return None;
+        }
+        Some(Self::with_clients(
+            lights,
+            settings.watch_users.clone(),
+            clients,
+        ))
+    }
+
+    fn with_clients(lights: LightMap, watch: Vec<String>, clients: Vec<(String, Client)>) -> Self {
+        let sinks = clients
+            .into_iter()
+            .map(|(description, client)| {
+                let shared = matches!(client, Client::Wled(_));
+                let queue: Arc<Queue> = Arc::default();
+                let status: SharedSinkStatus = Arc::new(Mutex::new(SinkStatus {
+                    description,
+                    ..Default::default()
+                }));
+                let task = tokio::spawn(drive(client, queue.clone(), status.clone()));
+                Handle {
+                    shared,
+                    queue,
+                    status,
+                    task,
+                }
+            })
+            .collect();
+        Self {
+            lights,
+            watch,
+            seen: Mutex::default(),
+            sinks,
+        }
+    }
+
+    /// Takes one topic message: judged once (stale, unwatched and unknown ones are dropped),
+    /// then queued for every sink. Never waits.
+    pub fn offer(&self, msg: &TopicMessage) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let verdict = judge(
+            &Ok(msg.clone()),
+            &self.watch,
+            &seen,
+            &self.lights,
+            Utc::now(),
+        );
+        let Verdict::Apply {
+            user,
+            desired,
+            mark,
+        } = verdict
+        else {
+            return;
+        };
+        seen.insert(user.clone(), mark);
+        drop(seen);
+        let update = Update {
+            user,
+            message: msg.clone(),
+            desired,
+        };
+        for s in &self.sinks {
+            let key = if s.shared {
+                String::new()
+            } else {
+                update.user.clone()
+            };
+            let mut q = s.queue.lock();
+            if q.len() >= MAX_PENDING && !q.contains_key(&key) {
+                tracing::warn!(user_id = %update.user, "a sink's queue is full; dropping a change");
+                continue;
+            }
+            q.insert(key, update.clone());
+            drop(q);
+            s.queue.wake.notify_one();
+        }
+    }
+
+    /// Every sink's status, for the status page.
+    pub fn statuses(&self) -> Vec<SinkStatus> {
+        self.sinks
+            .iter()
+            .map(|s| s.status.lock().map(|s| s.clone()).unwrap_or_default())
+            .collect()
+    }
+}
+
+/// One sink's task: sends what is queued the moment it is, skipping repeats; after a failure
+/// retries the latest with back-off.
+async fn drive(client: Client, queue: Arc<Queue>, status: SharedSinkStatus) {
+    let mut sent: HashMap<String, String> = HashMap::new();
+    let mut backoff = Duration::from_secs(1);
+    let mut failing = false;
+    loop {
+        if failing {
+            tokio::select! {
+                _ = queue.wake.notified() => {}
+                _ = tokio::time::sleep(backoff) => {}
+            }
+        } else {
+            queue.wake.notified().await;
+        }
+        let taken = std::mem::take(&mut *queue.lock());
+        failing = false;
+        for (key, update) in taken {
+            if failing {
+                queue.lock().entry(key).or_insert(update);
+                continue;
+            }
+            let Some(fp) = fingerprint(&client, &update) else {
+                continue;
+            };
+            if sent.get(&key) == Some(&fp) {
+                continue;
+            }
+            match client.send(&update).await {
+                Ok(()) => {
+                    sent.insert(key, fp);
+                    set_status(&status, |s| {
+                        s.last_command = Some(describe(&update));
+                        s.last_command_at = Some(Utc::now());
+                        s.last_answer_at = s.last_command_at;
+                        s.last_error = None;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(user_id = %update.user, error = %e, "a sink did not take a change; will retry");
+                    set_status(&status, |s| s.last_error = Some(e));
+                    // A newer update that arrived meanwhile wins.
+                    queue.lock().entry(key).or_insert(update);
+                    failing = true;
+                }
+            }
+        }
+        backoff = if failing {
+            (backoff * 2).min(Duration::from_secs(30))
+        } else {
+            Duration::from_secs(1)
+        };
+        if !failing && !queue.lock().is_empty() {
+            queue.wake.notify_one();
+        }
+    }
+}
