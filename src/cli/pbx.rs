@@ -219,7 +219,9 @@ fn split(line: &str, sep: char) -> Vec<String> {
         match c {
             '"' if quoted && chars.peek() == Some(&'"') => {
                 chars.next();
-                out.last_mut().map(|s| s.push('"'));
+                if let Some(s) = out.last_mut() {
+                    s.push('"');
+                }
             }
             '"' => quoted = !quoted,
             c if c == sep && !quoted => out.push(String::new()),

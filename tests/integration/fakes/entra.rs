@@ -143,7 +143,15 @@ impl FakeEntra {
     /// `tenant`, signed with the key this fake publishes (so one fake can be the authority
     /// for app tokens and for the webhook's validation tokens).
     pub fn validation_token(&self, client_id: &str, tenant: &str) -> String {
-        self.sign(&super::entra_keys::FakeEntraKeys::claims(client_id, tenant))
+        let now = chrono::Utc::now().timestamp();
+        self.sign(&json!({
+            "aud": client_id,
+            "iss": format!("https://sts.windows.net/{tenant}/"),
+            "iat": now - 60, "nbf": now - 60, "exp": now + 3600,
+            // Graph's change-tracking app, the `appid` of real validation tokens.
+            "appid": "0bf30f3b-4a52-48df-9a82-234910c4a086", "appidacr": "2",
+            "tid": tenant, "ver": "1.0",
+        }))
     }
 
     /// Signs an id_token (tests also use it to forge tampered ones).
