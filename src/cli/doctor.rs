@@ -486,6 +486,176 @@ async fn check_service_bus(s: &Settings) -> Verdict {
     }
 }
 
+/// The PBX sync's checks (only when `PBX` is set): the PBX reachable and authorised, the
+/// app token carrying `Presence.ReadWrite.All`, and at least one extension mapped.
+async fn check_pbx(
+    s: &Settings,
+    data_dir: &Path,
+    default_store: StoreKind,
+) -> Vec<(&'static str, Verdict)> {
+    let Some(p) = &s.pbx else {
+        return vec![(
+            "PBX",
+            Verdict::Skip("PBX is not set (the desk-phone sync is off)".into()),
+        )];
+    };
+    vec![
+        ("PBX", check_pbx_connection(p).await),
+        ("PBX app permission", check_presence_write_role(s).await),
+        (
+            "PBX mapping",
+            check_pbx_mapping(s, data_dir, default_store).await,
+        ),
+    ]
+}
+
+async fn check_pbx_connection(p: &crate::config::pbx::PbxSettings) -> Verdict {
+    use crate::clients::pbx::threecx::{ThreeCx, ThreeCxError};
+    match p.kind {
+        crate::config::pbx::PbxKind::ThreeCx => {
+            let Some(t) = &p.threecx else {
+                return fail(
+                    "PBX_3CX_URL is not set",
+                    "set PBX_3CX_URL, PBX_3CX_CLIENT_ID and PBX_3CX_CLIENT_SECRET (docs/pbx.md)",
+                );
+            };
+            // 3CX keeps one live token per API client, so this check's token replaces a
+            // running sync's; the sync fetches a new one on its next 401, once.
+            let client =
+                match ThreeCx::new(
+                    t.url.clone(),
+                    t.client_id.clone(),
+                    t.client_secret.clone(),
+                    Duration::from_secs(8),
+                ) {
+                    Ok(c) => c,
+                    Err(e) => return fail(
+                        e.to_string(),
+                        "set PBX_3CX_URL to the PBX's https address, e.g. https://pbx.example.com",
+                    ),
+                };
+            if let Err(e) = client.check_connectivity().await {
+                let fix = match e {
+                    ThreeCxError::Unauthorized(_) => "copy the client id and the API key of the API client (3CX Admin Console → Integrations → API) into PBX_3CX_CLIENT_ID and PBX_3CX_CLIENT_SECRET; the key is shown once, so create a new one if it is lost",
+                    ThreeCxError::NotLicensed(_) => "the 3CX API needs an Enterprise licence; tick \"3CX Configuration API Access\" and \"Call Control API Access\" on the API client",
+                    ThreeCxError::Unreachable(_) => "check PBX_3CX_URL, the network and that the PBX is up",
+                    _ => "check PBX_3CX_URL points at a 3CX V20 PBX",
+                };
+                return fail(format!("{}: {e}", t.url), fix);
+            }
+            match client.native_presence_sync().await {
+                Ok(false) => Verdict::Ok(format!(
+                    "3CX at {} accepts the API client {}; its own Microsoft 365 presence sync is off",
+                    t.url, t.client_id
+                )),
+                Ok(true) => fail(
+                    "3CX's own Microsoft 365 presence sync is on: two writers would overwrite each other, so the sync refuses to start",
+                    "turn it off in the 3CX Admin Console → Integrations → Microsoft 365 (untick \"Set Teams presence\"), then run doctor again",
+                ),
+                Err(e) => fail(
+                    format!("cannot read 3CX's Microsoft 365 integration: {e}"),
+                    "give the API client 3CX Configuration API Access with a role that may read the Microsoft 365 integration",
+                ),
+            }
+        }
+        crate::config::pbx::PbxKind::Http => {
+            if p.events_secret.is_none() {
+                return fail(
+                    "PBX_EVENTS_SECRET is not set: every event posted to /api/pbx/events is refused",
+                    "set PBX_EVENTS_SECRET to a long random value (`openssl rand -hex 32`) and use it in the PBX's webhook (docs/pbx.md)",
+                );
+            }
+            match crate::clients::pbx::http_out::HttpPbxConfig::from_lookup(|k| p.http_value(k)) {
+                Err(e) => fail(
+                    format!("{}: {}", e.setting, e.problem),
+                    "see docs/pbx.md, \"Outbound: setting the phone's status\"",
+                ),
+                Ok(None) => Verdict::Warn(
+                    "events are accepted on /api/pbx/events, but PBX_HTTP_SET_URL is not set: Teams never changes the phone's status".into(),
+                ),
+                Ok(Some(_)) => Verdict::Ok(
+                    "events accepted on /api/pbx/events (PBX_EVENTS_SECRET set); status changes go to PBX_HTTP_SET_URL".into(),
+                ),
+            }
+        }
+    }
+}
+
+/// The app token for `{tenant}` must carry the application permission
+/// `Presence.ReadWrite.All`, or every presence write is refused.
+async fn check_presence_write_role(s: &Settings) -> Verdict {
+    const ROLE: &str = "Presence.ReadWrite.All";
+    let consent = "add the application permission Presence.ReadWrite.All (and User.ReadBasic.All) with `scripts/register-app.sh --app-id <id> --pbx`, then have a Privileged Role Administrator or Global Administrator grant admin consent (docs/app-registration.md)";
+    let client = match crate::clients::entra::EntraClient::from_settings(s) {
+        Ok(c) if c.is_confidential() => c,
+        Ok(_) => {
+            return fail(
+                "the PBX sync writes presence with the app's own credential, and none is set",
+                "set AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
+            )
+        }
+        Err(e) => return fail(e.to_string(), "see the app registration check"),
+    };
+    if matches!(s.tenant.as_str(), "organizations" | "common" | "consumers") {
+        return fail(
+            format!(
+                "AZURE_TENANT_ID is {:?}: an app token needs the tenant itself",
+                s.tenant
+            ),
+            "set AZURE_TENANT_ID to your tenant id (Microsoft Entra admin center → Overview)",
+        );
+    }
+    let token = match client
+        .app_token(&s.tenant, "https://graph.microsoft.com/.default")
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                format!("no app token for tenant {}: {e}", s.tenant),
+                "check AZURE_TENANT_ID and the client credential",
+            )
+        }
+    };
+    match crate::clients::entra::access_token_roles(token.access_token.expose_secret()) {
+        Some(roles) if roles.iter().any(|r| r == ROLE) => {
+            Verdict::Ok(format!("the app token for tenant {} carries {ROLE}", s.tenant))
+        }
+        Some(roles) if roles.is_empty() => fail(
+            format!("the app token for tenant {} carries no application permission", s.tenant),
+            consent,
+        ),
+        Some(roles) => fail(
+            format!(
+                "the app token for tenant {} carries {} but not {ROLE}",
+                s.tenant,
+                roles.join(", ")
+            ),
+            consent,
+        ),
+        None => Verdict::Warn(format!(
+            "an app token for tenant {} was issued, but it is not a JWT, so its permissions cannot be read",
+            s.tenant
+        )),
+    }
+}
+
+async fn check_pbx_mapping(s: &Settings, data_dir: &Path, default_store: StoreKind) -> Verdict {
+    let mapped = async {
+        let store = crate::store::open(s, default_store, data_dir)?;
+        store.ensure_tables().await?;
+        anyhow::Ok(store.list::<crate::store::PbxMappingRecord>().await?.len())
+    };
+    match mapped.await {
+        Ok(0) => fail(
+            "no extension is mapped to a Teams user",
+            "`teams-presence pbx map add 101 jane@contoso.com`, or `teams-presence pbx map import FILE.csv` (header extension,user)",
+        ),
+        Ok(n) => Verdict::Ok(format!("{n} extension(s) mapped")),
+        Err(e) => fail(format!("cannot read the mapping: {e:#}"), "see the store check"),
+    }
+}
+
 /// Runs every check, prints one line each, returns whether all passed.
 pub async fn run(
     settings: &Settings,
@@ -516,6 +686,7 @@ pub async fn run(
     checks.push(("MQTT", check_mqtt(settings).await));
     checks.push(("webhook", check_webhook(settings).await));
     checks.push(("WLED", check_wled(settings).await));
+    checks.extend(check_pbx(settings, data_dir, default_store).await);
     let mut ok = true;
     for (name, v) in checks {
         match v {

@@ -339,6 +339,28 @@ pub fn random_token(n: usize) -> String {
     B64URL.encode(b)
 }
 
+/// The `roles` claim of an app-only access token (client credentials): the application
+/// permissions consented for this app in the tenant, e.g. `Presence.ReadWrite.All`.
+///
+/// Read **without verifying the signature**, on purpose: the token is our own, fetched a
+/// moment ago from Entra ID's token endpoint over TLS, and only its audience (Graph) can
+/// check a Graph token. This is for telling an admin what is missing, never for deciding
+/// who may do what. `None` when the token is not a JWT; an empty list when it has no roles.
+pub fn access_token_roles(access_token: &str) -> Option<Vec<String>> {
+    let payload = access_token.split('.').nth(1)?;
+    let bytes = B64URL.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    let roles = match claims.get("roles") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect(),
+        Some(_) => return None,
+    };
+    Some(roles)
+}
+
 /// An Entra ID client for one app registration.
 #[derive(Clone, Debug)]
 pub struct EntraClient {
@@ -638,6 +660,24 @@ fn short_reason(error: &str, description: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_token_roles_reads_the_payload_without_verifying() {
+        let jwt = |claims: &str| format!("eyJhbGciOiJSUzI1NiJ9.{}.sig", B64URL.encode(claims));
+        assert_eq!(
+            access_token_roles(&jwt(
+                r#"{"roles":["Presence.ReadWrite.All","User.ReadBasic.All"]}"#
+            )),
+            Some(vec![
+                "Presence.ReadWrite.All".into(),
+                "User.ReadBasic.All".into()
+            ])
+        );
+        assert_eq!(access_token_roles(&jwt(r#"{"aud":"x"}"#)), Some(vec![]));
+        assert_eq!(access_token_roles(&jwt(r#"{"roles":"x"}"#)), None);
+        assert_eq!(access_token_roles("opaque-token"), None);
+        assert_eq!(access_token_roles("a.!!!.c"), None);
+    }
 
     #[test]
     fn errors_are_classified_by_what_the_caller_does() {

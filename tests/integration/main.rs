@@ -13,6 +13,8 @@
 //! - `graph_presence_writes`: presence writes and user lookups against the fake Graph's rules.
 //! - `webhook`: change notifications, decryption and validation tokens.
 //! - `pbx_http`: the generic HTTP PBX adapter's outbound requests against a fake PBX.
+//! - `pbx_notifications`: the PBX sync in `serve` with Teams learnt from change
+//!   notifications that carry our own writes back, duplicated and reordered.
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 //! - `threecx`: the 3CX V20 client (token, XAPI, Call Control socket) against a fake PBX.
 //! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
@@ -30,6 +32,7 @@ mod handler;
 mod pbx_e2e;
 mod pbx_generic;
 mod pbx_http;
+mod pbx_notifications;
 mod presence;
 mod reliability;
 mod serve;

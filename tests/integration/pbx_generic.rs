@@ -250,3 +250,18 @@ async fn vtx_preset_sends_the_documented_status_for_every_teams_state() {
         "one request per change of status"
     );
 }
+
+#[test]
+fn docs_pbx_md_shows_the_presets_exactly_as_they_run() {
+    use teams_presence::core::pbx::rules::Preset;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pbx.md"))
+        .expect("docs/pbx.md exists");
+    for preset in Preset::ALL {
+        let text = preset.rules().describe();
+        assert!(
+            doc.contains(&text),
+            "docs/pbx.md does not show the `{}` preset as it runs; paste this:\n{text}",
+            preset.name()
+        );
+    }
+}

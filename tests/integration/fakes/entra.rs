@@ -64,6 +64,9 @@ pub struct EntraState {
     pub counter: u64,
     /// Access token → person.
     pub access_tokens: HashMap<String, Person>,
+    /// When set, `client_credentials` answers with a JWT whose `roles` claim is this list
+    /// (the application permissions consented), as Entra ID does; otherwise an opaque token.
+    pub app_roles: Option<Vec<String>>,
 }
 
 /// A running fake.
@@ -127,6 +130,28 @@ impl FakeEntra {
             ),
         );
         code
+    }
+
+    /// Signs `claims` with the key the fake publishes.
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("fake-kid-1".into());
+        jsonwebtoken::encode(&header, claims, &self.key.0).unwrap()
+    }
+
+    /// A validation token as Graph puts into a notification batch for `client_id` in
+    /// `tenant`, signed with the key this fake publishes (so one fake can be the authority
+    /// for app tokens and for the webhook's validation tokens).
+    pub fn validation_token(&self, client_id: &str, tenant: &str) -> String {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(&json!({
+            "aud": client_id,
+            "iss": format!("https://sts.windows.net/{tenant}/"),
+            "iat": now - 60, "nbf": now - 60, "exp": now + 3600,
+            // Graph's change-tracking app, the `appid` of real validation tokens.
+            "appid": "0bf30f3b-4a52-48df-9a82-234910c4a086", "appidacr": "2",
+            "tid": tenant, "ver": "1.0",
+        }))
     }
 
     /// Signs an id_token (tests also use it to forge tampered ones).
@@ -274,7 +299,19 @@ async fn token(
         }
         "client_credentials" => {
             s.counter += 1;
-            Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": format!("app-{}", s.counter)})).into_response()
+            let access = match &s.app_roles {
+                None => format!("app-{}", s.counter),
+                Some(roles) => {
+                    let now = chrono::Utc::now().timestamp();
+                    let claims = json!({
+                        "aud": "https://graph.microsoft.com", "appid": client_id,
+                        "iat": now, "nbf": now, "exp": now + 3600, "roles": roles,
+                    });
+                    f.sign(&claims)
+                }
+            };
+            Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": access}))
+                .into_response()
         }
         "urn:ietf:params:oauth:grant-type:device_code" => {
             let code = form.get("device_code").cloned().unwrap_or_default();

@@ -16,6 +16,9 @@
 //! client session and preferred presence are test controls. Every change of the aggregate
 //! (our writes included) is recorded, written where the fake's presence reads see it, and
 //! sent to an optional channel so a test can turn each one into a change notification.
+//! [`PresenceWrites::notify`] turns that channel into Graph's side of change notifications:
+//! every aggregate change, our own writes included, POSTed encrypted to a webhook,
+//! duplicated and reordered at random (seeded), with nothing saying who wrote it.
 //! Also `GET /users/{upn}` and `GET /users?$filter=mail eq '...'` for resolving users.
 
 use std::collections::{BTreeMap, HashMap};
@@ -248,6 +251,55 @@ impl PresenceWrites {
         rx
     }
 
+    /// From now on, every aggregate change is delivered to `to.url` as an encrypted presence
+    /// change notification, the way Graph does: no field names the writer, so our own
+    /// writes come back too. Seeded noise: each change is sent once or twice (a duplicate),
+    /// and after a change, often a stale copy of the user's previous change follows it (a
+    /// notification overtaken by a newer one). Returns the log of what was delivered.
+    pub fn notify(&self, to: NotificationTarget) -> Arc<Mutex<Vec<Delivered>>> {
+        let mut changes = self.on_change();
+        let log: Arc<Mutex<Vec<Delivered>>> = Arc::default();
+        let delivered = log.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut rng = to.seed.max(1);
+            let mut roll = move |n: u64| {
+                // xorshift64: reproducible noise without a dependency.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % n
+            };
+            let mut previous: HashMap<String, (usize, AggregateChange)> = HashMap::new();
+            let mut index = 0;
+            while let Some(change) = changes.recv().await {
+                let mut sends = vec![(index, change.clone(), false)];
+                if roll(2) == 0 {
+                    sends.push((index, change.clone(), false));
+                }
+                if let Some((i, old)) = previous.get(&change.user_id) {
+                    if roll(4) != 0 {
+                        sends.push((*i, old.clone(), true));
+                    }
+                }
+                previous.insert(change.user_id.clone(), (index, change));
+                index += 1;
+                for (i, c, stale) in sends {
+                    tokio::time::sleep(std::time::Duration::from_millis(roll(150))).await;
+                    let status = to.post(&http, &c).await;
+                    delivered.lock().unwrap().push(Delivered {
+                        change: i,
+                        availability: c.availability,
+                        activity: c.activity,
+                        stale,
+                        status,
+                    });
+                }
+            }
+        });
+        log
+    }
+
     /// Makes `setPresence` with this bearer token require `sessionId == app_id`.
     pub fn register_app_token(&self, token: &str, app_id: &str) {
         let mut s = self.state.lock().unwrap();
@@ -262,6 +314,59 @@ impl PresenceWrites {
             mail: mail.into(),
         });
     }
+}
+
+/// Where [`PresenceWrites::notify`] sends change notifications, and what it signs them with.
+pub struct NotificationTarget {
+    /// The webhook, e.g. `http://127.0.0.1:PORT/api/notifications`.
+    pub url: String,
+    /// The subscription the notifications belong to.
+    pub subscription_id: String,
+    /// Its clientState.
+    pub client_state: String,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The notification certificate (only its public half is used, as by Graph).
+    pub key: teams_presence::clients::graph::certs::NotificationKey,
+    /// A validation token for the batch (aud = the app, tid = the tenant).
+    pub validation_token: String,
+    /// Seed of the duplicates and reordering.
+    pub seed: u64,
+}
+
+impl NotificationTarget {
+    async fn post(&self, http: &reqwest::Client, c: &AggregateChange) -> u16 {
+        use teams_presence::clients::graph::testing;
+        let plain = testing::presence_json(&c.user_id, &c.availability, &c.activity);
+        let sealed = testing::seal(&self.key, self.key.id(), plain.to_string().as_bytes());
+        let item = testing::notification_json(
+            &self.subscription_id,
+            &self.client_state,
+            &self.tenant_id,
+            &c.user_id,
+            &sealed,
+        );
+        let batch = json!({"value": [item], "validationTokens": [self.validation_token]});
+        match http.post(&self.url).json(&batch).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+}
+
+/// One notification the fake delivered.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// Which aggregate change (0, 1, ... in the order they happened) it carried.
+    pub change: usize,
+    /// Its availability.
+    pub availability: String,
+    /// Its activity.
+    pub activity: String,
+    /// True for a stale copy sent after a newer change.
+    pub stale: bool,
+    /// The webhook's status (0 when it could not be reached).
+    pub status: u16,
 }
 
 fn rank(availability: &str) -> u8 {
