@@ -192,7 +192,7 @@ pub async fn load_certificate_versions(
     let Some(version) = previous else {
         return Ok((pem, None));
     };
-    let old = async {
+    let old: anyhow::Result<Vec<u8>> = async {
         let secret = client
             .get_secret(
                 name,

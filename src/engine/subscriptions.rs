@@ -245,14 +245,27 @@ async fn desired(state: &Context) -> Result<Vec<Desired>, StoreError> {
         .collect();
     if !s.tenant_users.is_empty() {
         let plan = tenant_plan(&s.tenant_users, &s.tenant_sync_users);
-        if let Some(why) = plan.shortfall() {
-            tracing::warn!(
-                polled = plan.unowned.len(),
-                users = s.tenant_users.len(),
-                sync_accounts = plan.sync_accounts,
-                "{why}"
-            );
+        // Said once when it starts or changes (runs come every minute in `serve`).
+        static LAST_SHORTFALL: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let why = plan.shortfall();
+        let mut last = LAST_SHORTFALL.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != why {
+            match &why {
+                Some(why) => tracing::warn!(
+                    polled = plan.unowned.len(),
+                    users = s.tenant_users.len(),
+                    sync_accounts = plan.sync_accounts,
+                    "{why}"
+                ),
+                None => tracing::info!(
+                    users = s.tenant_users.len(),
+                    sync_accounts = plan.sync_accounts,
+                    "every tenant user now has a sync account's subscription"
+                ),
+            }
+            *last = why;
         }
+        drop(last);
         return Ok(plan
             .owned
             .into_iter()

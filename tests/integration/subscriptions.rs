@@ -387,6 +387,7 @@ async fn a_subscription_made_with_a_rotated_out_certificate_is_recreated_with_th
     let rotated = l.app.clone().with_notification_keys(ring);
 
     let t1 = t0 + Duration::minutes(5);
+    at(&l, t1);
     let r = maintain(&rotated, &rotated.poller, t1).await;
     assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
     let fakes: Vec<_> = l.subs.lock().unwrap().items.values().cloned().collect();

@@ -70,13 +70,13 @@ async fn a_tenant_tick_for_10000_users_and_pbx_writes_sharing_the_budget_provoke
         assert_eq!(s.rate_limit.as_ref().unwrap().provoked, 0);
     }
 
-    // Then a minute, one tick a second, with the PBX sync wanting 80 Graph calls a second
+    // Then 40 s (past the end of the first window), one tick a second, with the PBX sync wanting 80 Graph calls a second
     // beside it (its writes and read-backs take a slot from the same budget before each
     // call, as engine::pbx does). Together they want far more than Graph allows.
     let http = reqwest::Client::new();
     let url = format!("{}/v1.0/communications/getPresencesByUserId", graph.url);
     let (mut poll_calls, mut pbx_calls, mut pbx_held) = (16, 0, 0);
-    for sec in 1..=60 {
+    for sec in 1..=40 {
         let now = t0() + Duration::seconds(sec);
         set_clock(&graph, now);
         let r = app.poller.tick(&app, None, now).await;
