@@ -6,10 +6,7 @@ use crate::store::{PresenceRecord, Store, StoreError, SubscriptionRecord, UserRe
 
 /// Prints one line per user: id, UPN, state, last presence, subscription expiry; in tenant
 /// mode first a summary of how many followed users are subscribed and polled, and why.
-pub async fn print_list(
-    store: &Store,
-    settings: &crate::config::Settings,
-) -> anyhow::Result<()> {
+pub async fn print_list(store: &Store, settings: &crate::config::Settings) -> anyhow::Result<()> {
     let users = store
         .list::<UserRecord>()
         .await
@@ -24,12 +21,9 @@ pub async fn print_list(
             .into_iter()
             .map(|v| v.value)
             .collect();
-        if let Some(t) = crate::engine::subscriptions::tenant_coverage(
-            s,
-            &people,
-            &subs,
-            chrono::Utc::now(),
-        ) {
+        if let Some(t) =
+            crate::engine::subscriptions::tenant_coverage(s, &people, &subs, chrono::Utc::now())
+        {
             println!(
                 "Tenant mode: {} users followed, {} by change notifications ({} subscriptions, {} sync accounts), {} polled every {} s.",
                 t.users,

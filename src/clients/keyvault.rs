@@ -280,7 +280,11 @@ mod tests {
             ),
             (
                 "three: the newest before the current",
-                vec![v("a", Some(1), true), v("b", Some(5), true), v("c", Some(10), true)],
+                vec![
+                    v("a", Some(1), true),
+                    v("b", Some(5), true),
+                    v("c", Some(10), true),
+                ],
                 "c",
                 Some("b"),
             ),
@@ -298,7 +302,11 @@ mod tests {
             ),
             (
                 "one created after the current (a rollback) is not previous",
-                vec![v("newer", Some(20), true), v("c", Some(10), true), v("a", Some(1), true)],
+                vec![
+                    v("newer", Some(20), true),
+                    v("c", Some(10), true),
+                    v("a", Some(1), true),
+                ],
                 "c",
                 Some("a"),
             ),

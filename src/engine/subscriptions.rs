@@ -596,7 +596,10 @@ mod tests {
         assert_eq!(plan.unowned.len(), 100);
         assert_eq!(plan.unowned[0], "u1300");
         let why = plan.shortfall().unwrap();
-        assert!(why.starts_with("100 of 1400 tenant users are polled"), "{why}");
+        assert!(
+            why.starts_with("100 of 1400 tenant users are polled"),
+            "{why}"
+        );
         assert!(why.contains("sign in 1 more"), "{why}");
 
         let plan = tenant_plan(&ids(1400), &accounts(3));

@@ -57,24 +57,25 @@ pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<Ap
             )
             .await
             {
-                Ok((pem, previous)) => match crate::clients::graph::certs::KeyRing::from_pem(&pem)
-                {
-                    Ok(ring) => {
-                        keys = match previous
-                            .map(|p| crate::clients::graph::certs::KeyRing::from_pem(&p))
-                        {
-                            Some(Ok(old)) => ring.with_previous(old),
-                            Some(Err(e)) => {
-                                tracing::warn!(certificate = %name, error = %e, "the previous Key Vault notification certificate is unusable; keeping the current one only");
-                                ring
+                Ok((pem, previous)) => {
+                    match crate::clients::graph::certs::KeyRing::from_pem(&pem) {
+                        Ok(ring) => {
+                            keys = match previous
+                                .map(|p| crate::clients::graph::certs::KeyRing::from_pem(&p))
+                            {
+                                Some(Ok(old)) => ring.with_previous(old),
+                                Some(Err(e)) => {
+                                    tracing::warn!(certificate = %name, error = %e, "the previous Key Vault notification certificate is unusable; keeping the current one only");
+                                    ring
+                                }
+                                None => ring,
                             }
-                            None => ring,
+                        }
+                        Err(e) => {
+                            tracing::error!(certificate = %name, error = %e, "Key Vault notification certificate unusable")
                         }
                     }
-                    Err(e) => {
-                        tracing::error!(certificate = %name, error = %e, "Key Vault notification certificate unusable")
-                    }
-                },
+                }
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "cannot load the notification certificate from Key Vault")
                 }

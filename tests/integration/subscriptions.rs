@@ -280,7 +280,10 @@ async fn two_sync_accounts_for_1400_tenant_users_own_two_subscriptions_and_100_a
     assert_eq!(t["subscribed"], 1300);
     assert_eq!(t["polled"], 100);
     let why = t["reasons"][0].as_str().unwrap();
-    assert!(why.starts_with("100 of 1400 tenant users are polled"), "{why}");
+    assert!(
+        why.starts_with("100 of 1400 tenant users are polled"),
+        "{why}"
+    );
     assert!(why.contains("sign in 1 more"), "{why}");
 
     // The poller reads the 100 every POLL_INTERVAL, the 1,300 only when reconciling.
@@ -337,7 +340,11 @@ async fn three_sync_accounts_cover_1400_tenant_users_and_nobody_is_polled() {
     sizes.sort();
     assert_eq!(sizes, vec![100, 650, 650]);
     let t = status_json(&l.app).await["tenant"].clone();
-    assert_eq!((t["subscribed"].as_u64(), t["polled"].as_u64()), (Some(1400), Some(0)), "{t}");
+    assert_eq!(
+        (t["subscribed"].as_u64(), t["polled"].as_u64()),
+        (Some(1400), Some(0)),
+        "{t}"
+    );
     assert_eq!(t["reasons"], json!([]));
     // Nothing due at POLL_INTERVAL: every user is covered.
     l.app.poller.tick(&l.app, None, t0).await;

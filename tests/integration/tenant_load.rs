@@ -60,7 +60,11 @@ async fn a_tenant_tick_for_10000_users_and_pbx_writes_sharing_the_budget_provoke
 
     // One tick: 10,000 users are 16 batch calls (15 of 650 and one of 250).
     let r = app.poller.tick(&app, None, t0()).await;
-    assert_eq!((r.calls, r.polled, r.deferred, r.failed), (16, 10_000, 0, 0), "{r:?}");
+    assert_eq!(
+        (r.calls, r.polled, r.deferred, r.failed),
+        (16, 10_000, 0, 0),
+        "{r:?}"
+    );
     {
         let s = graph.state.lock().unwrap();
         let mut sizes: Vec<usize> = s.calls.iter().map(|(_, ids)| ids.len()).collect();
@@ -94,7 +98,11 @@ async fn a_tenant_tick_for_10000_users_and_pbx_writes_sharing_the_budget_provoke
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(resp.status(), 200, "second {sec}: the budget let a 429 through");
+            assert_eq!(
+                resp.status(),
+                200,
+                "second {sec}: the budget let a 429 through"
+            );
             pbx_calls += 1;
         }
     }
