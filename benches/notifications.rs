@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         client_state_sha256: client_state_sha256_hex("state"),
         expires_at: now,
         created_at: now,
+        certificate_id: String::new(),
     };
     let raw: Vec<serde_json::Value> = (0..100)
         .map(|n| {

@@ -103,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
             client_state_sha256: client_state_sha256_hex("state"),
             expires_at: now + chrono::Duration::minutes(60),
             created_at: now,
+            certificate_id: String::new(),
         })
         .await?;
     let mut header = Header::new(Algorithm::RS256);

@@ -11,6 +11,11 @@
 //! conditional write, publish. Requests are sent open-loop (each at its scheduled time,
 //! whether or not earlier ones have finished), so a slow response cannot hide the latency
 //! of the ones queued behind it.
+//!
+//! The server runs on its own Tokio runtime (threads named `serve-worker`), the load
+//! generator on the main one, so the report can split the process's CPU time by thread:
+//! what `serve` used and what the generator used. It also reports the process's RSS after
+//! the first 10 s and at the end (the sealed bodies are made before either sample).
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +53,42 @@ async fn fake_entra() -> (String, EncodingKey) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let key = EncodingKey::from_rsa_der(&rsa.private_key_to_der().unwrap());
     (format!("http://{addr}"), key)
+}
+
+/// The process's resident set size in KiB (Linux; 0 elsewhere).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) of this process's threads, split into those whose name
+/// starts with `serve-` and all others (Linux; zeros elsewhere). Assumes 100 ticks/s.
+fn cpu_split() -> (f64, f64) {
+    let (mut serve, mut other) = (0u64, 0u64);
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for task in dir.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+                + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+            if comm.starts_with("serve-") {
+                serve += ticks;
+            } else {
+                other += ticks;
+            }
+        }
+    }
+    (serve as f64 / 100.0, other as f64 / 100.0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -90,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
             client_state_sha256: client_state_sha256_hex("load-state"),
             expires_at: now + chrono::Duration::minutes(60),
             created_at: now,
+            certificate_id: String::new(),
         })
         .await?;
     let mut rx = state.publisher.subscribe();
@@ -138,16 +180,23 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let url = format!("http://{}/api/notifications", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_state = state.clone();
-    let server = tokio::spawn(async move {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("serve-worker")
+        .enable_all()
+        .build()?;
+    let server = server_rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         teams_presence::serve::run(listener, server_state, async {
             let _ = stop_rx.await;
         })
         .await
     });
+    let (serve_cpu_before, gen_cpu_before) = cpu_split();
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -156,9 +205,13 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let mut tasks = Vec::with_capacity(total);
+    let mut rss_10s = None;
     for (i, body) in bodies.into_iter().enumerate() {
         let at = start + interval * i as u32;
         tokio::time::sleep_until(at.into()).await;
+        if rss_10s.is_none() && start.elapsed() >= Duration::from_secs(10) {
+            rss_10s = Some(rss_kib());
+        }
         let (client, url) = (client.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
@@ -175,23 +228,39 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut latencies = Vec::with_capacity(total);
     let mut failures = 0usize;
+    let mut non_2xx = 0usize;
     for t in tasks {
         let (lat, status) = t.await?;
         if status != 202 {
             failures += 1;
         }
+        if !(200..300).contains(&status) {
+            non_2xx += 1;
+        }
         latencies.push(lat);
     }
     let elapsed = start.elapsed();
+    let rss_end = rss_kib();
+    let (serve_cpu, gen_cpu) = cpu_split();
     latencies.sort();
     let _ = stop_tx.send(());
     server.await??;
+    server_rt.shutdown_background();
     drop(state);
     let published = published.await?;
 
     println!(
-        "requests={total} (1 notification each) offered={rate}/s achieved={:.1}/s non_202={failures} published={published}",
+        "requests={total} (1 notification each) offered={rate}/s achieved={:.1}/s non_2xx={non_2xx} non_202={failures} published={published}",
         total as f64 / elapsed.as_secs_f64()
+    );
+    let (serve_s, gen_s) = (serve_cpu - serve_cpu_before, gen_cpu - gen_cpu_before);
+    let wall = elapsed.as_secs_f64();
+    println!(
+        "rss after 10 s={} KiB, at the end={} KiB; cpu during the run: serve {serve_s:.1} s ({:.0}% of one core), load generator {gen_s:.1} s ({:.0}% of one core)",
+        rss_10s.unwrap_or(0),
+        rss_end,
+        serve_s / wall * 100.0,
+        gen_s / wall * 100.0,
     );
     println!(
         "latency p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",

@@ -65,6 +65,7 @@ fuzz_target!(|data: &[u8]| {
                     client_state_sha256: client_state_sha256_hex(client_state),
                     expires_at: now(),
                     created_at: now(),
+                    certificate_id: String::new(),
                 };
                 let _ = notification::process(&item, Some(&sub), |_| true, ring(), now());
                 let _ = notification::open(&item, &sub, ring(), now());

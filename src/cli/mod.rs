@@ -415,7 +415,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let store = crate::store::open(&settings, StoreKind::Sqlite, &data.data_dir)?;
             store.ensure_tables().await.map_err(anyhow::Error::from)?;
             match command.unwrap_or(UsersCommand::List) {
-                UsersCommand::List => crate::cli::users::print_list(&store).await?,
+                UsersCommand::List => crate::cli::users::print_list(&store, &settings).await?,
                 UsersCommand::Remove { id } => crate::cli::users::remove(&store, &id).await?,
             }
             Ok(())

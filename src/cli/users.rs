@@ -4,12 +4,41 @@ use anyhow::Context;
 
 use crate::store::{PresenceRecord, Store, StoreError, SubscriptionRecord, UserRecord, UserState};
 
-/// Prints one line per user: id, UPN, state, last presence, subscription expiry.
-pub async fn print_list(store: &Store) -> anyhow::Result<()> {
+/// Prints one line per user: id, UPN, state, last presence, subscription expiry; in tenant
+/// mode first a summary of how many followed users are subscribed and polled, and why.
+pub async fn print_list(store: &Store, settings: &crate::config::Settings) -> anyhow::Result<()> {
     let users = store
         .list::<UserRecord>()
         .await
         .context("cannot read users")?;
+    {
+        let s = settings;
+        let people: Vec<UserRecord> = users.iter().map(|u| u.value.clone()).collect();
+        let subs: Vec<SubscriptionRecord> = store
+            .list::<SubscriptionRecord>()
+            .await
+            .context("cannot read subscriptions")?
+            .into_iter()
+            .map(|v| v.value)
+            .collect();
+        if let Some(t) =
+            crate::engine::subscriptions::tenant_coverage(s, &people, &subs, chrono::Utc::now())
+        {
+            println!(
+                "Tenant mode: {} users followed, {} by change notifications ({} subscriptions, {} sync accounts), {} polled every {} s.",
+                t.users,
+                t.subscribed,
+                t.subscriptions,
+                t.sync_accounts,
+                t.polled,
+                s.poll_interval.as_secs()
+            );
+            for r in &t.reasons {
+                println!("  - {r}");
+            }
+            println!();
+        }
+    }
     if users.is_empty() {
         println!("No users. Sign in with `teams-presence login` or at /api/auth/start.");
         return Ok(());

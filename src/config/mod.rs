@@ -217,9 +217,12 @@ pub struct Settings {
     pub poll_concurrency: usize,
     /// `TENANT_USERS`: tenant mode, the user ids to follow in batches.
     pub tenant_users: Vec<String>,
-    /// `TENANT_SYNC_USER`: in tenant mode, the signed-in user whose delegated token reads
-    /// presence (app-only client credentials when unset).
-    pub tenant_sync_user: Option<String>,
+    /// `TENANT_SYNC_USERS` (or its older singular alias `TENANT_SYNC_USER`): in tenant mode,
+    /// the signed-in accounts (object ids or UPNs) whose delegated tokens own the presence
+    /// subscriptions, at most 650 followed users each (Graph allows one presence subscription
+    /// per user per app). The first one that has a token also reads presence; app-only
+    /// client credentials do when the list is empty.
+    pub tenant_sync_users: Vec<String>,
     /// `WATCH_USERS` (empty = all).
     pub watch_users: Vec<String>,
     /// `PRESENCE_API_TOKEN`: bearer token for `GET /api/presence/{id}` in `serve`.
@@ -498,7 +501,16 @@ impl Settings {
                 },
             },
             tenant_users: list(src.get("TENANT_USERS")),
-            tenant_sync_user: src.get("TENANT_SYNC_USER").map(|v| v.trim().to_owned()),
+            tenant_sync_users: {
+                // Both spellings may be set (an old one left behind): join them, once each.
+                let mut v = list(src.get("TENANT_SYNC_USERS"));
+                for u in list(src.get("TENANT_SYNC_USER")) {
+                    if !v.iter().any(|x| x.eq_ignore_ascii_case(&u)) {
+                        v.push(u);
+                    }
+                }
+                v
+            },
             watch_users: list(src.get("WATCH_USERS")),
             presence_api_token: src.get("PRESENCE_API_TOKEN").map(SecretString::from),
             presence_api_url: opt_url(src, "PRESENCE_API_URL")?,
@@ -716,6 +728,17 @@ mod tests {
             .iter()
             .any(|x| x.ends_with("Presence.Read.All")));
         assert!(s.tables.is_none() && s.store.is_none());
+    }
+
+    #[test]
+    fn tenant_sync_users_is_a_list_and_the_singular_is_an_alias() {
+        let s = parse(&[("TENANT_SYNC_USERS", "a@contoso.com, 0000-b ,")]).unwrap();
+        assert_eq!(s.tenant_sync_users, vec!["a@contoso.com", "0000-b"]);
+        let s = parse(&[("TENANT_SYNC_USER", "sync")]).unwrap();
+        assert_eq!(s.tenant_sync_users, vec!["sync"]);
+        let s = parse(&[("TENANT_SYNC_USERS", "a,B"), ("TENANT_SYNC_USER", "b")]).unwrap();
+        assert_eq!(s.tenant_sync_users, vec!["a", "B"]);
+        assert!(parse(&[]).unwrap().tenant_sync_users.is_empty());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! * **Who.** Personal mode: every active user with their own delegated token
 //!   (`GET /me/presence`). Tenant mode (`TENANT_USERS`): the listed users in batches of 650
-//!   through `getPresencesByUserId`, with an app-only token or `TENANT_SYNC_USER`'s token.
+//!   through `getPresencesByUserId`, with the first `TENANT_SYNC_USERS` account's token or an
+//!   app-only one.
 //! * **Cadence.** A user whose change-notification subscription is alive is only reconciled
 //!   every `RECONCILE_INTERVAL`; one without is polled every `POLL_INTERVAL`. A failing user
 //!   backs off exponentially; the others are not held up.
@@ -380,23 +381,39 @@ impl Poller {
         }
     }
 
+    /// The token tenant-mode polls read with: the first sync account that has one (object id
+    /// or UPN, as `TENANT_SYNC_USERS` names it), or an app-only token when none is configured.
     async fn tenant_token(
         &self,
         state: &Context,
         outbox: Option<&Outbox>,
     ) -> Result<SecretString, String> {
-        match &state.settings.tenant_sync_user {
-            Some(user) => state
-                .tokens
-                .access_token(user, outbox)
-                .await
-                .map_err(|e| e.to_string()),
-            None => state
+        let accounts = &state.settings.tenant_sync_users;
+        if accounts.is_empty() {
+            return state
                 .tokens
                 .app_token(&state.settings.tenant)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string());
         }
+        let users: Vec<UserRecord> = state
+            .store
+            .list::<UserRecord>()
+            .await
+            .map(|v| v.into_iter().map(|u| u.value).collect())
+            .unwrap_or_default();
+        let mut first_error = None;
+        for account in accounts {
+            let id = crate::engine::tokens::resolve_account(account, &users)
+                .map_or(account.as_str(), |u| u.user_id.as_str());
+            match state.tokens.access_token(id, outbox).await {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    first_error.get_or_insert_with(|| format!("sync account {account}: {e}"));
+                }
+            }
+        }
+        Err(first_error.unwrap_or_default())
     }
 
     async fn tick_tenant(
@@ -408,15 +425,44 @@ impl Poller {
     ) {
         let s = &state.settings;
         let tenant = s.tenant.clone();
-        // The whole list shares one cadence; batches that failed retry on the next tick.
-        if !self.due("tenant-mode", now, s.poll_interval) {
+        // Users a live subscription covers are only reconciled every RECONCILE_INTERVAL; the
+        // rest (too few sync accounts, or a subscription that could not be kept) are polled
+        // every POLL_INTERVAL. Each group shares one cadence; failed batches retry next tick.
+        let margin = chrono::Duration::seconds(60);
+        let covered: std::collections::HashSet<String> = state
+            .store
+            .list::<SubscriptionRecord>()
+            .await
+            .map(|v| {
+                v.into_iter()
+                    .map(|r| r.value)
+                    .filter(|r| r.expires_at > now + margin)
+                    .flat_map(|r| r.user_ids)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (subscribed, polled): (Vec<String>, Vec<String>) = s
+            .tenant_users
+            .iter()
+            .cloned()
+            .partition(|u| covered.contains(u));
+        let groups: Vec<(&str, Vec<String>, Duration)> = [
+            ("tenant-mode", polled, s.poll_interval),
+            ("tenant-mode/subscribed", subscribed, s.reconcile_interval),
+        ]
+        .into_iter()
+        .filter(|(key, users, interval)| !users.is_empty() && self.due(key, now, *interval))
+        .collect();
+        if groups.is_empty() {
             return;
         }
         let token = match self.tenant_token(state, outbox).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "no token for tenant-mode polling");
-                self.record_result("tenant-mode", now, false, s.poll_interval);
+                for (key, _, interval) in &groups {
+                    self.record_result(key, now, false, *interval);
+                }
                 report.failed += 1;
                 return;
             }
@@ -438,73 +484,79 @@ impl Poller {
         );
         let sem = Arc::new(tokio::sync::Semaphore::new(s.poll_concurrency));
         let mut tasks = tokio::task::JoinSet::new();
-        for chunk in s.tenant_users.chunks(MAX_IDS_PER_CALL) {
-            if !self.take_budget(&tenant, now) {
-                report.deferred += 1;
-                continue;
-            }
-            report.calls += 1;
-            let known = known.clone();
-            let (this, state, outbox, sem, token, tenant, ids) = (
-                self.clone(),
-                state.clone(),
-                outbox.cloned(),
-                sem.clone(),
-                token.clone(),
-                tenant.clone(),
-                chunk.to_vec(),
-            );
-            tasks.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                match this.graph.presences_by_user_id(&token, &ids).await {
-                    Ok(list) => {
-                        let mut changed = 0;
-                        for p in &list {
-                            let obs = p.observation(&tenant, now);
-                            if crate::core::presence::decide(known.get(&p.id), &obs)
-                                == crate::core::presence::Decision::Unchanged
-                            {
-                                continue;
-                            }
-                            changed += usize::from(
-                                this.record(&state, outbox.as_ref(), p, &tenant, now).await,
-                            );
-                        }
-                        Ok((list.len(), changed))
-                    }
-                    Err(GraphError::Throttled { retry_after }) => {
-                        this.throttle(&tenant, now, retry_after);
-                        Err(true)
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, batch = ids.len(), "presence batch failed");
-                        Err(false)
-                    }
+        let mut group_ok = vec![true; groups.len()];
+        for (g, (_, users, _)) in groups.iter().enumerate() {
+            for chunk in users.chunks(MAX_IDS_PER_CALL) {
+                if !self.take_budget(&tenant, now) {
+                    report.deferred += 1;
+                    group_ok[g] = false;
+                    continue;
                 }
-            });
+                report.calls += 1;
+                let known = known.clone();
+                let (this, state, outbox, sem, token, tenant, ids) = (
+                    self.clone(),
+                    state.clone(),
+                    outbox.cloned(),
+                    sem.clone(),
+                    token.clone(),
+                    tenant.clone(),
+                    chunk.to_vec(),
+                );
+                tasks.spawn(async move {
+                    let _permit = sem.acquire_owned().await;
+                    let result = match this.graph.presences_by_user_id(&token, &ids).await {
+                        Ok(list) => {
+                            let mut changed = 0;
+                            for p in &list {
+                                let obs = p.observation(&tenant, now);
+                                if crate::core::presence::decide(known.get(&p.id), &obs)
+                                    == crate::core::presence::Decision::Unchanged
+                                {
+                                    continue;
+                                }
+                                changed += usize::from(
+                                    this.record(&state, outbox.as_ref(), p, &tenant, now).await,
+                                );
+                            }
+                            Ok((list.len(), changed))
+                        }
+                        Err(GraphError::Throttled { retry_after }) => {
+                            this.throttle(&tenant, now, retry_after);
+                            Err(true)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, batch = ids.len(), "presence batch failed");
+                            Err(false)
+                        }
+                    };
+                    (g, result)
+                });
+            }
         }
-        let mut all_ok = true;
         while let Some(r) = tasks.join_next().await {
             match r {
-                Ok(Ok((polled, changed))) => {
+                Ok((_, Ok((polled, changed)))) => {
                     report.polled += polled;
                     report.changed += changed;
                 }
-                Ok(Err(true)) => {
+                Ok((g, Err(true))) => {
                     report.deferred += 1;
-                    all_ok = false;
+                    group_ok[g] = false;
                 }
-                Ok(Err(false)) | Err(_) => {
+                Ok((g, Err(false))) => {
                     report.failed += 1;
-                    all_ok = false;
+                    group_ok[g] = false;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "poll task failed");
+                    report.failed += 1;
+                    group_ok.iter_mut().for_each(|ok| *ok = false);
                 }
             }
         }
-        self.record_result(
-            "tenant-mode",
-            now,
-            all_ok && report.deferred == 0,
-            s.poll_interval,
-        );
+        for ((key, _, interval), ok) in groups.iter().zip(group_ok) {
+            self.record_result(key, now, ok, *interval);
+        }
     }
 }

@@ -3,8 +3,7 @@
 //!
 //! Presence subscriptions live at most 60 minutes and Graph allows one per user per app.
 //! Each run works out the subscriptions we want (personal mode: one per active user, created
-//! with that user's delegated token; tenant mode: bulk ones of at most 650 ids, created with
-//! `TENANT_SYNC_USER`'s token, since app-only tokens cannot subscribe to presence), then:
+//! with that user's delegated token; tenant mode: see [`tenant_plan`]), then:
 //!
 //! * creates the missing ones (random `clientState`, stored only as a SHA-256 digest);
 //! * renews those expiring within [`RENEW_BEFORE`] (PATCH to 59 minutes ahead);
@@ -14,7 +13,19 @@
 //!   as-is because we never knew its `clientState`;
 //! * acts on lifecycle marks the webhook left (`reauthorizationRequired` → reauthorize,
 //!   `subscriptionRemoved` → recreate, `missed` → recreate and poll at once);
-//! * removes subscriptions for users who are gone.
+//! * recreates one created with a certificate that is no longer the ring's current one (Graph
+//!   keeps encrypting for the certificate a subscription was created with; a renewal cannot
+//!   change it), so the previous certificate can be retired after one run;
+//! * removes subscriptions for users who are gone, or whose owner changed.
+//!
+//! # Tenant mode
+//!
+//! App-only tokens cannot subscribe to presence, and Graph allows one presence subscription
+//! per user per app, also for the signed-in user who owns it: one sync account can therefore
+//! own one bulk subscription of at most 650 ids. `TENANT_USERS` is cut into chunks of 650 in
+//! order; chunk *i* belongs to the *i*-th account of `TENANT_SYNC_USERS`. Chunks without an
+//! account are not subscribed: those users are polled every `POLL_INTERVAL`, and the status
+//! page, `teams-presence users` and a log line of every run say how many and why.
 //!
 //! A user whose subscription cannot be kept simply has none stored; the poller then polls them
 //! every `POLL_INTERVAL` instead of rarely (the status page shows "polling").
@@ -105,29 +116,173 @@ fn urls(state: &Context) -> Result<Endpoints, String> {
     })
 }
 
+/// How tenant mode shares `TENANT_USERS` among the sync accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPlan {
+    /// Each sync account (as configured) with the at most 650 users its subscription covers.
+    pub owned: Vec<(String, Vec<String>)>,
+    /// Users beyond what the sync accounts can own: polled every `POLL_INTERVAL`.
+    pub unowned: Vec<String>,
+    /// Sync accounts configured.
+    pub sync_accounts: usize,
+}
+
+/// Cuts `users` into chunks of [`MAX_IDS_PER_CALL`] and gives chunk *i* to account *i*.
+pub fn tenant_plan(users: &[String], sync_accounts: &[String]) -> TenantPlan {
+    let mut plan = TenantPlan {
+        owned: Vec::new(),
+        unowned: Vec::new(),
+        sync_accounts: sync_accounts.len(),
+    };
+    for (i, chunk) in users.chunks(MAX_IDS_PER_CALL).enumerate() {
+        match sync_accounts.get(i) {
+            Some(owner) => plan.owned.push((owner.clone(), chunk.to_vec())),
+            None => plan.unowned.extend_from_slice(chunk),
+        }
+    }
+    plan
+}
+
+impl TenantPlan {
+    /// Why some users cannot have a subscription, in words, or `None` when all can.
+    pub fn shortfall(&self) -> Option<String> {
+        if self.unowned.is_empty() {
+            return None;
+        }
+        let total = self.unowned.len() + self.owned.iter().map(|(_, u)| u.len()).sum::<usize>();
+        let needed = total.div_ceil(MAX_IDS_PER_CALL);
+        Some(format!(
+            "{} of {total} tenant users are polled: {} sync account(s) in TENANT_SYNC_USERS own at most {MAX_IDS_PER_CALL} users' subscription each (one presence subscription per user per app); sign in {} more account(s) and add them to cover everyone",
+            self.unowned.len(),
+            self.sync_accounts,
+            needed - self.sync_accounts,
+        ))
+    }
+}
+
+/// Tenant mode's coverage right now: what the status page and `users` show.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantCoverage {
+    /// Users in `TENANT_USERS`.
+    pub users: usize,
+    /// Accounts in `TENANT_SYNC_USERS`.
+    pub sync_accounts: usize,
+    /// Users covered by a live subscription.
+    pub subscribed: usize,
+    /// Users polled every `POLL_INTERVAL` (no live subscription).
+    pub polled: usize,
+    /// Live subscriptions.
+    pub subscriptions: usize,
+    /// Why users are polled, one sentence per reason.
+    pub reasons: Vec<String>,
+}
+
+/// Works out [`TenantCoverage`] from the settings, the signed-in users and the stored
+/// subscriptions at `now`; `None` outside tenant mode.
+pub fn tenant_coverage(
+    settings: &crate::config::Settings,
+    users: &[UserRecord],
+    subscriptions: &[SubscriptionRecord],
+    now: DateTime<Utc>,
+) -> Option<TenantCoverage> {
+    if settings.tenant_users.is_empty() {
+        return None;
+    }
+    let plan = tenant_plan(&settings.tenant_users, &settings.tenant_sync_users);
+    let live: Vec<&SubscriptionRecord> = subscriptions
+        .iter()
+        .filter(|s| s.expires_at > now)
+        .collect();
+    let covered: std::collections::HashSet<&str> = live
+        .iter()
+        .flat_map(|s| s.user_ids.iter().map(String::as_str))
+        .collect();
+    let subscribed = settings
+        .tenant_users
+        .iter()
+        .filter(|u| covered.contains(u.as_str()))
+        .count();
+    let mut reasons = Vec::new();
+    if settings.tenant_sync_users.is_empty() {
+        reasons.push("TENANT_SYNC_USERS is empty: app-only tokens cannot subscribe to presence, so every tenant user is polled".to_owned());
+    } else if let Some(why) = plan.shortfall() {
+        reasons.push(why);
+    }
+    for (account, ids) in &plan.owned {
+        let live_here = ids.iter().all(|i| covered.contains(i.as_str()));
+        if live_here {
+            continue;
+        }
+        let why = match crate::engine::tokens::resolve_account(account, users) {
+            None => "has not signed in",
+            Some(u) if !matches!(u.state, UserState::Active) => "must sign in again",
+            Some(_) => "has no live subscription yet (created or retried at the next run)",
+        };
+        reasons.push(format!(
+            "sync account {account} {why}: its {} users are polled",
+            ids.len()
+        ));
+    }
+    Some(TenantCoverage {
+        users: settings.tenant_users.len(),
+        sync_accounts: settings.tenant_sync_users.len(),
+        subscribed,
+        polled: settings.tenant_users.len() - subscribed,
+        subscriptions: live.len(),
+        reasons,
+    })
+}
+
 async fn desired(state: &Context) -> Result<Vec<Desired>, StoreError> {
     let s = &state.settings;
-    if !s.tenant_users.is_empty() {
-        let Some(owner) = s.tenant_sync_user.clone() else {
-            return Ok(Vec::new());
-        };
-        return Ok(s
-            .tenant_users
-            .chunks(MAX_IDS_PER_CALL)
-            .map(|ids| Desired {
-                owner: owner.clone(),
-                tenant: s.tenant.clone(),
-                user_ids: ids.to_vec(),
-                resource: bulk_resource(ids),
-            })
-            .collect());
-    }
-    Ok(state
+    let users: Vec<UserRecord> = state
         .store
         .list::<UserRecord>()
         .await?
         .into_iter()
         .map(|u| u.value)
+        .collect();
+    if !s.tenant_users.is_empty() {
+        let plan = tenant_plan(&s.tenant_users, &s.tenant_sync_users);
+        // Said once when it starts or changes (runs come every minute in `serve`).
+        static LAST_SHORTFALL: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let why = plan.shortfall();
+        let mut last = LAST_SHORTFALL.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != why {
+            match &why {
+                Some(why) => tracing::warn!(
+                    polled = plan.unowned.len(),
+                    users = s.tenant_users.len(),
+                    sync_accounts = plan.sync_accounts,
+                    "{why}"
+                ),
+                None => tracing::info!(
+                    users = s.tenant_users.len(),
+                    sync_accounts = plan.sync_accounts,
+                    "every tenant user now has a sync account's subscription"
+                ),
+            }
+            *last = why;
+        }
+        drop(last);
+        return Ok(plan
+            .owned
+            .into_iter()
+            .map(|(account, ids)| Desired {
+                // Tokens are kept by object id; an account not signed in keeps its name
+                // and fails to get one (counted as failed: its users are polled).
+                owner: crate::engine::tokens::resolve_account(&account, &users)
+                    .map(|u| u.user_id.clone())
+                    .unwrap_or(account),
+                tenant: s.tenant.clone(),
+                resource: bulk_resource(&ids),
+                user_ids: ids,
+            })
+            .collect());
+    }
+    Ok(users
+        .into_iter()
         .filter(|u| matches!(u.state, UserState::Active))
         .map(|u| Desired {
             resource: personal_resource(&u.user_id),
@@ -230,11 +385,15 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
         let _ = crate::engine::lifecycle::clear(&state.store, &mark.subscription_id).await;
     }
 
-    // Subscriptions nobody wants any more.
-    for rec in have
-        .iter()
-        .filter(|h| !want.iter().any(|w| w.resource == h.resource))
-    {
+    // Subscriptions nobody wants any more (or owned by another account than now planned:
+    // the old owner's token deletes it before the new owner creates its own).
+    let wanted = |h: &SubscriptionRecord| {
+        want.iter()
+            .any(|w| w.resource == h.resource && w.owner == h.owner_user_id)
+    };
+    let (kept, unwanted): (Vec<_>, Vec<_>) = have.into_iter().partition(|h| wanted(h));
+    have = kept;
+    for rec in &unwanted {
         if let Ok(token) = state.tokens.access_token(&rec.owner_user_id, None).await {
             let _ = state
                 .graph
@@ -245,6 +404,12 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
         report.removed += 1;
     }
 
+    let current_cert = state
+        .notification_keys
+        .current()
+        .map(|k| k.id().to_owned())
+        .unwrap_or_default();
+    let known: Vec<String> = have.iter().map(|h| h.subscription_id.clone()).collect();
     for d in want {
         let existing = have.iter().find(|h| h.resource == d.resource).cloned();
         let token = match state.tokens.access_token(&d.owner, None).await {
@@ -256,6 +421,30 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
             }
         };
         match existing {
+            Some(rec) if rec.certificate_id != current_cert => {
+                // Created for a certificate that is no longer current: Graph would go on
+                // encrypting for it until the subscription ends, so replace it now. One
+                // presence subscription per user per app: the old one goes first, and its
+                // users are polled at once for what the gap might hide.
+                tracing::info!(subscription = %rec.subscription_id, "the notification certificate rotated; recreating the subscription");
+                match state
+                    .graph
+                    .delete_subscription(&token, &rec.subscription_id)
+                    .await
+                {
+                    Ok(()) | Err(GraphError::NotFound) => {}
+                    Err(e) => {
+                        tracing::warn!(subscription = %rec.subscription_id, error = %e, "cannot delete the subscription to recreate it");
+                        report.failed += 1;
+                        continue;
+                    }
+                }
+                forget(state, &rec).await;
+                for u in &rec.user_ids {
+                    poller.poll_soon(u);
+                }
+                create(state, &token, &d, &endpoints, now, &known, &mut report).await;
+            }
             Some(rec) if rec.expires_at - now > RENEW_BEFORE => {}
             Some(rec) => match state
                 .graph
@@ -276,7 +465,7 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
                 Err(GraphError::NotFound) => {
                     tracing::info!(subscription = %rec.subscription_id, "Graph no longer knows the subscription; recreating");
                     forget(state, &rec).await;
-                    create(state, &token, &d, &endpoints, now, &mut report).await;
+                    create(state, &token, &d, &endpoints, now, &known, &mut report).await;
                 }
                 Err(e) => {
                     tracing::warn!(subscription = %rec.subscription_id, error = %e, "renewal failed");
@@ -286,7 +475,7 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
                     }
                 }
             },
-            None => create(state, &token, &d, &endpoints, now, &mut report).await,
+            None => create(state, &token, &d, &endpoints, now, &known, &mut report).await,
         }
     }
     if report != RenewReport::default() {
@@ -312,6 +501,7 @@ async fn create(
     d: &Desired,
     endpoints: &Endpoints,
     now: DateTime<Utc>,
+    known: &[String],
     report: &mut RenewReport,
 ) {
     let Some(cert) = state.notification_keys.current() else {
@@ -330,11 +520,15 @@ async fn create(
     };
     let mut result = state.graph.create_subscription(token, &new).await;
     if let Err(GraphError::Conflict(_)) = &result {
-        // One presence subscription per user per app: a leftover we have no record of.
+        // One presence subscription per user per app, the owner included: a leftover we
+        // have no record of (same resource, or any presence subscription of this owner that
+        // is not ours, e.g. after a lost store or a changed `TENANT_USERS`).
         tracing::info!(owner = %d.owner, "a subscription for these users already exists; replacing it");
         if let Ok(list) = state.graph.list_subscriptions(token).await {
             for old in list.iter().filter(|s| {
-                s.resource.trim_start_matches('/') == d.resource.trim_start_matches('/')
+                let r = s.resource.trim_start_matches('/');
+                r == d.resource.trim_start_matches('/')
+                    || (r.starts_with("communications/presences") && !known.contains(&s.id))
             }) {
                 let _ = state.graph.delete_subscription(token, &old.id).await;
             }
@@ -354,6 +548,7 @@ async fn create(
                 ),
                 expires_at: sub.expiration_date_time,
                 created_at: now,
+                certificate_id: cert.id().to_owned(),
             };
             match state.store.upsert(&rec).await {
                 Ok(_) => report.created += 1,
@@ -382,5 +577,40 @@ mod tests {
             bulk_resource(&["a".into(), "b'c".into()]),
             "/communications/presences?$filter=id in ('a','b''c')"
         );
+    }
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("u{i}")).collect()
+    }
+
+    #[test]
+    fn each_sync_account_owns_at_most_650_users_and_the_rest_are_polled() {
+        let accounts = |n: usize| (0..n).map(|i| format!("sync{i}")).collect::<Vec<_>>();
+        let plan = tenant_plan(&ids(1400), &accounts(2));
+        let owned: Vec<(&str, usize)> = plan
+            .owned
+            .iter()
+            .map(|(a, u)| (a.as_str(), u.len()))
+            .collect();
+        assert_eq!(owned, vec![("sync0", 650), ("sync1", 650)]);
+        assert_eq!(plan.unowned.len(), 100);
+        assert_eq!(plan.unowned[0], "u1300");
+        let why = plan.shortfall().unwrap();
+        assert!(
+            why.starts_with("100 of 1400 tenant users are polled"),
+            "{why}"
+        );
+        assert!(why.contains("sign in 1 more"), "{why}");
+
+        let plan = tenant_plan(&ids(1400), &accounts(3));
+        assert_eq!(plan.owned.iter().map(|(_, u)| u.len()).sum::<usize>(), 1400);
+        assert!(plan.unowned.is_empty() && plan.shortfall().is_none());
+
+        // More accounts than needed: the spare ones own nothing.
+        let plan = tenant_plan(&ids(10), &accounts(3));
+        assert_eq!(plan.owned.len(), 1);
+        // None at all: everybody is polled.
+        let plan = tenant_plan(&ids(700), &[]);
+        assert_eq!((plan.owned.len(), plan.unowned.len()), (0, 700));
     }
 }

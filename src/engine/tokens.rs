@@ -390,3 +390,11 @@ impl TokenManager {
         Err(AccessError::Transient("user record kept changing".into()))
     }
 }
+
+/// The signed-in user an account setting (`TENANT_SYNC_USERS`: an object id or a UPN) names,
+/// if that account has signed in.
+pub fn resolve_account<'a>(account: &str, users: &'a [UserRecord]) -> Option<&'a UserRecord> {
+    users
+        .iter()
+        .find(|u| u.user_id.eq_ignore_ascii_case(account) || u.upn.eq_ignore_ascii_case(account))
+}

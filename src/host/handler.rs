@@ -48,15 +48,34 @@ pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<Ap
     let mut client_credential = None;
     if let Some(vault) = &kv {
         if let Some(name) = &kv_notification {
-            match crate::clients::keyvault::load_certificate_pem(vault, name, identity.as_deref())
-                .await
+            // The current version and the previous one: subscriptions created before a
+            // rotation still encrypt for the previous until maintenance recreates them.
+            match crate::clients::keyvault::load_certificate_versions(
+                vault,
+                name,
+                identity.as_deref(),
+            )
+            .await
             {
-                Ok(pem) => match crate::clients::graph::certs::KeyRing::from_pem(&pem) {
-                    Ok(ring) => keys = ring,
-                    Err(e) => {
-                        tracing::error!(certificate = %name, error = %e, "Key Vault notification certificate unusable")
+                Ok((pem, previous)) => {
+                    match crate::clients::graph::certs::KeyRing::from_pem(&pem) {
+                        Ok(ring) => {
+                            keys = match previous
+                                .map(|p| crate::clients::graph::certs::KeyRing::from_pem(&p))
+                            {
+                                Some(Ok(old)) => ring.with_previous(old),
+                                Some(Err(e)) => {
+                                    tracing::warn!(certificate = %name, error = %e, "the previous Key Vault notification certificate is unusable; keeping the current one only");
+                                    ring
+                                }
+                                None => ring,
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(certificate = %name, error = %e, "Key Vault notification certificate unusable")
+                        }
                     }
-                },
+                }
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "cannot load the notification certificate from Key Vault")
                 }

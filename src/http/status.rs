@@ -63,6 +63,9 @@ struct StatusView {
     sinks: Vec<crate::engine::applier::SinkStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pbx: Option<crate::http::pbx::PbxView>,
+    /// Tenant mode: how many users have a subscription, how many are polled, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<crate::engine::subscriptions::TenantCoverage>,
     recent_messages: Vec<serde_json::Value>,
 }
 
@@ -110,6 +113,12 @@ async fn gather(state: &AppState) -> StatusView {
         .await
         .unwrap_or_default();
     let now = chrono::Utc::now();
+    let tenant = {
+        let people: Vec<UserRecord> = users.iter().map(|u| u.value.clone()).collect();
+        let live: Vec<crate::store::SubscriptionRecord> =
+            subs.iter().map(|s| s.value.clone()).collect();
+        crate::engine::subscriptions::tenant_coverage(&state.settings, &people, &live, now)
+    };
     let users = users
         .into_iter()
         .map(|u| {
@@ -163,6 +172,7 @@ async fn gather(state: &AppState) -> StatusView {
             .unwrap_or_default(),
         users,
         pbx: crate::http::pbx::view(state).await,
+        tenant,
         recent_messages: state
             .publisher
             .recent()
@@ -242,6 +252,9 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         ));
     }
     body.push_str("</section>");
+    if let Some(t) = &v.tenant {
+        body.push_str(&render_tenant(t, state.settings.poll_interval.as_secs()));
+    }
     body.push_str(&format!(
         "<section><h2>Lights</h2><p>{}</p>{}",
         esc(&v.lights.description),
@@ -360,6 +373,23 @@ pub fn esc(s: &str) -> String {
             c => out.push(c),
         }
     }
+    out
+}
+
+/// The status page's "Whole tenant" section: subscribed and polled users, and why.
+fn render_tenant(t: &crate::engine::subscriptions::TenantCoverage, poll_s: u64) -> String {
+    let mut out = format!(
+        "<section class=\"tenant\"><h2>Whole tenant</h2><p>{} users followed: {} by change notifications ({} subscription(s), {} sync account(s)), <b>{} polled every {poll_s} s</b>.</p>",
+        t.users, t.subscribed, t.subscriptions, t.sync_accounts, t.polled
+    );
+    if !t.reasons.is_empty() {
+        out.push_str("<ul>");
+        for r in &t.reasons {
+            out.push_str(&format!("<li>{}</li>", esc(r)));
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</section>");
     out
 }
 

@@ -117,6 +117,11 @@ pub struct SubscriptionRecord {
     pub expires_at: DateTime<Utc>,
     /// Created.
     pub created_at: DateTime<Utc>,
+    /// The `encryptionCertificateId` it was created with: when the ring's current
+    /// certificate differs, the subscription is recreated (a PATCH cannot change it). Empty
+    /// in records from before this field, which are recreated once for the same reason.
+    #[serde(default)]
+    pub certificate_id: String,
 }
 
 impl Record for SubscriptionRecord {

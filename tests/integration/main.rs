@@ -19,6 +19,7 @@
 //! - `threecx`: the 3CX V20 client (token, XAPI, Call Control socket) against a fake PBX.
 //! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
 //! - `sinks`: MQTT against a real mosquitto, the signed webhook, WLED, and the fan-out in `serve`.
+//! - `tenant_load`: a 10,000-user tenant-mode tick and PBX calls under Graph's throttling.
 
 mod architecture;
 mod auth;
@@ -42,5 +43,6 @@ mod status_page;
 mod store;
 mod subscriptions;
 mod support;
+mod tenant_load;
 mod threecx;
 mod webhook;

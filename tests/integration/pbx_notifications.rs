@@ -88,6 +88,7 @@ async fn serve_learning_teams_by_notifications_never_sends_our_own_echo_to_the_p
             client_state_sha256: client_state_sha256_hex(CLIENT_STATE),
             expires_at: now + chrono::Duration::minutes(55),
             created_at: now,
+            certificate_id: String::new(),
         })
         .await
         .unwrap();

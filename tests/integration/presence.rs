@@ -217,6 +217,7 @@ async fn users_with_a_live_subscription_are_only_reconciled_rarely() {
         client_state_sha256: "00".into(),
         expires_at: t0() + Duration::minutes(55),
         created_at: t0(),
+        certificate_id: String::new(),
     };
     w.app.store.insert(&sub).await.unwrap();
     let (r, _) = tick(&w, t0()).await;

@@ -1,7 +1,8 @@
 //! Subscription management against a fake Graph that enforces the real rules (60-minute
 //! maximum, 650 ids, one presence subscription per user per app → 409, the validation
 //! handshake against our own running webhook): create, renew, recreate after 404, replace
-//! after 409, reauthorize on the lifecycle event, bulk subscriptions in tenant mode.
+//! after 409, reauthorize on the lifecycle event, recreate after a certificate rotation, and
+//! tenant mode's bulk subscriptions, one per sync account, with the rest polled visibly.
 
 use std::sync::{Arc, Mutex};
 
@@ -211,18 +212,123 @@ async fn a_reauthorization_required_event_is_answered_with_reauthorize() {
     assert!(l.subs.lock().unwrap().items.contains_key(&fake.id));
 }
 
+/// `GET /api/status` as a loopback peer would.
+async fn status_json(app: &AppState) -> serde_json::Value {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let mut req = Request::get("/api/status").body(Body::empty()).unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo::<std::net::SocketAddr>(
+            "127.0.0.1:9".parse().unwrap(),
+        ));
+    let resp = teams_presence::serve::router(app.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn tenant_ids(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("member-{i:04}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[tokio::test]
-async fn tenant_mode_uses_bulk_subscriptions_of_at_most_650_ids() {
-    let ids: Vec<String> = (0..700).map(|i| format!("member-{i:03}")).collect();
-    let list = ids.join(",");
+async fn two_sync_accounts_for_1400_tenant_users_own_two_subscriptions_and_100_are_polled() {
+    let list = tenant_ids(1400);
+    // One account by UPN, one by object id; the old singular setting still counts.
     let l = live(&[
         ("TENANT_USERS", list.as_str()),
-        ("TENANT_SYNC_USER", "sync"),
+        ("TENANT_SYNC_USERS", "sync-a@contoso.example"),
+        ("TENANT_SYNC_USER", "sync-b"),
+        ("POLL_INTERVAL", "30"),
     ])
     .await;
-    support::sign_in_directly(&l.app, &l.entra, "sync", TENANT).await;
-    let r = maintain(&l.app, &l.app.poller, Utc::now()).await;
+    support::sign_in_directly(&l.app, &l.entra, "sync-a", TENANT).await;
+    support::sign_in_directly(&l.app, &l.entra, "sync-b", TENANT).await;
+    let t0 = Utc::now();
+    let r = maintain(&l.app, &l.app.poller, t0).await;
     assert_eq!((r.created, r.failed), (2, 0), "{r:?}");
+    let mut subs: Vec<(String, usize)> = l
+        .subs
+        .lock()
+        .unwrap()
+        .items
+        .values()
+        .map(|s| (s.owner.clone(), s.user_ids.len()))
+        .collect();
+    subs.sort();
+    assert_eq!(
+        subs,
+        vec![("sync-a".to_owned(), 650), ("sync-b".to_owned(), 650)]
+    );
+
+    // The status says how many are polled and why.
+    let v = status_json(&l.app).await;
+    let t = &v["tenant"];
+    assert_eq!(t["users"], 1400, "{t}");
+    assert_eq!(t["syncAccounts"], 2);
+    assert_eq!(t["subscriptions"], 2);
+    assert_eq!(t["subscribed"], 1300);
+    assert_eq!(t["polled"], 100);
+    let why = t["reasons"][0].as_str().unwrap();
+    assert!(
+        why.starts_with("100 of 1400 tenant users are polled"),
+        "{why}"
+    );
+    assert!(why.contains("sign in 1 more"), "{why}");
+
+    // The poller reads the 100 every POLL_INTERVAL, the 1,300 only when reconciling.
+    let first = l.app.poller.tick(&l.app, None, t0).await;
+    assert_eq!((first.calls, first.polled), (3, 1400), "{first:?}");
+    let again = l
+        .app
+        .poller
+        .tick(&l.app, None, t0 + Duration::seconds(30))
+        .await;
+    assert_eq!((again.calls, again.polled), (1, 100), "{again:?}");
+
+    // Graph's rule, as the fake enforces it: the account already owns one; a second is 409.
+    let cert = l.app.notification_keys.current().unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1.0/subscriptions", l._graph.url))
+        .bearer_auth("at-sync-a-99")
+        .json(&json!({
+            "changeType": "updated", "resource": "/communications/presences/member-1399",
+            "notificationUrl": format!("{}/api/notifications", l.base),
+            "lifecycleNotificationUrl": format!("{}/api/lifecycle", l.base),
+            "expirationDateTime": (Utc::now() + Duration::minutes(30)).to_rfc3339(),
+            "includeResourceData": true, "encryptionCertificate": cert.certificate_base64(),
+            "encryptionCertificateId": cert.id(), "clientState": "x",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}
+
+#[tokio::test]
+async fn three_sync_accounts_cover_1400_tenant_users_and_nobody_is_polled() {
+    let list = tenant_ids(1400);
+    let l = live(&[
+        ("TENANT_USERS", list.as_str()),
+        ("TENANT_SYNC_USERS", "sync-a,sync-b,sync-c@contoso.example"),
+    ])
+    .await;
+    for a in ["sync-a", "sync-b", "sync-c"] {
+        support::sign_in_directly(&l.app, &l.entra, a, TENANT).await;
+    }
+    let t0 = Utc::now();
+    let r = maintain(&l.app, &l.app.poller, t0).await;
+    assert_eq!((r.created, r.failed), (3, 0), "{r:?}");
     let mut sizes: Vec<usize> = l
         .subs
         .lock()
@@ -232,7 +338,74 @@ async fn tenant_mode_uses_bulk_subscriptions_of_at_most_650_ids() {
         .map(|s| s.user_ids.len())
         .collect();
     sizes.sort();
-    assert_eq!(sizes, vec![50, 650]);
+    assert_eq!(sizes, vec![100, 650, 650]);
+    let t = status_json(&l.app).await["tenant"].clone();
+    assert_eq!(
+        (t["subscribed"].as_u64(), t["polled"].as_u64()),
+        (Some(1400), Some(0)),
+        "{t}"
+    );
+    assert_eq!(t["reasons"], json!([]));
+    // Nothing due at POLL_INTERVAL: every user is covered.
+    l.app.poller.tick(&l.app, None, t0).await;
+    let r = l
+        .app
+        .poller
+        .tick(&l.app, None, t0 + Duration::seconds(30))
+        .await;
+    assert_eq!(r.calls, 0, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_sync_account_that_has_not_signed_in_leaves_its_users_polled_and_says_so() {
+    let list = tenant_ids(700);
+    let l = live(&[
+        ("TENANT_USERS", list.as_str()),
+        ("TENANT_SYNC_USERS", "sync-a,nobody@contoso.example"),
+    ])
+    .await;
+    support::sign_in_directly(&l.app, &l.entra, "sync-a", TENANT).await;
+    let r = maintain(&l.app, &l.app.poller, Utc::now()).await;
+    assert_eq!((r.created, r.failed), (1, 1), "{r:?}");
+    let t = status_json(&l.app).await["tenant"].clone();
+    assert_eq!(t["polled"], 50, "{t}");
+    assert_eq!(
+        t["reasons"],
+        json!(["sync account nobody@contoso.example has not signed in: its 50 users are polled"])
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_made_with_a_rotated_out_certificate_is_recreated_with_the_current() {
+    let l = live(&[]).await;
+    support::sign_in_directly(&l.app, &l.entra, "gina", TENANT).await;
+    let t0 = Utc::now();
+    at(&l, t0);
+    maintain(&l.app, &l.app.poller, t0).await;
+    let old = l.app.notification_keys.current().unwrap().id().to_owned();
+    assert_eq!(records(&l.app).await[0].certificate_id, old);
+
+    // A restart after the rotation: a new current certificate, the old one kept as previous.
+    let new = generate_self_signed("teams-presence-rotated").unwrap();
+    let new_id = new.id().to_owned();
+    let ring = KeyRing::from_keys(vec![new]);
+    let old_pem = l.app.notification_keys.current().unwrap().to_pem().unwrap();
+    let ring = ring.with_previous(KeyRing::from_pem(&old_pem).unwrap());
+    let rotated = l.app.clone().with_notification_keys(ring);
+
+    let t1 = t0 + Duration::minutes(5);
+    at(&l, t1);
+    let r = maintain(&rotated, &rotated.poller, t1).await;
+    assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
+    let fakes: Vec<_> = l.subs.lock().unwrap().items.values().cloned().collect();
+    assert_eq!(fakes.len(), 1, "the old one was deleted first");
+    assert_eq!(fakes[0].certificate_id, new_id);
+    let recs = records(&rotated).await;
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].certificate_id, new_id);
+    // Steady again: nothing more to do.
+    let r = maintain(&rotated, &rotated.poller, t1 + Duration::minutes(1)).await;
+    assert_eq!((r.created, r.renewed, r.failed), (0, 0, 0), "{r:?}");
 }
 
 #[tokio::test]

@@ -88,6 +88,7 @@ impl TestApp {
                 client_state_sha256: client_state_sha256_hex(CLIENT_STATE),
                 expires_at: now + chrono::Duration::minutes(55),
                 created_at: now,
+                certificate_id: String::new(),
             })
             .await
             .unwrap();

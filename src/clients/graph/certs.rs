@@ -16,18 +16,18 @@
 //! * `serve` without that setting: a self-signed RSA-2048 certificate generated on first start
 //!   and kept in `{data-dir}/notification-cert.pem` (mode 0600). It is renewed automatically
 //!   when it has less than 30 days left; the old pair stays in the file as the previous one.
-//! * Key Vault (`KEY_VAULT_NOTIFICATION_CERTIFICATE`, cloud build): not loaded here. The seam
-//!   is [`KeyRing::from_pem`]: a Key Vault certificate's secret in PEM form is exactly such a
-//!   text; load the current version and, during a rotation, the previous one, and join them
-//!   with [`KeyRing::with_previous`].
+//! * Key Vault (`KEY_VAULT_NOTIFICATION_CERTIFICATE`, cloud build): `clients::keyvault`
+//!   loads the current version and the previous one as PEM; the handler makes a ring of each
+//!   with [`KeyRing::from_pem`] and joins them with [`KeyRing::with_previous`].
 //!
 //! # Rotation procedure (docs/certificates.md has the long form)
 //!
 //! 1. Create the new pair; put it *first* in the file, keep the old pair after it.
-//! 2. Restart (or redeploy); subscriptions renewed from now on carry the new certificate and
-//!    its id, while notifications for not-yet-renewed ones are still decrypted with the old.
-//! 3. After at least 60 minutes (the longest presence subscription lifetime) plus one renewal
-//!    interval, remove the old pair from the file.
+//! 2. Restart (or redeploy); the next subscription run recreates every subscription made with
+//!    the old certificate (a renewal cannot change it), while notifications already on their
+//!    way for the old ones are still decrypted with the old key.
+//! 3. After one subscription run (and at most 60 minutes, the longest presence subscription
+//!    lifetime, should that run fail), remove the old pair from the file.
 //!
 //! # The certificate id
 //!
@@ -375,8 +375,8 @@ fn pem_blocks(pem: &[u8]) -> Vec<PemBlock<'_>> {
 /// data directory (`serve`), the generated certificate kept there; otherwise (`handler`) an
 /// empty ring, so encrypted notifications are rejected until a certificate is configured.
 ///
-/// Key Vault (`KEY_VAULT_NOTIFICATION_CERTIFICATE`) is not loaded here yet: its loader should
-/// fetch the certificate's secret as PEM and call [`KeyRing::from_pem`].
+/// Key Vault (`KEY_VAULT_NOTIFICATION_CERTIFICATE`) is not loaded here: the handler's
+/// `build_state` loads it (current and previous version) and replaces this ring.
 pub fn from_settings(
     settings: &crate::config::Settings,
     data_dir: Option<&std::path::Path>,

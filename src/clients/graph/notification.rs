@@ -476,6 +476,7 @@ mod tests {
             client_state_sha256: client_state_sha256_hex("s3cret"),
             expires_at: now(),
             created_at: now(),
+            certificate_id: String::new(),
         }
     }
 

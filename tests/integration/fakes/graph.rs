@@ -1,6 +1,8 @@
 //! A fake Microsoft Graph presence API: `GET /v1.0/me/presence` (by bearer token) and
 //! `POST /v1.0/communications/getPresencesByUserId` (at most 650 ids, as the real one),
-//! with scripted 429 + `Retry-After` responses and a call log.
+//! with scripted 429 + `Retry-After` responses, Graph's presence throttling as a sliding
+//! window on a test clock ([`RateLimit`]: 1,500 requests per 30 s per app per tenant) and a
+//! call log.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,6 +32,72 @@ pub struct GraphState {
     pub latency: std::time::Duration,
     /// Answer 401 to every `/me/presence` (a revoked access token).
     pub reject_tokens: bool,
+    /// Throttle presence reads as Graph does, when set.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Graph's presence throttling: at most `limit` requests in any `window`, on a clock the
+/// test sets (the same `now` it hands the poller), answering 429 with `Retry-After` beyond.
+#[derive(Debug)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub limit: usize,
+    /// The window.
+    pub window: chrono::Duration,
+    /// The fake's clock.
+    pub clock: chrono::DateTime<chrono::Utc>,
+    /// When each accepted request in the window arrived.
+    pub accepted: std::collections::VecDeque<chrono::DateTime<chrono::Utc>>,
+    /// Requests answered 429 because of this limit (what a load test must keep at zero).
+    pub provoked: usize,
+    /// Accepted requests in all.
+    pub total: usize,
+    /// The most accepted requests seen in one window.
+    pub peak: usize,
+}
+
+impl RateLimit {
+    /// Graph's presence limit: 1,500 requests per 30 s, starting at `clock`.
+    pub fn graph(clock: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            limit: 1_500,
+            window: chrono::Duration::seconds(30),
+            clock,
+            accepted: Default::default(),
+            provoked: 0,
+            total: 0,
+            peak: 0,
+        }
+    }
+}
+
+/// Counts a request against the rate limit, or answers 429 as Graph would.
+fn rate_limited(s: &mut GraphState) -> Option<Response> {
+    let rl = s.rate_limit.as_mut()?;
+    let now = rl.clock;
+    while rl.accepted.front().is_some_and(|t| *t + rl.window <= now) {
+        rl.accepted.pop_front();
+    }
+    if rl.accepted.len() >= rl.limit {
+        rl.provoked += 1;
+        let retry = rl
+            .accepted
+            .front()
+            .map(|t| (*t + rl.window - now).num_seconds().max(1))
+            .unwrap_or(1);
+        return Some(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("Retry-After", retry.to_string())],
+                Json(json!({"error": {"code": "TooManyRequests", "message": "Too many requests"}})),
+            )
+                .into_response(),
+        );
+    }
+    rl.accepted.push_back(now);
+    rl.total += 1;
+    rl.peak = rl.peak.max(rl.accepted.len());
+    None
 }
 
 /// Which user a bearer token belongs to: an explicit mapping, or the fake Entra's
@@ -121,7 +189,7 @@ pub(super) async fn me_presence(
             .into_response();
     };
     s.calls.push(("/me/presence".into(), vec![user.clone()]));
-    if let Some(r) = throttled(&mut s) {
+    if let Some(r) = throttled(&mut s).or_else(|| rate_limited(&mut s)) {
         return r;
     }
     if s.failing_users.contains(&user) {
@@ -177,7 +245,7 @@ pub(super) async fn batch(
         )
             .into_response();
     }
-    if let Some(r) = throttled(&mut s) {
+    if let Some(r) = throttled(&mut s).or_else(|| rate_limited(&mut s)) {
         return r;
     }
     let value: Vec<Value> = ids
@@ -302,8 +370,10 @@ fn users_of_resource(resource: &str) -> Result<Vec<String>, String> {
 
 impl FakeGraph {
     /// Starts a fake that also serves `/v1.0/subscriptions` with Graph's presence rules:
-    /// at most 60 minutes, at most 650 ids, one subscription per user per app (409), the
-    /// validation handshake against both URLs before a subscription exists.
+    /// at most 60 minutes, at most 650 ids, one subscription per user per app (409) — for
+    /// the users a subscription covers and for the signed-in user who owns it, so one sync
+    /// account owns one subscription — and the validation handshake against both URLs
+    /// before a subscription exists.
     pub async fn start_with_subscriptions() -> (Self, Arc<Mutex<Subscriptions>>) {
         let state = Arc::new(Mutex::new(GraphState::default()));
         let subs = Arc::new(Mutex::new(Subscriptions::default()));
@@ -468,7 +538,7 @@ async fn sub_create(
         let s = subs.lock().unwrap();
         if s.items
             .values()
-            .any(|x| x.user_ids.iter().any(|u| users.contains(u)))
+            .any(|x| x.owner == owner || x.user_ids.iter().any(|u| users.contains(u)))
         {
             return graph_error(
                 StatusCode::CONFLICT,
