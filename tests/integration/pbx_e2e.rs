@@ -3,7 +3,7 @@
 //! XAPI), the fake Graph that learns presence writes (sessions, aggregation, our own writes
 //! coming back in its reads) and the fake Entra ID. The real binary, production code paths.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fakes::entra::FakeEntra;
@@ -15,15 +15,6 @@ const USER: &str = "6b1f4f7e-7d3b-4b8e-9a61-2f5c0d1e3a10";
 const TENANT: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
 
-fn command(args: &[&str], env: &[(String, String)], cwd: &std::path::Path) -> Command {
-    let mut c = Command::new(support::binary());
-    c.args(args).env_clear().current_dir(cwd);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c
-}
-
 struct Serve(Child, u16);
 
 impl Drop for Serve {
@@ -32,6 +23,8 @@ impl Drop for Serve {
         let _ = self.0.wait();
     }
 }
+
+use support::command;
 
 fn start_serve(env: &[(String, String)], cwd: &std::path::Path) -> Serve {
     let port = support::free_port();

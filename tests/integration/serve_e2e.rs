@@ -3,7 +3,7 @@
 //! loopback. A presence change in Graph reaches the lamp within a poll interval; after
 //! `kill -9` and a restart the user is still signed in and the lamp is right.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,14 +15,7 @@ use crate::support;
 
 const OID: &str = "device-user-oid";
 
-fn command(args: &[&str], env: &[(String, String)], cwd: &std::path::Path) -> Command {
-    let mut c = Command::new(support::binary());
-    c.args(args).env_clear().current_dir(cwd);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c
-}
+use support::command;
 
 fn start_serve(env: &[(String, String)], cwd: &std::path::Path) -> (Child, u16) {
     let port = support::free_port();

@@ -187,3 +187,13 @@ pub async fn sign_in_directly(
         .await
         .unwrap();
 }
+
+/// The real binary with exactly `env` (nothing inherited) in `cwd`, as a user would run it.
+pub fn command(args: &[&str], env: &[(String, String)], cwd: &std::path::Path) -> Command {
+    let mut c = Command::new(binary());
+    c.args(args).env_clear().current_dir(cwd);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
