@@ -7,4 +7,6 @@
 //! [`crate::engine::sinks`] fan-out drives, the Kuando keep-alive) is only built with the
 //! `busylight` cargo feature, because hidapi needs libudev-dev at build time.
 
+#[cfg(feature = "busylight")]
+pub mod device;
 pub mod protocol;
