@@ -93,10 +93,13 @@ pub fn list() -> Result<Vec<Found>, BusylightError> {
     Ok(supported(&HidApi::new()?))
 }
 
+/// Each light `show_once` wrote to, with its own outcome.
+pub type Shown = Vec<(Found, Result<(), BusylightError>)>;
+
 /// Shows `rgb` on every supported light once (`busylight test`); Kuando lights go dark again
 /// after their keep-alive timeout. Returns the lights written to, with the error of each
 /// that failed.
-pub fn show_once(rgb: [u8; 3]) -> Result<Vec<(Found, Result<(), BusylightError>)>, BusylightError> {
+pub fn show_once(rgb: [u8; 3]) -> Result<Shown, BusylightError> {
     let api = HidApi::new()?;
     Ok(supported(&api)
         .into_iter()
