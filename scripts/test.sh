@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, installing what it needs first. This is the README's test command
 # and what CI runs (.ci/run). Steps:
-#   0. Debian's chromium for the status-page browser test, Debian's mosquitto for the MQTT tests
+#   0. Debian's chromium for the status-page browser test, Debian's mosquitto for the MQTT tests,
+#      libudev-dev for hidapi (the `busylight` feature)
 #   1. Azurite (npm, pinned in tests/azurite/package-lock.json) for the Table Storage tests,
 #      and Python's `cryptography` (in .venv-test when missing) for the notification tests
 #   2. cargo fmt --check; clippy -D warnings for each feature set
@@ -33,6 +34,12 @@ if [ ! -x /usr/sbin/mosquitto ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
 fi
 
+step "libudev-dev (hidapi, for the busylight feature's clippy check)"
+if ! pkg-config --exists libudev 2>/dev/null; then
+  $SUDO apt-get update -qq || true
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libudev-dev pkg-config >/dev/null
+fi
+
 step "Azurite"
 if [ ! -x tests/azurite/node_modules/.bin/azurite-table ]; then
   npm ci --prefix tests/azurite --no-audit --no-fund --loglevel=error
@@ -55,6 +62,8 @@ step "clippy (default features: cloud build)"
 cargo clippy --locked --all-targets -- -D warnings
 step "clippy (--no-default-features: Pi build)"
 cargo clippy --locked --all-targets --no-default-features -- -D warnings
+step "clippy (--features busylight: USB busylights through hidapi; check only)"
+cargo clippy --locked --all-targets --features busylight -- -D warnings
 
 results=$(mktemp)
 step "tests (default features)"

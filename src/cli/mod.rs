@@ -2,6 +2,7 @@
 //! line and an exit code (2 for configuration, 1 for everything else). No panics reach the
 //! user and no error prints a secret.
 
+pub mod busylight;
 pub mod doctor;
 pub mod hue;
 pub mod logging;
@@ -127,6 +128,11 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// USB busylights (Luxafor, Kuando, Embrava): list them, or show test colours.
+    Busylight {
+        #[command(subcommand)]
+        command: BusylightCommand,
+    },
     /// Philips Hue bridge tools.
     Hue {
         #[command(subcommand)]
@@ -186,6 +192,14 @@ enum HueCommand {
     /// List lights, rooms and zones.
     List,
     /// Show every configured presence colour on the targets in turn.
+    Test,
+}
+
+#[derive(Debug, Subcommand)]
+enum BusylightCommand {
+    /// List the supported lights plugged in.
+    List,
+    /// Show red, yellow, green and off on every light in turn.
     Test,
 }
 
@@ -392,6 +406,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 std::time::Duration::from_secs(3600),
             )
             .await?;
+            Ok(())
+        }
+        Command::Busylight { command } => {
+            init_tracing("warn")?;
+            match command {
+                BusylightCommand::List => crate::cli::busylight::list()?,
+                BusylightCommand::Test => crate::cli::busylight::test().await?,
+            }
             Ok(())
         }
         Command::Hue { command } => {

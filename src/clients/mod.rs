@@ -1,6 +1,7 @@
 //! One module per outside system and wire format. Each is the only place that knows its
 //! system's requests and JSON; the rest of the crate works with typed values.
 
+pub mod busylight;
 pub mod entra;
 pub mod graph;
 pub mod hue;

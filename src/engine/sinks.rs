@@ -74,6 +74,8 @@ enum Client {
     Mqtt(MqttSink),
     Webhook(WebhookClient),
     Wled(WledClient),
+    #[cfg(feature = "busylight")]
+    Busylight(crate::clients::busylight::device::BusylightSink),
 }
 
 /// What a sink would send for an update, to skip repeats; `None`: nothing to send.
@@ -83,6 +85,11 @@ fn fingerprint(client: &Client, u: &Update) -> Option<String> {
         Client::Webhook(_) => Some(u.message.to_json().to_string()),
         Client::Wled(_) => match &u.desired {
             Desired::Set(s) => Some(crate::clients::wled::state_body(s).to_string()),
+            Desired::Keep => None,
+        },
+        #[cfg(feature = "busylight")]
+        Client::Busylight(_) => match &u.desired {
+            Desired::Set(s) => Some(s.hex()),
             Desired::Keep => None,
         },
     }
@@ -143,6 +150,11 @@ impl Client {
                 .map_err(|e| e.to_string()),
             Client::Wled(w) => match &u.desired {
                 Desired::Set(s) => w.apply(s).await.map_err(|e| e.to_string()),
+                Desired::Keep => Ok(()),
+            },
+            #[cfg(feature = "busylight")]
+            Client::Busylight(b) => match &u.desired {
+                Desired::Set(s) => b.apply(s).await.map_err(|e| e.to_string()),
                 Desired::Keep => Ok(()),
             },
         }
@@ -215,6 +227,14 @@ impl Fanout {
             let c = WledClient::new(u.clone());
             clients.push((format!("WLED {}", c.host()), Client::Wled(c)));
         }
+        #[cfg(feature = "busylight")]
+        if s.busylight == crate::config::sinks::BusylightMode::Auto {
+            let b = crate::clients::busylight::device::BusylightSink::start();
+            clients.push((
+                "USB busylights (every supported light plugged in)".to_owned(),
+                Client::Busylight(b),
+            ));
+        }
         if clients.is_empty() {
             return None;
         }
@@ -229,7 +249,12 @@ impl Fanout {
         let sinks = clients
             .into_iter()
             .map(|(description, client)| {
-                let shared = matches!(client, Client::Wled(_));
+                let shared = match &client {
+                    Client::Wled(_) => true,
+                    #[cfg(feature = "busylight")]
+                    Client::Busylight(_) => true,
+                    _ => false,
+                };
                 let queue: Arc<Queue> = Arc::default();
                 let status: SharedSinkStatus = Arc::new(Mutex::new(SinkStatus {
                     description,

@@ -1,0 +1,12 @@
+//! USB busylights (Luxafor Flag, Kuando Busylight Alpha/Omega, Embrava Blynclight):
+//! **the only module that knows their HID reports**.
+//!
+//! [`protocol`] is pure: which vendor/product ids are which model, and the bytes of the HID
+//! output report that shows a colour (tested byte for byte against each vendor's published
+//! table). The device I/O (`device`: hidapi discovery, hot-plug, the sink the
+//! [`crate::engine::sinks`] fan-out drives, the Kuando keep-alive) is only built with the
+//! `busylight` cargo feature, because hidapi needs libudev-dev at build time.
+
+#[cfg(feature = "busylight")]
+pub mod device;
+pub mod protocol;
