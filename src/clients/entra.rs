@@ -307,8 +307,9 @@ pub fn validate_id_token(
         return Err(IdTokenError::WrongClaims("issuer"));
     }
     if let Some(expected) = nonce {
+        // Lengths first: `memcmp::eq` asserts they are equal (a panic on a crafted token).
         let ok = c.nonce.as_deref().is_some_and(|n| {
-            openssl::memcmp::eq(n.as_bytes(), expected.as_bytes()) && n.len() == expected.len()
+            n.len() == expected.len() && openssl::memcmp::eq(n.as_bytes(), expected.as_bytes())
         });
         if !ok {
             return Err(IdTokenError::WrongClaims("nonce"));
