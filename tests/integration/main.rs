@@ -10,6 +10,7 @@
 //! - `auth`: sign-in and tokens against the fake Entra ID.
 //! - `presence`: polling, change detection and publishing against the fake Graph.
 //! - `webhook`: change notifications, decryption and validation tokens.
+//! - `auth_hardening`, `webhook_hardening`, `store_retries`: issue 13's attacks and lost answers.
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 
 mod architecture;
@@ -27,3 +28,4 @@ mod store;
 mod subscriptions;
 mod support;
 mod webhook;
+mod webhook_hardening;

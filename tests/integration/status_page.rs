@@ -71,6 +71,7 @@ async fn the_status_page_shows_the_user_and_their_presence_in_a_browser() {
         source: Source::Notification,
         observed_at: Utc::now(),
         graph_sequence: None,
+        item_digest: None,
     };
     teams_presence::engine::pipeline::record(&app.store, &obs)
         .await

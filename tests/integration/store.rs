@@ -267,6 +267,7 @@ fn observation(user: &str, av: &str, ac: &str, secs: i64) -> Observation {
         source: Source::Poll,
         observed_at: Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap(),
         graph_sequence: None,
+        item_digest: None,
     }
 }
 

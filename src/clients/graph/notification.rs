@@ -305,7 +305,20 @@ pub fn open(
         source: Source::Notification,
         observed_at: now,
         graph_sequence: payload.sequence,
+        item_digest: Some(item_digest(content)),
     })
+}
+
+/// What identifies one delivered item: a digest of its encrypted content. Graph encrypts
+/// every notification with a fresh key, so two real changes never share it, while a
+/// redelivery or a replayed capture carries the very same bytes.
+pub fn item_digest(content: &EncryptedContent) -> String {
+    let mut h = openssl::sha::Sha256::new();
+    for part in [&content.data_key, &content.data, &content.data_signature] {
+        h.update(&(part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex(&h.finish()[..16])
 }
 
 /// Steps 1 and 3 for one item, given whether its tenant had a valid validation token (the
