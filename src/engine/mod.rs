@@ -8,5 +8,6 @@ pub mod lifecycle;
 pub mod pipeline;
 pub mod poller;
 pub mod publish;
+pub mod signins;
 pub mod subscriptions;
 pub mod tokens;

@@ -40,6 +40,8 @@ pub struct AppState {
     pub poller: Poller,
     /// What `serve`'s lights did last (status page).
     pub sink_status: SharedSinkStatus,
+    /// The rate limit of `GET /api/auth/start`.
+    pub sign_in_starts: std::sync::Arc<crate::engine::signins::StartLimiter>,
 }
 
 impl Deref for AppState {
@@ -61,6 +63,7 @@ impl AppState {
             started_at: Utc::now(),
             token_keys,
             sink_status: Default::default(),
+            sign_in_starts: Default::default(),
         }
     }
 

@@ -15,6 +15,7 @@
 
 mod architecture;
 mod auth;
+mod auth_hardening;
 mod cli;
 mod doctor;
 mod edge;
