@@ -452,9 +452,9 @@ async fn webhook_asks_graph_to_retry_when_signing_keys_are_unreachable() {
     let batch = app.batch(&[app.item(7, "Busy", "Busy")]);
     assert_eq!(app.notify(&batch).await, StatusCode::SERVICE_UNAVAILABLE);
     assert!(app.published().is_empty());
-    // A forged batch (wrong clientState) never reaches the key fetch: plain 202.
+    // A batch without validation tokens never reaches the key fetch (nor the store): 202.
     let mut forged = batch.clone();
-    forged["value"][0]["clientState"] = json!("x");
+    forged["validationTokens"] = json!([]);
     assert_eq!(app.notify(&forged).await, StatusCode::ACCEPTED);
 }
 

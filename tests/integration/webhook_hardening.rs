@@ -5,7 +5,10 @@
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::webhook::TestApp;
+use crate::fakes::table_proxy::{upstream_of, TableProxy};
+use crate::support;
+use crate::webhook::{TestApp, CLIENT_ID, CLIENT_STATE, TENANT};
+use teams_presence::config::{Settings, Sources};
 
 /// Issue 13, item 4: a redelivered item (Graph's retry after a timeout or our 503, or a
 /// captured body replayed within its token's hour) used to be observed "now" and roll the
@@ -48,4 +51,64 @@ async fn webhook_orders_string_sequence_numbers_numerically() {
         .map(|m| m["availability"].clone())
         .collect();
     assert_eq!(av, vec![json!("Busy"), json!("Away")]);
+}
+
+/// Issue 13, item 8: an anonymous batch naming 64 subscriptions used to cost 64 store reads
+/// before anything was authenticated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_reads_no_subscription_before_a_validation_token_verifies() {
+    let az = support::azurite();
+    let proxy = TableProxy::start(upstream_of(&az.connection_string)).await;
+    let entra = crate::fakes::entra_keys::FakeEntraKeys::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
+        ("AZURE_AUTHORITY_HOST", entra.base_url.clone()),
+        ("STORE", "table".to_owned()),
+        (
+            "TABLES_CONNECTION_STRING",
+            proxy.connection_string(&az.connection_string),
+        ),
+    ];
+    let settings = Settings::parse(&Sources::from_map(
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+    ))
+    .unwrap();
+    let state = teams_presence::serve::build_state(settings, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let items: Vec<Value> = (0..64)
+        .map(|_| {
+            json!({
+                "subscriptionId": uuid::Uuid::new_v4().to_string(),
+                "clientState": CLIENT_STATE, "tenantId": TENANT,
+                "changeType": "updated", "resource": "communications/presences/x",
+                "encryptedContent": {"data": "AA==", "dataKey": "AA==", "dataSignature": "AA==",
+                    "encryptionCertificateId": "x", "encryptionCertificateThumbprint": "x"},
+            })
+        })
+        .collect();
+    let before = proxy.count("GET", "TeamsPresenceSubscriptions");
+    for tokens in [
+        json!([]),
+        json!(["not-a-jwt"]),
+        json!([entra.token("someone-else", TENANT)]),
+    ] {
+        let body = json!({"value": items, "validationTokens": tokens});
+        let resp = tower::ServiceExt::oneshot(
+            teams_presence::serve::router(state.clone()),
+            axum::http::Request::post("/api/notifications")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    let reads = proxy.count("GET", "TeamsPresenceSubscriptions") - before;
+    assert!(
+        reads <= 1,
+        "{reads} subscription reads for unauthenticated batches"
+    );
 }

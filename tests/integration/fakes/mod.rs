@@ -6,3 +6,4 @@ pub mod entra_keys;
 pub mod graph;
 pub mod hue;
 pub mod servicebus;
+pub mod table_proxy;
