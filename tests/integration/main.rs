@@ -26,6 +26,7 @@ mod serve;
 mod serve_e2e;
 mod status_page;
 mod store;
+mod store_retries;
 mod subscriptions;
 mod support;
 mod webhook;
