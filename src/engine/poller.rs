@@ -214,6 +214,8 @@ impl Poller {
                 return;
             }
         };
+        // Users found dead by a job that could not publish are announced from here.
+        state.tokens.announce_pending(&users, outbox).await;
         let live: Vec<SubscriptionRecord> = state
             .store
             .list::<SubscriptionRecord>()
