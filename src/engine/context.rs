@@ -29,6 +29,9 @@ pub struct Context {
     pub graph: GraphClient,
     /// `PUBLISH_MODE=rest`: the Service Bus client changes are sent with.
     pub direct_bus: Option<Arc<servicebus::Client>>,
+    /// Held by a subscription maintenance pass: one at a time per process (`serve` starts
+    /// one after a sign-in while its minute timer may be running another).
+    pub maintenance: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Context {
@@ -50,6 +53,7 @@ impl Context {
             tokens,
             graph,
             direct_bus: None,
+            maintenance: Arc::default(),
         }
     }
 

@@ -303,3 +303,23 @@ async fn signin_required_found_by_subscriptions_renew_still_reaches_the_topic() 
         .collect();
     assert_eq!(announced.len(), 1, "{messages:?}");
 }
+
+/// Issue 13, item 7: in `serve` a sign-in spawns a maintenance pass while the minute timer
+/// may run one; two at once each created a subscription, the second replaced the first
+/// (Graph's 409) and one dead record was left behind.
+#[tokio::test]
+async fn concurrent_maintenance_for_a_new_user_leaves_one_live_subscription() {
+    let l = live(&[]).await;
+    support::sign_in_directly(&l.app, &l.entra, "carol", TENANT).await;
+    let t0 = Utc::now();
+    at(&l, t0);
+    let (a, b) = tokio::join!(
+        maintain(&l.app, &l.app.poller, t0),
+        maintain(&l.app, &l.app.poller, t0)
+    );
+    assert_eq!(a.failed + b.failed, 0, "{a:?} {b:?}");
+    let recs = records(&l.app).await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let live_ids: Vec<String> = l.subs.lock().unwrap().items.keys().cloned().collect();
+    assert_eq!(live_ids, vec![recs[0].subscription_id.clone()]);
+}
