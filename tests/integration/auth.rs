@@ -80,7 +80,10 @@ pub(crate) async fn harness(alg: &str) -> Harness {
     }
 }
 
-pub(crate) async fn send(app: &AppState, req: Request<Body>) -> (StatusCode, HashMap<String, String>, String) {
+pub(crate) async fn send(
+    app: &AppState,
+    req: Request<Body>,
+) -> (StatusCode, HashMap<String, String>, String) {
     let resp = teams_presence::serve::router(app.clone())
         .oneshot(req)
         .await

@@ -21,6 +21,7 @@ mod doctor;
 mod edge;
 mod fakes;
 mod handler;
+mod hue_tls;
 mod presence;
 mod serve;
 mod serve_e2e;
