@@ -58,19 +58,26 @@ pub(crate) struct Harness {
 }
 
 pub(crate) async fn harness(alg: &str) -> Harness {
+    harness_with(alg, &[]).await
+}
+
+/// [`harness`] with more settings.
+pub(crate) async fn harness_with(alg: &str, extra: &[(&str, &str)]) -> Harness {
     support::init_logging();
     let entra = FakeEntra::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (cert, public_key) = certificate(dir.path());
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
-    let settings = support::settings(&[
+    let mut pairs: Vec<(&str, &str)> = vec![
         ("AZURE_CLIENT_ID", CLIENT_ID),
         ("AZURE_CLIENT_CERTIFICATE_PATH", cert.to_str().unwrap()),
         ("AZURE_CLIENT_ASSERTION_ALG", alg),
         ("AZURE_AUTHORITY_HOST", &entra.url),
         ("PUBLIC_BASE_URL", "https://presence.example"),
         ("TOKEN_ENCRYPTION_KEY", KEY),
-    ]);
+    ];
+    pairs.extend_from_slice(extra);
+    let settings = support::settings(&pairs);
     let app = AppState::new(settings, store, Mode::Serve);
     Harness {
         app,

@@ -4,9 +4,11 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 
+use teams_presence::clients::entra::{validate_id_token, IdTokenError};
+use teams_presence::clients::graph::validation_token::SigningKeys;
 use teams_presence::store::Table;
 
-use crate::auth::{harness, send};
+use crate::auth::{harness, person, send};
 
 async fn start_from(h: &crate::auth::Harness, client: &str) -> StatusCode {
     send(
@@ -61,4 +63,33 @@ async fn auth_start_is_rate_limited_and_expired_pending_sign_ins_are_purged() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 0);
+}
+
+async fn signing_keys(h: &crate::auth::Harness) -> SigningKeys {
+    let jwks = reqwest::get(format!("{}/common/discovery/v2.0/keys", h.entra.url))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    SigningKeys::from_jwks(&jwks).unwrap()
+}
+
+/// Issue 13, item 10: a GUID's case is not part of it; Entra may echo the client id in
+/// another case than AZURE_CLIENT_ID was typed in.
+#[tokio::test]
+async fn id_token_audience_is_compared_case_insensitively() {
+    let h = harness("PS256").await;
+    let keys = signing_keys(&h).await;
+    let client_id = "c0ffee00-abcd-4ef0-8abc-0000000000ab";
+    let token = h
+        .entra
+        .id_token(&person(), &client_id.to_uppercase(), Some("n1"));
+    let id = validate_id_token(&token, &keys, client_id, Some("n1"), chrono::Utc::now())
+        .expect("same GUID in upper case");
+    assert_eq!(id.user_id, person().oid);
+    assert_eq!(
+        validate_id_token(&token, &keys, "another-app", Some("n1"), chrono::Utc::now()),
+        Err(IdTokenError::WrongClaims("audience"))
+    );
 }
