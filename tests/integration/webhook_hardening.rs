@@ -112,3 +112,17 @@ async fn webhook_reads_no_subscription_before_a_validation_token_verifies() {
         "{reads} subscription reads for unauthenticated batches"
     );
 }
+
+/// Issue 13, item 10: `resourceData.id` is outside the signed, encrypted content; an item
+/// whose decrypted resource names nobody must not be attributed to the user it names.
+#[tokio::test]
+async fn webhook_takes_the_user_only_from_the_decrypted_content() {
+    let app = TestApp::start().await;
+    let mut item = app.item(23, "Busy", "Busy");
+    item["resource"].as_object_mut().unwrap().remove("id");
+    let mut batch = app.batch(&[item]);
+    batch["value"][0]["resourceData"] = json!({ "id": crate::webhook::user(23) });
+    assert_eq!(app.notify(&batch).await, StatusCode::ACCEPTED);
+    assert!(app.published().is_empty());
+    assert!(app.stored_presence(23).await.is_none());
+}
