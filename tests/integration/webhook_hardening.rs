@@ -126,3 +126,22 @@ async fn webhook_takes_the_user_only_from_the_decrypted_content() {
     assert!(app.published().is_empty());
     assert!(app.stored_presence(23).await.is_none());
 }
+
+/// Issue 13, item 10: the host invokes a function; the URL inside its envelope is data.
+/// Dispatching by that URL let an invocation of one function run another's route.
+#[tokio::test]
+async fn payload_mode_dispatches_by_the_invoked_function_not_the_envelope_url() {
+    let app = TestApp::start().await;
+    let batch = app.batch(&[app.item(24, "Busy", "InAMeeting")]);
+    let env = crate::webhook::http_envelope(
+        "https://example.azurewebsites.net/api/auth/end?x=1",
+        json!({}),
+        &batch.to_string(),
+    );
+    let out = crate::webhook::invoke(&app, "notifications", env).await;
+    assert_eq!(out["Outputs"]["res"]["statusCode"], "202", "{out}");
+    assert_eq!(
+        out["Outputs"]["message"]["userId"],
+        crate::webhook::user(24).as_str()
+    );
+}
