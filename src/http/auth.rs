@@ -242,7 +242,7 @@ async fn end(State(state): State<AppState>, body: Bytes) -> Response {
         // Entra's own words are safe to show (no secrets), but only the first sentence.
         let description = cb.error_description.unwrap_or_default();
         let first = description.split(['\r', '\n']).next().unwrap_or("");
-        tracing::warn!(error = %error, "Entra ID reported a sign-in error");
+        tracing::warn!(error = %super::loggable(&error), "Entra ID reported a sign-in error");
         let hint = if error == "access_denied" {
             "You (or your administrator) declined the permissions. Presence.Read.All is needed to see your Teams presence."
         } else {

@@ -1,6 +1,8 @@
 //! Sign-in against an attacker (issue 13): unbounded pending sign-ins, crafted callbacks,
 //! and who may sign in. Uses `auth`'s harness (the fake Entra ID).
 
+use std::sync::{Arc, Mutex};
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 
@@ -8,7 +10,7 @@ use teams_presence::clients::entra::{validate_id_token, IdTokenError};
 use teams_presence::clients::graph::validation_token::SigningKeys;
 use teams_presence::store::Table;
 
-use crate::auth::{harness, person, send};
+use crate::auth::{form_post, harness, person, send, start};
 
 async fn start_from(h: &crate::auth::Harness, client: &str) -> StatusCode {
     send(
@@ -92,4 +94,50 @@ async fn id_token_audience_is_compared_case_insensitively() {
         validate_id_token(&token, &keys, "another-app", Some("n1"), chrono::Utc::now()),
         Err(IdTokenError::WrongClaims("audience"))
     );
+}
+
+/// A writer that keeps what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 13, item 10: Entra's `error` on the callback is attacker-controlled text; logged
+/// raw, a CR/LF in it forged whole log lines, and its length was unbounded.
+#[tokio::test(flavor = "current_thread")]
+async fn auth_end_error_cannot_forge_log_lines_or_flood_the_log() {
+    let h = harness("PS256").await;
+    let cap = Captured::default();
+    let writer = cap.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let q = start(&h).await;
+    let forged = format!(
+        "access_denied\r\n2026-01-01T00:00:00Z  INFO teams_presence: user signed in user_id=admin{}",
+        "x".repeat(5000)
+    );
+    let (status, _, _) = send(
+        &h.app,
+        form_post(&[("state", &q["state"]), ("error", &forged)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let log = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("Entra ID reported a sign-in error"), "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "a forged log line: {log}"
+    );
+    assert!(!log.contains(&"x".repeat(500)), "the field is capped");
 }
