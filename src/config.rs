@@ -324,6 +324,7 @@ impl Settings {
                 None => None,
             },
         };
+        check_tenant_mode_tenant(src)?;
         Ok(Self {
             tenant: src
                 .get("AZURE_TENANT_ID")
@@ -615,6 +616,25 @@ fn parse_key(key: &str, v: &str) -> Result<SecretBox<[u8; 32]>, ConfigError> {
             )
         })?;
     Ok(SecretBox::new(Box::new(bytes)))
+}
+
+/// Tenant mode (`TENANT_USERS`) follows one tenant's users with app credentials: its
+/// `AZURE_TENANT_ID` must name that tenant by id, not a domain or `common`/`organizations`
+/// (an authority any tenant's users could sign in through).
+fn check_tenant_mode_tenant(src: &Sources) -> Result<(), ConfigError> {
+    if list(src.get("TENANT_USERS")).is_empty() {
+        return Ok(());
+    }
+    match src.get("AZURE_TENANT_ID") {
+        Some(t) if t.trim().len() != 36 || uuid::Uuid::parse_str(t.trim()).is_err() => {
+            Err(ConfigError::invalid(
+                "AZURE_TENANT_ID",
+                Some(&t),
+                "the tenant's id (a GUID) in tenant mode (TENANT_USERS is set)",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn list(v: Option<String>) -> Vec<String> {
