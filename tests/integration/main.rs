@@ -23,6 +23,7 @@ mod fakes;
 mod handler;
 mod hue_tls;
 mod presence;
+mod private_files;
 mod serve;
 mod serve_e2e;
 mod status_page;
