@@ -145,3 +145,26 @@ async fn payload_mode_dispatches_by_the_invoked_function_not_the_envelope_url() 
         crate::webhook::user(24).as_str()
     );
 }
+
+/// Issue 13, item 10: a batch signed with a key not (yet) in the cached JWKS, while a
+/// refetch is throttled, used to get 202 and was lost; Graph must deliver it again.
+#[tokio::test]
+async fn webhook_asks_graph_to_retry_a_batch_signed_by_a_key_it_cannot_fetch_yet() {
+    let app = TestApp::start().await;
+    // Warm the cache with the current keys.
+    assert_eq!(
+        app.notify(&app.batch(&[app.item(25, "Busy", "Busy")]))
+            .await,
+        StatusCode::ACCEPTED
+    );
+    let mut rotated = app.batch(&[app.item(25, "Away", "Away")]);
+    rotated["validationTokens"] = json!([app.entra.sign(
+        &crate::fakes::entra_keys::FakeEntraKeys::claims(CLIENT_ID, TENANT),
+        "rotated-kid"
+    )]);
+    for _ in 0..2 {
+        assert_eq!(app.notify(&rotated).await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert!(app.entra.fetches() <= 2, "refetches stay throttled");
+    assert_eq!(app.published().len(), 1);
+}
