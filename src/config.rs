@@ -219,6 +219,12 @@ pub struct Settings {
     pub custom_handler_port: Option<u16>,
     /// Tables of the TOML file (e.g. `[lights]`) for the parts that read structured config.
     pub file_tables: toml::Table,
+    /// `ALLOWED_TENANTS` (comma separated tenant ids, lower case): when set, only users of
+    /// these tenants may sign in.
+    pub allowed_tenants: Vec<String>,
+    /// `ALLOWED_USERS` (comma separated object ids or UPNs, lower case): when set, only these
+    /// users may sign in.
+    pub allowed_users: Vec<String>,
 }
 
 /// Default scopes: delegated Presence.Read.All is what presence change notifications need
@@ -480,7 +486,23 @@ impl Settings {
                 .filter(|(_, v)| v.is_table())
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            allowed_tenants: lower_list(src.get("ALLOWED_TENANTS")),
+            allowed_users: lower_list(src.get("ALLOWED_USERS")),
         })
+    }
+
+    /// Whether `ALLOWED_TENANTS` / `ALLOWED_USERS` let this verified identity sign in (an
+    /// unset list allows everyone).
+    pub fn sign_in_allowed(&self, tenant_id: &str, user_id: &str, upn: &str) -> bool {
+        let tenant_ok = self.allowed_tenants.is_empty()
+            || self
+                .allowed_tenants
+                .contains(&tenant_id.to_ascii_lowercase());
+        let user_ok = self.allowed_users.is_empty()
+            || [user_id, upn]
+                .iter()
+                .any(|u| !u.is_empty() && self.allowed_users.contains(&u.to_lowercase()));
+        tenant_ok && user_ok
     }
 
     /// `AZURE_CLIENT_ID`, required for anything that talks to Entra ID.
@@ -635,6 +657,10 @@ fn check_tenant_mode_tenant(src: &Sources) -> Result<(), ConfigError> {
         }
         _ => Ok(()),
     }
+}
+
+fn lower_list(v: Option<String>) -> Vec<String> {
+    list(v).into_iter().map(|s| s.to_lowercase()).collect()
 }
 
 fn list(v: Option<String>) -> Vec<String> {

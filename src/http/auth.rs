@@ -355,6 +355,18 @@ async fn end(State(state): State<AppState>, body: Bytes) -> Response {
             );
         }
     };
+    // Who may use this deployment, decided on the verified identity (never on login_hint).
+    if !state
+        .settings
+        .sign_in_allowed(&identity.tenant_id, &identity.user_id, &identity.upn)
+    {
+        tracing::warn!(user_id = %identity.user_id, tenant_id = %identity.tenant_id, "sign-in refused: not in ALLOWED_TENANTS / ALLOWED_USERS");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Not allowed here",
+            "<p>This presence service is limited to certain accounts, and yours is not one of them. Ask whoever runs it to add you.</p>",
+        );
+    }
     let user = match state.tokens.store_sign_in(&identity, &tokens, now).await {
         Ok(u) => u,
         Err(e) => {

@@ -10,7 +10,7 @@ use teams_presence::clients::entra::{validate_id_token, IdTokenError};
 use teams_presence::clients::graph::validation_token::SigningKeys;
 use teams_presence::store::Table;
 
-use crate::auth::{form_post, harness, person, send, start};
+use crate::auth::{form_post, harness, harness_with, person, send, start, users};
 
 async fn start_from(h: &crate::auth::Harness, client: &str) -> StatusCode {
     send(
@@ -140,4 +140,55 @@ async fn auth_end_error_cannot_forge_log_lines_or_flood_the_log() {
         "a forged log line: {log}"
     );
     assert!(!log.contains(&"x".repeat(500)), "the field is capped");
+}
+
+/// Issue 13, item 10: ALLOWED_TENANTS / ALLOWED_USERS, checked on the verified id_token.
+#[tokio::test]
+async fn sign_in_outside_allowed_tenants_or_users_is_refused_and_stores_nothing() {
+    for extra in [
+        [("ALLOWED_TENANTS", "11111111-0000-0000-0000-000000000000")],
+        [(
+            "ALLOWED_USERS",
+            "someone-else@contoso.example, 0a1b2c3d-0000-0000-0000-00000000000b",
+        )],
+    ] {
+        let h = harness_with("PS256", &extra).await;
+        let q = start(&h).await;
+        let code = h.entra.issue_code(
+            &person(),
+            &q["code_challenge"],
+            &q["redirect_uri"],
+            Some(&q["nonce"]),
+        );
+        let (status, _, body) = send(
+            &h.app,
+            form_post(&[("code", &code), ("state", &q["state"])]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{extra:?}: {body}");
+        assert!(users(&h.app).await.is_empty(), "{extra:?}");
+    }
+    // Listed (by UPN, any case; and by tenant): signed in.
+    let h = harness_with(
+        "PS256",
+        &[
+            ("ALLOWED_TENANTS", "Tenant-1"),
+            ("ALLOWED_USERS", "ADA@contoso.example"),
+        ],
+    )
+    .await;
+    let q = start(&h).await;
+    let code = h.entra.issue_code(
+        &person(),
+        &q["code_challenge"],
+        &q["redirect_uri"],
+        Some(&q["nonce"]),
+    );
+    let (status, _, body) = send(
+        &h.app,
+        form_post(&[("code", &code), ("state", &q["state"])]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(users(&h.app).await.len(), 1);
 }
