@@ -56,8 +56,7 @@ fn client_key(headers: &HeaderMap) -> String {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .last()
+        .rfind(|v| !v.is_empty())
         .map(|v| v.chars().take(64).collect())
         .unwrap_or_else(|| "direct".to_owned())
 }
