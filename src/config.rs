@@ -491,20 +491,6 @@ impl Settings {
         })
     }
 
-    /// Whether `ALLOWED_TENANTS` / `ALLOWED_USERS` let this verified identity sign in (an
-    /// unset list allows everyone).
-    pub fn sign_in_allowed(&self, tenant_id: &str, user_id: &str, upn: &str) -> bool {
-        let tenant_ok = self.allowed_tenants.is_empty()
-            || self
-                .allowed_tenants
-                .contains(&tenant_id.to_ascii_lowercase());
-        let user_ok = self.allowed_users.is_empty()
-            || [user_id, upn]
-                .iter()
-                .any(|u| !u.is_empty() && self.allowed_users.contains(&u.to_lowercase()));
-        tenant_ok && user_ok
-    }
-
     /// `AZURE_CLIENT_ID`, required for anything that talks to Entra ID.
     pub fn require_client_id(&self) -> Result<&str, ConfigError> {
         self.client_id.as_deref().ok_or_else(|| {

@@ -80,9 +80,7 @@ pub async fn run(
     let keys = state.token_keys.keys_for(&[kid]).await?;
     let identity = validate_id_token(id_token, &keys, entra.client_id(), None, Utc::now())?;
     anyhow::ensure!(
-        state
-            .settings
-            .sign_in_allowed(&identity.tenant_id, &identity.user_id, &identity.upn),
+        crate::engine::signins::allowed(&state.settings, &identity),
         "{} is not in ALLOWED_TENANTS / ALLOWED_USERS; nothing was stored",
         identity.upn
     );

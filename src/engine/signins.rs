@@ -1,4 +1,5 @@
-//! Sign-ins in progress: bounding what anonymous `GET /api/auth/start` can make us store.
+//! Sign-ins: bounding what anonymous `GET /api/auth/start` can make us store, and who may
+//! sign in at all.
 //!
 //! Each start stores a pending row (state, sealed PKCE verifier, nonce) for ten minutes.
 //! Without bounds an anonymous client could add rows forever, so starts are rate limited
@@ -11,6 +12,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use crate::clients::entra::Identity;
+use crate::config::Settings;
 use crate::store::{PendingSignIn, Store, StoreError};
 
 /// Starts one client may make in a burst; it regains one every six seconds (10 a minute).
@@ -73,6 +76,20 @@ impl StartLimiter {
         overall.tokens -= 1.0;
         true
     }
+}
+
+/// Whether `ALLOWED_TENANTS` / `ALLOWED_USERS` let this verified identity sign in (an unset
+/// list allows everyone). Call it with the id_token's identity, never with `login_hint`.
+pub fn allowed(settings: &Settings, who: &Identity) -> bool {
+    let tenant_ok = settings.allowed_tenants.is_empty()
+        || settings
+            .allowed_tenants
+            .contains(&who.tenant_id.to_ascii_lowercase());
+    let user_ok = settings.allowed_users.is_empty()
+        || [&who.user_id, &who.upn]
+            .iter()
+            .any(|u| !u.is_empty() && settings.allowed_users.contains(&u.to_lowercase()));
+    tenant_ok && user_ok
 }
 
 /// Deletes the pending sign-ins that expired before `now`. Returns how many went.

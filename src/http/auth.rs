@@ -355,10 +355,7 @@ async fn end(State(state): State<AppState>, body: Bytes) -> Response {
         }
     };
     // Who may use this deployment, decided on the verified identity (never on login_hint).
-    if !state
-        .settings
-        .sign_in_allowed(&identity.tenant_id, &identity.user_id, &identity.upn)
-    {
+    if !crate::engine::signins::allowed(&state.settings, &identity) {
         tracing::warn!(user_id = %identity.user_id, tenant_id = %identity.tenant_id, "sign-in refused: not in ALLOWED_TENANTS / ALLOWED_USERS");
         return page(
             StatusCode::FORBIDDEN,
