@@ -2,7 +2,7 @@
 //! user (a small JSON state file, so a restart never moves a lamp backwards). Shared by the
 //! edge (`subscribe`, `hue-subscriber`) and `serve`'s in-process lights.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::clients::hue::{Address, HueError, HueSink};
+use crate::clients::hue::{Address, HostPorts, HueError, HueSink};
 use crate::config::{ConfigError, Settings};
 use crate::core::judge::{judge, Mark, Skip, Verdict};
 use crate::core::lights::{Desired, LightMap};
@@ -42,6 +42,10 @@ pub fn set_status(status: &SharedSinkStatus, f: impl FnOnce(&mut SinkStatus)) {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     users: BTreeMap<String, Mark>,
+    /// `HUE_BRIDGE` values that once answered CLIP v2 over verified HTTPS: never again used
+    /// over plain HTTP, whatever the network does to port 443.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    v2_bridges: BTreeSet<String>,
 }
 
 /// Lights, sink and memory: applies verdicts.
@@ -51,6 +55,7 @@ pub struct Applier {
     sink: HueSink,
     watch: Vec<String>,
     applied: HashMap<String, Mark>,
+    v2_bridges: BTreeSet<String>,
     state_file: Option<PathBuf>,
 }
 
@@ -68,12 +73,13 @@ impl Applier {
                 tracing::warn!(entry = %w, "WATCH_USERS entry looks like a UPN, but messages carry only the user's object id; use the id");
             }
         }
-        let applied = state_file.as_deref().map(load_state).unwrap_or_default();
+        let (applied, v2_bridges) = state_file.as_deref().map(load_state).unwrap_or_default();
         Self {
             lights,
             sink,
             watch,
             applied,
+            v2_bridges,
             state_file,
         }
     }
@@ -83,6 +89,15 @@ impl Applier {
         settings: &Settings,
         state_file: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
+        Self::from_settings_on(settings, state_file, HostPorts::default()).await
+    }
+
+    /// [`Self::from_settings`] with the ports of a bare-host `HUE_BRIDGE` given (tests).
+    pub async fn from_settings_on(
+        settings: &Settings,
+        state_file: Option<PathBuf>,
+        ports: HostPorts,
+    ) -> anyhow::Result<Self> {
         let lights = lights_from(settings)?;
         let address = settings.hue_bridge.as_deref().ok_or_else(|| {
             ConfigError::missing(
@@ -90,6 +105,7 @@ impl Applier {
                 "the bridge's address (see `teams-presence hue discover`)",
             )
         })?;
+        let raw_address = address;
         let address = Address::parse(address).ok_or_else(|| ConfigError {
             setting: "HUE_BRIDGE".into(),
             problem: "is not valid; expected a host name, an IP address or an http(s) URL".into(),
@@ -107,15 +123,32 @@ impl Applier {
             )
             .into());
         }
-        let sink = HueSink::connect(&address, &key, &settings.hue_targets)
+        let (_, mut v2_bridges) = state_file.as_deref().map(load_state).unwrap_or_default();
+        let remembered = v2_bridges.contains(raw_address);
+        let bridge = if remembered {
+            crate::clients::hue::connect_v2_only(&address, &key, ports).await
+        } else {
+            crate::clients::hue::connect_on(&address, &key, ports).await
+        }
+        .context("cannot use the Hue bridge")?;
+        // A bare host that answered verified v2: remember it, so it is never downgraded.
+        let learned = !remembered
+            && matches!(address, Address::Host(_))
+            && matches!(bridge, crate::clients::hue::Bridge::V2(_));
+        let sink = HueSink::with_bridge(bridge, &settings.hue_targets)
             .await
             .context("cannot use the Hue bridge")?;
-        Ok(Self::new(
-            lights,
-            sink,
-            settings.watch_users.clone(),
-            state_file,
-        ))
+        let applier = Self::new(lights, sink, settings.watch_users.clone(), state_file);
+        if learned {
+            v2_bridges.insert(raw_address.to_owned());
+            let applier = Self {
+                v2_bridges,
+                ..applier
+            };
+            applier.save();
+            return Ok(applier);
+        }
+        Ok(applier)
     }
 
     /// The last applied mark for each user.
@@ -160,8 +193,12 @@ impl Applier {
                 self.applied.insert(user.clone(), mark.clone());
             }
         }
+        self.save();
+    }
+
+    fn save(&self) {
         if let Some(path) = &self.state_file {
-            if let Err(e) = save_state(path, &self.applied) {
+            if let Err(e) = save_state(path, &self.applied, &self.v2_bridges) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot write the edge state file");
             }
         }
@@ -193,20 +230,26 @@ pub fn lights_from(settings: &Settings) -> Result<LightMap, ConfigError> {
     }
 }
 
-fn load_state(path: &Path) -> HashMap<String, Mark> {
+type Loaded = (HashMap<String, Mark>, BTreeSet<String>);
+
+fn load_state(path: &Path) -> Loaded {
     match std::fs::read(path) {
         Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
-            Ok(s) => s.users.into_iter().collect(),
+            Ok(s) => (s.users.into_iter().collect(), s.v2_bridges),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable edge state file");
-                HashMap::new()
+                Loaded::default()
             }
         },
-        Err(_) => HashMap::new(),
+        Err(_) => Loaded::default(),
     }
 }
 
-fn save_state(path: &Path, applied: &HashMap<String, Mark>) -> std::io::Result<()> {
+fn save_state(
+    path: &Path,
+    applied: &HashMap<String, Mark>,
+    v2_bridges: &BTreeSet<String>,
+) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -215,6 +258,7 @@ fn save_state(path: &Path, applied: &HashMap<String, Mark>) -> std::io::Result<(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        v2_bridges: v2_bridges.clone(),
     };
     let tmp = path.with_extension("tmp");
     std::fs::write(
@@ -260,10 +304,11 @@ mod tests {
             },
         )]
         .into();
-        save_state(&path, &applied).unwrap();
-        assert_eq!(load_state(&path), applied);
+        let bridges: BTreeSet<String> = ["192.168.1.20".to_string()].into();
+        save_state(&path, &applied, &bridges).unwrap();
+        assert_eq!(load_state(&path), (applied, bridges));
         std::fs::write(&path, b"{oops").unwrap();
-        assert!(load_state(&path).is_empty());
-        assert!(load_state(&dir.path().join("missing")).is_empty());
+        assert!(load_state(&path).0.is_empty());
+        assert!(load_state(&dir.path().join("missing")).0.is_empty());
     }
 }

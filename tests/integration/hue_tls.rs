@@ -81,3 +81,40 @@ async fn hue_bridge_with_a_bad_certificate_is_an_error_and_nothing_goes_over_htt
         "something was sent over plain HTTP"
     );
 }
+
+/// Issue 13, item 9: once a bridge answered CLIP v2 over verified HTTPS (remembered in the
+/// edge's state file), an attacker who blocks its port 443 must not get a first connection
+/// over plain HTTP either.
+#[tokio::test]
+async fn a_bridge_remembered_as_v2_is_never_used_over_http_when_https_is_blocked() {
+    let (http, seen) = counting_http();
+    // A port with nothing listening: HTTPS "blocked".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("edge-state.json");
+    std::fs::write(&state, r#"{"users":{},"v2_bridges":["127.0.0.1"]}"#).unwrap();
+    let settings = crate::support::settings(&[
+        ("HUE_BRIDGE", "127.0.0.1"),
+        ("HUE_APPLICATION_KEY", "app-key-that-must-not-leak"),
+        ("HUE_TARGETS", "light:1"),
+    ]);
+    let got = teams_presence::engine::applier::Applier::from_settings_on(
+        &settings,
+        Some(state),
+        HostPorts {
+            https: closed,
+            http,
+        },
+    )
+    .await;
+    assert!(got.is_err(), "connected over plain HTTP");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        0,
+        "something was sent over plain HTTP"
+    );
+}

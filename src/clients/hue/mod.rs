@@ -15,7 +15,8 @@
 //!   name (`reqwest`'s `resolve`), as Hue's "Using HTTPS" page prescribes. A bridge that
 //!   answers HTTPS but whose certificate does not verify is an error ([`HueError::Untrusted`]):
 //!   falling back to v1 over plain HTTP would put the application key on the wire. Only a
-//!   bridge without HTTPS at all (v1-only firmware) is used over HTTP, with a warning.
+//!   bridge without HTTPS at all (v1-only firmware) is used over HTTP, with a warning, and
+//!   not one the edge remembers as v2 ([`connect_v2_only`]: then port 80 is never touched).
 //! * a URL (`http://127.0.0.1:8080`): used as the base for both probes, over that scheme.
 //!   This is how tests reach the fake bridges: v2 over plain HTTP against a fake is the
 //!   simplest honest test of the v2 wire format; the TLS part is covered by a unit test of
@@ -71,9 +72,9 @@ pub enum HueError {
     /// The bridge cannot be reached.
     #[error("cannot reach the bridge: {0}")]
     Network(#[source] reqwest::Error),
-    /// The bridge answers HTTPS but its certificate does not verify: not falling back to
+    /// The bridge speaks (or spoke) HTTPS but verified CLIP v2 fails now: not falling back to
     /// plain HTTP, which would put the application key on the wire.
-    #[error("the bridge's HTTPS certificate does not verify (not from the Hue CA, or not for bridge {0}); refusing to fall back to plain HTTP")]
+    #[error("no verified HTTPS to bridge {0} (a certificate not from the Hue CA, or HTTPS unreachable on a bridge that spoke it before); refusing to fall back to plain HTTP")]
     Untrusted(String),
 }
 
@@ -252,7 +253,7 @@ pub fn verified_client(bridge_id: &str, addr: SocketAddr) -> Result<reqwest::Cli
 /// verified by the real connection, whose certificate must carry it and chain to the Hue CA.
 /// Returns the id and whether it came over HTTPS (then the bridge speaks TLS, and plain HTTP
 /// is never used with it).
-async fn bridge_id(host: &str, ports: HostPorts) -> Option<(String, bool)> {
+async fn bridge_id(host: &str, ports: HostPorts, https_only: bool) -> Option<(String, bool)> {
     let insecure = reqwest::Client::builder()
         .tls_danger_accept_invalid_certs(true)
         .connect_timeout(Duration::from_secs(5))
@@ -264,6 +265,9 @@ async fn bridge_id(host: &str, ports: HostPorts) -> Option<(String, bool)> {
         (format!("https://{host}:{}/api/0/config", ports.https), true),
         (format!("http://{host}:{}/api/0/config", ports.http), false),
     ] {
+        if https_only && !https {
+            break;
+        }
         if let Ok(resp) = insecure.get(&url).send().await {
             if let Ok(v) = resp.json::<Value>().await {
                 if let Some(id) = v["bridgeid"].as_str() {
@@ -308,6 +312,26 @@ pub async fn connect_on(
     key: &SecretString,
     ports: HostPorts,
 ) -> Result<Bridge, HueError> {
+    connect_inner(address, key, ports, false).await
+}
+
+/// [`connect_on`] for a bridge known to speak CLIP v2 over HTTPS (the edge remembers it):
+/// anything short of a verified v2 connection is an error, and nothing at all goes over
+/// plain HTTP, so blocking port 443 cannot force a downgrade.
+pub async fn connect_v2_only(
+    address: &Address,
+    key: &SecretString,
+    ports: HostPorts,
+) -> Result<Bridge, HueError> {
+    connect_inner(address, key, ports, true).await
+}
+
+async fn connect_inner(
+    address: &Address,
+    key: &SecretString,
+    ports: HostPorts,
+    v2_only: bool,
+) -> Result<Bridge, HueError> {
     // Set when the bridge speaks HTTPS: then v1 over plain HTTP is never tried.
     let mut tls_bridge: Option<String> = None;
     let (v2, v1_base) = match address {
@@ -319,7 +343,7 @@ pub async fn connect_on(
             let v1_base = Url::parse(&format!("http://{host}:{}/", ports.http))
                 .map_err(|_| HueError::Protocol("HUE_BRIDGE is not a host name".into()))?;
             let v2 = match (
-                bridge_id(host, ports).await,
+                bridge_id(host, ports, v2_only).await,
                 socket_addr(host, ports.https).await,
             ) {
                 (Some((id, https)), Some(addr)) => {
@@ -354,6 +378,12 @@ pub async fn connect_on(
             }
             Err(e) => tracing::debug!(error = %e, "no CLIP v2; trying v1"),
         }
+    }
+    if let (true, Address::Host(host)) = (v2_only, address) {
+        tracing::error!(
+            "the bridge spoke CLIP v2 over HTTPS before and does not now; not using plain HTTP"
+        );
+        return Err(HueError::Untrusted(host.clone()));
     }
     let v1 = v1::Client::new(plain_client(), v1_base, key.clone());
     v1.check().await?;
@@ -549,7 +579,7 @@ pub async fn pairing_endpoint(address: &Address) -> Result<(reqwest::Client, Url
         Address::Url(u) => Ok((plain_client(), u.clone())),
         Address::Host(host) => {
             if let (Some((id, _)), Some(addr)) = (
-                bridge_id(host, HostPorts::default()).await,
+                bridge_id(host, HostPorts::default(), false).await,
                 socket_addr(host, 443).await,
             ) {
                 if let Ok(base) = Url::parse(&format!("https://{id}/")) {
