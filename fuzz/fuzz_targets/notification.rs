@@ -81,12 +81,12 @@ fuzz_target!(|data: &[u8]| {
             mac.update(ciphertext);
             let sig = mac.finalize().into_bytes();
             if let Ok(plain) = notification::verify_and_decrypt(&key, ciphertext, &sig) {
-                let _ = notification::parse_presence(&plain, Some("fallback-id"));
+                let _ = notification::parse_presence(&plain);
             }
             let _ = notification::verify_and_decrypt(&key, ciphertext, &sig[..16]);
         }
         _ => {
-            let _ = notification::parse_presence(rest, None);
+            let _ = notification::parse_presence(rest);
             if let Ok(batch) = notification::parse_batch::<LifecycleNotification>(rest) {
                 for item in batch.items.into_iter().flatten() {
                     let _ = item.event();

@@ -341,73 +341,64 @@ fn check_public_url(s: &Settings) -> Verdict {
     }
 }
 
+/// The bridge through the same client the lights use ([`crate::clients::hue::connect`]):
+/// HTTPS verified against the Hue CA when the bridge speaks it, never a downgrade to plain
+/// HTTP (which would send the application key in clear).
 async fn check_hue(s: &Settings) -> Verdict {
+    use crate::clients::hue::{connect, Address, HueError};
     let Some(bridge) = &s.hue_bridge else {
         return Verdict::Skip(
             "HUE_BRIDGE is not set (`teams-presence hue discover` finds it)".into(),
         );
     };
-    let base = if bridge.starts_with("http://") || bridge.starts_with("https://") {
-        bridge.trim_end_matches('/').to_owned()
-    } else {
-        format!("http://{bridge}")
-    };
-    let client = http();
-    let config = match client.get(format!("{base}/api/config")).send().await {
-        Ok(r) => r,
-        Err(e) => return fail(format!("cannot reach the Hue bridge at {bridge}: {}", net_error(e)), "check HUE_BRIDGE (the bridge's IP address) and that this machine is on the same network"),
-    };
-    if !config.status().is_success() {
+    let Some(address) = Address::parse(bridge) else {
         return fail(
-            format!(
-                "{bridge} does not look like a Hue bridge (HTTP {})",
-                config.status()
-            ),
-            "check HUE_BRIDGE",
+            format!("HUE_BRIDGE {bridge:?} is not an address"),
+            "set HUE_BRIDGE to the bridge's IP address",
         );
-    }
+    };
     let Some(key) = &s.hue_application_key else {
         return fail(
             "HUE_APPLICATION_KEY is not set",
             "run `teams-presence hue pair` and press the bridge's link button",
         );
     };
-    match client
-        .get(format!("{base}/api/{}/lights", key.expose_secret()))
-        .send()
-        .await
-    {
-        Ok(r) => {
-            let v: serde_json::Value = r.json().await.unwrap_or_default();
-            if v.get(0)
-                .and_then(|e| e.pointer("/error/type"))
-                .and_then(|t| t.as_i64())
-                == Some(1)
-            {
-                fail(
-                    "the bridge does not know HUE_APPLICATION_KEY",
-                    "run `teams-presence hue pair` again",
-                )
-            } else if s.hue_targets.is_empty() {
-                fail(
-                    "HUE_TARGETS is not set",
-                    "list lights with `teams-presence hue list` and set e.g. HUE_TARGETS=light:3",
-                )
-            } else {
-                Verdict::Ok(format!(
-                    "bridge {bridge} accepts the key; targets {}",
-                    s.hue_targets
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            }
-        }
-        Err(e) => fail(
-            format!("the bridge stopped answering: {}", net_error(e)),
-            "check the bridge",
+    let listed = tokio::time::timeout(Duration::from_secs(30), async {
+        let b = connect(&address, key).await?;
+        b.list().await.map(|_| b.api())
+    })
+    .await;
+    let reach =
+        "check HUE_BRIDGE (the bridge's IP address) and that this machine is on the same network";
+    match listed {
+        Err(_) => fail(
+            format!("the Hue bridge at {bridge} did not answer in time"),
+            reach,
         ),
+        Ok(Err(HueError::Unauthorized)) => fail(
+            "the bridge does not know HUE_APPLICATION_KEY",
+            "run `teams-presence hue pair` again",
+        ),
+        Ok(Err(HueError::Network(e))) => fail(
+            format!("cannot reach the Hue bridge at {bridge}: {}", net_error(e)),
+            reach,
+        ),
+        Ok(Err(e)) => fail(
+            format!("the Hue bridge at {bridge}: {e}"),
+            "check HUE_BRIDGE",
+        ),
+        Ok(Ok(_)) if s.hue_targets.is_empty() => fail(
+            "HUE_TARGETS is not set",
+            "list lights with `teams-presence hue list` and set e.g. HUE_TARGETS=light:3",
+        ),
+        Ok(Ok(api)) => Verdict::Ok(format!(
+            "bridge {bridge} ({api}) accepts the key; targets {}",
+            s.hue_targets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 

@@ -79,6 +79,11 @@ pub async fn run(
     let kid = crate::clients::graph::validation_token::key_id(id_token).unwrap_or_default();
     let keys = state.token_keys.keys_for(&[kid]).await?;
     let identity = validate_id_token(id_token, &keys, entra.client_id(), None, Utc::now())?;
+    anyhow::ensure!(
+        crate::engine::signins::allowed(&state.settings, &identity),
+        "{} is not in ALLOWED_TENANTS / ALLOWED_USERS; nothing was stored",
+        identity.upn
+    );
     let user = state
         .tokens
         .store_sign_in(&identity, &tokens, Utc::now())

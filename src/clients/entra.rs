@@ -303,15 +303,17 @@ pub fn validate_id_token(
     if c.exp + 300 < t || c.nbf.is_some_and(|n| n - 300 > t) {
         return Err(IdTokenError::WrongClaims("expired"));
     }
-    if c.aud != client_id {
+    // A GUID, whose case carries no meaning (validation tokens compare it the same way).
+    if !c.aud.eq_ignore_ascii_case(client_id) {
         return Err(IdTokenError::WrongClaims("audience"));
     }
     if !c.iss.ends_with(&format!("/{}/v2.0", c.tid)) {
         return Err(IdTokenError::WrongClaims("issuer"));
     }
     if let Some(expected) = nonce {
+        // Lengths first: `memcmp::eq` asserts they are equal (a panic on a crafted token).
         let ok = c.nonce.as_deref().is_some_and(|n| {
-            openssl::memcmp::eq(n.as_bytes(), expected.as_bytes()) && n.len() == expected.len()
+            n.len() == expected.len() && openssl::memcmp::eq(n.as_bytes(), expected.as_bytes())
         });
         if !ok {
             return Err(IdTokenError::WrongClaims("nonce"));

@@ -256,6 +256,12 @@ pub struct Settings {
     pub healthcheck_file: Option<PathBuf>,
     /// The sinks beside Hue (`MQTT_*`, `WEBHOOK_*`, `WLED_URL`, `BUSYLIGHT`, `[sinks]`).
     pub sinks: sinks::SinkSettings,
+    /// `ALLOWED_TENANTS` (comma separated tenant ids, lower case): when set, only users of
+    /// these tenants may sign in.
+    pub allowed_tenants: Vec<String>,
+    /// `ALLOWED_USERS` (comma separated object ids or UPNs, lower case): when set, only these
+    /// users may sign in.
+    pub allowed_users: Vec<String>,
 }
 
 /// Default scopes: delegated Presence.Read.All is what presence change notifications need
@@ -361,6 +367,7 @@ impl Settings {
                 None => None,
             },
         };
+        check_tenant_mode_tenant(src)?;
         Ok(Self {
             tenant: src
                 .get("AZURE_TENANT_ID")
@@ -555,6 +562,8 @@ impl Settings {
             presence_queue: src.get("PRESENCE_QUEUE").map(|q| q.trim().to_owned()),
             healthcheck_file: src.get("HEALTHCHECK_FILE").map(PathBuf::from),
             sinks: sinks::parse(src)?,
+            allowed_tenants: lower_list(src.get("ALLOWED_TENANTS")),
+            allowed_users: lower_list(src.get("ALLOWED_USERS")),
         })
     }
 
@@ -691,6 +700,29 @@ fn parse_key(key: &str, v: &str) -> Result<SecretBox<[u8; 32]>, ConfigError> {
             )
         })?;
     Ok(SecretBox::new(Box::new(bytes)))
+}
+
+/// Tenant mode (`TENANT_USERS`) follows one tenant's users with app credentials: its
+/// `AZURE_TENANT_ID` must name that tenant by id, not a domain or `common`/`organizations`
+/// (an authority any tenant's users could sign in through).
+fn check_tenant_mode_tenant(src: &Sources) -> Result<(), ConfigError> {
+    if list(src.get("TENANT_USERS")).is_empty() {
+        return Ok(());
+    }
+    match src.get("AZURE_TENANT_ID") {
+        Some(t) if t.trim().len() != 36 || uuid::Uuid::parse_str(t.trim()).is_err() => {
+            Err(ConfigError::invalid(
+                "AZURE_TENANT_ID",
+                Some(&t),
+                "the tenant's id (a GUID) in tenant mode (TENANT_USERS is set)",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn lower_list(v: Option<String>) -> Vec<String> {
+    list(v).into_iter().map(|s| s.to_lowercase()).collect()
 }
 
 fn list(v: Option<String>) -> Vec<String> {

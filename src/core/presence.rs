@@ -5,6 +5,7 @@
 //! So both are *open* sets: known values are normalised to their canonical PascalCase
 //! spelling, unknown values are kept verbatim and passed through, never dropped.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -126,8 +127,11 @@ pub struct Observation {
     pub source: Source,
     /// When we learned it.
     pub observed_at: DateTime<Utc>,
-    /// Graph's `sequenceNumber`, when the payload carried one (lexicographically sortable).
+    /// Graph's `sequenceNumber`, when the payload carried one (see [`compare_graph_sequences`]).
     pub graph_sequence: Option<String>,
+    /// A digest of the notification item this came from (its encrypted content), so a
+    /// redelivered or replayed item is recognised; `None` for polls.
+    pub item_digest: Option<String>,
 }
 
 /// The last presence we stored for a user, the state change detection compares against.
@@ -145,6 +149,28 @@ pub struct LastKnown {
     pub graph_sequence: Option<String>,
     /// How it was observed.
     pub source: Source,
+    /// Digests of the last notification items applied (newest last, at most
+    /// [`APPLIED_ITEMS_KEPT`]): a replay of any of them changes nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied_items: Vec<String>,
+}
+
+/// How many applied notification digests a user's record remembers. Graph retries for up to
+/// four hours and a captured body stays replayable for its validation token's hour; a user
+/// rarely changes presence more than a few times in that window, and each digest is short.
+pub const APPLIED_ITEMS_KEPT: usize = 32;
+
+/// Orders two Graph `sequenceNumber`s. Graph documents them as lexically sortable strings,
+/// but plain numbers do not sort as text ("10" < "9"), so two all-digit values compare as
+/// numbers (of any length); anything else compares as text.
+pub fn compare_graph_sequences(a: &str, b: &str) -> Ordering {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if digits(a) && digits(b) {
+        let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    } else {
+        a.cmp(b)
+    }
 }
 
 /// What to do with an observation.
@@ -166,10 +192,18 @@ pub enum Decision {
 /// makes a racing poll and notification publish once.
 pub fn decide(last: Option<&LastKnown>, obs: &Observation) -> Decision {
     if let Some(last) = last {
-        // A stale observation: Graph's own sequence says it is older, or (without one) it was
-        // observed before what we stored. Either way it must not move the light backwards.
+        // The very item we already applied, delivered again (Graph's retry after a timeout
+        // or a 503, or a captured body replayed): it says nothing new, whatever came since.
+        if let Some(d) = &obs.item_digest {
+            if last.applied_items.iter().any(|a| a == d) {
+                return Decision::Unchanged;
+            }
+        }
+        // A stale observation: Graph's own sequence says it is older, or (without one on
+        // either side) it was observed before what we stored. Either way it must not move the
+        // light backwards.
         if let (Some(prev), Some(cur)) = (&last.graph_sequence, &obs.graph_sequence) {
-            if cur.as_str() <= prev.as_str() {
+            if compare_graph_sequences(cur, prev) != Ordering::Greater {
                 return Decision::Unchanged;
             }
         } else if obs.observed_at < last.observed_at {
@@ -179,12 +213,31 @@ pub fn decide(last: Option<&LastKnown>, obs: &Observation) -> Decision {
             return Decision::Unchanged;
         }
     }
+    // Keep the highest Graph sequence seen even when this observation has none (a poll), so a
+    // replay of an older sequenced item is still recognised as older afterwards.
+    let graph_sequence = match (
+        obs.graph_sequence.as_ref(),
+        last.and_then(|l| l.graph_sequence.as_ref()),
+    ) {
+        (Some(cur), Some(prev)) if compare_graph_sequences(cur, prev) == Ordering::Less => {
+            Some(prev.clone())
+        }
+        (Some(cur), _) => Some(cur.clone()),
+        (None, prev) => prev.cloned(),
+    };
+    let mut applied_items = last.map(|l| l.applied_items.clone()).unwrap_or_default();
+    if let Some(d) = &obs.item_digest {
+        applied_items.push(d.clone());
+        let excess = applied_items.len().saturating_sub(APPLIED_ITEMS_KEPT);
+        applied_items.drain(..excess);
+    }
     let next = LastKnown {
         presence: obs.presence.clone(),
         sequence: next_sequence(last.map(|l| l.sequence.as_str()), obs.observed_at),
         observed_at: obs.observed_at,
-        graph_sequence: obs.graph_sequence.clone(),
+        graph_sequence,
         source: obs.source,
+        applied_items,
     };
     Decision::Changed {
         next,
@@ -226,6 +279,7 @@ mod tests {
             source: Source::Poll,
             observed_at: t(at),
             graph_sequence: seq.map(str::to_owned),
+            item_digest: None,
         }
     }
 
@@ -306,6 +360,63 @@ mod tests {
             ),
             Decision::Changed { .. }
         ));
+    }
+
+    /// Issue 13, item 4: "10" sorted before "9" as text, so a newer item lost to an older one.
+    #[test]
+    fn graph_sequences_compare_as_numbers_when_both_are_digits() {
+        assert_eq!(compare_graph_sequences("10", "9"), Ordering::Greater);
+        assert_eq!(compare_graph_sequences("0009", "10"), Ordering::Less);
+        assert_eq!(compare_graph_sequences("007", "7"), Ordering::Equal);
+        assert_eq!(compare_graph_sequences("b", "a10"), Ordering::Greater);
+        let Decision::Changed { next: nine, .. } = decide(None, &obs("Busy", "Busy", 0, Some("9")))
+        else {
+            panic!()
+        };
+        assert!(matches!(
+            decide(Some(&nine), &obs("Away", "Away", 1, Some("10"))),
+            Decision::Changed { .. }
+        ));
+    }
+
+    /// Issue 13, item 4: A, B, then A again (a redelivery) must not roll presence back, even
+    /// though the replay is received last and carries no sequence number.
+    #[test]
+    fn a_replayed_item_changes_nothing_after_a_newer_one() {
+        let item = |av: &str, at: i64, digest: &str| Observation {
+            source: Source::Notification,
+            item_digest: Some(digest.into()),
+            ..obs(av, av, at, None)
+        };
+        let Decision::Changed { next: a, .. } = decide(None, &item("Busy", 0, "A")) else {
+            panic!()
+        };
+        let Decision::Changed { next: b, .. } = decide(Some(&a), &item("Away", 1, "B")) else {
+            panic!()
+        };
+        assert_eq!(decide(Some(&b), &item("Busy", 2, "A")), Decision::Unchanged);
+        // A poll in between (no digest, no sequence) keeps the memory of applied items.
+        let Decision::Changed { next: c, .. } =
+            decide(Some(&b), &obs("Available", "Available", 3, None))
+        else {
+            panic!()
+        };
+        assert_eq!(decide(Some(&c), &item("Busy", 4, "A")), Decision::Unchanged);
+        // ... and the highest Graph sequence seen.
+        let Decision::Changed { next: d, .. } =
+            decide(Some(&c), &obs("Busy", "Busy", 5, Some("12")))
+        else {
+            panic!()
+        };
+        let Decision::Changed { next: e, .. } = decide(Some(&d), &obs("Away", "Away", 6, None))
+        else {
+            panic!()
+        };
+        assert_eq!(e.graph_sequence.as_deref(), Some("12"));
+        assert_eq!(
+            decide(Some(&e), &obs("Busy", "Busy", 7, Some("11"))),
+            Decision::Unchanged
+        );
     }
 
     #[test]

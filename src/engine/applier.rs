@@ -4,14 +4,14 @@
 //! (MQTT, webhook, WLED) hang off it as a [`Fanout`]; without `HUE_BRIDGE` an edge may run
 //! with those alone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::clients::hue::{Address, HueError, HueSink};
+use crate::clients::hue::{Address, HostPorts, HueError, HueSink};
 use crate::config::{ConfigError, Settings};
 use crate::core::judge::{judge, Mark, Skip, Verdict};
 use crate::core::lights::{Desired, LightMap};
@@ -25,6 +25,10 @@ pub use crate::engine::sinks::{set_status, SharedSinkStatus, SinkStatus};
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     users: BTreeMap<String, Mark>,
+    /// `HUE_BRIDGE` values that once answered CLIP v2 over verified HTTPS: never again used
+    /// over plain HTTP, whatever the network does to port 443.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    v2_bridges: BTreeSet<String>,
 }
 
 /// Lights, sink and memory: applies verdicts.
@@ -34,6 +38,7 @@ pub struct Applier {
     sink: Option<HueSink>,
     watch: Vec<String>,
     applied: HashMap<String, Mark>,
+    v2_bridges: BTreeSet<String>,
     state_file: Option<PathBuf>,
     fanout: Option<Fanout>,
 }
@@ -52,12 +57,13 @@ impl Applier {
                 tracing::warn!(entry = %w, "WATCH_USERS entry looks like a UPN, but messages carry only the user's object id; use the id");
             }
         }
-        let applied = state_file.as_deref().map(load_state).unwrap_or_default();
+        let (applied, v2_bridges) = state_file.as_deref().map(load_state).unwrap_or_default();
         Self {
             lights,
             sink: Some(sink),
             watch,
             applied,
+            v2_bridges,
             state_file,
             fanout: None,
         }
@@ -89,6 +95,15 @@ impl Applier {
         settings: &Settings,
         state_file: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
+        Self::from_settings_on(settings, state_file, HostPorts::default()).await
+    }
+
+    /// [`Self::from_settings`] with the ports of a bare-host `HUE_BRIDGE` given (tests).
+    pub async fn from_settings_on(
+        settings: &Settings,
+        state_file: Option<PathBuf>,
+        ports: HostPorts,
+    ) -> anyhow::Result<Self> {
         let lights = lights_from(settings)?;
         if settings.hue_bridge.is_none() && settings.sinks.any() {
             return Ok(Self::new_without_hue(
@@ -103,6 +118,7 @@ impl Applier {
                 "the bridge's address (see `teams-presence hue discover`)",
             )
         })?;
+        let raw_address = address;
         let address = Address::parse(address).ok_or_else(|| ConfigError {
             setting: "HUE_BRIDGE".into(),
             problem: "is not valid; expected a host name, an IP address or an http(s) URL".into(),
@@ -120,15 +136,32 @@ impl Applier {
             )
             .into());
         }
-        let sink = HueSink::connect(&address, &key, &settings.hue_targets)
+        let (_, mut v2_bridges) = state_file.as_deref().map(load_state).unwrap_or_default();
+        let remembered = v2_bridges.contains(raw_address);
+        let bridge = if remembered {
+            crate::clients::hue::connect_v2_only(&address, &key, ports).await
+        } else {
+            crate::clients::hue::connect_on(&address, &key, ports).await
+        }
+        .context("cannot use the Hue bridge")?;
+        // A bare host that answered verified v2: remember it, so it is never downgraded.
+        let learned = !remembered
+            && matches!(address, Address::Host(_))
+            && matches!(bridge, crate::clients::hue::Bridge::V2(_));
+        let sink = HueSink::with_bridge(bridge, &settings.hue_targets)
             .await
             .context("cannot use the Hue bridge")?;
-        Ok(Self::new(
-            lights,
-            sink,
-            settings.watch_users.clone(),
-            state_file,
-        ))
+        let applier = Self::new(lights, sink, settings.watch_users.clone(), state_file);
+        if learned {
+            v2_bridges.insert(raw_address.to_owned());
+            let applier = Self {
+                v2_bridges,
+                ..applier
+            };
+            applier.save();
+            return Ok(applier);
+        }
+        Ok(applier)
     }
 
     /// `WATCH_USERS` (empty: every user).
@@ -137,12 +170,13 @@ impl Applier {
     }
 
     fn new_without_hue(lights: LightMap, watch: Vec<String>, state_file: Option<PathBuf>) -> Self {
-        let applied = state_file.as_deref().map(load_state).unwrap_or_default();
+        let (applied, v2_bridges) = state_file.as_deref().map(load_state).unwrap_or_default();
         Self {
             lights,
             sink: None,
             watch,
             applied,
+            v2_bridges,
             state_file,
             fanout: None,
         }
@@ -192,8 +226,12 @@ impl Applier {
                 self.applied.insert(user.clone(), mark.clone());
             }
         }
+        self.save();
+    }
+
+    fn save(&self) {
         if let Some(path) = &self.state_file {
-            if let Err(e) = save_state(path, &self.applied) {
+            if let Err(e) = save_state(path, &self.applied, &self.v2_bridges) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot write the edge state file");
             }
         }
@@ -227,20 +265,26 @@ pub fn lights_from(settings: &Settings) -> Result<LightMap, ConfigError> {
     }
 }
 
-fn load_state(path: &Path) -> HashMap<String, Mark> {
+type Loaded = (HashMap<String, Mark>, BTreeSet<String>);
+
+fn load_state(path: &Path) -> Loaded {
     match std::fs::read(path) {
         Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
-            Ok(s) => s.users.into_iter().collect(),
+            Ok(s) => (s.users.into_iter().collect(), s.v2_bridges),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable edge state file");
-                HashMap::new()
+                Loaded::default()
             }
         },
-        Err(_) => HashMap::new(),
+        Err(_) => Loaded::default(),
     }
 }
 
-fn save_state(path: &Path, applied: &HashMap<String, Mark>) -> std::io::Result<()> {
+fn save_state(
+    path: &Path,
+    applied: &HashMap<String, Mark>,
+    v2_bridges: &BTreeSet<String>,
+) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -249,6 +293,7 @@ fn save_state(path: &Path, applied: &HashMap<String, Mark>) -> std::io::Result<(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        v2_bridges: v2_bridges.clone(),
     };
     let tmp = path.with_extension("tmp");
     std::fs::write(
@@ -294,10 +339,11 @@ mod tests {
             },
         )]
         .into();
-        save_state(&path, &applied).unwrap();
-        assert_eq!(load_state(&path), applied);
+        let bridges: BTreeSet<String> = ["192.168.1.20".to_string()].into();
+        save_state(&path, &applied, &bridges).unwrap();
+        assert_eq!(load_state(&path), (applied, bridges));
         std::fs::write(&path, b"{oops").unwrap();
-        assert!(load_state(&path).is_empty());
-        assert!(load_state(&dir.path().join("missing")).is_empty());
+        assert!(load_state(&path).0.is_empty());
+        assert!(load_state(&dir.path().join("missing")).0.is_empty());
     }
 }

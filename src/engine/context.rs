@@ -33,6 +33,9 @@ pub struct Context {
     pub direct_bus: Option<Arc<servicebus::Client>>,
     /// Where the timer jobs and the sign-in hook take `now` from.
     pub clock: Clock,
+    /// Held by a subscription maintenance pass: one at a time per process (`serve` starts
+    /// one after a sign-in while its minute timer may be running another).
+    pub maintenance: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Where `now` comes from: the system clock, or a manual one that tests move by hand (the
@@ -82,6 +85,7 @@ impl Context {
             graph,
             direct_bus: None,
             clock: Clock::default(),
+            maintenance: Arc::default(),
         }
     }
 

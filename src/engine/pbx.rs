@@ -590,6 +590,7 @@ impl PbxSync {
                             source: Source::Poll,
                             observed_at: now,
                             graph_sequence: None,
+                            item_digest: None,
                         };
                         if let Err(e) = crate::engine::pipeline::record_and_publish(
                             &self.ctx.store,

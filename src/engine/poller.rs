@@ -193,6 +193,10 @@ impl Poller {
     ) -> TickReport {
         let mut report = TickReport::default();
         if !state.settings.tenant_users.is_empty() {
+            // The sync user may have been found dead by a job that could not publish.
+            if let Ok(users) = state.store.list::<UserRecord>().await {
+                state.tokens.announce_pending(&users, outbox).await;
+            }
             self.tick_tenant(state, outbox, now, &mut report).await;
         } else {
             self.tick_personal(state, outbox, now, &mut report).await;
@@ -218,6 +222,8 @@ impl Poller {
                 return;
             }
         };
+        // Users found dead by a job that could not publish are announced from here.
+        state.tokens.announce_pending(&users, outbox).await;
         let live: Vec<SubscriptionRecord> = state
             .store
             .list::<SubscriptionRecord>()

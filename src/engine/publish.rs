@@ -80,6 +80,16 @@ impl Publisher {
         Ok(())
     }
 
+    /// Whether [`Self::publish`] would deliver now: into `outbox`, or to a subscriber.
+    pub fn can_deliver(&self, outbox: Option<&Outbox>) -> bool {
+        outbox.is_some()
+            || !self
+                .subscribers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+    }
+
     /// An in-process subscription (each message is delivered to every subscriber).
     pub fn subscribe(&self) -> tokio::sync::mpsc::UnboundedReceiver<TopicMessage> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

@@ -295,7 +295,16 @@ async fn desired(state: &Context) -> Result<Vec<Desired>, StoreError> {
 
 /// Runs one maintenance pass at `now`.
 pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> RenewReport {
+    // One pass at a time: two passes over the same state both create a subscription for a
+    // new user, and the second's 409-replace deletes the first's, leaving a dead record.
+    let _one_at_a_time = state.maintenance.lock().await;
     let mut report = RenewReport::default();
+    // Both roles run this every minute, subscriptions or not: the place for other upkeep.
+    match crate::engine::signins::purge_expired(&state.store, now).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(purged = n, "expired pending sign-ins removed"),
+        Err(e) => tracing::warn!(error = %e, "cannot purge expired pending sign-ins"),
+    }
     let endpoints = match urls(state) {
         Ok(u) => u,
         Err(why) => {

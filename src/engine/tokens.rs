@@ -342,6 +342,64 @@ impl TokenManager {
         }
     }
 
+    fn publish_sign_in_required(
+        &self,
+        rec: &UserRecord,
+        reason: &str,
+        since: DateTime<Utc>,
+        outbox: Option<&Outbox>,
+    ) {
+        let msg = TopicMessage::SignInRequired(SignInRequired {
+            user_id: rec.user_id.clone(),
+            tenant_id: rec.tenant_id.clone(),
+            observed_at: since,
+            reason: reason.to_owned(),
+        });
+        if let Err(e) = self.inner.publisher.publish(outbox, vec![msg]) {
+            tracing::warn!(user_id = %rec.user_id, error = %e, "could not publish user.signin_required");
+        }
+    }
+
+    /// Publishes `user.signin_required` for the users marked by a job that had nowhere to
+    /// publish, once each (the ETag-conditional write of `announced` decides who sends it).
+    /// Returns how many were announced.
+    pub async fn announce_pending(
+        &self,
+        users: &[Versioned<UserRecord>],
+        outbox: Option<&Outbox>,
+    ) -> usize {
+        if !self.inner.publisher.can_deliver(outbox) {
+            return 0;
+        }
+        let mut announced = 0;
+        for u in users {
+            let UserState::SignInRequired {
+                reason,
+                since,
+                announced: false,
+            } = &u.value.state
+            else {
+                continue;
+            };
+            let mut rec = u.value.clone();
+            rec.state = UserState::SignInRequired {
+                reason: reason.clone(),
+                since: *since,
+                announced: true,
+            };
+            match self.inner.store.replace(&rec, &u.etag).await {
+                Ok(_) => {
+                    self.publish_sign_in_required(&rec, reason, *since, outbox);
+                    announced += 1;
+                }
+                Err(e) => {
+                    tracing::debug!(user_id = %rec.user_id, error = %e, "not announcing now")
+                }
+            }
+        }
+        announced
+    }
+
     /// Marks the user "sign-in required" and publishes one `user.signin_required`.
     pub async fn mark_sign_in_required(
         &self,
@@ -358,9 +416,13 @@ impl TokenManager {
             }
             let now = Utc::now();
             let mut rec = user.value;
+            // Nowhere to publish from this job: stored unannounced, and the next job that
+            // can publish announces it (see `announce_pending`), so the message is not lost.
+            let deliverable = self.inner.publisher.can_deliver(outbox);
             rec.state = UserState::SignInRequired {
                 reason: reason.to_owned(),
                 since: now,
+                announced: deliverable,
             };
             rec.refresh_token_sealed = None;
             rec.updated_at = now;
@@ -372,14 +434,8 @@ impl TokenManager {
                         reason,
                         "refresh token no longer works; user must sign in again"
                     );
-                    let msg = TopicMessage::SignInRequired(SignInRequired {
-                        user_id: rec.user_id.clone(),
-                        tenant_id: rec.tenant_id.clone(),
-                        observed_at: now,
-                        reason: reason.to_owned(),
-                    });
-                    if let Err(e) = self.inner.publisher.publish(outbox, vec![msg]) {
-                        tracing::warn!(user_id, error = %e, "could not publish user.signin_required");
+                    if deliverable {
+                        self.publish_sign_in_required(&rec, reason, now, outbox);
                     }
                     return Ok(());
                 }

@@ -293,18 +293,19 @@ pub struct HttpTriggerRequest {
 }
 
 impl HttpTriggerRequest {
-    /// The path and query to dispatch to our router: the URL's, or `/api/{function}` with the
-    /// `Query` map when the host sent no usable URL.
-    pub fn path_and_query(&self, fallback_path: &str) -> String {
+    /// The path and query to dispatch to our router: always `path` (the invoked function's
+    /// own route: the URL in the envelope is request data and must not pick another route),
+    /// with the URL's query as sent (percent-encoding intact), or the `Query` map when the
+    /// host sent no usable URL.
+    pub fn path_and_query(&self, path: &str) -> String {
+        let mut s = path.to_owned();
         if let Ok(u) = url::Url::parse(&self.url) {
-            let mut s = u.path().to_owned();
             if let Some(q) = u.query() {
                 s.push('?');
                 s.push_str(q);
             }
             return s;
         }
-        let mut s = fallback_path.to_owned();
         if !self.query.is_empty() {
             s.push('?');
             s.push_str(&serde_urlencoded::to_string(&self.query).unwrap_or_default());
@@ -451,8 +452,13 @@ mod tests {
         assert_eq!(req.headers.iter().filter(|(k, _)| k == "x-two").count(), 2);
         assert_eq!(req.body, b"hello");
         assert_eq!(
-            req.path_and_query("/api/x"),
+            req.path_and_query("/api/notifications"),
             "/api/notifications?validationToken=a%2Bb%20c"
+        );
+        // The URL's path never picks the route.
+        assert_eq!(
+            req.path_and_query("/api/health"),
+            "/api/health?validationToken=a%2Bb%20c"
         );
         assert_eq!(inv.invocation_id().as_deref(), Some("abc-123"));
         assert_eq!(inv.metadata_map("Query")["validationToken"], "a+b c");

@@ -313,7 +313,7 @@ async fn deliver(
 }
 
 /// The route template of a function (`presence/{userId}`) with its parameters filled in.
-fn fallback_path(def: &FunctionDef, params: &BTreeMap<String, String>) -> String {
+fn function_path(def: &FunctionDef, params: &BTreeMap<String, String>) -> String {
     let route = serde_json::from_str::<Value>(def.function_json)
         .ok()
         .and_then(|v| v["bindings"][0]["route"].as_str().map(str::to_owned))
@@ -331,7 +331,8 @@ fn to_http_request(
     req: &HttpTriggerRequest,
     outbox: Outbox,
 ) -> Result<Request<Body>, String> {
-    let uri = req.path_and_query(&fallback_path(def, &req.params));
+    // The invoked function decides the route; the envelope's URL only contributes its query.
+    let uri = req.path_and_query(&function_path(def, &req.params));
     let mut builder = Request::builder().method(req.method.as_str()).uri(uri);
     for (k, v) in &req.headers {
         // Hop-by-hop and length headers describe the host's request, not ours.

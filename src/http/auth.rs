@@ -8,7 +8,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{Duration, Utc};
 use serde::Deserialize;
@@ -45,7 +45,41 @@ struct StartQuery {
     login_hint: Option<String>,
 }
 
-async fn start(State(state): State<AppState>, Query(q): Query<StartQuery>) -> Response {
+/// Who is asking, for the rate limit: the address the nearest proxy saw (the last
+/// `X-Forwarded-For` entry: the Functions front end and tunnels append the peer they saw),
+/// else one bucket for every direct caller. A forged header only moves a caller to another
+/// bucket; the overall limit still holds.
+fn client_key(headers: &HeaderMap) -> String {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .rfind(|v| !v.is_empty())
+        .map(|v| v.chars().take(64).collect())
+        .unwrap_or_else(|| "direct".to_owned())
+}
+
+async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<StartQuery>,
+) -> Response {
+    if !state
+        .sign_in_starts
+        .allow(&client_key(&headers), std::time::Instant::now())
+    {
+        tracing::warn!("sign-in start rate limited");
+        let mut r = page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-ins",
+            "<p>Too many sign-ins were started from here. Wait a minute and try again.</p>",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+        return r;
+    }
     let entra = match state.tokens.entra() {
         Ok(e) if e.is_confidential() => e.clone(),
         Ok(_) => {
@@ -207,7 +241,7 @@ async fn end(State(state): State<AppState>, body: Bytes) -> Response {
         // Entra's own words are safe to show (no secrets), but only the first sentence.
         let description = cb.error_description.unwrap_or_default();
         let first = description.split(['\r', '\n']).next().unwrap_or("");
-        tracing::warn!(error = %error, "Entra ID reported a sign-in error");
+        tracing::warn!(error = %super::loggable(&error), "Entra ID reported a sign-in error");
         let hint = if error == "access_denied" {
             "You (or your administrator) declined the permissions. Presence.Read.All is needed to see your Teams presence."
         } else {
@@ -320,6 +354,15 @@ async fn end(State(state): State<AppState>, body: Bytes) -> Response {
             );
         }
     };
+    // Who may use this deployment, decided on the verified identity (never on login_hint).
+    if !crate::engine::signins::allowed(&state.settings, &identity) {
+        tracing::warn!(user_id = %identity.user_id, tenant_id = %identity.tenant_id, "sign-in refused: not in ALLOWED_TENANTS / ALLOWED_USERS");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Not allowed here",
+            "<p>This presence service is limited to certain accounts, and yours is not one of them. Ask whoever runs it to add you.</p>",
+        );
+    }
     let user = match state.tokens.store_sign_in(&identity, &tokens, now).await {
         Ok(u) => u,
         Err(e) => {

@@ -20,6 +20,28 @@ use serde_json::json;
 
 use crate::http::state::AppState;
 
+/// How many characters of a caller-supplied value a log line keeps.
+pub const LOGGED_VALUE_MAX: usize = 100;
+
+/// A caller-supplied value made safe for a log line: control characters (CR, LF, ESC, ...)
+/// escaped so it cannot start a forged line or drive a terminal, and at most
+/// [`LOGGED_VALUE_MAX`] characters, marked with `…` when cut.
+pub fn loggable(value: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in value.chars().enumerate() {
+        if i == LOGGED_VALUE_MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Requests larger than this are refused with 413 before a handler sees them.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 

@@ -52,6 +52,8 @@ pub struct AppState {
     /// `serve`'s generated admin token: opens the status from another machine
     /// (`crate::http::access`).
     pub admin_token: Option<secrecy::SecretString>,
+    /// The rate limit of `GET /api/auth/start`.
+    pub sign_in_starts: std::sync::Arc<crate::engine::signins::StartLimiter>,
 }
 
 impl Deref for AppState {
@@ -77,6 +79,7 @@ impl AppState {
             pbx: None,
             pbx_replay: Default::default(),
             admin_token: None,
+            sign_in_starts: Default::default(),
         }
     }
 

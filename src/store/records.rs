@@ -21,7 +21,16 @@ pub enum UserState {
         reason: String,
         /// When it was noticed.
         since: DateTime<Utc>,
+        /// Whether `user.signin_required` went out. A job with nowhere to publish (the
+        /// host's `subscriptions-renew`) marks the user unannounced, and the next job that
+        /// can publish announces them. Rows from before this field were announced.
+        #[serde(default = "already_announced")]
+        announced: bool,
     },
+}
+
+fn already_announced() -> bool {
+    true
 }
 
 /// A signed-in user.

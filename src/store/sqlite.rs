@@ -51,6 +51,9 @@ impl SqliteStore {
             }
         }
         let conn = Connection::open(path).map_err(sql_err)?;
+        // SQLite creates the file with the umask's mode (and its -wal/-shm with the file's):
+        // it holds sealed tokens and presence, so it is the owner's alone.
+        crate::files::restrict(path).map_err(|e| StoreError::Other(format!("{e:#}")))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;

@@ -186,8 +186,22 @@ impl TableStore {
         body: Option<&Value>,
         extra: &[(&str, String)],
     ) -> Result<reqwest::Response, StoreError> {
+        Ok(self.send_tracked(method, url, body, extra).await?.0)
+    }
+
+    /// [`Self::send`], also telling whether an earlier attempt may have been carried out
+    /// (it reached the service but its answer was lost or was a 5xx). A write's retry that
+    /// then meets 409/412/404 may be meeting its own first attempt.
+    async fn send_tracked(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        extra: &[(&str, String)],
+    ) -> Result<(reqwest::Response, bool), StoreError> {
         let body_text = body.map(Value::to_string);
         let mut attempt = 0u32;
+        let mut maybe_done = false;
         loop {
             attempt += 1;
             let date = Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
@@ -244,7 +258,7 @@ impl TableStore {
             };
             if !transient || attempt >= 4 {
                 return match outcome {
-                    Ok(r) => Ok(r),
+                    Ok(r) => Ok((r, maybe_done)),
                     // reqwest's error text holds the URL (no credentials: auth is a header).
                     Err(e) => Err(StoreError::Unavailable(format!(
                         "table storage unreachable: {}",
@@ -252,8 +266,26 @@ impl TableStore {
                     ))),
                 };
             }
+            // A refused connection carried nothing; anything else may have been applied.
+            maybe_done |= !matches!(&outcome, Err(e) if e.is_connect());
             tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
         }
+    }
+
+    /// After a retried write met 409/412/404: whether the row holds exactly `data`, i.e. the
+    /// lost first attempt committed. Returns its ETag then.
+    async fn already_written(
+        &self,
+        t: Table,
+        pk: &str,
+        rk: &str,
+        data: &Value,
+    ) -> Result<Option<Etag>, StoreError> {
+        Ok(self
+            .get(t, pk, rk)
+            .await?
+            .filter(|e| &e.data == data)
+            .map(|e| e.etag))
     }
 
     /// Creates every table that does not exist yet.
@@ -306,8 +338,8 @@ impl TableStore {
     ) -> Result<Etag, StoreError> {
         let url = self.endpoint.join(t.name()).expect("joins");
         let body = json!({"PartitionKey": encode_key(pk), "RowKey": encode_key(rk), "Data": data.to_string()});
-        let r = self
-            .send(
+        let (r, maybe_done) = self
+            .send_tracked(
                 Method::POST,
                 url,
                 Some(&body),
@@ -316,6 +348,10 @@ impl TableStore {
             .await?;
         match r.status() {
             s if s.is_success() => etag_of(&r),
+            StatusCode::CONFLICT if maybe_done => self
+                .already_written(t, pk, rk, data)
+                .await?
+                .ok_or(StoreError::Conflict),
             StatusCode::CONFLICT => Err(StoreError::Conflict),
             _ => Err(failure("insert", r).await),
         }
@@ -357,11 +393,20 @@ impl TableStore {
             .map(|e| ("If-Match", e.0.clone()))
             .into_iter()
             .collect();
-        let r = self
-            .send(Method::PUT, self.entity_url(t, pk, rk), Some(&body), &extra)
+        let (r, maybe_done) = self
+            .send_tracked(Method::PUT, self.entity_url(t, pk, rk), Some(&body), &extra)
             .await?;
         match r.status() {
             s if s.is_success() => etag_of(&r),
+            StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND
+                if maybe_done && etag.is_some() =>
+            {
+                match self.already_written(t, pk, rk, data).await? {
+                    Some(e) => Ok(e),
+                    None if r.status() == StatusCode::NOT_FOUND => Err(StoreError::NotFound),
+                    None => Err(StoreError::PreconditionFailed),
+                }
+            }
             StatusCode::PRECONDITION_FAILED => Err(StoreError::PreconditionFailed),
             StatusCode::NOT_FOUND if etag.is_some() => Err(StoreError::NotFound),
             _ => Err(failure("write", r).await),
@@ -377,8 +422,8 @@ impl TableStore {
         etag: Option<&Etag>,
     ) -> Result<(), StoreError> {
         let if_match = etag.map(|e| e.0.clone()).unwrap_or_else(|| "*".into());
-        let r = self
-            .send(
+        let (r, maybe_done) = self
+            .send_tracked(
                 Method::DELETE,
                 self.entity_url(t, pk, rk),
                 None,
@@ -387,6 +432,8 @@ impl TableStore {
             .await?;
         match r.status() {
             s if s.is_success() => Ok(()),
+            // The lost first attempt deleted it.
+            StatusCode::NOT_FOUND if maybe_done => Ok(()),
             StatusCode::PRECONDITION_FAILED => Err(StoreError::PreconditionFailed),
             StatusCode::NOT_FOUND => Err(StoreError::NotFound),
             _ => Err(failure("delete", r).await),

@@ -173,8 +173,10 @@ fn paths(code: &str) -> Vec<(usize, Vec<String>)> {
     let mut found = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        let boundary =
-            i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':');
+        // Byte-wise scan over UTF-8: only slice where a character starts.
+        let boundary = code.is_char_boundary(i)
+            && (i == 0
+                || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':'));
         if boundary && (code[i..].starts_with("crate::") || code[i..].starts_with("super::")) {
             let mut supers = 0;
             let mut j = i;

@@ -18,10 +18,10 @@ use teams_presence::store::{sqlite::SqliteStore, Store, Table, UserRecord, UserS
 use crate::fakes::entra::{FakeEntra, Person, Script};
 use crate::support;
 
-const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+pub(crate) const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-fn person() -> Person {
+pub(crate) fn person() -> Person {
     Person {
         oid: "0a1b2c3d-0000-0000-0000-00000000000a".into(),
         tid: "tenant-1".into(),
@@ -50,27 +50,34 @@ fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
     (path, public)
 }
 
-struct Harness {
-    app: AppState,
-    entra: FakeEntra,
+pub(crate) struct Harness {
+    pub(crate) app: AppState,
+    pub(crate) entra: FakeEntra,
     public_key: Vec<u8>,
     _dir: tempfile::TempDir,
 }
 
-async fn harness(alg: &str) -> Harness {
+pub(crate) async fn harness(alg: &str) -> Harness {
+    harness_with(alg, &[]).await
+}
+
+/// [`harness`] with more settings.
+pub(crate) async fn harness_with(alg: &str, extra: &[(&str, &str)]) -> Harness {
     support::init_logging();
     let entra = FakeEntra::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (cert, public_key) = certificate(dir.path());
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
-    let settings = support::settings(&[
+    let mut pairs: Vec<(&str, &str)> = vec![
         ("AZURE_CLIENT_ID", CLIENT_ID),
         ("AZURE_CLIENT_CERTIFICATE_PATH", cert.to_str().unwrap()),
         ("AZURE_CLIENT_ASSERTION_ALG", alg),
         ("AZURE_AUTHORITY_HOST", &entra.url),
         ("PUBLIC_BASE_URL", "https://presence.example"),
         ("TOKEN_ENCRYPTION_KEY", KEY),
-    ]);
+    ];
+    pairs.extend_from_slice(extra);
+    let settings = support::settings(&pairs);
     let app = AppState::new(settings, store, Mode::Serve);
     Harness {
         app,
@@ -80,7 +87,10 @@ async fn harness(alg: &str) -> Harness {
     }
 }
 
-async fn send(app: &AppState, req: Request<Body>) -> (StatusCode, HashMap<String, String>, String) {
+pub(crate) async fn send(
+    app: &AppState,
+    req: Request<Body>,
+) -> (StatusCode, HashMap<String, String>, String) {
     let resp = teams_presence::serve::router(app.clone())
         .oneshot(req)
         .await
@@ -97,7 +107,7 @@ async fn send(app: &AppState, req: Request<Body>) -> (StatusCode, HashMap<String
 }
 
 /// GET /api/auth/start and what its redirect asks for.
-async fn start(h: &Harness) -> HashMap<String, String> {
+pub(crate) async fn start(h: &Harness) -> HashMap<String, String> {
     let (status, headers, _) = send(
         &h.app,
         Request::get("/api/auth/start?login_hint=ada@contoso.example")
@@ -114,14 +124,14 @@ async fn start(h: &Harness) -> HashMap<String, String> {
     location.query_pairs().into_owned().collect()
 }
 
-fn form_post(fields: &[(&str, &str)]) -> Request<Body> {
+pub(crate) fn form_post(fields: &[(&str, &str)]) -> Request<Body> {
     Request::post("/api/auth/end")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from(serde_urlencoded::to_string(fields).unwrap()))
         .unwrap()
 }
 
-async fn users(app: &AppState) -> Vec<UserRecord> {
+pub(crate) async fn users(app: &AppState) -> Vec<UserRecord> {
     app.store
         .list::<UserRecord>()
         .await
@@ -511,6 +521,32 @@ async fn id_tokens_are_checked_for_signature_audience_nonce_and_expiry() {
         validate_id_token("not.a.jwt", &keys, CLIENT_ID, None, now),
         Err(IdTokenError::Malformed)
     );
+}
+
+/// Issue 13, item 3: `openssl::memcmp::eq` asserts equal lengths, so a nonce of another
+/// length used to panic the sign-in handler instead of refusing the token.
+#[tokio::test]
+async fn id_token_with_a_nonce_of_another_length_is_refused_without_a_panic() {
+    let entra = FakeEntra::start().await;
+    let jwks = reqwest::get(format!("{}/common/discovery/v2.0/keys", entra.url))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let keys = SigningKeys::from_jwks(&jwks).unwrap();
+    let now = chrono::Utc::now();
+    let token = entra.id_token(&person(), CLIENT_ID, Some("a-much-longer-nonce"));
+    for expected in ["n1", "", "a-much-longer-nonce-and-more"] {
+        let got = std::panic::catch_unwind(|| {
+            validate_id_token(&token, &keys, CLIENT_ID, Some(expected), now)
+        });
+        assert_eq!(
+            got.expect("a nonce of another length must not panic"),
+            Err(IdTokenError::WrongClaims("nonce")),
+            "{expected}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -186,3 +186,27 @@ fn package_writes_a_folder_the_functions_host_can_run() {
         }
     }
 }
+
+/// Issue 13, item 10: in tenant mode AZURE_TENANT_ID is the one tenant whose users are
+/// followed with app credentials; a domain or `common`/`organizations` there is a mistake
+/// (and an authority any tenant could sign in to).
+#[test]
+fn tenant_mode_requires_a_guid_tenant_id() {
+    use teams_presence::config::{Settings, Sources};
+    let parse = |tenant: &str| {
+        Settings::parse(&Sources::from_map(
+            [
+                ("TENANT_USERS", "00000000-0000-4000-8000-000000000001"),
+                ("AZURE_TENANT_ID", tenant),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        ))
+    };
+    for bad in ["organizations", "common", "contoso.onmicrosoft.com"] {
+        let e = parse(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(e.to_string().contains("AZURE_TENANT_ID"), "{e}");
+    }
+    assert!(parse("72f988bf-86f1-41af-91ab-2d7cd011db47").is_ok());
+}

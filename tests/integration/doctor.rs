@@ -9,10 +9,14 @@ use crate::fakes::entra::FakeEntra;
 use crate::fakes::graph::FakeGraph;
 use crate::support;
 
-/// The two bridge endpoints doctor reads: unauthenticated config, and lights with a key.
+/// The v1 bridge endpoints doctor reads: config (public part for any key), lights and
+/// groups with a key.
 async fn tiny_bridge() -> String {
     let app = Router::new()
         .route("/api/config", get(|| async { Json(json!({"name": "Hue Bridge", "bridgeid": "001788FFFE000000", "apiversion": "1.65.0"})) }))
+        // Like a real v1 bridge, the public part of the config for any key.
+        .route("/api/{key}/config", get(|| async { Json(json!({"name": "Hue Bridge", "bridgeid": "001788FFFE000000", "apiversion": "1.65.0"})) }))
+        .route("/api/{key}/groups", get(|| async { Json(json!({})) }))
         .route(
             "/api/{key}/lights",
             get(|axum::extract::Path(key): axum::extract::Path<String>| async move {

@@ -15,6 +15,7 @@
 //! - `pbx_http`: the generic HTTP PBX adapter's outbound requests against a fake PBX.
 //! - `pbx_notifications`: the PBX sync in `serve` with Teams learnt from change
 //!   notifications that carry our own writes back, duplicated and reordered.
+//! - `auth_hardening`, `webhook_hardening`, `store_retries`: issue 13's attacks and lost answers.
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 //! - `threecx`: the 3CX V20 client (token, XAPI, Call Control socket) against a fake PBX.
 //! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
@@ -23,6 +24,7 @@
 
 mod architecture;
 mod auth;
+mod auth_hardening;
 mod cli;
 mod doctor;
 mod edge;
@@ -30,19 +32,23 @@ mod edge_boot;
 mod fakes;
 mod graph_presence_writes;
 mod handler;
+mod hue_tls;
 mod pbx_e2e;
 mod pbx_generic;
 mod pbx_http;
 mod pbx_notifications;
 mod presence;
+mod private_files;
 mod reliability;
 mod serve;
 mod serve_e2e;
 mod sinks;
 mod status_page;
 mod store;
+mod store_retries;
 mod subscriptions;
 mod support;
 mod tenant_load;
 mod threecx;
 mod webhook;
+mod webhook_hardening;

@@ -268,6 +268,7 @@ async fn a_poll_and_a_notification_racing_on_one_user_publish_once() {
         source: Source::Notification,
         observed_at: t0(),
         graph_sequence: None,
+        item_digest: None,
     };
     let (_, published) = tokio::join!(
         w.app.poller.tick(&w.app, Some(&outbox), t0()),

@@ -186,6 +186,7 @@ async fn a_change_stored_by_a_process_that_died_before_publishing_is_published_a
         source: Source::Notification,
         observed_at: t0(),
         graph_sequence: None,
+        item_digest: None,
     };
     let msg = teams_presence::engine::pipeline::record(&w.store, &obs)
         .await
@@ -425,6 +426,7 @@ async fn an_edge_that_missed_a_message_shows_the_right_state_after_the_reconcile
             source: Source::Notification,
             observed_at: Utc::now(),
             graph_sequence: None,
+            item_digest: None,
         },
     )
     .await

@@ -74,6 +74,7 @@ async fn the_status_page_shows_the_user_and_their_presence_in_a_browser() {
         source: Source::Notification,
         observed_at: Utc::now() - chrono::Duration::minutes(12),
         graph_sequence: None,
+        item_digest: None,
     };
     teams_presence::engine::pipeline::record(&app.store, &obs)
         .await
@@ -164,6 +165,7 @@ async fn the_status_refuses_a_remote_peer_without_a_credential_and_shows_nothing
         source: Source::Notification,
         observed_at: Utc::now(),
         graph_sequence: None,
+        item_digest: None,
     };
     teams_presence::engine::pipeline::record(&app.store, &obs)
         .await

@@ -237,6 +237,7 @@ async fn typed_records_round_trip_with_keys_that_need_escaping(s: Store) {
         state: UserState::SignInRequired {
             reason: "AADSTS700082".into(),
             since: now,
+            announced: false,
         },
         refresh_token_sealed: Some("v1.k.n.c".into()),
         refresh_token_updated_at: Some(now),
@@ -267,6 +268,7 @@ fn observation(user: &str, av: &str, ac: &str, secs: i64) -> Observation {
         source: Source::Poll,
         observed_at: Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap(),
         graph_sequence: None,
+        item_digest: None,
     }
 }
 

@@ -416,3 +416,83 @@ async fn without_https_or_a_certificate_presence_is_polled_and_nothing_is_create
     assert!(r.disabled.unwrap().contains("https"));
     assert!(l.subs.lock().unwrap().calls.is_empty());
 }
+
+/// Issue 13, item 6: under the Functions host `subscriptions-renew` has no output binding, so
+/// when it was the first to find a dead refresh token its `user.signin_required` went
+/// nowhere and the user was never announced again. Whichever job finds it, the message must
+/// come out of some invocation.
+#[tokio::test]
+async fn signin_required_found_by_subscriptions_renew_still_reaches_the_topic() {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    support::init_logging();
+    let (graph, _subs) = FakeGraph::start_with_subscriptions().await;
+    let entra = FakeEntra::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
+    let settings = support::settings(&[
+        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+        ("AZURE_CLIENT_SECRET", "test-secret"),
+        ("AZURE_AUTHORITY_HOST", entra.url.as_str()),
+        ("GRAPH_ENDPOINT", graph.url.as_str()),
+        ("PUBLIC_BASE_URL", "https://presence.example"),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+    ]);
+    let keys = KeyRing::from_keys(vec![generate_self_signed("teams-presence-test").unwrap()]);
+    let app = AppState::new(settings, store, Mode::Handler).with_notification_keys(keys);
+    support::sign_in_directly(&app, &entra, "bob", TENANT).await;
+    // The user revokes the app's consent: the refresh token is dead.
+    entra.state.lock().unwrap().refresh_tokens.clear();
+
+    let timer = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}});
+    let mut messages = Vec::new();
+    for function in ["subscriptions-renew", "presence-refresh"] {
+        let resp = teams_presence::host::handler::router(app.clone())
+            .oneshot(
+                axum::http::Request::post(format!("/{function}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(timer.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{function}: {}", resp.status());
+        let out: serde_json::Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        match &out["Outputs"]["message"] {
+            serde_json::Value::Array(a) => messages.extend(a.iter().cloned()),
+            serde_json::Value::Null => {}
+            m => messages.push(m.clone()),
+        }
+    }
+    let announced: Vec<_> = messages
+        .iter()
+        .filter(|m| m["type"] == "user.signin_required" && m["userId"] == "bob")
+        .collect();
+    assert_eq!(announced.len(), 1, "{messages:?}");
+}
+
+/// Issue 13, item 7: in `serve` a sign-in spawns a maintenance pass while the minute timer
+/// may run one; two at once each created a subscription, the second replaced the first
+/// (Graph's 409) and one dead record was left behind.
+#[tokio::test]
+async fn concurrent_maintenance_for_a_new_user_leaves_one_live_subscription() {
+    let l = live(&[]).await;
+    support::sign_in_directly(&l.app, &l.entra, "carol", TENANT).await;
+    let t0 = Utc::now();
+    at(&l, t0);
+    let (a, b) = tokio::join!(
+        maintain(&l.app, &l.app.poller, t0),
+        maintain(&l.app, &l.app.poller, t0)
+    );
+    assert_eq!(a.failed + b.failed, 0, "{a:?} {b:?}");
+    let recs = records(&l.app).await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let live_ids: Vec<String> = l.subs.lock().unwrap().items.keys().cloned().collect();
+    assert_eq!(live_ids, vec![recs[0].subscription_id.clone()]);
+}

@@ -100,6 +100,7 @@ impl GraphPresence {
             source: Source::Poll,
             observed_at: now,
             graph_sequence: self.sequence_number.clone().filter(|s| !s.is_empty()),
+            item_digest: None,
         }
     }
 }

@@ -15,8 +15,9 @@
 //!    AES-256-CBC with IV = the key's first 16 bytes and PKCS#7 padding decrypts `data`;
 //!    the plaintext is a presence resource whose user the subscription covers.
 //!
-//! The user id comes from the decrypted `id`, falling back to `resourceData.id`; `resource`
-//! is never parsed (its shape varies: `communications/presences/{id}` or `...('{id}')`).
+//! The user id comes from the decrypted `id` only: `resourceData` and `resource` sit outside
+//! the signature (and `resource`'s shape varies: `communications/presences/{id}` or
+//! `...('{id}')`), so neither can name the user.
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -121,7 +122,7 @@ pub fn client_state_sha256_hex(client_state: &str) -> String {
     hex(&openssl::sha::sha256(client_state.as_bytes()))
 }
 
-/// `resourceData` of a notification (only the id is used).
+/// `resourceData` of a notification: parsed for completeness, never trusted (unsigned).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ResourceData {
     /// The user id, for presence.
@@ -289,8 +290,9 @@ pub fn open(
         .as_ref()
         .ok_or(Rejection::NotEncrypted)?;
     let plaintext = decrypt_content(content, keys)?;
-    let fallback = item.resource_data.as_ref().and_then(|r| r.id.as_deref());
-    let payload = parse_presence(&plaintext, fallback)?;
+    // The user comes from the signed, decrypted content only: `resourceData` is outside the
+    // signature and would let an item be attributed to someone else.
+    let payload = parse_presence(&plaintext)?;
     if !sub
         .user_ids
         .iter()
@@ -305,7 +307,20 @@ pub fn open(
         source: Source::Notification,
         observed_at: now,
         graph_sequence: payload.sequence,
+        item_digest: Some(item_digest(content)),
     })
+}
+
+/// What identifies one delivered item: a digest of its encrypted content. Graph encrypts
+/// every notification with a fresh key, so two real changes never share it, while a
+/// redelivery or a replayed capture carries the very same bytes.
+pub fn item_digest(content: &EncryptedContent) -> String {
+    let mut h = openssl::sha::Sha256::new();
+    for part in [&content.data_key, &content.data, &content.data_signature] {
+        h.update(&(part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex(&h.finish()[..16])
 }
 
 /// Steps 1 and 3 for one item, given whether its tenant had a valid validation token (the
@@ -376,7 +391,7 @@ pub fn verify_and_decrypt(
 /// The decrypted presence resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresencePayload {
-    /// The user (decrypted `id`, else `resourceData.id`).
+    /// The user (the decrypted `id`; never `resourceData.id`, which is not signed).
     pub user_id: String,
     /// Availability and activity.
     pub presence: Presence,
@@ -385,10 +400,7 @@ pub struct PresencePayload {
 }
 
 /// Parses the decrypted JSON: `{"id", "availability", "activity", "sequenceNumber"?}`.
-pub fn parse_presence(
-    plaintext: &[u8],
-    fallback_id: Option<&str>,
-) -> Result<PresencePayload, Rejection> {
+pub fn parse_presence(plaintext: &[u8]) -> Result<PresencePayload, Rejection> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Wire {
@@ -402,11 +414,6 @@ pub fn parse_presence(
     let w: Wire = serde_json::from_slice(plaintext).map_err(|_| Rejection::BadPayload)?;
     let user_id =
         w.id.filter(|s| !s.trim().is_empty())
-            .or_else(|| {
-                fallback_id
-                    .filter(|s| !s.trim().is_empty())
-                    .map(str::to_owned)
-            })
             .ok_or(Rejection::BadPayload)?;
     let sequence = match w.sequence_number {
         Some(Value::String(s)) if !s.is_empty() => Some(s),
@@ -609,9 +616,10 @@ mod tests {
     fn payload_rules() {
         let (ring, id) = ring();
         let cases: Vec<(Value, Result<&str, Rejection>)> = vec![
+            // No id in the signed content: `resourceData.id` does not stand in for it.
             (
                 json!({"availability": "Busy", "activity": "Busy"}),
-                Ok(USER),
+                Err(Rejection::BadPayload),
             ),
             (
                 json!({"id": "someone-else", "availability": "Busy", "activity": "Busy"}),

@@ -344,7 +344,8 @@ impl JwksCache {
 }
 
 /// Verifies a batch's tokens and returns the tenants they vouch for. Tokens that fail are
-/// logged with their reason (never the token) and skipped.
+/// logged with their reason (never the token) and skipped; a token signed by a key we cannot
+/// get (yet) makes the whole batch [`KeysUnavailable`], so Graph delivers it again.
 pub async fn vouched_tenants(
     cache: &JwksCache,
     tokens: &[String],
@@ -357,6 +358,13 @@ pub async fn vouched_tenants(
     }
     let kids: Vec<String> = tokens.iter().filter_map(|t| key_id(t)).collect();
     let keys = cache.keys_for(&kids).await?;
+    // A key we do not have even after the (throttled) refetch: possibly one just rotated in.
+    // Answering 202 would drop the batch for good; 503 makes Graph deliver it again later.
+    if kids.iter().any(|k| !keys.contains(k)) {
+        return Err(KeysUnavailable(
+            "a validation token is signed by a key not among the published ones (yet)".into(),
+        ));
+    }
     let mut tenants = HashSet::new();
     for t in tokens {
         match verify(t, &keys, client_id, now) {

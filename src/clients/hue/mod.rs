@@ -12,9 +12,11 @@
 //!   the unauthenticated `/api/0/config` (no key is sent on that request), then v2 is tried
 //!   over HTTPS trusting only the embedded Hue root CAs (`hue-root-cas.pem`: "root-bridge",
 //!   valid to 2038, and "Hue Root CA 01", valid to 2050) with the bridge id as the TLS server
-//!   name (`reqwest`'s `resolve`), as Hue's "Using HTTPS" page prescribes. A bridge whose
-//!   certificate does not verify (old self-signed firmware) or that has no v2 falls back to
-//!   v1 over plain HTTP, with a warning.
+//!   name (`reqwest`'s `resolve`), as Hue's "Using HTTPS" page prescribes. A bridge that
+//!   answers HTTPS but whose certificate does not verify is an error ([`HueError::Untrusted`]):
+//!   falling back to v1 over plain HTTP would put the application key on the wire. Only a
+//!   bridge without HTTPS at all (v1-only firmware) is used over HTTP, with a warning, and
+//!   not one the edge remembers as v2 ([`connect_v2_only`]: then port 80 is never touched).
 //! * a URL (`http://127.0.0.1:8080`): used as the base for both probes, over that scheme.
 //!   This is how tests reach the fake bridges: v2 over plain HTTP against a fake is the
 //!   simplest honest test of the v2 wire format; the TLS part is covered by a unit test of
@@ -70,6 +72,10 @@ pub enum HueError {
     /// The bridge cannot be reached.
     #[error("cannot reach the bridge: {0}")]
     Network(#[source] reqwest::Error),
+    /// The bridge speaks (or spoke) HTTPS but verified CLIP v2 fails now: not falling back to
+    /// plain HTTP, which would put the application key on the wire.
+    #[error("no verified HTTPS to bridge {0} (a certificate not from the Hue CA, or HTTPS unreachable on a bridge that spoke it before); refusing to fall back to plain HTTP")]
+    Untrusted(String),
 }
 
 impl HueError {
@@ -245,7 +251,9 @@ pub fn verified_client(bridge_id: &str, addr: SocketAddr) -> Result<reqwest::Cli
 /// Reads the bridge id from the unauthenticated config (no key sent). Certificates are not
 /// checked on this one request because the id is what we need to check them: the id is then
 /// verified by the real connection, whose certificate must carry it and chain to the Hue CA.
-async fn bridge_id(host: &str) -> Option<String> {
+/// Returns the id and whether it came over HTTPS (then the bridge speaks TLS, and plain HTTP
+/// is never used with it).
+async fn bridge_id(host: &str, ports: HostPorts, https_only: bool) -> Option<(String, bool)> {
     let insecure = reqwest::Client::builder()
         .tls_danger_accept_invalid_certs(true)
         .connect_timeout(Duration::from_secs(5))
@@ -253,14 +261,17 @@ async fn bridge_id(host: &str) -> Option<String> {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .ok()?;
-    for url in [
-        format!("https://{host}/api/0/config"),
-        format!("http://{host}/api/0/config"),
+    for (url, https) in [
+        (format!("https://{host}:{}/api/0/config", ports.https), true),
+        (format!("http://{host}:{}/api/0/config", ports.http), false),
     ] {
+        if https_only && !https {
+            break;
+        }
         if let Ok(resp) = insecure.get(&url).send().await {
             if let Ok(v) = resp.json::<Value>().await {
                 if let Some(id) = v["bridgeid"].as_str() {
-                    return Some(id.to_ascii_lowercase());
+                    return Some((id.to_ascii_lowercase(), https));
                 }
             }
         }
@@ -272,19 +283,74 @@ async fn socket_addr(host: &str, port: u16) -> Option<SocketAddr> {
     tokio::net::lookup_host((host, port)).await.ok()?.next()
 }
 
+/// The ports of a bridge given as a bare host: 443 and 80 on a real one (tests use others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostPorts {
+    /// CLIP v2 and the bridge's HTTPS.
+    pub https: u16,
+    /// CLIP v1 over plain HTTP.
+    pub http: u16,
+}
+
+impl Default for HostPorts {
+    fn default() -> Self {
+        Self {
+            https: 443,
+            http: 80,
+        }
+    }
+}
+
 /// Finds which API the bridge speaks and checks the key.
 pub async fn connect(address: &Address, key: &SecretString) -> Result<Bridge, HueError> {
+    connect_on(address, key, HostPorts::default()).await
+}
+
+/// [`connect`] with the ports of a bare-host address given.
+pub async fn connect_on(
+    address: &Address,
+    key: &SecretString,
+    ports: HostPorts,
+) -> Result<Bridge, HueError> {
+    connect_inner(address, key, ports, false).await
+}
+
+/// [`connect_on`] for a bridge known to speak CLIP v2 over HTTPS (the edge remembers it):
+/// anything short of a verified v2 connection is an error, and nothing at all goes over
+/// plain HTTP, so blocking port 443 cannot force a downgrade.
+pub async fn connect_v2_only(
+    address: &Address,
+    key: &SecretString,
+    ports: HostPorts,
+) -> Result<Bridge, HueError> {
+    connect_inner(address, key, ports, true).await
+}
+
+async fn connect_inner(
+    address: &Address,
+    key: &SecretString,
+    ports: HostPorts,
+    v2_only: bool,
+) -> Result<Bridge, HueError> {
+    // Set when the bridge speaks HTTPS: then v1 over plain HTTP is never tried.
+    let mut tls_bridge: Option<String> = None;
     let (v2, v1_base) = match address {
         Address::Url(base) => (
             Some(v2::Client::new(plain_client(), base.clone(), key.clone())),
             base.clone(),
         ),
         Address::Host(host) => {
-            let v1_base = Url::parse(&format!("http://{host}/"))
+            let v1_base = Url::parse(&format!("http://{host}:{}/", ports.http))
                 .map_err(|_| HueError::Protocol("HUE_BRIDGE is not a host name".into()))?;
-            let v2 = match (bridge_id(host).await, socket_addr(host, 443).await) {
-                (Some(id), Some(addr)) => {
-                    let base = Url::parse(&format!("https://{id}/"))
+            let v2 = match (
+                bridge_id(host, ports, v2_only).await,
+                socket_addr(host, ports.https).await,
+            ) {
+                (Some((id, https)), Some(addr)) => {
+                    if https {
+                        tls_bridge = Some(id.clone());
+                    }
+                    let base = Url::parse(&format!("https://{id}:{}/", ports.https))
                         .map_err(|_| HueError::Protocol("bridge id is not a host name".into()))?;
                     Some(v2::Client::new(
                         verified_client(&id, addr)?,
@@ -302,10 +368,22 @@ pub async fn connect(address: &Address, key: &SecretString) -> Result<Bridge, Hu
             Ok(_) => return Ok(Bridge::V2(v2)),
             Err(HueError::Unauthorized) => return Err(HueError::Unauthorized),
             Err(HueError::Network(e)) if matches!(address, Address::Host(_)) => {
-                tracing::warn!(error = %e, "CLIP v2 over HTTPS failed (old firmware or a certificate not from the Hue CA?); falling back to v1 over HTTP");
+                if let Some(id) = tls_bridge {
+                    // It answered HTTPS a moment ago: a certificate that does not verify is
+                    // someone else answering, or a bridge we must not talk to in clear.
+                    tracing::error!(error = %e, "CLIP v2 over HTTPS failed on a bridge that speaks HTTPS; not falling back to HTTP");
+                    return Err(HueError::Untrusted(id));
+                }
+                tracing::warn!(error = %e, "no HTTPS on the bridge (v1-only firmware?); using v1 over HTTP");
             }
             Err(e) => tracing::debug!(error = %e, "no CLIP v2; trying v1"),
         }
+    }
+    if let (true, Address::Host(host)) = (v2_only, address) {
+        tracing::error!(
+            "the bridge spoke CLIP v2 over HTTPS before and does not now; not using plain HTTP"
+        );
+        return Err(HueError::Untrusted(host.clone()));
     }
     let v1 = v1::Client::new(plain_client(), v1_base, key.clone());
     v1.check().await?;
@@ -500,7 +578,10 @@ pub async fn pairing_endpoint(address: &Address) -> Result<(reqwest::Client, Url
     match address {
         Address::Url(u) => Ok((plain_client(), u.clone())),
         Address::Host(host) => {
-            if let (Some(id), Some(addr)) = (bridge_id(host).await, socket_addr(host, 443).await) {
+            if let (Some((id, _)), Some(addr)) = (
+                bridge_id(host, HostPorts::default(), false).await,
+                socket_addr(host, 443).await,
+            ) {
                 if let Ok(base) = Url::parse(&format!("https://{id}/")) {
                     return Ok((verified_client(&id, addr)?, base));
                 }

@@ -120,6 +120,10 @@ impl Client {
     pub async fn list(&self) -> Result<Vec<Listed>, HueError> {
         let mut out = Vec::new();
         let lights = self.get("lights").await?;
+        // A wrong key is a 200 with an error array, not an empty list.
+        if let Some(e) = first_error(&lights) {
+            return Err(e);
+        }
         for (id, l) in lights.as_object().into_iter().flatten() {
             out.push(Listed {
                 target: format!("light:{id}"),
@@ -128,6 +132,9 @@ impl Client {
             });
         }
         let groups = self.get("groups").await?;
+        if let Some(e) = first_error(&groups) {
+            return Err(e);
+        }
         for (id, g) in groups.as_object().into_iter().flatten() {
             let kind = match g["type"].as_str() {
                 Some("Room") => "room",

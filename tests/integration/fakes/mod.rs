@@ -9,4 +9,5 @@ pub mod hue;
 pub mod pbx_receiver;
 pub mod servicebus;
 pub mod sinks;
+pub mod table_proxy;
 pub mod threecx;
