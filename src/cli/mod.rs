@@ -271,10 +271,16 @@ fn init_tracing(default: &str) -> Result<(), ConfigError> {
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `subscribe` waits on one long poll and one bridge at a time: one thread does it, and on
+    // a Pi each worker thread would cost its stack and its allocator arena (docs/performance.md,
+    // the edge footprint). The servers keep a worker per core.
+    let mut builder = match cli.command {
+        Command::Subscribe { .. } | Command::Healthcheck { .. } => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
