@@ -154,6 +154,7 @@ async fn start(
             client_state_sha256: client_state_sha256_hex("load-state"),
             expires_at: now + chrono::Duration::minutes(60),
             created_at: now,
+            certificate_id: String::new(),
         })
         .await?;
     drop(store);
