@@ -68,7 +68,15 @@ async fn fake_entra() -> (String, EncodingKey) {
 /// `openssl speed -seconds 5 rsa2048` on the server's core: private-key operations (sign/s).
 fn openssl_rsa2048_sign_per_s() -> anyhow::Result<f64> {
     let out = Command::new("taskset")
-        .args(["-c", SERVER_CORE, "openssl", "speed", "-seconds", "5", "rsa2048"])
+        .args([
+            "-c",
+            SERVER_CORE,
+            "openssl",
+            "speed",
+            "-seconds",
+            "5",
+            "rsa2048",
+        ])
         .stderr(Stdio::null())
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -86,7 +94,11 @@ fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // CLK_TCK is 100 on Linux.
     (ticks(14) + ticks(15)) / 100.0
 }
@@ -179,8 +191,13 @@ async fn start(
             format!("http://127.0.0.1:{port}/notifications")
         }
         Path_::Serve => {
-            cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-                .arg(&data_dir);
+            cmd.args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&data_dir);
             format!("http://127.0.0.1:{port}/api/notifications")
         }
     };
@@ -355,7 +372,10 @@ async fn main() -> anyhow::Result<()> {
             first += 200;
             let (failed, _) = send_all(&server.url, path, warm).await;
             anyhow::ensure!(failed == 0, "{} refused the warm-up", path.name());
-            eprintln!("{} x{per_request}: sealing {count} notifications...", path.name());
+            eprintln!(
+                "{} x{per_request}: sealing {count} notifications...",
+                path.name()
+            );
             let load = bodies(&key, &token, path, first, count, per_request);
             first += count;
             let (cpu0, t0) = (cpu_seconds(server.child.id()), Instant::now());
