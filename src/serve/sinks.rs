@@ -236,8 +236,13 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
                             }
                         });
                     }
+                    // In its own task: receiving must never wait on the store, or a burst
+                    // reaches the lights in pieces instead of coalesced.
                     None => {
-                        crate::engine::pipeline::confirm_all(&store, std::slice::from_ref(&m)).await
+                        tokio::spawn(async move {
+                            crate::engine::pipeline::confirm_all(&store, std::slice::from_ref(&m))
+                                .await
+                        });
                     }
                 }
                 if !hue {
