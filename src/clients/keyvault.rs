@@ -85,6 +85,26 @@ pub fn secret_to_pem(content_type: Option<&str>, value: &str) -> Result<Vec<u8>,
     }
 }
 
+/// A secrets client for the vault at `vault_url`, signed in as the managed identity
+/// (user-assigned with `identity_client_id`, else system-assigned).
+#[cfg(feature = "azure-sdk")]
+fn secret_client(
+    vault_url: &url::Url,
+    identity_client_id: Option<&str>,
+) -> anyhow::Result<azure_security_keyvault_secrets::SecretClient> {
+    use anyhow::Context;
+    use azure_identity::{
+        ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    };
+    let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+        user_assigned_id: identity_client_id.map(|c| UserAssignedId::ClientId(c.to_owned())),
+        ..Default::default()
+    }))
+    .context("cannot use the managed identity")?;
+    azure_security_keyvault_secrets::SecretClient::new(vault_url.as_str(), credential, None)
+        .context("cannot create the Key Vault client")
+}
+
 /// Loads the certificate named `name` from the vault at `vault_url` as PEM.
 #[cfg(feature = "azure-sdk")]
 pub async fn load_certificate_pem(
@@ -93,18 +113,8 @@ pub async fn load_certificate_pem(
     identity_client_id: Option<&str>,
 ) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
-    use azure_identity::{
-        ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
-    };
-    use azure_security_keyvault_secrets::SecretClient;
 
-    let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-        user_assigned_id: identity_client_id.map(|c| UserAssignedId::ClientId(c.to_owned())),
-        ..Default::default()
-    }))
-    .context("cannot use the managed identity")?;
-    let client = SecretClient::new(vault_url.as_str(), credential, None)
-        .context("cannot create the Key Vault client")?;
+    let client = secret_client(vault_url, identity_client_id)?;
     let secret = client
         .get_secret(name, None)
         .await
@@ -128,20 +138,11 @@ pub async fn load_certificate_versions(
     identity_client_id: Option<&str>,
 ) -> anyhow::Result<(Vec<u8>, Option<Vec<u8>>)> {
     use anyhow::Context;
-    use azure_identity::{
-        ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
-    };
     use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
-    use azure_security_keyvault_secrets::{ResourceExt, SecretClient};
+    use azure_security_keyvault_secrets::ResourceExt;
     use futures_util::TryStreamExt;
 
-    let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-        user_assigned_id: identity_client_id.map(|c| UserAssignedId::ClientId(c.to_owned())),
-        ..Default::default()
-    }))
-    .context("cannot use the managed identity")?;
-    let client = SecretClient::new(vault_url.as_str(), credential, None)
-        .context("cannot create the Key Vault client")?;
+    let client = secret_client(vault_url, identity_client_id)?;
     let current = client
         .get_secret(name, None)
         .await
