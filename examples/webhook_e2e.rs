@@ -23,10 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::routing::get;
-use axum::Router;
-use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, Header};
 use serde_json::{json, Value};
 use teams_presence::clients::graph::certs::{generate_self_signed, NotificationKey};
 use teams_presence::clients::graph::notification::client_state_sha256_hex;
@@ -34,36 +31,13 @@ use teams_presence::clients::graph::testing;
 use teams_presence::config::{Settings, Sources, StoreKind};
 use teams_presence::store::SubscriptionRecord;
 
-const CLIENT_ID: &str = "c0ffee00-0000-4000-8000-000000000001";
-const TENANT: &str = "7e7e7e7e-0000-4000-8000-000000000002";
-const SUB: &str = "5b5b5b5b-0000-4000-8000-000000000003";
+mod common;
+use common::{fake_entra, user, CLIENT_ID, SUB, TENANT};
 const USERS: usize = 1000;
 /// Requests in flight: enough to keep the server's core busy while one is parsed.
 const IN_FLIGHT: usize = 4;
 /// Core 0 runs the server and openssl; this process runs on the other one.
 const SERVER_CORE: &str = "0";
-
-fn user(n: usize) -> String {
-    format!("00000000-0000-4000-8000-{n:012}")
-}
-
-/// A signing-key endpoint and the key to mint validation tokens with.
-async fn fake_entra() -> (String, EncodingKey) {
-    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
-    let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let jwks = json!({"keys": [{"kty": "RSA", "use": "sig", "kid": "k",
-        "n": b64.encode(rsa.n().to_vec()), "e": b64.encode(rsa.e().to_vec())}]})
-    .to_string();
-    let app = Router::new().route(
-        "/common/discovery/v2.0/keys",
-        get(move || std::future::ready(jwks.clone())),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let key = EncodingKey::from_rsa_der(&rsa.private_key_to_der().unwrap());
-    (format!("http://{addr}"), key)
-}
 
 /// `openssl speed -seconds 5 rsa2048` on the server's core: private-key operations (sign/s).
 fn openssl_rsa2048_sign_per_s() -> anyhow::Result<f64> {
