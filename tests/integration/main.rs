@@ -21,6 +21,8 @@
 //! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
 //! - `sinks`: MQTT against a real mosquitto, the signed webhook, WLED, and the fan-out in `serve`.
 //! - `tenant_load`: a 10,000-user tenant-mode tick and PBX calls under Graph's throttling.
+//! - `faults`: issue 14's fault suite: outages of the store, the topic and the bridge, Graph's
+//!   throttling and 5xx, a revoked refresh token, `kill -9` during a burst, a lost peek-lock.
 
 mod architecture;
 mod auth;
@@ -30,6 +32,7 @@ mod doctor;
 mod edge;
 mod edge_boot;
 mod fakes;
+mod faults;
 mod graph_presence_writes;
 mod handler;
 mod hue_tls;

@@ -8,6 +8,11 @@
 //! (the exact text infra writes: `userId IN ('a', 'b')`, `userId = 'a'`, `1=1`, `1=0`) decides
 //! what it auto-forwards into that queue, and a listen-only key that belongs to the queue alone
 //! (401 anywhere else, and for sends).
+//!
+//! Fault switches for the fault suite: sends answered 500 ([`FakeServiceBus::set_failing_sends`]),
+//! sends taken but answered too late ([`FakeServiceBus::set_hanging_sends`]: the message lands,
+//! the sender times out), and locks that run out before the completion arrives
+//! ([`FakeServiceBus::lose_next_locks`]: 410, delivered again).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -73,6 +78,16 @@ pub struct Broker {
     pub failing_sends: bool,
     /// Sends answered 500.
     pub failed_sends: u32,
+    /// While set, a send is accepted (the message lands on the topic) but its answer is held
+    /// this long: past the client's timeout, the sender sees a timeout, not a 201.
+    pub hanging_sends: Option<Duration>,
+    /// Sends whose answer was held.
+    pub hung_sends: u32,
+    /// The next this many completions find their lock gone (it expired while the receiver
+    /// worked): answered 410 and the message is delivered again.
+    pub lose_locks: u32,
+    /// Completions answered 410 because of `lose_locks`.
+    pub lost_locks: u32,
     seen_ids: std::collections::HashSet<String>,
     next_seq: i64,
     max_delivery: u32,
@@ -159,6 +174,34 @@ impl FakeServiceBus {
     /// Makes sends fail with 500 (or work again).
     pub fn set_failing_sends(&self, failing: bool) {
         self.shared.broker.lock().unwrap().failing_sends = failing;
+    }
+
+    /// Holds the answer to every send for `hold` (the message is still accepted), or stops.
+    pub fn set_hanging_sends(&self, hold: Option<Duration>) {
+        self.shared.broker.lock().unwrap().hanging_sends = hold;
+    }
+
+    /// The next `n` completions find their lock expired (410, redelivered).
+    pub fn lose_next_locks(&self, n: u32) {
+        self.shared.broker.lock().unwrap().lose_locks = n;
+    }
+
+    /// Every message sent to the topic or enqueued, in order, with the ones still waiting.
+    pub fn all_bodies(&self) -> Vec<serde_json::Value> {
+        self.with(|b| {
+            let mut all: Vec<&Msg> = b
+                .completed
+                .iter()
+                .chain(&b.dead_lettered)
+                .chain(&b.queue)
+                .chain(b.queues.values().flatten())
+                .collect();
+            all.sort_by_key(|m| m.seq);
+            all.dedup_by_key(|m| m.seq);
+            all.iter()
+                .filter_map(|m| serde_json::from_slice(&m.body).ok())
+                .collect()
+        })
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&Broker) -> T) -> T {
@@ -311,54 +354,62 @@ async fn handle(
     let (entity, rest) = parts.split_at(at);
     match (method.as_str(), entity, rest) {
         ("POST", [_topic], ["messages"]) => {
-            let mut b = s.broker.lock().unwrap();
-            if b.failing_sends {
-                b.failed_sends += 1;
-                return (StatusCode::INTERNAL_SERVER_ERROR, "unavailable").into_response();
-            }
-            let seq = b.next_seq;
-            b.next_seq += 1;
-            let user = headers
-                .get("userid")
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.trim_matches('"').to_owned());
-            let message_id = headers
-                .get("brokerproperties")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
-                .and_then(|v| v["MessageId"].as_str().map(str::to_owned));
-            // Duplicate detection (the topic has it on): a repeated MessageId is accepted
-            // and dropped.
-            if let Some(id) = &message_id {
-                if !b.seen_ids.insert(id.clone()) {
-                    b.duplicates += 1;
-                    return StatusCode::CREATED.into_response();
+            // The broker's lock is not held across the await below.
+            let hold = {
+                let mut b = s.broker.lock().unwrap();
+                if b.failing_sends {
+                    b.failed_sends += 1;
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "unavailable").into_response();
                 }
-            }
-            let msg = Msg {
-                seq,
-                body: body.to_vec(),
-                user_id_header: user,
-                delivery_count: 0,
-                message_id,
-                lock: None,
+                let seq = b.next_seq;
+                b.next_seq += 1;
+                let user = headers
+                    .get("userid")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim_matches('"').to_owned());
+                let message_id = headers
+                    .get("brokerproperties")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+                    .and_then(|v| v["MessageId"].as_str().map(str::to_owned));
+                // Duplicate detection (the topic has it on): a repeated MessageId is accepted
+                // and dropped.
+                if let Some(id) = &message_id {
+                    if !b.seen_ids.insert(id.clone()) {
+                        b.duplicates += 1;
+                        return StatusCode::CREATED.into_response();
+                    }
+                }
+                let msg = Msg {
+                    seq,
+                    body: body.to_vec(),
+                    user_id_header: user,
+                    delivery_count: 0,
+                    message_id,
+                    lock: None,
+                };
+                if b.subscriptions.is_empty() {
+                    b.queue.push_back(msg);
+                } else {
+                    // Each subscription whose filter matches forwards a copy into its queue.
+                    let targets: Vec<String> = b
+                        .subscriptions
+                        .values()
+                        .filter(|sub| matches_filter(&sub.filter, msg.user_id_header.as_deref()))
+                        .map(|sub| sub.forward_to.clone())
+                        .collect();
+                    for t in targets {
+                        b.queues.entry(t).or_default().push_back(msg.clone());
+                    }
+                }
+                b.hung_sends += u32::from(b.hanging_sends.is_some());
+                b.hanging_sends
             };
-            if b.subscriptions.is_empty() {
-                b.queue.push_back(msg);
-            } else {
-                // Each subscription whose filter matches forwards a copy into its queue.
-                let targets: Vec<String> = b
-                    .subscriptions
-                    .values()
-                    .filter(|sub| matches_filter(&sub.filter, msg.user_id_header.as_deref()))
-                    .map(|sub| sub.forward_to.clone())
-                    .collect();
-                for t in targets {
-                    b.queues.entry(t).or_default().push_back(msg.clone());
-                }
-            }
-            drop(b);
             s.notify.notify_waiters();
+            if let Some(hold) = hold {
+                tokio::time::sleep(hold).await;
+                return (StatusCode::INTERNAL_SERVER_ERROR, "too late").into_response();
+            }
             StatusCode::CREATED.into_response()
         }
         ("POST", entity, ["messages", "head"]) => {
@@ -388,6 +439,7 @@ async fn handle(
             };
             let now = Instant::now();
             let max_delivery = b.max_delivery;
+            let lose = m == "DELETE" && b.lose_locks > 0;
             let queue = messages(&mut b, &source);
             let Some(pos) = queue.iter().position(|x| {
                 x.seq.to_string() == *seq
@@ -396,6 +448,16 @@ async fn handle(
                 return (StatusCode::GONE, "lock lost").into_response();
             };
             match m {
+                "DELETE" if lose => {
+                    // The lock ran out before the completion arrived: the message is
+                    // available again and its next delivery counts.
+                    queue[pos].lock = None;
+                    b.lose_locks -= 1;
+                    b.lost_locks += 1;
+                    drop(b);
+                    s.notify.notify_waiters();
+                    return (StatusCode::GONE, "lock lost").into_response();
+                }
                 "DELETE" => {
                     let msg = queue.remove(pos).unwrap();
                     b.completed.push(msg);

@@ -1,0 +1,116 @@
+//! Graph and Entra ID misbehaving: throttling with `Retry-After`, a storm of 5xx, a refresh
+//! token revoked. The cloud runs on a manual clock (one `presence-refresh` per simulated
+//! second or tick), so the timing rules are checked exactly without waiting.
+
+use axum::http::StatusCode;
+use chrono::Duration;
+use teams_presence::store::{sqlite::SqliteStore, Store};
+
+use super::{assert_no_repeats, t0, Cloud, Lamp, TENANT};
+use crate::support;
+
+async fn cloud(lamp: &Lamp, poll_interval: &str) -> (Cloud, Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("c.sqlite3")).unwrap());
+    let cloud = Cloud::start(lamp, store.clone(), &[("POLL_INTERVAL", poll_interval)]).await;
+    (cloud, store, dir)
+}
+
+/// Graph answers 429 with `Retry-After: 20`: no call goes out before the 20 s are over
+/// (ticks every second of the clock), then the change is published. Then 2 minutes of 500s:
+/// the user's polls back off (10, 20, 40, 80 s), nothing is published during the storm, and
+/// the change made during it is on the lamp right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_429_with_retry_after_and_a_5xx_storm_pause_back_off_and_end_right() {
+    let started = std::time::Instant::now();
+    let lamp = Lamp::start().await;
+    let (cloud, _store, _dir) = cloud(&lamp, "10").await;
+    support::sign_in_directly(&cloud.app, &cloud.entra, "bob", TENANT).await;
+    cloud.graph.set("bob", "Available", "Available");
+    let mut now = t0();
+    assert_eq!(cloud.tick(now).await.0, StatusCode::OK);
+    lamp.wait_for(15, "green").await;
+
+    // 429, Retry-After 20.
+    cloud.graph.set("bob", "Busy", "InACall");
+    cloud.graph.state.lock().unwrap().throttle_next.push(20);
+    now += Duration::seconds(10);
+    let calls = cloud.graph_calls();
+    cloud.tick(now).await;
+    assert_eq!(cloud.graph_calls(), calls + 1, "the throttled call");
+    let throttled_at = now;
+    for _ in 1..20 {
+        now += Duration::seconds(1);
+        assert_eq!(cloud.tick(now).await.0, StatusCode::OK);
+        assert_eq!(
+            cloud.graph_calls(),
+            calls + 1,
+            "a call {} s after a Retry-After of 20 s",
+            (now - throttled_at).num_seconds()
+        );
+    }
+    now += Duration::seconds(1);
+    cloud.tick(now).await;
+    assert_eq!(
+        cloud.graph_calls(),
+        calls + 2,
+        "called again at Retry-After"
+    );
+    lamp.wait_for(15, "red").await;
+
+    // A storm of 500s for 2 minutes; bob changes at its start.
+    cloud
+        .graph
+        .state
+        .lock()
+        .unwrap()
+        .failing_users
+        .insert("bob".into());
+    cloud.graph.set("bob", "Busy", "InAMeeting");
+    let storm_start = now;
+    let mut storm_calls = Vec::new();
+    while now < storm_start + Duration::seconds(120) {
+        now += Duration::seconds(1);
+        let before = cloud.graph_calls();
+        cloud.tick(now).await;
+        if cloud.graph_calls() > before {
+            storm_calls.push((now - storm_start).num_seconds());
+        }
+    }
+    // Due every 10 s it would have been called 12 times; backing off it is called at
+    // 10, 10+10, 20+20, 40+40 s (then 80+80 > 120).
+    assert_eq!(storm_calls, [10, 20, 40, 80], "back-off during the storm");
+    assert_eq!(
+        lamp.shown(),
+        ["green", "red"],
+        "nothing published in the storm"
+    );
+
+    // The storm ends; the next try (at most the last back-off later) publishes the change.
+    cloud.graph.state.lock().unwrap().failing_users.clear();
+    let end = now;
+    while lamp.shown().last() != Some(&"orange") {
+        assert!(
+            now - end <= Duration::seconds(160),
+            "not right after the storm: {:?}",
+            lamp.shown()
+        );
+        now += Duration::seconds(1);
+        let before = lamp.sb.all_bodies().len();
+        cloud.tick(now).await;
+        if lamp.sb.all_bodies().len() > before {
+            lamp.wait_for(15, "orange").await;
+        }
+    }
+    let after = (now - end).num_seconds();
+    let shown = lamp.shown();
+    let applied = lamp.stop().await;
+    assert_eq!(shown, ["green", "red", "orange"]);
+    assert_no_repeats(&shown);
+    applied.assert_strictly_increasing("bob");
+    assert_eq!(applied.of("bob").len(), 3);
+    eprintln!(
+        "graph: 429 held calls for 20 s; storm calls at {storm_calls:?} s; right {after} s after the storm; {:?}",
+        started.elapsed()
+    );
+}
