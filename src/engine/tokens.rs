@@ -21,9 +21,10 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::clients::entra::{EntraClient, Identity, TokenError, TokenResponse};
 use crate::config::ConfigError;
 use crate::core::message::{SignInRequired, TopicMessage};
+use crate::core::presence::Presence;
 use crate::core::seal::KeyRing;
 use crate::engine::publish::{Outbox, Publisher};
-use crate::store::{Store, StoreError, UserRecord, UserState, Versioned};
+use crate::store::{PresenceRecord, Store, StoreError, UserRecord, UserState, Versioned};
 
 /// Why no access token could be had, split by what the caller does.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +174,42 @@ impl TokenManager {
         };
         self.inner.store.upsert(&rec).await?;
         self.remember(&id.user_id, tokens, now);
+        let was_signed_out = existing
+            .as_ref()
+            .is_some_and(|e| matches!(e.value.state, UserState::SignInRequired { .. }));
+        if was_signed_out {
+            self.forget_shown_presence(&id.user_id).await;
+        }
         Ok(rec)
+    }
+
+    /// Once "sign-in required" went out, the lamps show the sign-in breathe, not the stored
+    /// presence. The stored presence becomes unknown (its sequence kept, anything pending
+    /// dropped: it is superseded), so the first observation after the new sign-in is a change
+    /// and is published with a newer sequence, also when the presence is what it was before.
+    async fn forget_shown_presence(&self, user_id: &str) {
+        let store = &self.inner.store;
+        for _ in 0..3 {
+            let current = match store.get::<PresenceRecord>(user_id, "presence").await {
+                Ok(Some(c)) => c,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(user_id, error = %e, "cannot read the presence to show again after sign-in");
+                    return;
+                }
+            };
+            let mut rec = current.value;
+            rec.last.presence = Presence::new("PresenceUnknown", "PresenceUnknown");
+            rec.pending_publish = None;
+            match store.replace(&rec, &current.etag).await {
+                Ok(_) => return,
+                Err(StoreError::PreconditionFailed | StoreError::Conflict) => continue,
+                Err(e) => {
+                    tracing::warn!(user_id, error = %e, "cannot reset the presence to show again after sign-in");
+                    return;
+                }
+            }
+        }
     }
 
     fn remember(&self, user_id: &str, tokens: &TokenResponse, now: DateTime<Utc>) {

@@ -114,3 +114,73 @@ async fn graph_429_with_retry_after_and_a_5xx_storm_pause_back_off_and_end_right
         started.elapsed()
     );
 }
+
+/// The refresh token is revoked (and with it the access token): the next poll gets 401,
+/// the refresh is refused with `invalid_grant`, the user is marked as needing sign-in
+/// (`/api/status`) and one `user.signin_required` is published (the documented blue
+/// breathe on the lamp); no further token or Graph calls for them. After a fresh sign-in the
+/// lamp shows the presence again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_refresh_token_marks_sign_in_required_and_a_new_sign_in_restores_the_lamp() {
+    let started = std::time::Instant::now();
+    let lamp = Lamp::start().await;
+    let (cloud, _store, _dir) = cloud(&lamp, "30").await;
+    support::sign_in_directly(&cloud.app, &cloud.entra, "carol", TENANT).await;
+    cloud.graph.set("carol", "Busy", "InACall");
+    let mut now = t0();
+    assert_eq!(cloud.tick(now).await.0, StatusCode::OK);
+    lamp.wait_for(15, "red").await;
+
+    // Revoked: every refresh token of carol's is dead, and Graph refuses her access token.
+    {
+        let mut e = cloud.entra.state.lock().unwrap();
+        e.refresh_tokens.retain(|_, p| p.oid != "carol");
+    }
+    cloud.graph.state.lock().unwrap().reject_tokens = true;
+    let refreshes = || {
+        cloud
+            .entra
+            .state
+            .lock()
+            .unwrap()
+            .token_requests
+            .iter()
+            .filter(|r| r.get("grant_type").map(String::as_str) == Some("refresh_token"))
+            .count()
+    };
+    let before = refreshes();
+    now += Duration::seconds(30);
+    cloud.tick(now).await;
+    assert_eq!(refreshes(), before + 1, "one refresh, refused");
+    lamp.wait_for(15, "blue").await;
+    let status = super::status(&cloud.app).await;
+    let user = &status["users"][0];
+    assert_eq!(user["signInRequired"], true, "{status}");
+    // Later ticks leave carol alone: no refresh, no Graph call, nothing published.
+    let (calls, sent) = (cloud.graph_calls(), lamp.sb.all_bodies().len());
+    for _ in 0..4 {
+        now += Duration::seconds(30);
+        assert_eq!(cloud.tick(now).await.0, StatusCode::OK);
+    }
+    assert_eq!(refreshes(), before + 1);
+    assert_eq!(cloud.graph_calls(), calls);
+    assert_eq!(lamp.sb.all_bodies().len(), sent);
+
+    // A fresh sign-in (the same presence as before the revocation): the lamp is red again.
+    cloud.graph.state.lock().unwrap().reject_tokens = false;
+    support::sign_in_directly(&cloud.app, &cloud.entra, "carol", TENANT).await;
+    cloud.app.on_signed_in("carol").await;
+    now += Duration::seconds(15);
+    cloud.tick(now).await;
+    lamp.wait_for(15, "red").await;
+    let status = super::status(&cloud.app).await;
+    assert_eq!(status["users"][0]["signInRequired"], false, "{status}");
+    let shown = lamp.shown();
+    let applied = lamp.stop().await;
+    assert_eq!(shown, ["red", "blue", "red"]);
+    applied.assert_strictly_increasing("carol");
+    eprintln!(
+        "revoked refresh token: lamp {shown:?}, {:?}",
+        started.elapsed()
+    );
+}

@@ -5,7 +5,7 @@
 //!
 //! - `outages`: Azurite stopped for 20 s, Service Bus answering 500 and timing out for 30 s,
 //!   a lost peek-lock.
-//! - `graph`: Graph's 429 with `Retry-After` and a 5xx storm.
+//! - `graph`: Graph's 429 with `Retry-After` and a 5xx storm; a revoked refresh token.
 //! - `kill`: `kill -9` of `serve` and of `subscribe` at seeded random points of a burst.
 
 mod graph;
@@ -318,4 +318,21 @@ impl Cloud {
     pub fn graph_calls(&self) -> usize {
         self.graph.state.lock().unwrap().calls.len()
     }
+}
+
+/// `GET /api/status` as a loopback peer would ask `serve` over the same store (under the
+/// Functions host the status page does not exist; what it shows is the store's).
+pub async fn status(app: &AppState) -> Value {
+    let app = AppState::new(support::settings(&[]), app.store.clone(), Mode::Serve);
+    let mut req = Request::get("/api/status").body(Body::empty()).unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo::<std::net::SocketAddr>(
+            "127.0.0.1:9".parse().unwrap(),
+        ));
+    let resp = teams_presence::serve::router(app)
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
 }
