@@ -5,9 +5,14 @@
 //!
 //! No waiting for more: a message is applied the moment it arrives. A burst coalesces by
 //! itself: the receiver keeps receiving while a bridge command is in flight, and the next
-//! batch is whatever arrived meanwhile (up to [`Options::batch`]); all are completed together. The sink succeeds: completed. The sink fails: abandoned (the
-//! broker redelivers, and dead-letters after the subscription's max delivery count), and the
-//! loop backs off before receiving again. While a slow sink works, the locks are renewed.
+//! batch is whatever arrived meanwhile (up to [`Options::batch`]); all are completed together.
+//! The sink succeeds: completed. The bridge cannot be reached or is rate limiting: the
+//! newest message per user is kept locked (renewed) while the loop backs off, what it
+//! supersedes is completed, and each retry first collects what arrived meanwhile, so a bridge
+//! that is away for minutes costs no deliveries and gets only the newest state when it is
+//! back. The bridge refuses the command: abandoned (the broker redelivers, and dead-letters
+//! after the subscription's max delivery count), and the loop backs off before receiving
+//! again. While a slow sink works, the locks are renewed.
 //!
 //! With several watched users the lamps show whoever changed last.
 //!
@@ -224,45 +229,87 @@ async fn apply_loop(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
+    // The newest message per user of a batch the bridge could not take (unreachable or
+    // busy): kept locked (renewed) while backing off, not abandoned, so a bridge that is away
+    // for minutes costs no deliveries (no dead-lettering) and only the newest state is shown
+    // when it is back.
+    let mut held: Vec<ReceivedMessage> = Vec::new();
     loop {
-        let first = tokio::select! {
-            _ = stopped(&mut stop) => break,
-            _ = next_tick(&mut reconcile_timer) => {
-                if let Some(r) = &opts.reconcile {
-                    if let Err(e) = reconcile(&r.api, applier, Utc::now()).await {
-                        tracing::warn!(error = %e, "the lights did not take the reconciled state; trying again at the next reconcile");
+        let mut batch = std::mem::take(&mut held);
+        if batch.is_empty() {
+            let first = tokio::select! {
+                _ = stopped(&mut stop) => break,
+                _ = next_tick(&mut reconcile_timer) => {
+                    if let Some(r) = &opts.reconcile {
+                        if let Err(e) = reconcile(&r.api, applier, Utc::now()).await {
+                            tracing::warn!(error = %e, "the lights did not take the reconciled state; trying again at the next reconcile");
+                        }
                     }
+                    continue;
                 }
-                continue;
+                m = rx.recv() => match m { Some(m) => m, None => break },
+            };
+            batch.push(first);
+        } else {
+            // Retrying after a back-off: first collect what arrived meanwhile (the receiver
+            // is paused), so the newest state wins.
+            while batch.len() < opts.batch {
+                match client.peek_lock(Duration::ZERO).await {
+                    Ok(Some(m)) => batch.push(m),
+                    _ => break,
+                }
             }
-            m = rx.recv() => match m { Some(m) => m, None => break },
-        };
-        let mut batch = vec![first];
+        }
         while batch.len() < opts.batch {
             match rx.try_recv() {
                 Ok(m) => batch.push(m),
                 Err(_) => break,
             }
         }
-        if process_batch(client, applier, batch).await {
-            sink_backoff.reset();
-            continue;
-        }
+        let failure = match process_batch(client, applier, batch).await {
+            Processed::Done => {
+                sink_backoff.reset();
+                let _ = healthy.send(true);
+                continue;
+            }
+            Processed::Held(kept) => {
+                held = kept;
+                "the bridge is unreachable; keeping the newest state"
+            }
+            Processed::Abandoned => "sink failure",
+        };
         let _ = healthy.send(false);
-        // What was received during the failed command goes back too: it would only wait
-        // here with its lock running out.
+        // What was received during the failed command is kept with the held state (its lock
+        // renewed with theirs), or goes back: it would only wait here with its lock running
+        // out.
         while let Ok(m) = rx.try_recv() {
-            if let Err(e) = client.abandon(&m.lock).await {
+            if !held.is_empty() {
+                held.push(m);
+            } else if let Err(e) = client.abandon(&m.lock).await {
                 log_settle_error(&e, m.props.message_id.as_deref());
             }
         }
         let wait = sink_backoff.step();
-        tracing::info!(?wait, "waiting before receiving again after a sink failure");
+        tracing::info!(
+            ?wait,
+            held = held.len(),
+            "waiting before trying again after a {failure}"
+        );
+        let locks: Vec<LockUri> = held.iter().map(|m| m.lock.clone()).collect();
+        let every = renew_interval(&held, Utc::now());
         tokio::select! {
             _ = stopped(&mut stop) => break,
-            _ = tokio::time::sleep(wait) => {}
+            _ = with_renewal(client, &locks, every, tokio::time::sleep(wait)) => {}
         }
-        let _ = healthy.send(true);
+        if held.is_empty() {
+            let _ = healthy.send(true);
+        }
+    }
+    // Stopping: what is held goes back to the broker for the next process.
+    for m in held {
+        if let Err(e) = client.abandon(&m.lock).await {
+            log_settle_error(&e, m.props.message_id.as_deref());
+        }
     }
 }
 
@@ -323,8 +370,25 @@ pub async fn reconcile(
     Ok(chosen.len())
 }
 
-/// Judges, coalesces, applies, then completes or abandons every message of a batch.
-/// Returns false if the sink failed.
+/// What became of a batch.
+enum Processed {
+    /// Applied (or nothing to apply): every message completed.
+    Done,
+    /// The bridge could not be reached or was busy: the superseded and skipped messages are
+    /// completed, these (the newest per user) are kept locked to try again.
+    Held(Vec<ReceivedMessage>),
+    /// The bridge refused the command: every message to apply is abandoned (redelivered,
+    /// dead-lettered after the subscription's max delivery count).
+    Abandoned,
+}
+
+/// Whether a failure of the lights will pass by itself (the bridge unplugged, rebooting or
+/// rate limiting), so the state is worth keeping rather than handing back to the broker.
+fn passing(e: &HueError) -> bool {
+    matches!(e, HueError::Network(_) | HueError::RateLimited { .. })
+}
+
+/// Judges, coalesces, applies, then completes, keeps or abandons every message of a batch.
 ///
 /// All users share the lights, so only the newest user's winner is shown; the other users'
 /// winners are recorded (their sequence moves on) without a command that would be
@@ -333,7 +397,7 @@ async fn process_batch(
     client: &servicebus::Client,
     applier: &mut Applier,
     batch: Vec<ReceivedMessage>,
-) -> bool {
+) -> Processed {
     let now = Utc::now();
     let verdicts: Vec<Verdict> = batch
         .iter()
@@ -355,7 +419,7 @@ async fn process_batch(
         .filter(|(i, v)| winners[*i] == *i && matches!(v, Verdict::Apply { .. }))
         .map(|(_, v)| v)
         .collect();
-    let mut ok = true;
+    let mut outcome = Processed::Done;
     if let Some(shown) = chosen.last() {
         let locks: Vec<LockUri> = batch.iter().map(|m| m.lock.clone()).collect();
         let every = renew_interval(&batch, now);
@@ -366,16 +430,26 @@ async fn process_batch(
             }
             Err(e) => {
                 let deliveries = batch.iter().filter_map(|m| m.props.delivery_count).max();
-                tracing::warn!(error = %e, deliveries, "sink failed; abandoning");
-                ok = false;
+                if passing(&e) {
+                    tracing::warn!(error = %e, deliveries, "sink failed; keeping the newest state to try again");
+                    outcome = Processed::Held(Vec::new());
+                } else {
+                    tracing::warn!(error = %e, deliveries, "sink failed; abandoning");
+                    outcome = Processed::Abandoned;
+                }
             }
         }
     }
-    for (m, v) in batch.iter().zip(&verdicts) {
-        let r = if ok || matches!(v, Verdict::Skip(_)) {
-            client.complete(&m.lock).await
-        } else {
-            client.abandon(&m.lock).await
+    for (i, (m, v)) in batch.into_iter().zip(&verdicts).enumerate() {
+        let to_apply = matches!(v, Verdict::Apply { .. });
+        let r = match &mut outcome {
+            // A winner is kept; what it supersedes is done with.
+            Processed::Held(kept) if to_apply && winners[i] == i => {
+                kept.push(m);
+                continue;
+            }
+            Processed::Abandoned if to_apply => client.abandon(&m.lock).await,
+            _ => client.complete(&m.lock).await,
         };
         if let Err(e) = r {
             // The lock may have expired: the broker redelivers, and the sequence check
@@ -383,7 +457,7 @@ async fn process_batch(
             log_settle_error(&e, m.props.message_id.as_deref());
         }
     }
-    ok
+    outcome
 }
 
 fn log_settle_error(e: &ServiceBusError, message_id: Option<&str>) {

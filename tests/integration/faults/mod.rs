@@ -4,7 +4,7 @@
 //! bridge's commands and on the edge's applied sequence (sampled from its state file).
 //!
 //! - `outages`: Azurite stopped for 20 s, Service Bus answering 500 and timing out for 30 s,
-//!   a lost peek-lock.
+//!   the Hue bridge off the network for 60 s, a lost peek-lock.
 //! - `graph`: Graph's 429 with `Retry-After` and a 5xx storm; a revoked refresh token.
 //! - `kill`: `kill -9` of `serve` and of `subscribe` at seeded random points of a burst.
 
@@ -37,6 +37,7 @@ use teams_presence::store::Store;
 use crate::fakes::entra::FakeEntra;
 use crate::fakes::graph::FakeGraph;
 use crate::fakes::hue::{Api, FakeHue, KEY as HUE_KEY};
+use crate::fakes::outage::Outage;
 use crate::fakes::servicebus::FakeServiceBus;
 use crate::support;
 
@@ -159,11 +160,13 @@ pub fn read_state(path: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The lamp: a fake Hue bridge, the fake Service Bus the cloud publishes to, and an edge
-/// (`edge::run`) between them with a state file whose applied sequence is sampled.
+/// The lamp: a fake Hue bridge (behind a proxy that can take it off the network), the fake
+/// Service Bus the cloud publishes to, and an edge (`edge::run`) between them with a state
+/// file whose applied sequence is sampled.
 pub struct Lamp {
     pub sb: FakeServiceBus,
     pub hue: FakeHue,
+    pub bridge: Outage,
     pub applied: Applied,
     sampler: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -177,10 +180,11 @@ impl Lamp {
         // Infra's maxDeliveryCount.
         let sb = FakeServiceBus::start(10).await;
         let hue = FakeHue::start(Api::V1).await;
+        let bridge = Outage::start(&hue.url).await;
         let dir = tempfile::tempdir().unwrap();
         let state_file = dir.path().join("edge-state.json");
         let sink = HueSink::connect(
-            &Address::parse(&hue.url).unwrap(),
+            &Address::parse(&bridge.url).unwrap(),
             &secrecy::SecretString::from(HUE_KEY),
             &[HueTarget::Light("1".into())],
         )
@@ -212,6 +216,7 @@ impl Lamp {
         Self {
             sb,
             hue,
+            bridge,
             applied,
             sampler,
             stop: Some(stop),

@@ -22,6 +22,71 @@ fn message(user: &str, seq: u32, availability: &str, activity: &str) -> Value {
     })
 }
 
+/// The bridge is unreachable (connections refused) for 60 s while three changes arrive: the
+/// edge keeps the newest message locked (renewing the lock) while it backs off, completes
+/// what that supersedes, abandons nothing (no delivery is spent, nothing dead-lettered), and
+/// once the bridge is back the lamp gets the latest state, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hue_bridge_down_for_60_s_gets_only_the_latest_state_once_when_back() {
+    let started = Instant::now();
+    let lamp = Lamp::start().await;
+    lamp.sb.enqueue(message("u1", 1, "Available", "Available"));
+    lamp.wait_for(15, "green").await;
+
+    lamp.bridge.refuse();
+    let down = Instant::now();
+    let during = [
+        ("Busy", "InACall"),
+        ("Away", "Away"),
+        ("Busy", "InAMeeting"),
+    ];
+    for (i, (availability, activity)) in during.iter().enumerate() {
+        lamp.sb
+            .enqueue(message("u1", 2 + i as u32, availability, activity));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(60).saturating_sub(down.elapsed())).await;
+    assert_eq!(
+        lamp.shown(),
+        ["green"],
+        "nothing reached an unplugged bridge"
+    );
+    lamp.bridge.up().await;
+
+    // The sink back-off is at most 30 s (± jitter).
+    lamp.wait_for(60, "orange").await;
+    lamp.sb
+        .wait_for(30, "all four completed", |b| b.completed.len() == 4)
+        .await;
+    let (abandoned, dead, renewed, deliveries) = lamp.sb.with(|b| {
+        (
+            b.abandoned,
+            b.dead_lettered.len(),
+            b.renewed,
+            b.completed.iter().map(|m| m.delivery_count).max(),
+        )
+    });
+    let shown = lamp.shown();
+    let applied = lamp.stop().await;
+    assert_eq!(
+        (abandoned, dead),
+        (0, 0),
+        "nothing abandoned or dead-lettered"
+    );
+    assert_eq!(deliveries, Some(1), "every message delivered once");
+    assert!(renewed >= 1, "the held lock was kept alive");
+    assert_eq!(shown, ["green", "orange"], "only the latest, once");
+    applied.assert_strictly_increasing("u1");
+    assert_eq!(
+        applied.of("u1").last().map(String::as_str),
+        Some("00000000000000000004-000000")
+    );
+    eprintln!(
+        "hue down 60 s: {renewed} lock renewals, 0 abandons, lamp {shown:?}, {:?}",
+        started.elapsed()
+    );
+}
+
 /// The edge applied a message but its lock ran out before the completion: the broker
 /// delivers it again (DeliveryCount 2) and the edge completes it without a second command.
 #[tokio::test]
