@@ -502,7 +502,7 @@ impl PbxSync {
         let s = &self.ctx.settings;
         let session = s.client_id.as_deref().ok_or("AZURE_CLIENT_ID is not set")?;
         // One budget with the poller: presence writes and reads share Graph's limit.
-        if !self.poller.take_budget(&s.tenant, now) {
+        if !self.poller.take_pbx_budget(&s.tenant, now) {
             return Err("Graph presence budget for this tenant is spent; waiting".into());
         }
         let token = self
@@ -577,7 +577,7 @@ impl PbxSync {
             }
         };
         for chunk in ids.chunks(crate::clients::graph::client::MAX_IDS_PER_CALL) {
-            if !self.poller.take_budget(&s.tenant, now) {
+            if !self.poller.take_pbx_budget(&s.tenant, now) {
                 return;
             }
             match self.ctx.graph.presences_by_user_id(&token, chunk).await {

@@ -49,24 +49,68 @@ pub struct TickReport {
     pub deferred: usize,
 }
 
+/// Who takes a slot of a tenant's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// A presence poll (the safety net every user depends on).
+    Poll,
+    /// The PBX sync's writes and read-backs.
+    Pbx,
+}
+
 #[derive(Default)]
 struct TenantBudget {
     calls: VecDeque<DateTime<Utc>>,
+    /// The PBX sync's share of `calls`.
+    pbx_calls: VecDeque<DateTime<Utc>>,
+    /// When polls asked for a slot (granted or not), over the last two windows: their demand.
+    poll_asks: VecDeque<DateTime<Utc>>,
     blocked_until: Option<DateTime<Utc>>,
 }
 
 impl TenantBudget {
     /// Takes a slot for a call at `now`, or says no.
-    fn try_take(&mut self, now: DateTime<Utc>) -> bool {
+    ///
+    /// Fairness: the PBX sync may hold at most the budget less what polls asked for (in this
+    /// window or the one before, whichever is more; at most half the budget), so a flood of PBX writes cannot starve polling, and
+    /// what polls do not need is not wasted: with no poll in the window the PBX sync may use
+    /// the whole budget, against polls that want more than half it keeps half.
+    fn try_take(&mut self, now: DateTime<Utc>, caller: Caller) -> bool {
         if self.blocked_until.is_some_and(|t| t > now) {
             return false;
         }
         let window = chrono::Duration::from_std(TENANT_WINDOW).expect("small");
-        while self.calls.front().is_some_and(|t| *t + window <= now) {
-            self.calls.pop_front();
+        for q in [&mut self.calls, &mut self.pbx_calls] {
+            while q.front().is_some_and(|t| *t + window <= now) {
+                q.pop_front();
+            }
         }
-        if self.calls.len() >= TENANT_BUDGET {
-            return false;
+        while self
+            .poll_asks
+            .front()
+            .is_some_and(|t| *t + window + window <= now)
+        {
+            self.poll_asks.pop_front();
+        }
+        let spent = self.calls.len() >= TENANT_BUDGET;
+        match caller {
+            Caller::Poll => {
+                self.poll_asks.push_back(now);
+                if spent {
+                    return false;
+                }
+            }
+            Caller::Pbx => {
+                // The previous window's demand counts too: the asks that just aged out of
+                // this one are about to come again.
+                let recent = self.poll_asks.iter().filter(|t| **t + window > now).count();
+                let before = self.poll_asks.len() - recent;
+                let reserved = recent.max(before).min(TENANT_BUDGET / 2);
+                if spent || self.pbx_calls.len() >= TENANT_BUDGET - reserved {
+                    return false;
+                }
+                self.pbx_calls.push_back(now);
+            }
         }
         self.calls.push_back(now);
         true
@@ -113,14 +157,24 @@ impl Poller {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes one Graph call from the tenant's presence budget (shared by polls and the PBX
-    /// sync's writes); false when it is spent or the tenant is throttled.
+    /// Takes one Graph call for a poll from the tenant's presence budget; false when it is
+    /// spent or the tenant is throttled.
     pub fn take_budget(&self, tenant: &str, now: DateTime<Utc>) -> bool {
+        self.take(tenant, now, Caller::Poll)
+    }
+
+    /// Takes one Graph call for the PBX sync from the same budget; false also when the PBX
+    /// sync already holds what polls leave it (see `TenantBudget::try_take`).
+    pub fn take_pbx_budget(&self, tenant: &str, now: DateTime<Utc>) -> bool {
+        self.take(tenant, now, Caller::Pbx)
+    }
+
+    fn take(&self, tenant: &str, now: DateTime<Utc>, caller: Caller) -> bool {
         self.lock()
             .tenants
             .entry(tenant.to_owned())
             .or_default()
-            .try_take(now)
+            .try_take(now, caller)
     }
 
     /// Pauses the tenant's Graph calls for `retry_after` (a 429's `Retry-After`).
@@ -564,5 +618,81 @@ impl Poller {
         for ((key, _, interval), ok) in groups.iter().zip(group_ok) {
             self.record_result(key, now, ok, *interval);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// Two minutes of a PBX flood (80 calls wanted a second, taking its slots before the
+    /// poller each second) beside polls: Graph allows 50 calls a second on average. Returns
+    /// the poll and PBX calls granted per second.
+    fn flood(polls_per_second: usize) -> Vec<(usize, usize)> {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
+        let mut b = TenantBudget::default();
+        (0..120)
+            .map(|sec| {
+                let now = t0 + chrono::Duration::seconds(sec);
+                let pbx = (0..80).filter(|_| b.try_take(now, Caller::Pbx)).count();
+                let polls = (0..polls_per_second)
+                    .filter(|_| b.try_take(now, Caller::Poll))
+                    .count();
+                assert!(b.calls.len() <= TENANT_BUDGET, "second {sec}");
+                (polls, pbx)
+            })
+            .collect()
+    }
+
+    /// The calls granted in each 30 s window once the first two have passed (the flood
+    /// took the whole first window before any poll asked).
+    fn windows(granted: &[(usize, usize)]) -> Vec<(usize, usize)> {
+        (60..=90)
+            .map(|from| {
+                granted[from..from + 30]
+                    .iter()
+                    .fold((0, 0), |(p, x), (dp, dx)| (p + dp, x + dx))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn polls_keep_their_share_of_the_budget_under_a_pbx_flood() {
+        // Polls wanting less than half the budget (16 a second) get all they want, and the
+        // PBX sync all the rest: the budget is used up.
+        for (polls, pbx) in windows(&flood(16)) {
+            assert_eq!(polls, 16 * 30, "polls {polls}, pbx {pbx}");
+            assert_eq!(polls + pbx, TENANT_BUDGET);
+        }
+        // Polls wanting more (30 a second) get half of every window, the PBX sync the other.
+        for (polls, pbx) in windows(&flood(30)) {
+            assert!(polls >= TENANT_BUDGET / 2, "polls {polls}, pbx {pbx}");
+            assert_eq!(polls + pbx, TENANT_BUDGET);
+        }
+    }
+
+    #[test]
+    fn without_waiting_polls_the_pbx_sync_may_use_the_whole_budget() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
+        let mut b = TenantBudget::default();
+        let taken = (0..2_000).filter(|_| b.try_take(now, Caller::Pbx)).count();
+        assert_eq!(taken, TENANT_BUDGET);
+        // Polls ask for 900 slots 10 s later and are refused; in the next window (the flood's
+        // calls have aged out) the PBX sync is held to half and the polls get the other half.
+        let asked = now + chrono::Duration::seconds(10);
+        assert_eq!(
+            (0..900).filter(|_| b.try_take(asked, Caller::Poll)).count(),
+            0
+        );
+        let later = now + chrono::Duration::seconds(30);
+        let pbx = (0..2_000)
+            .filter(|_| b.try_take(later, Caller::Pbx))
+            .count();
+        assert_eq!(pbx, TENANT_BUDGET / 2);
+        let polls = (0..2_000)
+            .filter(|_| b.try_take(later, Caller::Poll))
+            .count();
+        assert_eq!(polls, TENANT_BUDGET / 2);
     }
 }

@@ -87,7 +87,7 @@ async fn a_tenant_tick_for_10000_users_and_pbx_writes_sharing_the_budget_provoke
         assert_eq!(r.failed, 0, "{r:?}");
         poll_calls += r.calls;
         for n in 0..80 {
-            if !app.poller.take_budget(TENANT, now) {
+            if !app.poller.take_pbx_budget(TENANT, now) {
                 pbx_held += 1;
                 continue;
             }
