@@ -329,7 +329,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(s) => {
-                s.in_transaction(move |c| {
+                s.in_transaction(keys.len(), move |c| {
                     let read = |(pk, rk): &(String, String)| {
                         sqlite::get_raw_in(c, T::TABLE, pk, rk)?
                             .map(|(data, etag)| decode_text(pk, rk, &data, etag))

@@ -7,7 +7,8 @@
 //! ETags are unique per write (a deleted and re-created row never matches an old ETag).
 //! rusqlite is synchronous: a call runs right on the calling task when the connection is
 //! free (a point read or a small transaction takes tens of microseconds, less than the trip
-//! to the blocking pool and back), and on the blocking pool when another call holds it.
+//! to the blocking pool and back), and on the blocking pool when another call holds it;
+//! scans and large transactions always go to the blocking pool.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use super::{Entity, Etag, StoreError, Table};
+
+/// Transactions over at most this many records run where they are called when the
+/// connection is free (a webhook batch, a tick's few confirmations); larger ones go to the
+/// blocking pool.
+pub const SHORT_TRANSACTION: usize = 64;
 
 /// A SQLite-backed store. Cheap to clone.
 #[derive(Clone)]
@@ -89,17 +95,27 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` with the connection: here if it is free, else on the blocking pool (where
-    /// waiting for it does not hold up an async worker). Another process writing the file
-    /// can still make `f` wait for SQLite's lock (the busy timeout), as long as that write.
+    /// Runs a short `f` (a point read or write, a small transaction) with the connection:
+    /// here if it is free, else on the blocking pool (where waiting for it does not hold up
+    /// an async worker). Another process writing the file can still make `f` wait for
+    /// SQLite's lock (the busy timeout), as long as that write.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        if let Ok(guard) = conn.try_lock() {
+        if let Ok(guard) = self.conn.try_lock() {
             return f(&guard);
         }
+        self.run_blocking(f).await
+    }
+
+    /// Runs `f` with the connection on the blocking pool: for work that may be long (a scan
+    /// of a table, a large batch).
+    async fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&guard)
@@ -162,15 +178,17 @@ impl SqliteStore {
         .await
     }
 
-    /// Runs `f` in one transaction, in one trip to the blocking pool: a batch of reads and
-    /// writes costs one commit and one thread hop instead of one of each per statement.
+    /// Runs `f` in one transaction: a batch of reads and writes costs one commit instead of
+    /// one per statement. `items` is how many records `f` touches: up to
+    /// [`SHORT_TRANSACTION`] it runs like any short call, beyond that on the blocking pool.
     /// Committed when `f` returns `Ok`, rolled back otherwise. `BEGIN IMMEDIATE` takes the
     /// write lock up front, so what `f` reads cannot change under it.
     pub async fn in_transaction<T: Send + 'static>(
         &self,
+        items: usize,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.run(move |c| {
+        let f = move |c: &Connection| {
             let exec = |sql| c.prepare_cached(sql).and_then(|mut s| s.execute([]));
             exec("BEGIN IMMEDIATE").map_err(sql_err)?;
             match f(c) {
@@ -186,8 +204,12 @@ impl SqliteStore {
                     Err(e)
                 }
             }
-        })
-        .await
+        };
+        if items <= SHORT_TRANSACTION {
+            self.run(f).await
+        } else {
+            self.run_blocking(f).await
+        }
     }
 
     /// Inserts; Conflict if present.
@@ -281,7 +303,7 @@ impl SqliteStore {
     /// Every entity of a table or partition, in key order.
     pub async fn scan(&self, t: Table, pk: Option<&str>) -> Result<Vec<Entity>, StoreError> {
         let pk = pk.map(str::to_owned);
-        self.run(move |c| {
+        self.run_blocking(move |c| {
             let mut stmt = c
                 .prepare(
                     "SELECT pk, rk, data, etag FROM entities
