@@ -35,32 +35,15 @@ pub async fn record(
         let current = store
             .get::<PresenceRecord>(&obs.user_id, "presence")
             .await?;
-        let last = current.as_ref().map(|v| &v.value.last);
-        let Decision::Changed { next, previous } = decide(last, obs) else {
+        let Some((rec, msg)) = next_record(current.as_ref().map(|v| &v.value), obs) else {
             return Ok(None);
-        };
-        let rec = PresenceRecord {
-            user_id: obs.user_id.clone(),
-            tenant_id: obs.tenant_id.clone(),
-            last: next,
-            pending_publish: Some(PendingPublish {
-                since: obs.observed_at,
-                previous: previous.clone(),
-            }),
         };
         let written = match &current {
             Some(v) => store.replace(&rec, &v.etag).await,
             None => store.insert(&rec).await,
         };
         match written {
-            Ok(_) => {
-                return Ok(Some(PresenceChanged::from_change(
-                    &obs.user_id,
-                    &obs.tenant_id,
-                    &rec.last,
-                    previous,
-                )))
-            }
+            Ok(_) => return Ok(Some(msg)),
             Err(StoreError::PreconditionFailed | StoreError::Conflict | StoreError::NotFound) => {
                 continue
             }
@@ -70,6 +53,69 @@ pub async fn record(
     Err(StoreError::Unavailable(
         "presence write kept losing races; will retry on the next observation".into(),
     ))
+}
+
+/// The record to write (marked pending) and the message to publish when `obs` changes
+/// `current`.
+fn next_record(
+    current: Option<&PresenceRecord>,
+    obs: &Observation,
+) -> Option<(PresenceRecord, PresenceChanged)> {
+    let Decision::Changed { next, previous } = decide(current.map(|r| &r.last), obs) else {
+        return None;
+    };
+    let msg = PresenceChanged::from_change(&obs.user_id, &obs.tenant_id, &next, previous.clone());
+    let rec = PresenceRecord {
+        user_id: obs.user_id.clone(),
+        tenant_id: obs.tenant_id.clone(),
+        last: next,
+        pending_publish: Some(PendingPublish {
+            since: obs.observed_at,
+            previous,
+        }),
+    };
+    Some((rec, msg))
+}
+
+/// [`record`] for a batch, in order, in one store transaction where the store has them
+/// (SQLite: one commit and one trip to the blocking pool for a whole webhook batch). Two
+/// observations of one user in a batch are decided one after the other. The outer error is
+/// the store failing for the whole batch (nothing recorded).
+pub async fn record_batch(
+    store: &Store,
+    observations: Vec<Observation>,
+) -> Result<Vec<Result<Option<PresenceChanged>, StoreError>>, StoreError> {
+    let keys = observations
+        .iter()
+        .map(|o| (o.user_id.clone(), "presence".to_owned()))
+        .collect();
+    store
+        .update_each(keys, move |i, current: Option<&PresenceRecord>| {
+            next_record(current, &observations[i])
+        })
+        .await
+}
+
+/// [`record_batch`] and publish, in order. Returns, per observation, whether a message was
+/// published.
+pub async fn record_and_publish_batch(
+    store: &Store,
+    publisher: &Publisher,
+    outbox: Option<&Outbox>,
+    observations: Vec<Observation>,
+) -> Result<Vec<Result<bool, PipelineError>>, StoreError> {
+    let recorded = record_batch(store, observations).await?;
+    Ok(recorded
+        .into_iter()
+        .map(|r| match r? {
+            None => Ok(false),
+            Some(msg) => {
+                tracing::info!(user_id = %msg.user_id, presence = %msg.presence, source = ?msg.source, "presence changed");
+                publisher.publish(outbox, vec![TopicMessage::PresenceChanged(msg)])?;
+                Ok(true)
+            }
+        })
+        .collect())
 }
 
 /// [`record`] and publish. Returns whether a message was published.
@@ -135,12 +181,49 @@ pub async fn confirm_published(
 /// stored). A mark that cannot be cleared only means one more duplicate later: logged, not
 /// failed.
 pub async fn confirm_all(store: &Store, msgs: &[TopicMessage]) {
-    for m in msgs {
-        if let TopicMessage::PresenceChanged(c) = m {
-            if let Err(e) = confirm_published(store, &c.user_id, &c.sequence).await {
-                tracing::warn!(user_id = %c.user_id, error = %e, "sent, but the pending mark stays; it will be sent again");
+    let marks: Vec<(String, String)> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            TopicMessage::PresenceChanged(c) => Some((c.user_id.clone(), c.sequence.clone())),
+            _ => None,
+        })
+        .collect();
+    if marks.is_empty() {
+        return;
+    }
+    let keys = marks
+        .iter()
+        .map(|(u, _)| (u.clone(), "presence".to_owned()))
+        .collect();
+    let sequences: Vec<String> = marks.iter().map(|(_, s)| s.clone()).collect();
+    // One transaction for the lot where the store has them; the same ETag-conditional
+    // clearing as `confirm_published`, record by record.
+    let cleared = store
+        .update_each(keys, move |i, current: Option<&PresenceRecord>| {
+            let current = current?;
+            if current.pending_publish.is_none() || current.last.sequence != sequences[i] {
+                return None;
             }
+            let rec = PresenceRecord {
+                pending_publish: None,
+                ..current.clone()
+            };
+            Some((rec, ()))
+        })
+        .await;
+    let failed: Vec<(&str, StoreError)> = match cleared {
+        Ok(results) => marks
+            .iter()
+            .zip(results)
+            .filter_map(|((u, _), r)| r.err().map(|e| (u.as_str(), e)))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(messages = marks.len(), error = %e, "sent, but the pending marks stay; they will be sent again");
+            return;
         }
+    };
+    for (user_id, e) in failed {
+        tracing::warn!(user_id = %user_id, error = %e, "sent, but the pending mark stays; it will be sent again");
     }
 }
 

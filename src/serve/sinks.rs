@@ -19,6 +19,9 @@ use crate::engine::applier::{set_status as set, Applier};
 use crate::http::state::AppState;
 use crate::store::PresenceRecord;
 
+/// At most this many received changes share one confirmation (one store transaction).
+const CONFIRM_BATCH: usize = 64;
+
 fn log(msg: &TopicMessage) {
     match msg {
         TopicMessage::PresenceChanged(m) => {
@@ -211,46 +214,53 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
             }
         };
         let receiving = async {
+            let mut batch = Vec::new();
             while let Some(msg) = rx.recv().await {
-                log(&msg);
-                if let Some(f) = &state.sinks {
-                    f.offer(&msg);
+                // What arrived meanwhile goes along: one confirmation for the lot.
+                batch.push(msg);
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                    if batch.len() >= CONFIRM_BATCH {
+                        break;
+                    }
                 }
-                // Confirmation clears the change's pending mark: with PUBLISH_MODE=rest when
-                // Service Bus accepted it (edges elsewhere get it too), otherwise now that the
-                // sinks have it (the lights retry on their own, and show every stored
-                // presence again after a restart). Unconfirmed, the scheduler sends it again.
+                for msg in &batch {
+                    log(msg);
+                    if let Some(f) = &state.sinks {
+                        f.offer(msg);
+                    }
+                    if !hue {
+                        continue;
+                    }
+                    if let Some(user) = msg.user_id().map(str::to_owned) {
+                        lock(&pending).insert(user, msg.clone());
+                        wake.notify_one();
+                    }
+                }
+                // Confirmation clears the changes' pending marks: with PUBLISH_MODE=rest when
+                // Service Bus accepted them (edges elsewhere get them too), otherwise now that
+                // the sinks have them (the lights retry on their own, and show every stored
+                // presence again after a restart). Unconfirmed, the scheduler sends them
+                // again. In its own task: receiving must never wait on the store, or a burst
+                // reaches the lights in pieces instead of coalesced.
                 let store = state.store.clone();
-                let m = msg.clone();
+                let msgs = std::mem::take(&mut batch);
                 match state.direct_bus.clone() {
                     Some(bus) => {
                         tokio::spawn(async move {
-                            let sent = crate::engine::pipeline::send_and_confirm(
-                                &store,
-                                &bus,
-                                std::slice::from_ref(&m),
-                            )
-                            .await;
+                            let sent =
+                                crate::engine::pipeline::send_and_confirm(&store, &bus, &msgs)
+                                    .await;
                             if let Err(e) = sent {
                                 tracing::warn!(error = %e, "cannot send to Service Bus; will send again");
                             }
                         });
                     }
-                    // In its own task: receiving must never wait on the store, or a burst
-                    // reaches the lights in pieces instead of coalesced.
                     None => {
                         tokio::spawn(async move {
-                            crate::engine::pipeline::confirm_all(&store, std::slice::from_ref(&m))
-                                .await
+                            crate::engine::pipeline::confirm_all(&store, &msgs).await
                         });
                     }
-                }
-                if !hue {
-                    continue;
-                }
-                if let Some(user) = msg.user_id().map(str::to_owned) {
-                    lock(&pending).insert(user, msg);
-                    wake.notify_one();
                 }
             }
         };

@@ -11,6 +11,7 @@
 //! what keeps a poll and a notification racing on one user from publishing twice.
 
 pub mod azure_auth;
+pub mod cache;
 pub mod records;
 pub mod sqlite;
 pub mod table;
@@ -246,10 +247,39 @@ impl Store {
         pk: &str,
         rk: &str,
     ) -> Result<Option<Versioned<T>>, StoreError> {
+        if let Store::Sqlite(s) = self {
+            return s
+                .get_raw(T::TABLE, pk, rk)
+                .await?
+                .map(|(data, etag)| decode_text(pk, rk, &data, etag))
+                .transpose();
+        }
         match self.get_entity(T::TABLE, pk, rk).await? {
             None => Ok(None),
             Some(e) => Ok(Some(decode(e)?)),
         }
+    }
+
+    /// Reads a record unless its ETag is still `known` (a cache revalidating what it holds):
+    /// on SQLite an unchanged record costs the ETag compare and no parsing.
+    pub async fn get_if_changed<T: Record>(
+        &self,
+        pk: &str,
+        rk: &str,
+        known: Option<&Etag>,
+    ) -> Result<Fresh<T>, StoreError> {
+        if let Store::Sqlite(s) = self {
+            return match s.get_raw_if_changed(T::TABLE, pk, rk, known).await? {
+                None => Ok(Fresh::Missing),
+                Some((None, _)) => Ok(Fresh::Unchanged),
+                Some((Some(data), etag)) => decode_text(pk, rk, &data, etag).map(Fresh::Changed),
+            };
+        }
+        Ok(match self.get_entity(T::TABLE, pk, rk).await? {
+            None => Fresh::Missing,
+            Some(e) if Some(&e.etag) == known => Fresh::Unchanged,
+            Some(e) => Fresh::Changed(decode(e)?),
+        })
     }
 
     /// Inserts a record; [`StoreError::Conflict`] if one with its keys exists.
@@ -281,6 +311,87 @@ impl Store {
         self.delete_entity(T::TABLE, pk, rk, etag).await
     }
 
+    /// Read, decide, write for several records of one kind, in order: `decide(i, current)`
+    /// returns the record to write for `keys[i]` (conditional on the version read, as
+    /// everywhere) and what to hand back, or `None` to leave it. A lost race reads and
+    /// decides again. On SQLite the whole batch is one transaction in one trip to the
+    /// blocking pool (so nothing races inside it); on Table Storage the items go one after
+    /// another. The outer error is the batch failing as a whole (nothing written); the inner
+    /// ones are single records that could not be read or written.
+    pub async fn update_each<T, R>(
+        &self,
+        keys: Vec<(String, String)>,
+        mut decide: impl FnMut(usize, Option<&T>) -> Option<(T, R)> + Send + 'static,
+    ) -> Result<Vec<Result<Option<R>, StoreError>>, StoreError>
+    where
+        T: Record + Send + 'static,
+        R: Send + 'static,
+    {
+        match self {
+            Store::Sqlite(s) => {
+                s.in_transaction(keys.len(), move |c| {
+                    let read = |(pk, rk): &(String, String)| {
+                        sqlite::get_raw_in(c, T::TABLE, pk, rk)?
+                            .map(|(data, etag)| decode_text(pk, rk, &data, etag))
+                            .transpose()
+                    };
+                    let write = |rec: &T, etag: Option<&Etag>| {
+                        let (pk, rk) = rec.keys();
+                        let data = encode_text(rec)?;
+                        match etag {
+                            Some(e) => sqlite::replace_in(c, T::TABLE, &pk, &rk, &data, &e.0),
+                            None => sqlite::insert_in(c, T::TABLE, &pk, &rk, &data),
+                        }
+                    };
+                    let mut out = Vec::with_capacity(keys.len());
+                    for (i, key) in keys.iter().enumerate() {
+                        let r = update_one(read, write, key, |cur| decide(i, cur));
+                        // A store that fails outright fails the batch: nothing is committed.
+                        if let Err(StoreError::Unavailable(_)) = &r {
+                            return r.map(|_| Vec::new());
+                        }
+                        out.push(r);
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+            Store::Table(_) => {
+                let mut out = Vec::with_capacity(keys.len());
+                for (i, (pk, rk)) in keys.iter().enumerate() {
+                    out.push(self.update_one_async(pk, rk, |cur| decide(i, cur)).await);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    async fn update_one_async<T: Record, R>(
+        &self,
+        pk: &str,
+        rk: &str,
+        mut decide: impl FnMut(Option<&T>) -> Option<(T, R)>,
+    ) -> Result<Option<R>, StoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.get::<T>(pk, rk).await?;
+            let Some((next, r)) = decide(current.as_ref().map(|v| &v.value)) else {
+                return Ok(None);
+            };
+            let written = match &current {
+                Some(v) => self.replace(&next, &v.etag).await,
+                None => self.insert(&next).await,
+            };
+            match written {
+                Ok(_) => return Ok(Some(r)),
+                Err(
+                    StoreError::PreconditionFailed | StoreError::Conflict | StoreError::NotFound,
+                ) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(lost_races())
+    }
+
     /// Every record of a kind.
     pub async fn list<T: Record>(&self) -> Result<Vec<Versioned<T>>, StoreError> {
         self.scan_entities(T::TABLE, None)
@@ -289,6 +400,65 @@ impl Store {
             .map(decode)
             .collect()
     }
+}
+
+/// What [`Store::get_if_changed`] found.
+#[derive(Debug)]
+pub enum Fresh<T> {
+    /// The record still has the ETag the caller knows.
+    Unchanged,
+    /// The record at its new version.
+    Changed(Versioned<T>),
+    /// No such record.
+    Missing,
+}
+
+/// How many times a conditional write is retried after losing a race (each retry means
+/// another writer made progress, so this bound is never reached in practice).
+const MAX_ATTEMPTS: usize = 16;
+
+fn lost_races() -> StoreError {
+    StoreError::Unavailable("a write kept losing races; it is tried again on the next run".into())
+}
+
+/// One record of [`Store::update_each`] on a synchronous backend.
+fn update_one<T, R, K>(
+    read: impl Fn(&K) -> Result<Option<Versioned<T>>, StoreError>,
+    write: impl Fn(&T, Option<&Etag>) -> Result<Etag, StoreError>,
+    key: &K,
+    mut decide: impl FnMut(Option<&T>) -> Option<(T, R)>,
+) -> Result<Option<R>, StoreError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let current = read(key)?;
+        let Some((next, r)) = decide(current.as_ref().map(|v| &v.value)) else {
+            return Ok(None);
+        };
+        match write(&next, current.as_ref().map(|v| &v.etag)) {
+            Ok(_) => return Ok(Some(r)),
+            Err(StoreError::PreconditionFailed | StoreError::Conflict | StoreError::NotFound) => {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(lost_races())
+}
+
+fn encode_text<T: Serialize>(rec: &T) -> Result<String, StoreError> {
+    serde_json::to_string(rec).map_err(|e| StoreError::Other(format!("cannot encode record: {e}")))
+}
+
+/// A record straight from its stored JSON text.
+fn decode_text<T: DeserializeOwned>(
+    pk: &str,
+    rk: &str,
+    data: &str,
+    etag: Etag,
+) -> Result<Versioned<T>, StoreError> {
+    let value = serde_json::from_str(data).map_err(|err| {
+        StoreError::Other(format!("stored {pk}/{rk} is not a valid record: {err}"))
+    })?;
+    Ok(Versioned { value, etag })
 }
 
 fn encode<T: Serialize>(rec: &T) -> Result<Value, StoreError> {

@@ -3,8 +3,12 @@
 //! WAL mode with `synchronous=NORMAL`: a committed write is in the WAL before the call
 //! returns, so a crash or `kill -9` of the process loses nothing (only a power cut can lose
 //! the last moments, which `FULL` would prevent at the price of an fsync per write: the
-//! webhook's p99 at 200 notifications/s went from seconds to milliseconds without it). ETags are random per write (a deleted and re-created row never matches an old
-//! ETag). rusqlite is synchronous, so every call runs on the blocking pool.
+//! webhook's p99 at 200 notifications/s went from seconds to milliseconds without it).
+//! ETags are unique per write (a deleted and re-created row never matches an old ETag).
+//! rusqlite is synchronous: a call runs right on the calling task when the connection is
+//! free (a point read or a small transaction takes tens of microseconds, less than the trip
+//! to the blocking pool and back), and on the blocking pool when another call holds it;
+//! scans and large transactions always go to the blocking pool.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,6 +18,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use super::{Entity, Etag, StoreError, Table};
+
+/// Transactions over at most this many records run where they are called when the
+/// connection is free (a webhook batch, a tick's few confirmations); larger ones go to the
+/// blocking pool.
+pub const SHORT_TRANSACTION: usize = 64;
 
 /// A SQLite-backed store. Cheap to clone.
 #[derive(Clone)]
@@ -36,8 +45,15 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// A fresh ETag: 64 random bits drawn once per process and a counter, so no two writes of
+/// any process share one (a deleted and re-created row never matches an old ETag) and a
+/// write costs no trip to the kernel's random source.
 fn new_etag() -> Etag {
-    Etag(format!("\"{}\"", uuid::Uuid::new_v4().simple()))
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Etag(format!("\"{seed:016x}{n:016x}\""))
 }
 
 impl SqliteStore {
@@ -79,7 +95,23 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Runs a short `f` (a point read or write, a small transaction) with the connection:
+    /// here if it is free, else on the blocking pool (where waiting for it does not hold up
+    /// an async worker). Another process writing the file can still make `f` wait for
+    /// SQLite's lock (the busy timeout), as long as that write.
     async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if let Ok(guard) = self.conn.try_lock() {
+            return f(&guard);
+        }
+        self.run_blocking(f).await
+    }
+
+    /// Runs `f` with the connection on the blocking pool: for work that may be long (a scan
+    /// of a table, a large batch).
+    async fn run_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -101,17 +133,83 @@ impl SqliteStore {
     pub async fn get(&self, t: Table, pk: &str, rk: &str) -> Result<Option<Entity>, StoreError> {
         let (pk, rk) = (pk.to_owned(), rk.to_owned());
         self.run(move |c| {
-            c.query_row(
-                "SELECT data, etag FROM entities WHERE tbl=?1 AND pk=?2 AND rk=?3",
-                params![t.name(), pk, rk],
-                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
-            )
-            .optional()
-            .map_err(sql_err)?
-            .map(|(data, etag)| to_entity(pk, rk, &data, etag))
-            .transpose()
+            get_raw_in(c, t, &pk, &rk)?
+                .map(|(data, etag)| to_entity(pk, rk, &data, etag.0))
+                .transpose()
         })
         .await
+    }
+
+    /// Reads one entity's JSON text and ETag, unparsed: typed reads parse it straight into
+    /// their record instead of through a `serde_json::Value`.
+    pub async fn get_raw(
+        &self,
+        t: Table,
+        pk: &str,
+        rk: &str,
+    ) -> Result<Option<(String, Etag)>, StoreError> {
+        let (pk, rk) = (pk.to_owned(), rk.to_owned());
+        self.run(move |c| get_raw_in(c, t, &pk, &rk)).await
+    }
+
+    /// Reads one entity's ETag, and its JSON text only when the ETag is not `known`.
+    pub async fn get_raw_if_changed(
+        &self,
+        t: Table,
+        pk: &str,
+        rk: &str,
+        known: Option<&Etag>,
+    ) -> Result<Option<(Option<String>, Etag)>, StoreError> {
+        let (pk, rk) = (pk.to_owned(), rk.to_owned());
+        let known = known.map(|e| e.0.clone());
+        self.run(move |c| {
+            c.prepare_cached(
+                "SELECT CASE WHEN etag IS ?4 THEN NULL ELSE data END, etag FROM entities
+                 WHERE tbl=?1 AND pk=?2 AND rk=?3",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![t.name(), pk, rk, known], |row| {
+                    Ok((row.get::<_, Option<String>>(0)?, Etag(row.get(1)?)))
+                })
+                .optional()
+            })
+            .map_err(sql_err)
+        })
+        .await
+    }
+
+    /// Runs `f` in one transaction: a batch of reads and writes costs one commit instead of
+    /// one per statement. `items` is how many records `f` touches: up to
+    /// [`SHORT_TRANSACTION`] it runs like any short call, beyond that on the blocking pool.
+    /// Committed when `f` returns `Ok`, rolled back otherwise. `BEGIN IMMEDIATE` takes the
+    /// write lock up front, so what `f` reads cannot change under it.
+    pub async fn in_transaction<T: Send + 'static>(
+        &self,
+        items: usize,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let f = move |c: &Connection| {
+            let exec = |sql| c.prepare_cached(sql).and_then(|mut s| s.execute([]));
+            exec("BEGIN IMMEDIATE").map_err(sql_err)?;
+            match f(c) {
+                Ok(v) => match exec("COMMIT") {
+                    Ok(_) => Ok(v),
+                    Err(e) => {
+                        let _ = c.execute_batch("ROLLBACK");
+                        Err(sql_err(e))
+                    }
+                },
+                Err(e) => {
+                    let _ = c.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        };
+        if items <= SHORT_TRANSACTION {
+            self.run(f).await
+        } else {
+            self.run_blocking(f).await
+        }
     }
 
     /// Inserts; Conflict if present.
@@ -123,22 +221,7 @@ impl SqliteStore {
         data: &Value,
     ) -> Result<Etag, StoreError> {
         let (pk, rk, data) = (pk.to_owned(), rk.to_owned(), data.to_string());
-        self.run(move |c| {
-            let etag = new_etag();
-            let n = c
-                .execute(
-                    "INSERT INTO entities (tbl, pk, rk, data, etag) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT DO NOTHING",
-                    params![t.name(), pk, rk, data, etag.0],
-                )
-                .map_err(sql_err)?;
-            if n == 0 {
-                Err(StoreError::Conflict)
-            } else {
-                Ok(etag)
-            }
-        })
-        .await
+        self.run(move |c| insert_in(c, t, &pk, &rk, &data)).await
     }
 
     /// Replaces when the ETag matches.
@@ -156,27 +239,8 @@ impl SqliteStore {
             data.to_string(),
             etag.0.clone(),
         );
-        self.run(move |c| {
-            let etag = new_etag();
-            // One statement: the compare and the write cannot be split by another writer.
-            let n = c
-                .execute(
-                    "UPDATE entities SET data=?4, etag=?5 WHERE tbl=?1 AND pk=?2 AND rk=?3 AND etag=?6",
-                    params![t.name(), pk, rk, data, etag.0, old],
-                )
-                .map_err(sql_err)?;
-            if n == 1 {
-                return Ok(etag);
-            }
-            exists(c, t, &pk, &rk).and_then(|e| {
-                Err(if e {
-                    StoreError::PreconditionFailed
-                } else {
-                    StoreError::NotFound
-                })
-            })
-        })
-        .await
+        self.run(move |c| replace_in(c, t, &pk, &rk, &data, &old))
+            .await
     }
 
     /// Inserts or replaces.
@@ -239,7 +303,7 @@ impl SqliteStore {
     /// Every entity of a table or partition, in key order.
     pub async fn scan(&self, t: Table, pk: Option<&str>) -> Result<Vec<Entity>, StoreError> {
         let pk = pk.map(str::to_owned);
-        self.run(move |c| {
+        self.run_blocking(move |c| {
             let mut stmt = c
                 .prepare(
                     "SELECT pk, rk, data, etag FROM entities
@@ -265,6 +329,76 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// The JSON text and ETag of one entity, on a connection (or inside
+/// [`SqliteStore::in_transaction`]).
+pub fn get_raw_in(
+    c: &Connection,
+    t: Table,
+    pk: &str,
+    rk: &str,
+) -> Result<Option<(String, Etag)>, StoreError> {
+    c.prepare_cached("SELECT data, etag FROM entities WHERE tbl=?1 AND pk=?2 AND rk=?3")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![t.name(), pk, rk], |row| {
+                Ok((row.get::<_, String>(0)?, Etag(row.get::<_, String>(1)?)))
+            })
+            .optional()
+        })
+        .map_err(sql_err)
+}
+
+/// Inserts on a connection; Conflict if present.
+pub fn insert_in(
+    c: &Connection,
+    t: Table,
+    pk: &str,
+    rk: &str,
+    data: &str,
+) -> Result<Etag, StoreError> {
+    let etag = new_etag();
+    let n = c
+        .prepare_cached(
+            "INSERT INTO entities (tbl, pk, rk, data, etag) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut stmt| stmt.execute(params![t.name(), pk, rk, data, etag.0]))
+        .map_err(sql_err)?;
+    if n == 0 {
+        Err(StoreError::Conflict)
+    } else {
+        Ok(etag)
+    }
+}
+
+/// Replaces on a connection when the ETag is still `old`.
+pub fn replace_in(
+    c: &Connection,
+    t: Table,
+    pk: &str,
+    rk: &str,
+    data: &str,
+    old: &str,
+) -> Result<Etag, StoreError> {
+    let etag = new_etag();
+    // One statement: the compare and the write cannot be split by another writer.
+    let n = c
+        .prepare_cached(
+            "UPDATE entities SET data=?4, etag=?5 WHERE tbl=?1 AND pk=?2 AND rk=?3 AND etag=?6",
+        )
+        .and_then(|mut stmt| stmt.execute(params![t.name(), pk, rk, data, etag.0, old]))
+        .map_err(sql_err)?;
+    if n == 1 {
+        return Ok(etag);
+    }
+    exists(c, t, pk, rk).and_then(|e| {
+        Err(if e {
+            StoreError::PreconditionFailed
+        } else {
+            StoreError::NotFound
+        })
+    })
 }
 
 fn exists(c: &Connection, t: Table, pk: &str, rk: &str) -> Result<bool, StoreError> {

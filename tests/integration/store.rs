@@ -4,6 +4,7 @@
 
 use chrono::{TimeZone, Utc};
 use serde_json::json;
+use teams_presence::core::message::TopicMessage;
 use teams_presence::core::presence::{Observation, Presence, Source};
 use teams_presence::engine::pipeline;
 use teams_presence::store::sqlite::SqliteStore;
@@ -63,6 +64,8 @@ conformance!(
     typed_records_round_trip_with_keys_that_need_escaping,
     racing_identical_observations_publish_exactly_once,
     racing_different_observations_never_lose_an_update,
+    a_batch_is_recorded_in_order_and_stays_pending_until_confirmed,
+    a_cached_record_is_revalidated_on_every_read,
 );
 
 async fn insert_then_get_returns_the_document_and_a_second_insert_conflicts(s: Store) {
@@ -312,4 +315,79 @@ async fn racing_different_observations_never_lose_an_update(s: Store) {
         assert_eq!(b.previous, Some(a.presence.clone()));
         assert!(b.sequence > a.sequence);
     }
+}
+
+async fn a_batch_is_recorded_in_order_and_stays_pending_until_confirmed(s: Store) {
+    let (a, b) = (key(), key());
+    let batch = vec![
+        observation(&a, "Busy", "InACall", 10),
+        observation(&b, "Away", "Away", 10),
+        observation(&a, "Available", "Available", 20),
+        // The same again: nothing new.
+        observation(&b, "Away", "Away", 10),
+    ];
+    let msgs: Vec<_> = pipeline::record_batch(&s, batch)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(msgs[..3].iter().all(Option::is_some));
+    assert!(msgs[3].is_none());
+    // Two changes of one user in one batch are decided one after the other.
+    assert_eq!(
+        msgs[2].as_ref().unwrap().previous,
+        Some(Presence::new("Busy", "InACall"))
+    );
+    let stored = |user: String| {
+        let s = s.clone();
+        async move {
+            s.get::<PresenceRecord>(&user, "presence")
+                .await
+                .unwrap()
+                .unwrap()
+                .value
+        }
+    };
+    let a_now = stored(a.clone()).await;
+    assert_eq!(a_now.last.presence, Presence::new("Available", "Available"));
+    assert!(a_now.pending_publish.is_some());
+    assert!(stored(b.clone()).await.pending_publish.is_some());
+
+    let topic: Vec<TopicMessage> = msgs
+        .into_iter()
+        .flatten()
+        .map(TopicMessage::PresenceChanged)
+        .collect();
+    // Confirming the older change of `a` leaves the newer one's mark alone.
+    pipeline::confirm_all(&s, &topic[..1]).await;
+    assert!(stored(a.clone()).await.pending_publish.is_some());
+    pipeline::confirm_all(&s, &topic).await;
+    assert!(stored(a).await.pending_publish.is_none());
+    assert!(stored(b).await.pending_publish.is_none());
+}
+
+async fn a_cached_record_is_revalidated_on_every_read(s: Store) {
+    use teams_presence::store::cache::RecordCache;
+    let user = key();
+    let cache = RecordCache::<PresenceRecord>::new(8);
+    assert!(cache.get(&s, &user, "presence").await.unwrap().is_none());
+    pipeline::record(&s, &observation(&user, "Busy", "InACall", 10))
+        .await
+        .unwrap();
+    let first = cache.get(&s, &user, "presence").await.unwrap().unwrap();
+    let again = cache.get(&s, &user, "presence").await.unwrap().unwrap();
+    // Unchanged: the very record kept, not parsed again.
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    // Changed by another writer: seen on the next read.
+    pipeline::record(&s, &observation(&user, "Away", "Away", 20))
+        .await
+        .unwrap();
+    let changed = cache.get(&s, &user, "presence").await.unwrap().unwrap();
+    assert_eq!(changed.last.presence, Presence::new("Away", "Away"));
+    // Deleted: gone on the next read.
+    s.delete::<PresenceRecord>(&user, "presence", None)
+        .await
+        .unwrap();
+    assert!(cache.get(&s, &user, "presence").await.unwrap().is_none());
 }

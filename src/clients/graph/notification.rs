@@ -230,6 +230,21 @@ pub struct Batch<T> {
 
 /// Parses `{"value":[...],"validationTokens":[...]}`.
 pub fn parse_batch<T: DeserializeOwned>(body: &[u8]) -> Result<Batch<T>, BatchError> {
+    // Graph's batches are well formed: typed in one pass, without a `Value` tree per item.
+    // Anything else takes the lenient path below, where one bad item does not sink the rest.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Typed<T> {
+        value: Vec<T>,
+        #[serde(default)]
+        validation_tokens: Vec<Value>,
+    }
+    if let Ok(b) = serde_json::from_slice::<Typed<T>>(body) {
+        return Ok(Batch {
+            items: b.value.into_iter().map(Ok).collect(),
+            validation_tokens: strings(b.validation_tokens),
+        });
+    }
     let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
         return Err(BatchError::Malformed);
     };
@@ -238,13 +253,7 @@ pub fn parse_batch<T: DeserializeOwned>(body: &[u8]) -> Result<Batch<T>, BatchEr
         _ => return Err(BatchError::Malformed),
     };
     let validation_tokens = match obj.remove("validationTokens") {
-        Some(Value::Array(tokens)) => tokens
-            .into_iter()
-            .filter_map(|t| match t {
-                Value::String(s) => Some(s),
-                _ => None,
-            })
-            .collect(),
+        Some(Value::Array(tokens)) => strings(tokens),
         _ => Vec::new(),
     };
     Ok(Batch {
@@ -254,6 +263,17 @@ pub fn parse_batch<T: DeserializeOwned>(body: &[u8]) -> Result<Batch<T>, BatchEr
             .collect(),
         validation_tokens,
     })
+}
+
+/// The strings of a JSON array (tokens that are not strings are no tokens).
+fn strings(values: Vec<Value>) -> Vec<String> {
+    values
+        .into_iter()
+        .filter_map(|t| match t {
+            Value::String(s) => Some(s),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Step 1: the item belongs to `sub` (found by its `subscriptionId`), carries its
@@ -293,10 +313,13 @@ pub fn open(
     // The user comes from the signed, decrypted content only: `resourceData` is outside the
     // signature and would let an item be attributed to someone else.
     let payload = parse_presence(&plaintext)?;
-    if !sub
-        .user_ids
-        .iter()
-        .any(|u| u.eq_ignore_ascii_case(&payload.user_id))
+    // Ids are stored as Graph sends them, so the exact compare (a memcmp that stops at the
+    // first differing byte) nearly always decides; the case-insensitive one is the fallback.
+    if !sub.user_ids.contains(&payload.user_id)
+        && !sub
+            .user_ids
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(&payload.user_id))
     {
         return Err(Rejection::UserNotInSubscription);
     }
