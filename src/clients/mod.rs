@@ -10,5 +10,6 @@ pub mod mqtt;
 pub mod pbx;
 pub mod presence_api;
 pub mod servicebus;
+pub mod tls;
 pub mod webhook;
 pub mod wled;

@@ -153,7 +153,7 @@ pub struct GraphClient {
 impl GraphClient {
     /// A client for `{endpoint}/v1.0`.
     pub fn new(endpoint: &Url, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::clients::tls::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(timeout)
             .pool_max_idle_per_host(32)

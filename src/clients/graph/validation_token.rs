@@ -256,7 +256,7 @@ impl JwksCache {
 
     /// A cache with other timings (tests).
     pub fn with_timings(authority_host: &Url, ttl: Duration, min_refetch: Duration) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::clients::tls::client_builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
