@@ -34,9 +34,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
              CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc \
              AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar; \
     fi \
- && cargo build --release --locked --no-default-features --features vendored-openssl \
+ && cargo build --profile pi --locked --no-default-features --features vendored-openssl \
       --target armv7-unknown-linux-gnueabihf \
- && cp target/armv7-unknown-linux-gnueabihf/release/teams-presence /teams-presence
+ && cp target/armv7-unknown-linux-gnueabihf/pi/teams-presence /teams-presence
 
 FROM --platform=linux/arm/v7 debian:bookworm-slim AS runtime
 RUN apt-get update \

@@ -3,7 +3,7 @@
 # peek-lock + Hue v1 bridge), `subscribe` under qemu-arm against them, one presence.changed
 # message in, the expected PUT out, the message completed, then a clean SIGTERM shutdown.
 #
-#   scripts/armv7-e2e.sh target/armv7-unknown-linux-gnueabihf/release/teams-presence
+#   scripts/armv7-e2e.sh target/armv7-unknown-linux-gnueabihf/pi/teams-presence
 #   RUNNER= scripts/armv7-e2e.sh target/debug/teams-presence     # same test, native binary
 #
 # Exit status 0 on success, 1 with a reason on failure.

@@ -11,6 +11,8 @@ export RUSTFLAGS="-C target-feature=+crt-static"
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
 export CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
 export AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar
-/usr/bin/cargo build --locked --release --no-default-features --features vendored-openssl \
+# PROFILE=release builds with the cloud profile instead, for comparison.
+PROFILE=${PROFILE:-pi}
+/usr/bin/cargo build --locked --profile "$PROFILE" --no-default-features --features vendored-openssl \
   --target armv7-unknown-linux-gnueabihf >&2
-echo "$PWD/target/armv7-unknown-linux-gnueabihf/release/teams-presence"
+echo "${CARGO_TARGET_DIR:-$PWD/target}/armv7-unknown-linux-gnueabihf/$PROFILE/teams-presence"

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Resident memory of `subscribe` idle and after 1,000 messages, against the Python fakes.
 #   scripts/edge-footprint.sh target/release/teams-presence
-# Prints VmRSS (and the peak, VmHWM) from /proc/PID/status.
+#   RUNNER=qemu-arm scripts/edge-footprint.sh "$(scripts/build-armv7.sh)"
+# Prints VmRSS (and the peak, VmHWM; RssAnon is the heap and stacks, RssFile the mapped
+# binary and libraries), the thread count from /proc/PID/status and the CPU time used so far. Under a RUNNER the
+# process is the emulator with the program inside it; then the line after splits its RSS
+# (from /proc/PID/smaps) into the program's (its binary, heap and stacks, which live in the
+# emulator's guest address space) and the emulator's own (its binary, libraries, translated
+# code cache and heap).
 set -euo pipefail
 BIN=${1:?usage: $0 path/to/teams-presence}
+RUNNER=${RUNNER-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d)
 trap 'kill $SUB $FAKES 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -18,9 +25,34 @@ env -i PATH="$PATH" RUST_LOG=warn \
   ServiceBusConnection="Endpoint=sb://fake.servicebus.windows.net/;SharedAccessKeyName=edge;SharedAccessKey=k=" \
   SERVICEBUS_ENDPOINT="http://127.0.0.1:$SB" PRESENCE_SUBSCRIPTION=pi \
   HUE_BRIDGE="http://127.0.0.1:$HUE" HUE_APPLICATION_KEY=hk HUE_TARGETS=light:1,light:2,group:1 \
-  "$BIN" subscribe --data-dir "$WORK/data" 2>"$WORK/sub.log" &
+  $RUNNER "$BIN" subscribe --data-dir "$WORK/data" 2>"$WORK/sub.log" &
 SUB=$!
-rss() { grep -E '^(VmRSS|VmHWM)' /proc/$SUB/status | tr -s ' \t' ' ' | paste -sd' '; }
+rss() {
+  echo "$(grep -E '^(VmRSS|VmHWM|RssAnon|RssFile|Threads)' /proc/$SUB/status | tr -s ' \t' ' ' | paste -sd' ')" \
+    "CPU: $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f s", ($14 + $15) / hz}' /proc/$SUB/stat)"
+  [ -z "$RUNNER" ] || python3 - "$SUB" "$(basename "$BIN")" <<'PY'
+import sys
+# A 32-bit guest lives in one 4 GiB window of the emulator's address space: the mappings of
+# the program's binary mark it; every mapping inside the window is the program's.
+pid, name = sys.argv[1], sys.argv[2]
+maps, cur = [], None
+for line in open("/proc/%s/smaps" % pid):
+    f = line.split()
+    if "-" in f[0] and len(f) >= 5 and ":" in f[3]:
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        cur = [lo, hi, f[5] if len(f) > 5 else "", 0]
+        maps.append(cur)
+    elif f[0] == "Rss:":
+        cur[3] = int(f[1])
+base = min(m[0] for m in maps if m[2].endswith("/" + name))
+lo = base & ~((1 << 32) - 1)
+guest = [m for m in maps if lo <= m[0] < lo + (1 << 32)]
+ours = sum(m[3] for m in maps) - sum(m[3] for m in guest)
+binary = sum(m[3] for m in guest if m[2].endswith("/" + name))
+print("  program %d kB (binary %d kB, heap and stacks %d kB); emulator %d kB"
+      % (sum(m[3] for m in guest), binary, sum(m[3] for m in guest) - binary, ours))
+PY
+}
 sleep 5
 echo "idle:          $(rss)"
 

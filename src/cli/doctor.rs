@@ -52,7 +52,7 @@ fn net_error(e: reqwest::Error) -> String {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::clients::tls::client_builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(8))
         .build()

@@ -403,7 +403,7 @@ impl EntraClient {
         credential: ClientCredential,
         scopes: Vec<String>,
     ) -> Self {
-        let http = crate::clients::http_builder()
+        let http = crate::clients::tls::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .build()

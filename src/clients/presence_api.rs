@@ -37,7 +37,7 @@ pub struct PresenceApi {
 impl PresenceApi {
     /// A client for `base` (`https://<app>.azurewebsites.net` or `http://<host>:7071`).
     pub fn new(base: &Url, key: Option<SecretString>, timeout: Duration) -> Self {
-        let http = crate::clients::http_builder()
+        let http = crate::clients::tls::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(timeout)
             .build()

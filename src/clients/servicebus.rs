@@ -326,7 +326,7 @@ impl Client {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        let http = crate::clients::http_builder()
+        let http = crate::clients::tls::client_builder()
             .connect_timeout(Duration::from_secs(15))
             .user_agent(concat!("teams-presence/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -121,7 +121,7 @@ impl WebhookClient {
         attempts: u32,
         backoff: Duration,
     ) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::clients::tls::client_builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -66,7 +66,7 @@ impl WledClient {
 
     /// With its own timeout (tests).
     pub fn with_timeout(base: Url, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::clients::tls::client_builder()
             .timeout(timeout)
             .build()
             .expect("a plain client builds");

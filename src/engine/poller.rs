@@ -29,6 +29,14 @@ use crate::engine::publish::Outbox;
 use crate::engine::tokens::AccessError;
 use crate::store::{SubscriptionRecord, UserRecord, UserState};
 
+/// The presence every tenant-mode user had at the tick's scan, shared by the tick's calls.
+type Known = futures_util::future::Shared<
+    futures_util::future::BoxFuture<
+        'static,
+        Arc<HashMap<String, crate::core::presence::LastKnown>>,
+    >,
+>;
+
 /// Graph's presence limit: requests per window per app per tenant.
 pub const TENANT_BUDGET: usize = 1_500;
 /// The window of that limit.
@@ -530,18 +538,35 @@ impl Poller {
         // One scan of what we know instead of a read per user: most polls change nothing,
         // and only users whose presence differs from the snapshot go through the ETag path
         // (which reads again, so a snapshot that went stale meanwhile cannot lose an update).
-        let known: Arc<HashMap<String, crate::core::presence::LastKnown>> = Arc::new(
-            state
-                .store
-                .list::<crate::store::PresenceRecord>()
+        // The scan runs while the first calls wait on Graph, so a tick costs Graph's latency
+        // and not the scan before it (docs/performance.md, the poll tick).
+        let store = state.store.clone();
+        // The stored documents are read straight into what `decide` compares (a presence
+        // row's partition key is its user id): the typed `PresenceRecord` would buffer each
+        // of the 10,000 rows once more for its flattened part.
+        let known: Known = futures_util::FutureExt::shared(Box::pin(async move {
+            let rows = store
+                .scan_entities(crate::store::Table::Presence, None)
                 .await
-                .map(|v| {
-                    v.into_iter()
-                        .map(|r| (r.value.user_id, r.value.last))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        );
+                .unwrap_or_default();
+            // Off the async workers, which meanwhile send the calls and read their answers.
+            let decode = move || {
+                rows.into_iter()
+                    .filter_map(|e| {
+                        <crate::core::presence::LastKnown as serde::Deserialize>::deserialize(
+                            &e.data,
+                        )
+                        .ok()
+                        .map(|last| (e.pk, last))
+                    })
+                    .collect()
+            };
+            Arc::new(
+                tokio::task::spawn_blocking(decode)
+                    .await
+                    .unwrap_or_default(),
+            )
+        }));
         let sem = Arc::new(tokio::sync::Semaphore::new(s.poll_concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         let mut group_ok = vec![true; groups.len()];
@@ -564,9 +589,14 @@ impl Poller {
                     chunk.to_vec(),
                 );
                 tasks.spawn(async move {
-                    let _permit = sem.acquire_owned().await;
-                    let result = match this.graph.presences_by_user_id(&token, &ids).await {
+                    let permit = sem.acquire_owned().await;
+                    let answer = this.graph.presences_by_user_id(&token, &ids).await;
+                    // The limit is on calls in flight: the next call goes out while this
+                    // answer is compared with what we know.
+                    drop(permit);
+                    let result = match answer {
                         Ok(list) => {
+                            let known = known.await;
                             let mut changed = 0;
                             for p in &list {
                                 let obs = p.observation(&tenant, now);
@@ -594,6 +624,9 @@ impl Poller {
                 });
             }
         }
+        // Started once the calls are queued, so the first calls go out before it takes a
+        // core; they hold their own handles on it, this one only makes it start now.
+        drop(tokio::spawn(known));
         while let Some(r) = tasks.join_next().await {
             match r {
                 Ok((_, Ok((polled, changed)))) => {

@@ -161,17 +161,6 @@ pub fn verify(
     client_id: &str,
     now: DateTime<Utc>,
 ) -> Result<String, TokenError> {
-    verify_until(token, keys, client_id, now).map(|(tenant, _)| tenant)
-}
-
-/// [`verify`], also returning the token's `exp`: a token that passed once is good for the
-/// same tenant until then (its signature and claims cannot change, and `nbf` stays passed).
-fn verify_until(
-    token: &str,
-    keys: &SigningKeys,
-    client_id: &str,
-    now: DateTime<Utc>,
-) -> Result<(String, i64), TokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
     if header.alg != Algorithm::RS256 {
         return Err(TokenError::Malformed);
@@ -190,10 +179,10 @@ fn verify_until(
     })?;
     let c = data.claims;
     let now = now.timestamp();
-    let exp = match c.exp {
-        Some(exp) if now <= exp.saturating_add(LEEWAY_SECS) => exp,
+    match c.exp {
+        Some(exp) if now <= exp.saturating_add(LEEWAY_SECS) => {}
         _ => return Err(TokenError::Expired),
-    };
+    }
     if let Some(nbf) = c.nbf {
         if now < nbf.saturating_sub(LEEWAY_SECS) {
             return Err(TokenError::NotYetValid);
@@ -234,7 +223,7 @@ fn verify_until(
             return Err(TokenError::WrongIssuer);
         }
     }
-    Ok((tenant, exp))
+    Ok(tenant)
 }
 
 /// The Microsoft identity platform's signing keys, fetched on demand and cached.
@@ -249,23 +238,7 @@ struct Inner {
     ttl: Duration,
     min_refetch: Duration,
     state: tokio::sync::Mutex<CacheState>,
-    verified: std::sync::Mutex<Verified>,
 }
-
-/// Tokens that passed [`verify`] with one set of fetched keys and one client id:
-/// token → (tenant, `exp`). Graph sends the same validation token with batch after batch
-/// for about an hour, so this saves a JWT parse and an RSA signature check per request.
-/// Only tokens that passed are kept, so a forger cannot grow it; it is emptied when full,
-/// when the keys are fetched again and when the client id differs.
-#[derive(Default)]
-struct Verified {
-    keys: Option<Arc<SigningKeys>>,
-    client_id: String,
-    tokens: HashMap<String, (String, i64)>,
-}
-
-/// At most this many verified tokens are kept (one per tenant is the usual count).
-const MAX_VERIFIED: usize = 256;
 
 #[derive(Default)]
 struct CacheState {
@@ -283,7 +256,7 @@ impl JwksCache {
 
     /// A cache with other timings (tests).
     pub fn with_timings(authority_host: &Url, ttl: Duration, min_refetch: Duration) -> Self {
-        let http = crate::clients::http_builder()
+        let http = crate::clients::tls::client_builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
@@ -297,7 +270,6 @@ impl JwksCache {
                 ttl,
                 min_refetch,
                 state: tokio::sync::Mutex::new(CacheState::default()),
-                verified: std::sync::Mutex::new(Verified::default()),
             }),
         }
     }
@@ -393,41 +365,13 @@ pub async fn vouched_tenants(
             "a validation token is signed by a key not among the published ones (yet)".into(),
         ));
     }
-    let mut verified = cache
-        .inner
-        .verified
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if !verified
-        .keys
-        .as_ref()
-        .is_some_and(|k| Arc::ptr_eq(k, &keys))
-        || verified.client_id != client_id
-    {
-        verified.keys = Some(keys.clone());
-        verified.client_id = client_id.to_owned();
-        verified.tokens.clear();
-    }
     let mut tenants = HashSet::new();
     for t in tokens {
-        if let Some((tenant, exp)) = verified.tokens.get(t.as_str()) {
-            if now.timestamp() <= exp.saturating_add(LEEWAY_SECS) {
-                tenants.insert(tenant.clone());
-                continue;
-            }
-        }
-        match verify_until(t, &keys, client_id, now) {
-            Ok((tenant, exp)) => {
-                if verified.tokens.len() >= MAX_VERIFIED {
-                    verified.tokens.clear();
-                }
-                verified.tokens.insert(t.clone(), (tenant.clone(), exp));
+        match verify(t, &keys, client_id, now) {
+            Ok(tenant) => {
                 tenants.insert(tenant);
             }
-            Err(e) => {
-                verified.tokens.remove(t.as_str());
-                tracing::warn!(reason = %e, "validation token rejected");
-            }
+            Err(e) => tracing::warn!(reason = %e, "validation token rejected"),
         }
     }
     Ok(tenants)

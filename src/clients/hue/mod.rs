@@ -227,7 +227,7 @@ impl Address {
 }
 
 fn plain_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::clients::tls::client_builder()
         .connect_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -258,7 +258,7 @@ enum Outcome {
 impl HttpPbx {
     /// A client for these settings.
     pub fn new(config: HttpPbxConfig) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::clients::tls::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(config.timeout)
             .build()

@@ -150,7 +150,7 @@ impl ThreeCx {
             base.set_path(&path);
         }
         base.set_query(None);
-        let http = reqwest::Client::builder()
+        let http = crate::clients::tls::client_builder()
             .timeout(timeout)
             .build()
             .map_err(|e| ThreeCxError::Protocol(format!("cannot build the HTTP client: {e}")))?;
