@@ -51,6 +51,8 @@ fn main() -> anyhow::Result<()> {
     );
     let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(25);
     anyhow::ensure!(bin.exists(), "no binary at {}", bin.display());
+    // Each run starts in a fresh directory: a relative path would be looked up from there.
+    let bin = std::fs::canonicalize(&bin)?;
     let work = tempfile::tempdir()?;
     let cert = work.path().join("notification.pem");
     std::fs::write(

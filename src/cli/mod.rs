@@ -326,6 +326,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Handler => {
             logging::init("info", true)?;
+            // The HTTP clients are built on first use; their TLS context (the CA bundle's
+            // parse) is made beside the start, not before the readiness probe is answered.
+            crate::clients::tls::warm_up();
             let settings = load_env_only()?;
             let port = settings.custom_handler_port.ok_or_else(|| {
                 ConfigError::missing(

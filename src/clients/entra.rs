@@ -12,6 +12,7 @@
 //! token, code, verifier or secret: Entra's description is cut to its AADSTS code and first
 //! sentence.
 
+use crate::clients::tls::LazyClient;
 use std::path::Path;
 use std::time::Duration;
 
@@ -366,7 +367,7 @@ pub fn access_token_roles(access_token: &str) -> Option<Vec<String>> {
 /// An Entra ID client for one app registration.
 #[derive(Clone, Debug)]
 pub struct EntraClient {
-    http: reqwest::Client,
+    http: LazyClient,
     authority: Url,
     tenant: String,
     client_id: String,
@@ -403,11 +404,10 @@ impl EntraClient {
         credential: ClientCredential,
         scopes: Vec<String>,
     ) -> Self {
-        let http = crate::clients::tls::client_builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .build()
-            .expect("TLS backend initialises");
+        let http = LazyClient::new(|b| {
+            b.connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(15))
+        });
         Self {
             http,
             authority: authority.clone(),

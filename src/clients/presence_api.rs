@@ -7,6 +7,7 @@
 //! `PRESENCE_API_TOKEN`); the key is sent in both headers, never in the URL (URLs end up in
 //! logs).
 
+use crate::clients::tls::LazyClient;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -29,7 +30,7 @@ pub enum PresenceApiError {
 /// A client for one deployment's presence API.
 #[derive(Clone, Debug)]
 pub struct PresenceApi {
-    http: reqwest::Client,
+    http: LazyClient,
     base: String,
     key: Option<SecretString>,
 }
@@ -37,11 +38,8 @@ pub struct PresenceApi {
 impl PresenceApi {
     /// A client for `base` (`https://<app>.azurewebsites.net` or `http://<host>:7071`).
     pub fn new(base: &Url, key: Option<SecretString>, timeout: Duration) -> Self {
-        let http = crate::clients::tls::client_builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout)
-            .build()
-            .expect("TLS backend initialises");
+        let http =
+            LazyClient::new(move |b| b.connect_timeout(Duration::from_secs(5)).timeout(timeout));
         Self {
             http,
             base: base.as_str().trim_end_matches('/').to_owned(),

@@ -14,6 +14,7 @@
 //! bytes, *not* its base64 decoding. Tokens are cached and renewed well before they expire. The key never leaves this module and never appears in a
 //! log line or an error: it is held in a [`SecretString`].
 
+use crate::clients::tls::LazyClient;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Mutex;
@@ -288,7 +289,7 @@ struct CachedToken {
 /// A Service Bus REST client for one entity: a topic (sends, and receives from one of its
 /// subscriptions) or a queue (receives).
 pub struct Client {
-    http: reqwest::Client,
+    http: LazyClient,
     base: Url,
     conn: ConnectionString,
     /// The topic or queue: what tokens are signed for and where sends go.
@@ -326,11 +327,10 @@ impl Client {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        let http = crate::clients::tls::client_builder()
-            .connect_timeout(Duration::from_secs(15))
-            .user_agent(concat!("teams-presence/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(ServiceBusError::Network)?;
+        let http = LazyClient::new(|b| {
+            b.connect_timeout(Duration::from_secs(15))
+                .user_agent(concat!("teams-presence/", env!("CARGO_PKG_VERSION")))
+        });
         Ok(Self {
             http,
             base,

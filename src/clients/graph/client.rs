@@ -2,6 +2,7 @@
 //! module that speaks Graph's REST JSON; callers get typed values and errors split by what they
 //! do next (wait for `Retry-After`, refresh the token, back off, give up).
 
+use crate::clients::tls::LazyClient;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -146,19 +147,18 @@ pub struct NewSubscription {
 /// A Graph client. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct GraphClient {
-    http: reqwest::Client,
+    http: LazyClient,
     base: String,
 }
 
 impl GraphClient {
     /// A client for `{endpoint}/v1.0`.
     pub fn new(endpoint: &Url, timeout: Duration) -> Self {
-        let http = crate::clients::tls::client_builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout)
-            .pool_max_idle_per_host(32)
-            .build()
-            .expect("TLS backend initialises");
+        let http = LazyClient::new(move |b| {
+            b.connect_timeout(Duration::from_secs(5))
+                .timeout(timeout)
+                .pool_max_idle_per_host(32)
+        });
         Self {
             http,
             base: format!("{}/v1.0", endpoint.as_str().trim_end_matches('/')),

@@ -12,6 +12,7 @@
 //! cached for an hour, and a token signed with a key id we do not know triggers a refetch at
 //! most once a minute, so forged tokens cannot make us hammer the endpoint.
 
+use crate::clients::tls::LazyClient;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -234,7 +235,7 @@ pub struct JwksCache {
 
 struct Inner {
     url: String,
-    http: reqwest::Client,
+    http: LazyClient,
     ttl: Duration,
     min_refetch: Duration,
     state: tokio::sync::Mutex<CacheState>,
@@ -256,10 +257,7 @@ impl JwksCache {
 
     /// A cache with other timings (tests).
     pub fn with_timings(authority_host: &Url, ttl: Duration, min_refetch: Duration) -> Self {
-        let http = crate::clients::tls::client_builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
+        let http = LazyClient::new(|b| b.timeout(Duration::from_secs(5)));
         Self {
             inner: Arc::new(Inner {
                 url: format!(
