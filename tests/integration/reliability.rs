@@ -3,12 +3,9 @@
 //! emulated host `POLL_INTERVAL=30` holds for a user without a subscription. Time is a manual
 //! clock: no test waits for real.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use teams_presence::core::presence::{Observation, Presence, Source};
 use teams_presence::engine::context::Clock;
@@ -83,23 +80,6 @@ fn handler(w: &World, now: DateTime<Utc>) -> AppState {
     app
 }
 
-/// One `presence-refresh` invocation as the host sends it.
-async fn presence_refresh(app: &AppState) -> (StatusCode, Value) {
-    let body = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "IsPastDue": false}}, "Metadata": {}});
-    let resp = teams_presence::host::handler::router(app.clone())
-        .oneshot(
-            Request::post("/presence-refresh")
-                .body(Body::from(body.to_string()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = resp.status();
-    let v = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes())
-        .unwrap_or(Value::Null);
-    (status, v)
-}
-
 /// The `message` output binding's messages (one object, or an array).
 fn outputs(v: &Value) -> Vec<Value> {
     match &v["Outputs"]["message"] {
@@ -148,7 +128,7 @@ async fn a_change_stored_while_service_bus_answers_500_is_published_by_the_next_
     sb.set_failing_sends(true);
 
     // The change is stored, the send fails: the invocation fails and the mark stays.
-    let (status, _) = presence_refresh(&app).await;
+    let (status, _) = support::presence_refresh(&app).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(sb.with(|b| b.failed_sends) >= 1);
     let rec = stored(&w.store, "alice").await;
@@ -161,7 +141,7 @@ async fn a_change_stored_while_service_bus_answers_500_is_published_by_the_next_
     // The next tick (15 s later, nothing new from Graph and alice not due) sends it.
     sb.set_failing_sends(false);
     app.clock.set(t0() + Duration::seconds(15));
-    let (status, v) = presence_refresh(&app).await;
+    let (status, v) = support::presence_refresh(&app).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let sent = sent_bodies(&sb);
     assert_eq!(sent.len(), 1);
@@ -171,7 +151,7 @@ async fn a_change_stored_while_service_bus_answers_500_is_published_by_the_next_
 
     // Confirmed: the tick after sends nothing again.
     app.clock.set(t0() + Duration::seconds(20));
-    presence_refresh(&app).await;
+    support::presence_refresh(&app).await;
     assert_eq!(sent_bodies(&sb).len(), 1);
 }
 
@@ -196,7 +176,7 @@ async fn a_change_stored_by_a_process_that_died_before_publishing_is_published_a
 
     // A new process; its first presence-refresh sends what was left pending.
     let app = handler(&w, t0() + Duration::seconds(15));
-    let (status, v) = presence_refresh(&app).await;
+    let (status, v) = support::presence_refresh(&app).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let sent = sent_bodies(&sb);
     assert_eq!(sent.len(), 1);
@@ -213,7 +193,7 @@ async fn with_the_output_binding_presence_refresh_sends_recent_changes_again() {
     let app = handler(&w, t0());
     support::sign_in_directly(&app, &w.entra, "carol", TENANT).await;
     w.graph.set("carol", "Busy", "InAMeeting");
-    let (_, v) = presence_refresh(&app).await;
+    let (_, v) = support::presence_refresh(&app).await;
     let first = outputs(&v);
     assert_eq!(first.len(), 1);
     // Handed to the binding: no longer pending (the binding cannot confirm more).
@@ -222,7 +202,7 @@ async fn with_the_output_binding_presence_refresh_sends_recent_changes_again() {
     // Suppose the binding then failed: the next invocation repeats the change (carol is not
     // due, Graph is not asked); edges drop it if they had it.
     app.clock.set(t0() + Duration::seconds(15));
-    let (_, v) = presence_refresh(&app).await;
+    let (_, v) = support::presence_refresh(&app).await;
     let again = outputs(&v);
     assert_eq!(again.len(), 1, "{v}");
     assert_eq!(again[0]["sequence"], first[0]["sequence"]);
@@ -231,7 +211,7 @@ async fn with_the_output_binding_presence_refresh_sends_recent_changes_again() {
     // Past the window, an unchanged user is not repeated.
     app.clock
         .set(t0() + teams_presence::host::jobs::RESEND_RECENT + Duration::seconds(15));
-    let (_, v) = presence_refresh(&app).await;
+    let (_, v) = support::presence_refresh(&app).await;
     assert!(outputs(&v).is_empty(), "{v}");
 }
 
@@ -280,7 +260,7 @@ async fn under_the_host_poll_interval_30_holds_for_a_user_without_a_subscription
     assert!(stored(&w.store, "dan").await.pending_publish.is_some());
     let mut now = t0() + Duration::seconds(tick);
     app.clock.set(now);
-    let (_, v) = presence_refresh(&app).await;
+    let (_, v) = support::presence_refresh(&app).await;
     let first = outputs(&v);
     assert!(
         first.iter().any(|m| m["activity"] == "Available"),
@@ -303,7 +283,7 @@ async fn under_the_host_poll_interval_30_holds_for_a_user_without_a_subscription
         let mut at = now + Duration::seconds(tick);
         while at < changed_at {
             app.clock.set(at);
-            assert_eq!(presence_refresh(&app).await.0, StatusCode::OK);
+            assert_eq!(support::presence_refresh(&app).await.0, StatusCode::OK);
             at += Duration::seconds(tick);
         }
         w.graph.set("dan", availability, activity);
@@ -313,7 +293,7 @@ async fn under_the_host_poll_interval_30_holds_for_a_user_without_a_subscription
                 "{activity}: not published within 30 s + one tick"
             );
             app.clock.set(at);
-            let (status, v) = presence_refresh(&app).await;
+            let (status, v) = support::presence_refresh(&app).await;
             assert_eq!(status, StatusCode::OK);
             let new = outputs(&v).into_iter().find(|m| {
                 m["activity"] == activity

@@ -197,3 +197,24 @@ pub fn command(args: &[&str], env: &[(String, String)], cwd: &std::path::Path) -
     }
     c
 }
+
+/// One `presence-refresh` invocation as the host sends it.
+pub async fn presence_refresh(
+    app: &teams_presence::http::state::AppState,
+) -> (axum::http::StatusCode, Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let body = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "IsPastDue": false}}, "Metadata": {}});
+    let resp = teams_presence::host::handler::router(app.clone())
+        .oneshot(
+            axum::http::Request::post("/presence-refresh")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    let v = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes())
+        .unwrap_or(Value::Null);
+    (status, v)
+}

@@ -21,7 +21,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tower::ServiceExt;
 
 use teams_presence::clients::hue::{Address, HueSink};
@@ -304,19 +304,7 @@ impl Cloud {
     /// One `presence-refresh` invocation at `now`, as the host sends it.
     pub async fn tick(&self, now: DateTime<Utc>) -> (StatusCode, Value) {
         self.app.clock.set(now);
-        let body = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "IsPastDue": false}}, "Metadata": {}});
-        let resp = teams_presence::host::handler::router(self.app.clone())
-            .oneshot(
-                Request::post("/presence-refresh")
-                    .body(Body::from(body.to_string()))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = resp.status();
-        let v = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes())
-            .unwrap_or(Value::Null);
-        (status, v)
+        support::presence_refresh(&self.app).await
     }
 
     /// Graph calls so far.
