@@ -317,6 +317,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let count: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     anyhow::ensure!(bin.exists(), "no binary at {}", bin.display());
+    // The server starts in a directory of its own: a relative path would be looked up there.
+    let bin = std::fs::canonicalize(&bin)?;
 
     let work = tempfile::tempdir()?;
     let key = generate_self_signed("webhook-e2e")?;
