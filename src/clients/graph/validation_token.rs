@@ -162,6 +162,17 @@ pub fn verify(
     client_id: &str,
     now: DateTime<Utc>,
 ) -> Result<String, TokenError> {
+    verify_until(token, keys, client_id, now).map(|(tenant, _)| tenant)
+}
+
+/// [`verify`], also returning the token's `exp`: a token that passed once is good for the
+/// same tenant until then (its signature and claims cannot change, and `nbf` stays passed).
+fn verify_until(
+    token: &str,
+    keys: &SigningKeys,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(String, i64), TokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
     if header.alg != Algorithm::RS256 {
         return Err(TokenError::Malformed);
@@ -180,10 +191,10 @@ pub fn verify(
     })?;
     let c = data.claims;
     let now = now.timestamp();
-    match c.exp {
-        Some(exp) if now <= exp.saturating_add(LEEWAY_SECS) => {}
+    let exp = match c.exp {
+        Some(exp) if now <= exp.saturating_add(LEEWAY_SECS) => exp,
         _ => return Err(TokenError::Expired),
-    }
+    };
     if let Some(nbf) = c.nbf {
         if now < nbf.saturating_sub(LEEWAY_SECS) {
             return Err(TokenError::NotYetValid);
@@ -224,7 +235,7 @@ pub fn verify(
             return Err(TokenError::WrongIssuer);
         }
     }
-    Ok(tenant)
+    Ok((tenant, exp))
 }
 
 /// The Microsoft identity platform's signing keys, fetched on demand and cached.
@@ -239,7 +250,25 @@ struct Inner {
     ttl: Duration,
     min_refetch: Duration,
     state: tokio::sync::Mutex<CacheState>,
+    verified: std::sync::Mutex<Verified>,
+    /// Tokens checked in full (parse, signature, claims) rather than found in `verified`.
+    checks: std::sync::atomic::AtomicU64,
 }
+
+/// Tokens that passed [`verify`] with one set of fetched keys and one client id:
+/// token → (tenant, `exp`). Graph sends the same validation token with batch after batch
+/// for about an hour, so this saves a JWT parse and an RSA signature check per request.
+/// Only tokens that passed are kept, so a forger cannot grow it; it is emptied when full,
+/// when the keys are fetched again and when the client id differs.
+#[derive(Default)]
+struct Verified {
+    keys: Option<Arc<SigningKeys>>,
+    client_id: String,
+    tokens: HashMap<String, (String, i64)>,
+}
+
+/// At most this many verified tokens are kept (one per tenant is the usual count).
+const MAX_VERIFIED: usize = 256;
 
 #[derive(Default)]
 struct CacheState {
@@ -268,8 +297,16 @@ impl JwksCache {
                 ttl,
                 min_refetch,
                 state: tokio::sync::Mutex::new(CacheState::default()),
+                verified: std::sync::Mutex::new(Verified::default()),
+                checks: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// How many tokens were checked in full, signature and all (tests: a token that passed
+    /// is not checked again until it expires).
+    pub fn signature_checks(&self) -> u64 {
+        self.inner.checks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many times the keys were fetched (status and tests).
@@ -363,13 +400,45 @@ pub async fn vouched_tenants(
             "a validation token is signed by a key not among the published ones (yet)".into(),
         ));
     }
+    let mut verified = cache
+        .inner
+        .verified
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if !verified
+        .keys
+        .as_ref()
+        .is_some_and(|k| Arc::ptr_eq(k, &keys))
+        || verified.client_id != client_id
+    {
+        verified.keys = Some(keys.clone());
+        verified.client_id = client_id.to_owned();
+        verified.tokens.clear();
+    }
     let mut tenants = HashSet::new();
     for t in tokens {
-        match verify(t, &keys, client_id, now) {
-            Ok(tenant) => {
+        if let Some((tenant, exp)) = verified.tokens.get(t.as_str()) {
+            if now.timestamp() <= exp.saturating_add(LEEWAY_SECS) {
+                tenants.insert(tenant.clone());
+                continue;
+            }
+        }
+        cache
+            .inner
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match verify_until(t, &keys, client_id, now) {
+            Ok((tenant, exp)) => {
+                if verified.tokens.len() >= MAX_VERIFIED {
+                    verified.tokens.clear();
+                }
+                verified.tokens.insert(t.clone(), (tenant.clone(), exp));
                 tenants.insert(tenant);
             }
-            Err(e) => tracing::warn!(reason = %e, "validation token rejected"),
+            Err(e) => {
+                verified.tokens.remove(t.as_str());
+                tracing::warn!(reason = %e, "validation token rejected");
+            }
         }
     }
     Ok(tenants)
@@ -501,5 +570,54 @@ mod tests {
             verify(&hs, &keys, CLIENT, now()),
             Err(TokenError::Malformed)
         );
+    }
+
+    /// A loopback JWKS endpoint serving `jwks`; the cache pointed at it.
+    async fn cache_serving(jwks: Vec<u8>) -> JwksCache {
+        let app = axum::Router::new().route(
+            "/common/discovery/v2.0/keys",
+            axum::routing::get(move || {
+                let jwks = jwks.clone();
+                async move { jwks }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        JwksCache::new(&Url::parse(&format!("http://{addr}")).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_token_that_passed_is_not_checked_again_until_it_expires() {
+        let s = signer("k1");
+        let cache = cache_serving(s.jwks.clone()).await;
+        let good = sign(&s, "k1", &claims());
+        let mut expired = claims();
+        expired["exp"] = json!(now().timestamp() - 3600);
+        let expired = sign(&s, "k1", &expired);
+        let tenants = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<HashSet<_>>();
+
+        // Graph repeats one token with batch after batch: one full check.
+        for _ in 0..3 {
+            let got = vouched_tenants(&cache, &[good.clone()], CLIENT, now()).await;
+            assert_eq!(got.unwrap(), tenants(&[TENANT]));
+        }
+        assert_eq!(cache.signature_checks(), 1);
+        // Failed tokens are never remembered: checked (and refused) every time.
+        for _ in 0..2 {
+            let got = vouched_tenants(&cache, &[expired.clone()], CLIENT, now()).await;
+            assert!(got.unwrap().is_empty());
+        }
+        assert_eq!(cache.signature_checks(), 3);
+        // Another client id starts afresh, and refuses what is not addressed to it.
+        let got = vouched_tenants(&cache, &[good.clone()], "another-client", now()).await;
+        assert!(got.unwrap().is_empty());
+        assert_eq!(cache.signature_checks(), 4);
+        // Past its `exp` (and the leeway) a remembered token is checked again, and refused.
+        let _ = vouched_tenants(&cache, &[good.clone()], CLIENT, now()).await;
+        let later = now() + chrono::Duration::hours(2);
+        let got = vouched_tenants(&cache, &[good.clone()], CLIENT, later).await;
+        assert!(got.unwrap().is_empty());
+        assert_eq!(cache.signature_checks(), 6);
     }
 }
