@@ -545,24 +545,11 @@ impl Poller {
         // row's partition key is its user id): the typed `PresenceRecord` would buffer each
         // of the 10,000 rows once more for its flattened part.
         let known: Known = futures_util::FutureExt::shared(Box::pin(async move {
-            let rows = store
-                .scan_entities(crate::store::Table::Presence, None)
-                .await
-                .unwrap_or_default();
-            // Off the async workers, which meanwhile send the calls and read their answers.
-            let decode = move || {
-                rows.into_iter()
-                    .filter_map(|e| {
-                        <crate::core::presence::LastKnown as serde::Deserialize>::deserialize(
-                            &e.data,
-                        )
-                        .ok()
-                        .map(|last| (e.pk, last))
-                    })
-                    .collect()
-            };
+            // Off the async workers (the store decodes on the blocking pool), which
+            // meanwhile send the calls and read their answers.
             Arc::new(
-                tokio::task::spawn_blocking(decode)
+                store
+                    .scan_as(crate::store::Table::Presence)
                     .await
                     .unwrap_or_default(),
             )

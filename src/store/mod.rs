@@ -239,6 +239,26 @@ impl Store {
         dispatch!(self, b => b.scan(t, pk).await)
     }
 
+    /// Every entity of a table as its partition key and its document read as `T`; rows that
+    /// do not decode as `T` are left out. On SQLite the rows are decoded from their text on
+    /// the blocking pool, without the `Entity` and its `serde_json::Value` (a poll tick
+    /// scans 10,000 presences this way).
+    pub async fn scan_as<T, C>(&self, t: Table) -> Result<C, StoreError>
+    where
+        T: DeserializeOwned,
+        C: FromIterator<(String, T)> + Send + 'static,
+    {
+        if let Store::Sqlite(s) = self {
+            return s.scan_as(t).await;
+        }
+        Ok(self
+            .scan_entities(t, None)
+            .await?
+            .into_iter()
+            .filter_map(|e| T::deserialize(&e.data).ok().map(|v| (e.pk, v)))
+            .collect())
+    }
+
     // --- Typed --------------------------------------------------------------------------
 
     /// Reads a record.

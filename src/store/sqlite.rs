@@ -329,6 +329,34 @@ impl SqliteStore {
         })
         .await
     }
+
+    /// Every entity of a table as its partition key and its document read straight into
+    /// `T` (no `serde_json::Value` in between), on the blocking pool. Rows that do not decode
+    /// as `T` are left out.
+    pub async fn scan_as<T, C>(&self, t: Table) -> Result<C, StoreError>
+    where
+        T: serde::de::DeserializeOwned,
+        C: FromIterator<(String, T)> + Send + 'static,
+    {
+        self.run_blocking(move |c| {
+            let mut stmt = c
+                .prepare("SELECT pk, data FROM entities WHERE tbl=?1 ORDER BY pk, rk")
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_and_then(params![t.name()], |row| {
+                    let data = row.get_ref(1)?.as_str()?;
+                    match serde_json::from_str::<T>(data) {
+                        Ok(v) => Ok(Some((row.get::<_, String>(0)?, v))),
+                        Err(_) => Ok(None),
+                    }
+                })
+                .map_err(sql_err)?;
+            rows.filter_map(|r: Result<Option<_>, rusqlite::Error>| r.transpose())
+                .map(|r| r.map_err(sql_err))
+                .collect()
+        })
+        .await
+    }
 }
 
 /// The JSON text and ETag of one entity, on a connection (or inside
