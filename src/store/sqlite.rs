@@ -73,17 +73,10 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS entities (
-                 tbl  TEXT NOT NULL,
-                 pk   TEXT NOT NULL,
-                 rk   TEXT NOT NULL,
-                 data TEXT NOT NULL,
-                 etag TEXT NOT NULL,
-                 PRIMARY KEY (tbl, pk, rk)
-             ) WITHOUT ROWID;",
+             PRAGMA synchronous=NORMAL;",
         )
         .map_err(sql_err)?;
+        create_or_migrate(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path.to_owned()),
@@ -357,6 +350,51 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// The one table: a rowid table with its keys in an index, the ETag before the document.
+/// An older version kept it `WITHOUT ROWID`, where a row is its own index entry: a key
+/// compare during any seek that met a large document (a tenant-mode subscription, 40 KB on
+/// ten overflow pages, which bypass SQLite's page cache) read the whole document from the
+/// file again, on every webhook request. Now seeks compare short keys, and a document is
+/// read only when its column is.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entities (
+        tbl  TEXT NOT NULL,
+        pk   TEXT NOT NULL,
+        rk   TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (tbl, pk, rk)
+    );";
+
+/// Creates the table, or moves a database written by an older version (`WITHOUT ROWID`,
+/// the ETag after the document) to the current layout, in one transaction.
+fn create_or_migrate(c: &Connection) -> Result<(), StoreError> {
+    let existing: Option<String> = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type='table' AND name='entities'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sql_err)?;
+    let old = existing.is_some_and(|sql| sql.to_ascii_uppercase().contains("WITHOUT ROWID"));
+    if !old {
+        return c.execute_batch(SCHEMA).map_err(sql_err);
+    }
+    c.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE entities RENAME TO entities_before_rowid;
+         {SCHEMA}
+         INSERT INTO entities (tbl, pk, rk, etag, data)
+             SELECT tbl, pk, rk, etag, data FROM entities_before_rowid;
+         DROP TABLE entities_before_rowid;
+         COMMIT;"
+    ))
+    .map_err(|e| {
+        let _ = c.execute_batch("ROLLBACK;");
+        sql_err(e)
+    })
 }
 
 /// The JSON text and ETag of one entity, on a connection (or inside

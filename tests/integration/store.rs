@@ -391,3 +391,66 @@ async fn a_cached_record_is_revalidated_on_every_read(s: Store) {
         .unwrap();
     assert!(cache.get(&s, &user, "presence").await.unwrap().is_none());
 }
+
+/// A database written by an older version (`WITHOUT ROWID`, the ETag after the document)
+/// opens with its rows, ETags and conditional writes intact, in the current layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_the_older_column_order_is_migrated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite3");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE entities (
+                 tbl TEXT NOT NULL, pk TEXT NOT NULL, rk TEXT NOT NULL,
+                 data TEXT NOT NULL, etag TEXT NOT NULL,
+                 PRIMARY KEY (tbl, pk, rk)) WITHOUT ROWID;
+             INSERT INTO entities VALUES ('TeamsPresenceUsers', 'u1', 'user', '{\"a\":1}', '\"e1\"');",
+        )
+        .unwrap();
+    }
+    let s = Store::Sqlite(SqliteStore::open(&path).unwrap());
+    let e = s
+        .get_entity(Table::Users, "u1", "user")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.data, e.etag.0.as_str()), (json!({"a": 1}), "\"e1\""));
+    let stale = teams_presence::store::Etag("\"e0\"".into());
+    assert!(matches!(
+        s.replace_entity(Table::Users, "u1", "user", &json!({"a": 2}), &stale)
+            .await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    s.replace_entity(Table::Users, "u1", "user", &json!({"a": 2}), &e.etag)
+        .await
+        .unwrap();
+    drop(s);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let columns: Vec<String> = c
+        .prepare("SELECT name FROM pragma_table_info('entities') ORDER BY cid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(columns, ["tbl", "pk", "rk", "etag", "data"]);
+    let sql: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name='entities'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+    // Opening again leaves it as it is.
+    drop(c);
+    let s = Store::Sqlite(SqliteStore::open(&path).unwrap());
+    let e = s
+        .get_entity(Table::Users, "u1", "user")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.data, json!({"a": 2}));
+}
