@@ -599,24 +599,25 @@ mod tests {
 
         // Graph repeats one token with batch after batch: one full check.
         for _ in 0..3 {
-            let got = vouched_tenants(&cache, &[good.clone()], CLIENT, now()).await;
+            let got = vouched_tenants(&cache, std::slice::from_ref(&good), CLIENT, now()).await;
             assert_eq!(got.unwrap(), tenants(&[TENANT]));
         }
         assert_eq!(cache.signature_checks(), 1);
         // Failed tokens are never remembered: checked (and refused) every time.
         for _ in 0..2 {
-            let got = vouched_tenants(&cache, &[expired.clone()], CLIENT, now()).await;
+            let got = vouched_tenants(&cache, std::slice::from_ref(&expired), CLIENT, now()).await;
             assert!(got.unwrap().is_empty());
         }
         assert_eq!(cache.signature_checks(), 3);
         // Another client id starts afresh, and refuses what is not addressed to it.
-        let got = vouched_tenants(&cache, &[good.clone()], "another-client", now()).await;
+        let got =
+            vouched_tenants(&cache, std::slice::from_ref(&good), "another-client", now()).await;
         assert!(got.unwrap().is_empty());
         assert_eq!(cache.signature_checks(), 4);
         // Past its `exp` (and the leeway) a remembered token is checked again, and refused.
-        let _ = vouched_tenants(&cache, &[good.clone()], CLIENT, now()).await;
+        let _ = vouched_tenants(&cache, std::slice::from_ref(&good), CLIENT, now()).await;
         let later = now() + chrono::Duration::hours(2);
-        let got = vouched_tenants(&cache, &[good.clone()], CLIENT, later).await;
+        let got = vouched_tenants(&cache, std::slice::from_ref(&good), CLIENT, later).await;
         assert!(got.unwrap().is_empty());
         assert_eq!(cache.signature_checks(), 6);
     }
