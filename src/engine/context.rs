@@ -36,6 +36,8 @@ pub struct Context {
     /// Held by a subscription maintenance pass: one at a time per process (`serve` starts
     /// one after a sign-in while its minute timer may be running another).
     pub maintenance: Arc<tokio::sync::Mutex<()>>,
+    /// Clears the pending marks of handed-off changes, many per transaction.
+    pub confirmer: crate::engine::pipeline::Confirmer,
 }
 
 /// Where `now` comes from: the system clock, or a manual one that tests move by hand (the
@@ -78,6 +80,7 @@ impl Context {
         let graph = GraphClient::new(&settings.graph_endpoint, std::time::Duration::from_secs(10));
         Self {
             settings: Arc::new(settings),
+            confirmer: crate::engine::pipeline::Confirmer::new(store.clone()),
             store,
             publisher,
             notification_keys: Arc::new(KeyRing::empty()),

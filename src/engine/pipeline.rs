@@ -177,17 +177,26 @@ pub async fn confirm_published(
     ))
 }
 
-/// [`confirm_published`] for every `presence.changed` in `msgs` (other types are not
-/// stored). A mark that cannot be cleared only means one more duplicate later: logged, not
-/// failed.
-pub async fn confirm_all(store: &Store, msgs: &[TopicMessage]) {
-    let marks: Vec<(String, String)> = msgs
-        .iter()
+/// The pending marks `msgs` stand for: user id and sequence of every `presence.changed`
+/// (other types are not stored).
+fn marks_of(msgs: &[TopicMessage]) -> Vec<(String, String)> {
+    msgs.iter()
         .filter_map(|m| match m {
             TopicMessage::PresenceChanged(c) => Some((c.user_id.clone(), c.sequence.clone())),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// [`confirm_published`] for every `presence.changed` in `msgs` (other types are not
+/// stored). A mark that cannot be cleared only means one more duplicate later: logged, not
+/// failed.
+pub async fn confirm_all(store: &Store, msgs: &[TopicMessage]) {
+    clear_marks(store, marks_of(msgs)).await
+}
+
+/// Clears the marks (user id, sequence) in one transaction where the store has them.
+async fn clear_marks(store: &Store, marks: Vec<(String, String)>) {
     if marks.is_empty() {
         return;
     }
@@ -196,8 +205,7 @@ pub async fn confirm_all(store: &Store, msgs: &[TopicMessage]) {
         .map(|(u, _)| (u.clone(), "presence".to_owned()))
         .collect();
     let sequences: Vec<String> = marks.iter().map(|(_, s)| s.clone()).collect();
-    // One transaction for the lot where the store has them; the same ETag-conditional
-    // clearing as `confirm_published`, record by record.
+    // The same ETag-conditional clearing as `confirm_published`, record by record.
     let cleared = store
         .update_each(keys, move |i, current: Option<&PresenceRecord>| {
             let current = current?;
@@ -224,6 +232,100 @@ pub async fn confirm_all(store: &Store, msgs: &[TopicMessage]) {
     };
     for (user_id, e) in failed {
         tracing::warn!(user_id = %user_id, error = %e, "sent, but the pending mark stays; it will be sent again");
+    }
+}
+
+/// How long the [`Confirmer`] gathers marks before clearing them together.
+pub const CONFIRM_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// At most this many marks are cleared in one transaction.
+const CONFIRM_MAX: usize = 256;
+
+enum ConfirmJob {
+    Marks(Vec<(String, String)>),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Clears pending marks in the background, those of every hand-off within
+/// [`CONFIRM_WINDOW`] in one store transaction (a group commit): a webhook invocation hands
+/// its messages to the output binding, or `serve` to its sinks, without waiting for a
+/// second commit of its own. Marks still queued when the process dies only mean one more
+/// duplicate from the next tick, as for any change whose send was not confirmed.
+#[derive(Clone)]
+pub struct Confirmer {
+    store: Store,
+    tx: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<ConfirmJob>>>,
+}
+
+impl std::fmt::Debug for Confirmer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Confirmer").finish_non_exhaustive()
+    }
+}
+
+impl Confirmer {
+    /// A confirmer for `store`; its task starts with the first marks, on the runtime that
+    /// hands them over.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            tx: Default::default(),
+        }
+    }
+
+    /// Queues the pending marks of `msgs` to be cleared within [`CONFIRM_WINDOW`]. Without
+    /// a running task (its runtime is gone) they are cleared here and now.
+    pub async fn confirm(&self, msgs: &[TopicMessage]) {
+        let marks = marks_of(msgs);
+        if marks.is_empty() {
+            return;
+        }
+        if let Err(tokio::sync::mpsc::error::SendError(ConfirmJob::Marks(marks))) =
+            self.sender().send(ConfirmJob::Marks(marks))
+        {
+            clear_marks(&self.store, marks).await;
+        }
+    }
+
+    /// Returns once every mark queued before the call is cleared (or failed to be).
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.sender().send(ConfirmJob::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    fn sender(&self) -> &tokio::sync::mpsc::UnboundedSender<ConfirmJob> {
+        self.tx.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(Self::run(self.store.clone(), rx));
+            tx
+        })
+    }
+
+    async fn run(store: Store, mut rx: tokio::sync::mpsc::UnboundedReceiver<ConfirmJob>) {
+        let mut flushes = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut marks = Vec::new();
+            match first {
+                ConfirmJob::Marks(m) => {
+                    marks = m;
+                    tokio::time::sleep(CONFIRM_WINDOW).await;
+                }
+                ConfirmJob::Flush(done) => flushes.push(done),
+            }
+            while marks.len() < CONFIRM_MAX {
+                match rx.try_recv() {
+                    Ok(ConfirmJob::Marks(m)) => marks.extend(m),
+                    Ok(ConfirmJob::Flush(done)) => flushes.push(done),
+                    Err(_) => break,
+                }
+            }
+            clear_marks(&store, marks).await;
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+        }
     }
 }
 

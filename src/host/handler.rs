@@ -302,7 +302,9 @@ async fn deliver(
             // The output binding gives no confirmation; the hand-off to the host is the best
             // there is. A binding that fails after this is covered by presence-refresh sending
             // recent changes again (`RESEND_RECENT` in `host::jobs`).
-            crate::engine::pipeline::confirm_all(&app.store, &msgs).await;
+            // Cleared with the marks of other invocations in one transaction, after this
+            // one has answered.
+            app.confirmer.confirm(&msgs).await;
             let json: Vec<Value> = msgs
                 .iter()
                 .map(crate::core::message::TopicMessage::to_json)

@@ -241,8 +241,9 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
                 // Service Bus accepted them (edges elsewhere get them too), otherwise now that
                 // the sinks have them (the lights retry on their own, and show every stored
                 // presence again after a restart). Unconfirmed, the scheduler sends them
-                // again. In its own task: receiving must never wait on the store, or a burst
-                // reaches the lights in pieces instead of coalesced.
+                // again. In another task (the confirmer's, which clears the marks of many
+                // batches in one transaction): receiving must never wait on the store, or a
+                // burst reaches the lights in pieces instead of coalesced.
                 let store = state.store.clone();
                 let msgs = std::mem::take(&mut batch);
                 match state.direct_bus.clone() {
@@ -256,11 +257,7 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
                             }
                         });
                     }
-                    None => {
-                        tokio::spawn(async move {
-                            crate::engine::pipeline::confirm_all(&store, &msgs).await
-                        });
-                    }
+                    None => state.confirmer.confirm(&msgs).await,
                 }
             }
         };

@@ -196,7 +196,9 @@ async fn with_the_output_binding_presence_refresh_sends_recent_changes_again() {
     let (_, v) = support::presence_refresh(&app).await;
     let first = outputs(&v);
     assert_eq!(first.len(), 1);
-    // Handed to the binding: no longer pending (the binding cannot confirm more).
+    // Handed to the binding: no longer pending once the confirmer has cleared the marks
+    // it gathered (the binding cannot confirm more).
+    app.confirmer.flush().await;
     assert!(stored(&w.store, "carol").await.pending_publish.is_none());
 
     // Suppose the binding then failed: the next invocation repeats the change (carol is not

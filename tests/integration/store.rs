@@ -66,6 +66,7 @@ conformance!(
     racing_different_observations_never_lose_an_update,
     a_batch_is_recorded_in_order_and_stays_pending_until_confirmed,
     a_cached_record_is_revalidated_on_every_read,
+    the_confirmer_clears_the_marks_of_many_hand_offs_together,
 );
 
 async fn insert_then_get_returns_the_document_and_a_second_insert_conflicts(s: Store) {
@@ -365,6 +366,53 @@ async fn a_batch_is_recorded_in_order_and_stays_pending_until_confirmed(s: Store
     pipeline::confirm_all(&s, &topic).await;
     assert!(stored(a).await.pending_publish.is_none());
     assert!(stored(b).await.pending_publish.is_none());
+}
+
+async fn the_confirmer_clears_the_marks_of_many_hand_offs_together(s: Store) {
+    let users: Vec<String> = (0..5).map(|_| key()).collect();
+    let confirmer = pipeline::Confirmer::new(s.clone());
+    let mut handed_off = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let msg = pipeline::record(&s, &observation(u, "Busy", "InACall", 10 + i as i64))
+            .await
+            .unwrap()
+            .unwrap();
+        handed_off.push(TopicMessage::PresenceChanged(msg));
+    }
+    // The last user changes again before its first change is confirmed.
+    let newer = pipeline::record(&s, &observation(&users[4], "Away", "Away", 30))
+        .await
+        .unwrap()
+        .unwrap();
+    for m in &handed_off {
+        confirmer.confirm(std::slice::from_ref(m)).await;
+    }
+    confirmer.flush().await;
+    for u in &users[..4] {
+        let rec = s
+            .get::<PresenceRecord>(u, "presence")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rec.value.pending_publish.is_none(), "{u}");
+    }
+    // The newer change keeps its own mark until it is handed off in turn.
+    let last = |s: Store, u: String| async move {
+        s.get::<PresenceRecord>(&u, "presence")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+    };
+    assert!(last(s.clone(), users[4].clone())
+        .await
+        .pending_publish
+        .is_some());
+    confirmer
+        .confirm(&[TopicMessage::PresenceChanged(newer)])
+        .await;
+    confirmer.flush().await;
+    assert!(last(s, users[4].clone()).await.pending_publish.is_none());
 }
 
 async fn a_cached_record_is_revalidated_on_every_read(s: Store) {
