@@ -5,6 +5,7 @@
 //! ```text
 //! scripts/webhook-e2e.sh                      # builds, then runs this on core 1
 //! taskset -c 1 target/release/examples/webhook_e2e target/release/teams-presence [NOTIFICATIONS]
+//! WEBHOOK_E2E_ONLY=handler/1 scripts/webhook-e2e.sh     # one path and shape (to profile it)
 //! ```
 //!
 //! For each path (`handler`: payload-mode `notifications` invocations the way the Functions
@@ -157,6 +158,10 @@ async fn start(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // The server logs at its default level unless RUST_LOG says otherwise (to compare).
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        cmd.env("RUST_LOG", filter);
+    }
     let url = match path {
         Path_::Handler => {
             cmd.arg("handler")
@@ -338,11 +343,28 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("openssl speed -seconds 5 rsa2048 on core {SERVER_CORE}...");
     let before = openssl_rsa2048_sign_per_s()?;
     let mut rows = Vec::new();
+    // `WEBHOOK_E2E_ONLY=serve/1` (path/shape) runs one of the four, e.g. under a profiler.
+    let only = std::env::var("WEBHOOK_E2E_ONLY").ok();
+    let wanted = |path: Path_, per_request: usize| {
+        only.as_deref().is_none_or(|o| {
+            let name = match path {
+                Path_::Handler => "handler",
+                Path_::Serve => "serve",
+            };
+            o == format!("{name}/{per_request}")
+        })
+    };
     for path in [Path_::Handler, Path_::Serve] {
+        if !wanted(path, 10) && !wanted(path, 1) {
+            continue;
+        }
         let dir = tempfile::tempdir()?;
         let server = start(&bin, path, dir.path(), &cert, &authority).await?;
         let mut first = 0;
         for per_request in [10, 1] {
+            if !wanted(path, per_request) {
+                continue;
+            }
             // A warm-up (connections, signing keys, the store's pages), not measured.
             let warm = bodies(&key, &token, path, first, 200, per_request);
             first += 200;
