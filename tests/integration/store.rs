@@ -458,12 +458,13 @@ async fn a_database_of_the_older_column_order_is_migrated_at_open() {
         )
         .unwrap();
     }
-    let s = Store::Sqlite(SqliteStore::open(&path).unwrap());
-    let e = s
-        .get_entity(Table::Users, "u1", "user")
-        .await
-        .unwrap()
-        .unwrap();
+    // Opens the file and reads the one row back.
+    let open_and_read = |path: std::path::PathBuf| async move {
+        let s = Store::Sqlite(SqliteStore::open(&path).unwrap());
+        let e = s.get_entity(Table::Users, "u1", "user").await.unwrap();
+        (s, e.unwrap())
+    };
+    let (s, e) = open_and_read(path.clone()).await;
     assert_eq!((e.data, e.etag.0.as_str()), (json!({"a": 1}), "\"e1\""));
     let stale = teams_presence::store::Etag("\"e0\"".into());
     assert!(matches!(
@@ -494,11 +495,6 @@ async fn a_database_of_the_older_column_order_is_migrated_at_open() {
     assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
     // Opening again leaves it as it is.
     drop(c);
-    let s = Store::Sqlite(SqliteStore::open(&path).unwrap());
-    let e = s
-        .get_entity(Table::Users, "u1", "user")
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, e) = open_and_read(path).await;
     assert_eq!(e.data, json!({"a": 2}));
 }
