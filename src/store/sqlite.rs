@@ -370,28 +370,35 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entities (
 /// Creates the table, or moves a database written by an older version (`WITHOUT ROWID`,
 /// the ETag after the document) to the current layout, in one transaction.
 fn create_or_migrate(c: &Connection) -> Result<(), StoreError> {
-    let existing: Option<String> = c
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE type='table' AND name='entities'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(sql_err)?;
-    let old = existing.is_some_and(|sql| sql.to_ascii_uppercase().contains("WITHOUT ROWID"));
-    if !old {
+    let older = || -> rusqlite::Result<bool> {
+        let sql: Option<String> = c
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type='table' AND name='entities'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(sql.is_some_and(|sql| sql.to_ascii_uppercase().contains("WITHOUT ROWID")))
+    };
+    if !older().map_err(sql_err)? {
         return c.execute_batch(SCHEMA).map_err(sql_err);
     }
-    c.execute_batch(&format!(
-        "BEGIN IMMEDIATE;
-         ALTER TABLE entities RENAME TO entities_before_rowid;
-         {SCHEMA}
-         INSERT INTO entities (tbl, pk, rk, etag, data)
-             SELECT tbl, pk, rk, etag, data FROM entities_before_rowid;
-         DROP TABLE entities_before_rowid;
-         COMMIT;"
-    ))
-    .map_err(|e| {
+    // Asked again under the write lock: of two processes opening an older file at once,
+    // one moves it and the other finds it moved.
+    let migrate = || -> rusqlite::Result<()> {
+        c.execute_batch("BEGIN IMMEDIATE;")?;
+        if older()? {
+            c.execute_batch(&format!(
+                "ALTER TABLE entities RENAME TO entities_before_rowid;
+                 {SCHEMA}
+                 INSERT INTO entities (tbl, pk, rk, etag, data)
+                     SELECT tbl, pk, rk, etag, data FROM entities_before_rowid;
+                 DROP TABLE entities_before_rowid;"
+            ))?;
+        }
+        c.execute_batch("COMMIT;")
+    };
+    migrate().map_err(|e| {
         let _ = c.execute_batch("ROLLBACK;");
         sql_err(e)
     })
