@@ -244,10 +244,10 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
                 // again. In another task (the confirmer's, which clears the marks of many
                 // batches in one transaction): receiving must never wait on the store, or a
                 // burst reaches the lights in pieces instead of coalesced.
-                let store = state.store.clone();
                 let msgs = std::mem::take(&mut batch);
                 match state.direct_bus.clone() {
                     Some(bus) => {
+                        let store = state.store.clone();
                         tokio::spawn(async move {
                             let sent =
                                 crate::engine::pipeline::send_and_confirm(&store, &bus, &msgs)
