@@ -19,7 +19,7 @@ use crate::core::presence::{decide, Decision, Observation};
 use crate::engine::publish::{Outbox, Publisher};
 use chrono::{DateTime, Utc};
 
-use crate::store::{PendingPublish, PresenceRecord, Store, StoreError};
+use crate::store::{Etag, PendingPublish, PresenceRecord, Store, StoreError, Table};
 
 /// How many times a write is retried after losing a race before giving up (each retry
 /// means another writer made progress, so this bound is never reached in practice).
@@ -85,37 +85,55 @@ pub async fn record_batch(
     store: &Store,
     observations: Vec<Observation>,
 ) -> Result<Vec<Result<Option<PresenceChanged>, StoreError>>, StoreError> {
+    let recorded = record_batch_if(store, Vec::new(), observations).await?;
+    Ok(recorded.unwrap_or_default())
+}
+
+/// [`record_batch`], only if every entity in `unchanged` still has the ETag given
+/// ([`Store::update_each_if`]): `Ok(None)`, nothing recorded, when one moved.
+pub async fn record_batch_if(
+    store: &Store,
+    unchanged: Vec<(Table, String, String, Etag)>,
+    observations: Vec<Observation>,
+) -> Result<Option<Vec<Result<Option<PresenceChanged>, StoreError>>>, StoreError> {
     let keys = observations
         .iter()
         .map(|o| (o.user_id.clone(), "presence".to_owned()))
         .collect();
     store
-        .update_each(keys, move |i, current: Option<&PresenceRecord>| {
-            next_record(current, &observations[i])
-        })
+        .update_each_if(
+            unchanged,
+            keys,
+            move |i, current: Option<&PresenceRecord>| next_record(current, &observations[i]),
+        )
         .await
 }
 
-/// [`record_batch`] and publish, in order. Returns, per observation, whether a message was
-/// published.
+/// [`record_batch_if`] and publish, in order. Returns, per observation, whether a message
+/// was published; `Ok(None)` when one of `unchanged` moved (nothing recorded or published).
 pub async fn record_and_publish_batch(
     store: &Store,
     publisher: &Publisher,
     outbox: Option<&Outbox>,
+    unchanged: Vec<(Table, String, String, Etag)>,
     observations: Vec<Observation>,
-) -> Result<Vec<Result<bool, PipelineError>>, StoreError> {
-    let recorded = record_batch(store, observations).await?;
-    Ok(recorded
-        .into_iter()
-        .map(|r| match r? {
-            None => Ok(false),
-            Some(msg) => {
-                tracing::info!(user_id = %msg.user_id, presence = %msg.presence, source = ?msg.source, "presence changed");
-                publisher.publish(outbox, vec![TopicMessage::PresenceChanged(msg)])?;
-                Ok(true)
-            }
-        })
-        .collect())
+) -> Result<Option<Vec<Result<bool, PipelineError>>>, StoreError> {
+    let Some(recorded) = record_batch_if(store, unchanged, observations).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        recorded
+            .into_iter()
+            .map(|r| match r? {
+                None => Ok(false),
+                Some(msg) => {
+                    tracing::info!(user_id = %msg.user_id, presence = %msg.presence, source = ?msg.source, "presence changed");
+                    publisher.publish(outbox, vec![TopicMessage::PresenceChanged(msg)])?;
+                    Ok(true)
+                }
+            })
+            .collect(),
+    ))
 }
 
 /// [`record`] and publish. Returns whether a message was published.

@@ -40,7 +40,7 @@ use crate::core::presence::Observation;
 use crate::engine::pipeline::{self, PipelineError};
 use crate::engine::publish::Outbox;
 use crate::http::state::AppState;
-use crate::store::{StoreError, SubscriptionRecord};
+use crate::store::{Etag, Store, StoreError, SubscriptionRecord, Table};
 
 /// At most this many distinct subscriptions are looked up per request (Graph batches
 /// carry one or a few; a tenant-mode subscription covers 650 users). Items of further
@@ -112,6 +112,39 @@ async fn lookup_subscriptions<'a>(
     Ok(found)
 }
 
+/// The subscriptions a batch names, all from the cache with the ETags they were read at,
+/// without asking the store; `None` when one is not cached (or could not be looked up at
+/// all), and the batch takes [`lookup_subscriptions`].
+#[allow(clippy::type_complexity)]
+fn cached_subscriptions(
+    state: &AppState,
+    items: &[ChangeNotification],
+) -> Option<(
+    HashMap<String, Arc<SubscriptionRecord>>,
+    Vec<(Table, String, String, Etag)>,
+)> {
+    let mut found = HashMap::new();
+    let mut unchanged = Vec::new();
+    for item in items {
+        let id = item.subscription_id.as_str();
+        if found.contains_key(id) {
+            continue;
+        }
+        if found.len() >= MAX_SUBSCRIPTIONS_PER_BATCH || id.is_empty() || loggable_id(id) != id {
+            return None;
+        }
+        let (etag, record) = state.subscriptions.known(id, "subscription")?;
+        unchanged.push((
+            Table::Subscriptions,
+            id.to_owned(),
+            "subscription".to_owned(),
+            etag,
+        ));
+        found.insert(id.to_owned(), record);
+    }
+    Some((found, unchanged))
+}
+
 fn unavailable(what: &str) -> Response {
     ApiError::Unavailable(format!("{what}; deliver again later")).into_response()
 }
@@ -181,100 +214,125 @@ async fn notifications(
         })
         .collect();
 
-    // Step 2: the subscriptions of what is left; subscription, clientState, tenant.
-    let subs = match lookup_subscriptions(&state, items.iter().map(|i| i.subscription_id.as_str()))
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read subscriptions");
-            return unavailable("cannot read subscriptions");
-        }
+    // Step 2: the subscriptions of what is left; subscription, clientState, tenant. On
+    // SQLite, when every subscription named is in the cache, the checks and the decryption
+    // use the cached records and the record transaction confirms their ETags (one store
+    // round trip less per request). If that confirmation fails, or anything is rejected
+    // against a cached record, the whole batch is checked again against the store's current
+    // records: nothing is accepted or dropped on a stale copy.
+    let items = Arc::new(items);
+    let mut cached = match &state.store {
+        Store::Sqlite(_) => cached_subscriptions(&state, &items),
+        _ => None,
     };
-    let mut to_open = Vec::new();
-    for item in items {
-        let sub = subs.get(&item.subscription_id);
-        match notification::check_subscription(
-            item.client_state.as_ref(),
-            item.tenant_id.as_deref(),
-            sub.map(|s| &**s),
-        ) {
-            // The record itself goes along (a tenant-mode one lists 650 users: no copy).
-            Ok(_) => to_open.push((item, sub.cloned().expect("a matched item has one"))),
-            Err(r) => rejected.push((item.subscription_id, r)),
-        }
-    }
-
-    // Step 3: RSA unwrap, HMAC, AES. One item (a quarter of a millisecond) is opened right
-    // here: the trip to the blocking pool and back cost a tenth of that again. More go to
-    // the blocking pool, so a batch never holds up the async workers for long.
-    let keys = state.notification_keys.clone();
-    let open_all = move |to_open: Vec<(ChangeNotification, Arc<SubscriptionRecord>)>| {
-        to_open
-            .into_iter()
-            .map(|(item, sub)| {
-                let r = notification::open(&item, &sub, &keys, now);
-                (item.subscription_id, r)
-            })
-            .collect::<Vec<_>>()
-    };
-    let opened: Vec<(String, Result<Observation, Rejection>)> = if to_open.len() <= OPEN_INLINE {
-        open_all(to_open)
-    } else {
-        match tokio::task::spawn_blocking(move || open_all(to_open)).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "decryption task failed");
-                return unavailable("decryption failed");
+    let outbox = outbox.map(|Extension(o)| o);
+    let (mut published, mut store_failed) = (0usize, false);
+    let mut accepted_items: usize;
+    loop {
+        let (subs, unchanged) = match cached.take() {
+            Some((subs, unchanged)) => (subs, Some(unchanged)),
+            None => {
+                match lookup_subscriptions(&state, items.iter().map(|i| i.subscription_id.as_str()))
+                    .await
+                {
+                    Ok(s) => (s, None),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read subscriptions");
+                        return unavailable("cannot read subscriptions");
+                    }
+                }
+            }
+        };
+        let mut refused: Vec<(String, Rejection)> = Vec::new();
+        let mut to_open = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let sub = subs.get(&item.subscription_id);
+            match notification::check_subscription(
+                item.client_state.as_ref(),
+                item.tenant_id.as_deref(),
+                sub.map(|s| &**s),
+            ) {
+                // The record itself goes along (a tenant-mode one lists 650 users: no copy).
+                Ok(_) => to_open.push((i, sub.cloned().expect("a matched item has one"))),
+                Err(r) => refused.push((item.subscription_id.clone(), r)),
             }
         }
-    };
 
-    // Record and publish, in batch order (two changes of one user stay ordered), the whole
-    // batch in one store transaction where the store has them.
-    let outbox = outbox.map(|Extension(o)| o);
-    let mut observations = Vec::with_capacity(opened.len());
-    for (sub_id, r) in opened {
-        match r {
-            Ok(o) => observations.push(o),
-            Err(reason) => rejected.push((sub_id, reason)),
+        // Step 3: RSA unwrap, HMAC, AES. One item (a quarter of a millisecond) is opened
+        // right here: the trip to the blocking pool and back cost a tenth of that again.
+        // More go to the blocking pool, so a batch never holds up the async workers for long.
+        let keys = state.notification_keys.clone();
+        let all = items.clone();
+        let open_all = move |to_open: Vec<(usize, Arc<SubscriptionRecord>)>| {
+            to_open
+                .into_iter()
+                .map(|(i, sub)| (i, notification::open(&all[i], &sub, &keys, now)))
+                .collect::<Vec<_>>()
+        };
+        let opened: Vec<(usize, Result<Observation, Rejection>)> = if to_open.len() <= OPEN_INLINE {
+            open_all(to_open)
+        } else {
+            match tokio::task::spawn_blocking(move || open_all(to_open)).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "decryption task failed");
+                    return unavailable("decryption failed");
+                }
+            }
+        };
+        let mut observations = Vec::with_capacity(opened.len());
+        for (i, r) in opened {
+            match r {
+                Ok(o) => observations.push(o),
+                Err(reason) => refused.push((items[i].subscription_id.clone(), reason)),
+            }
         }
-    }
-    let accepted_items = observations.len();
-    let user_ids: Vec<String> = observations.iter().map(|o| o.user_id.clone()).collect();
-    let (mut published, mut store_failed) = (0usize, false);
-    let results = if observations.is_empty() {
-        Ok(Vec::new())
-    } else {
-        pipeline::record_and_publish_batch(
-            &state.store,
-            &state.publisher,
-            outbox.as_ref(),
-            observations,
-        )
-        .await
-    };
-    match results {
-        Err(e) => {
-            tracing::error!(error = %e, items = accepted_items, "cannot record presence");
-            store_failed = true;
+        if unchanged.is_some() && !refused.is_empty() {
+            continue;
         }
-        Ok(results) => {
-            for (user_id, r) in user_ids.iter().zip(results) {
-                match r {
-                    Ok(true) => published += 1,
-                    Ok(false) => {}
-                    Err(PipelineError::Store(e)) => {
-                        tracing::error!(user_id = %user_id, error = %e, "cannot record presence");
-                        store_failed = true;
-                    }
-                    Err(PipelineError::Publish(e)) => {
-                        // Stored: a retry would find nothing new, so this is not Graph's to repeat.
-                        tracing::warn!(user_id = %user_id, error = %e, "presence recorded but not published");
+
+        // Record and publish, in batch order (two changes of one user stay ordered), the
+        // whole batch in one store transaction where the store has them.
+        accepted_items = observations.len();
+        let user_ids: Vec<String> = observations.iter().map(|o| o.user_id.clone()).collect();
+        let results = if observations.is_empty() {
+            Ok(Some(Vec::new()))
+        } else {
+            pipeline::record_and_publish_batch(
+                &state.store,
+                &state.publisher,
+                outbox.as_ref(),
+                unchanged.unwrap_or_default(),
+                observations,
+            )
+            .await
+        };
+        rejected.extend(refused);
+        match results {
+            // A subscription moved since it was cached: check everything again.
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, items = accepted_items, "cannot record presence");
+                store_failed = true;
+            }
+            Ok(Some(results)) => {
+                for (user_id, r) in user_ids.iter().zip(results) {
+                    match r {
+                        Ok(true) => published += 1,
+                        Ok(false) => {}
+                        Err(PipelineError::Store(e)) => {
+                            tracing::error!(user_id = %user_id, error = %e, "cannot record presence");
+                            store_failed = true;
+                        }
+                        Err(PipelineError::Publish(e)) => {
+                            // Stored: a retry would find nothing new, so this is not Graph's to repeat.
+                            tracing::warn!(user_id = %user_id, error = %e, "presence recorded but not published");
+                        }
                     }
                 }
             }
         }
+        break;
     }
     for (sub_id, reason) in &rejected {
         tracing::warn!(subscription_id = %loggable_id(sub_id), reason = reason.as_str(), "notification rejected");

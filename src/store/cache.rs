@@ -4,7 +4,8 @@
 //! subscription lists 650 users, so parsing it each time cost more than the rest of a
 //! single-notification request. The cache keeps the parsed record and asks the store only
 //! whether its ETag moved ([`Store::get_if_changed`]): a changed or deleted record is seen
-//! on the very next read, so nothing is ever served stale.
+//! on the very next read, so nothing is ever served stale. [`RecordCache::known`] skips that
+//! read for a caller that checks the ETag in its own transaction instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -65,6 +66,13 @@ impl<T: Record> RecordCache<T> {
                 Ok(Some(value))
             }
         }
+    }
+
+    /// The record kept for `pk`/`rk` and the ETag it was read at, without asking the store:
+    /// for a caller that checks the ETag itself later, in the transaction that depends on it
+    /// ([`Store::update_each_if`]).
+    pub fn known(&self, pk: &str, rk: &str) -> Option<(Etag, Arc<T>)> {
+        self.lock().get(&(pk.to_owned(), rk.to_owned())).cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries<T>> {

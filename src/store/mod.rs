@@ -341,15 +341,41 @@ impl Store {
     pub async fn update_each<T, R>(
         &self,
         keys: Vec<(String, String)>,
-        mut decide: impl FnMut(usize, Option<&T>) -> Option<(T, R)> + Send + 'static,
+        decide: impl FnMut(usize, Option<&T>) -> Option<(T, R)> + Send + 'static,
     ) -> Result<Vec<Result<Option<R>, StoreError>>, StoreError>
+    where
+        T: Record + Send + 'static,
+        R: Send + 'static,
+    {
+        let done = self.update_each_if(Vec::new(), keys, decide).await?;
+        Ok(done.unwrap_or_default())
+    }
+
+    /// [`Store::update_each`], done only if every entity in `unchanged` (table, keys, ETag)
+    /// still has that ETag: what the batch was decided against (the webhook's cached
+    /// subscriptions) is checked in the same transaction as the writes, instead of in a
+    /// read of its own before. `Ok(None)` when one of them moved or is gone: nothing was
+    /// written. Only SQLite has transactions for this; with a non-empty `unchanged` other
+    /// stores answer `Ok(None)`, and the caller reads the current versions and decides
+    /// again.
+    pub async fn update_each_if<T, R>(
+        &self,
+        unchanged: Vec<(Table, String, String, Etag)>,
+        keys: Vec<(String, String)>,
+        mut decide: impl FnMut(usize, Option<&T>) -> Option<(T, R)> + Send + 'static,
+    ) -> Result<Option<Vec<Result<Option<R>, StoreError>>>, StoreError>
     where
         T: Record + Send + 'static,
         R: Send + 'static,
     {
         match self {
             Store::Sqlite(s) => {
-                s.in_transaction(keys.len(), move |c| {
+                s.in_transaction(keys.len() + unchanged.len(), move |c| {
+                    for (t, pk, rk, etag) in &unchanged {
+                        if sqlite::etag_in(c, *t, pk, rk)?.as_ref() != Some(etag) {
+                            return Ok(None);
+                        }
+                    }
                     let read = |(pk, rk): &(String, String)| {
                         sqlite::get_raw_in(c, T::TABLE, pk, rk)?
                             .map(|(data, etag)| decode_text(pk, rk, &data, etag))
@@ -368,20 +394,21 @@ impl Store {
                         let r = update_one(read, write, key, |cur| decide(i, cur));
                         // A store that fails outright fails the batch: nothing is committed.
                         if let Err(StoreError::Unavailable(_)) = &r {
-                            return r.map(|_| Vec::new());
+                            return r.map(|_| None);
                         }
                         out.push(r);
                     }
-                    Ok(out)
+                    Ok(Some(out))
                 })
                 .await
             }
+            Store::Table(_) if !unchanged.is_empty() => Ok(None),
             Store::Table(_) => {
                 let mut out = Vec::with_capacity(keys.len());
                 for (i, (pk, rk)) in keys.iter().enumerate() {
                     out.push(self.update_one_async(pk, rk, |cur| decide(i, cur)).await);
                 }
-                Ok(out)
+                Ok(Some(out))
             }
         }
     }

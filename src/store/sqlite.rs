@@ -422,6 +422,16 @@ pub fn get_raw_in(
         .map_err(sql_err)
 }
 
+/// The ETag of one entity, on a connection (or inside [`SqliteStore::in_transaction`]).
+pub fn etag_in(c: &Connection, t: Table, pk: &str, rk: &str) -> Result<Option<Etag>, StoreError> {
+    c.prepare_cached("SELECT etag FROM entities WHERE tbl=?1 AND pk=?2 AND rk=?3")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![t.name(), pk, rk], |row| Ok(Etag(row.get(0)?)))
+                .optional()
+        })
+        .map_err(sql_err)
+}
+
 /// Inserts on a connection; Conflict if present.
 pub fn insert_in(
     c: &Connection,

@@ -498,3 +498,67 @@ async fn a_database_of_the_older_column_order_is_migrated_at_open() {
     let (_, e) = open_and_read(path).await;
     assert_eq!(e.data, json!({"a": 2}));
 }
+
+/// `update_each_if` writes only while what the batch was decided against keeps its ETag,
+/// checked in the same SQLite transaction; other stores leave such a batch to the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_each_if_writes_only_while_its_dependencies_are_unchanged() {
+    let s = sqlite_store();
+    let (dep, user) = (key(), key());
+    let etag = s
+        .insert_entity(Table::Subscriptions, &dep, "subscription", &json!({"v": 1}))
+        .await
+        .unwrap();
+    let record = |s: Store,
+                  unchanged: Vec<(Table, String, String, teams_presence::store::Etag)>,
+                  secs: i64| {
+        let obs = observation(&user, "Busy", "InACall", secs);
+        async move {
+            pipeline::record_batch_if(&s, unchanged, vec![obs])
+                .await
+                .unwrap()
+        }
+    };
+    let dep_at = |e: &teams_presence::store::Etag| {
+        vec![(
+            Table::Subscriptions,
+            dep.clone(),
+            "subscription".to_owned(),
+            e.clone(),
+        )]
+    };
+    assert!(record(s.clone(), dep_at(&etag), 10).await.is_some());
+    let moved = s
+        .replace_entity(
+            Table::Subscriptions,
+            &dep,
+            "subscription",
+            &json!({"v": 2}),
+            &etag,
+        )
+        .await
+        .unwrap();
+    // Decided against the old version: nothing written.
+    let before = s
+        .get::<PresenceRecord>(&user, "presence")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record(s.clone(), dep_at(&etag), 20).await.is_none());
+    let after = s
+        .get::<PresenceRecord>(&user, "presence")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.etag, after.etag);
+    assert!(record(s.clone(), dep_at(&moved), 20).await.is_some());
+    // Gone: nothing written either.
+    s.delete_entity(Table::Subscriptions, &dep, "subscription", None)
+        .await
+        .unwrap();
+    assert!(record(s.clone(), dep_at(&moved), 30).await.is_none());
+
+    let table = azurite_store().await;
+    assert!(record(table.clone(), dep_at(&moved), 40).await.is_none());
+    assert!(record(table, Vec::new(), 40).await.is_some());
+}

@@ -597,3 +597,64 @@ async fn lifecycle_event_with_the_right_client_state_is_recorded_for_renewal() {
     let (status, _) = app.post("/api/lifecycle", "nope").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// The webhook checks and decrypts with its cached copy of the subscription and confirms
+/// the copy's ETag in the transaction that records the change. A copy that went stale
+/// (the record rotated, renewed or deleted by another writer) must never make it accept or
+/// drop what the current record says otherwise.
+#[tokio::test]
+async fn webhook_never_accepts_or_drops_on_a_stale_cached_subscription() {
+    let app = TestApp::start().await;
+    let store = &app.state.store;
+    let with_state = |n: usize, client_state: &str| {
+        let mut item = app.item(n, "Busy", "InACall");
+        item["clientState"] = json!(client_state);
+        item
+    };
+    // Another writer changes the subscription record after the webhook cached it.
+    let rewrite = |f: fn(&mut SubscriptionRecord)| async move {
+        let mut rec = store
+            .get::<SubscriptionRecord>(SUB, "subscription")
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        f(&mut rec);
+        store.upsert(&rec).await.unwrap();
+    };
+    assert_eq!(
+        app.notify(&app.batch(&[app.item(1, "Busy", "InACall")]))
+            .await,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(app.published().len(), 1, "primes the cache");
+
+    // A new clientState: what the current record says is accepted...
+    rewrite(|r| r.client_state_sha256 = client_state_sha256_hex("rotated-secret")).await;
+    let batch = app.batch(&[with_state(2, "rotated-secret")]);
+    assert_eq!(app.notify(&batch).await, StatusCode::ACCEPTED);
+    assert_eq!(app.published().len(), 1, "accepted on the current record");
+    assert!(app.stored_presence(2).await.is_some());
+    // ...and the old one no longer is.
+    let batch = app.batch(&[with_state(3, CLIENT_STATE)]);
+    assert_eq!(app.notify(&batch).await, StatusCode::ACCEPTED);
+    assert!(app.published().is_empty());
+    assert!(app.stored_presence(3).await.is_none());
+
+    // Renewed (a new expiry, so a new ETag): recorded and published once.
+    rewrite(|r| r.expires_at += chrono::Duration::minutes(50)).await;
+    let batch = app.batch(&[with_state(4, "rotated-secret")]);
+    assert_eq!(app.notify(&batch).await, StatusCode::ACCEPTED);
+    assert_eq!(app.published().len(), 1);
+    assert!(app.stored_presence(4).await.is_some());
+
+    // Deleted: the cached copy still matches, but nothing is recorded against it.
+    store
+        .delete::<SubscriptionRecord>(SUB, "subscription", None)
+        .await
+        .unwrap();
+    let batch = app.batch(&[with_state(5, "rotated-secret")]);
+    assert_eq!(app.notify(&batch).await, StatusCode::ACCEPTED);
+    assert!(app.published().is_empty());
+    assert!(app.stored_presence(5).await.is_none());
+}
