@@ -34,18 +34,8 @@ async fn world(extra: &[(&str, &str)]) -> World {
     let entra = FakeEntra::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("p.sqlite3")).unwrap());
-    let mut pairs = vec![
-        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
-        ("AZURE_CLIENT_SECRET", "test-secret"),
-        ("AZURE_TENANT_ID", TENANT),
-        ("AZURE_AUTHORITY_HOST", entra.url.as_str()),
-        ("GRAPH_ENDPOINT", graph.url.as_str()),
-        (
-            "TOKEN_ENCRYPTION_KEY",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        ),
-        ("POLL_INTERVAL", "30"),
-    ];
+    let mut pairs = support::cloud_pairs(TENANT, &entra.url, &graph.url);
+    pairs.push(("POLL_INTERVAL", "30"));
     pairs.extend_from_slice(extra);
     let app = AppState::new(support::settings(&pairs), store, Mode::Handler);
     World {

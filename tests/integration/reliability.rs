@@ -37,21 +37,11 @@ async fn world(extra: &[(&str, &str)]) -> World {
     let entra = FakeEntra::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("r.sqlite3")).unwrap());
-    let mut pairs: Vec<(String, String)> = [
-        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
-        ("AZURE_CLIENT_SECRET", "test-secret"),
-        ("AZURE_TENANT_ID", TENANT),
-        ("AZURE_AUTHORITY_HOST", entra.url.as_str()),
-        ("GRAPH_ENDPOINT", graph.url.as_str()),
-        (
-            "TOKEN_ENCRYPTION_KEY",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        ),
-        ("POLL_INTERVAL", "30"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let mut pairs: Vec<(String, String)> = support::cloud_pairs(TENANT, &entra.url, &graph.url)
+        .iter()
+        .chain(&[("POLL_INTERVAL", "30")])
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     World {
         graph,

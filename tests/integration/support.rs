@@ -24,6 +24,22 @@ pub fn init_logging() {
 }
 
 /// Settings from pairs, never from the process environment.
+/// The settings a cloud-role test starts from: an app registration with a secret in
+/// `tenant`, the fake Entra ID and Graph at their URLs, and a token encryption key.
+pub fn cloud_pairs<'a>(tenant: &'a str, entra: &'a str, graph: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+        ("AZURE_CLIENT_SECRET", "test-secret"),
+        ("AZURE_TENANT_ID", tenant),
+        ("AZURE_AUTHORITY_HOST", entra),
+        ("GRAPH_ENDPOINT", graph),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+    ]
+}
+
 pub fn settings(pairs: &[(&str, &str)]) -> Settings {
     let map: HashMap<String, String> = pairs
         .iter()

@@ -38,20 +38,13 @@ async fn a_tenant_tick_for_10000_users_and_pbx_writes_sharing_the_budget_provoke
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("load.sqlite3")).unwrap());
     let ids: Vec<String> = (0..10_000).map(|i| format!("user-{i:05}")).collect();
     let list = ids.join(",");
-    let settings = support::settings(&[
-        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
-        ("AZURE_CLIENT_SECRET", "test-secret"),
-        ("AZURE_TENANT_ID", TENANT),
-        ("AZURE_AUTHORITY_HOST", entra.url.as_str()),
-        ("GRAPH_ENDPOINT", graph.url.as_str()),
-        (
-            "TOKEN_ENCRYPTION_KEY",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        ),
+    let mut pairs = support::cloud_pairs(TENANT, &entra.url, &graph.url);
+    pairs.extend([
         // As often as the setting allows: every tick wants all 16 batches.
         ("POLL_INTERVAL", "1"),
         ("TENANT_USERS", list.as_str()),
     ]);
+    let settings = support::settings(&pairs);
     let app = AppState::new(settings, store, Mode::Handler);
     for id in &ids {
         graph.set(id, "Available", "Available");

@@ -280,20 +280,12 @@ impl Cloud {
         let graph = FakeGraph::start().await;
         let entra = FakeEntra::start().await;
         let cs = lamp.sb.connection_string();
-        let mut pairs: Vec<(&str, &str)> = vec![
-            ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
-            ("AZURE_CLIENT_SECRET", "test-secret"),
-            ("AZURE_TENANT_ID", TENANT),
-            ("AZURE_AUTHORITY_HOST", entra.url.as_str()),
-            ("GRAPH_ENDPOINT", graph.url.as_str()),
-            (
-                "TOKEN_ENCRYPTION_KEY",
-                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-            ),
+        let mut pairs: Vec<(&str, &str)> = support::cloud_pairs(TENANT, &entra.url, &graph.url);
+        pairs.extend([
             ("PUBLISH_MODE", "rest"),
             ("ServiceBusConnection", cs.as_str()),
             ("SERVICEBUS_ENDPOINT", lamp.sb.url.as_str()),
-        ];
+        ]);
         pairs.extend_from_slice(extra);
         let mut app = AppState::new(support::settings(&pairs), store, Mode::Handler);
         app.ctx.clock = Clock::manual(t0());
