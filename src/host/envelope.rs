@@ -107,25 +107,27 @@ impl Invocation {
             .and_then(|v| v.as_str().map(str::to_owned))
     }
 
-    /// The HTTP trigger input named `binding` (`req` in our function.json files).
-    pub fn http_request(&self, binding: &str) -> Result<HttpTriggerRequest, EnvelopeError> {
-        let raw = lookup(&self.data, binding)
+    /// The HTTP trigger input named `binding` (`req` in our function.json files). Takes the
+    /// invocation apart: the body and the maps are moved out, not copied.
+    pub fn into_http_request(mut self, binding: &str) -> Result<HttpTriggerRequest, EnvelopeError> {
+        let raw = take(&mut self.data, binding)
             .ok_or_else(|| EnvelopeError::MissingBinding(binding.into()))?;
         let shape = || EnvelopeError::WrongShape {
             binding: binding.into(),
             expected: "HTTP request",
         };
-        let obj = match unwrap_scalar(raw) {
+        let mut obj = match unwrap_owned(raw) {
             Value::Object(o) => o,
             _ => return Err(shape()),
         };
-        let get = |k: &str| lookup(&obj, k).map(unwrap_scalar);
+        let mut get = |k: &str| take(&mut obj, k).map(unwrap_owned);
         let method = get("Method")
             .and_then(|v| v.as_str().map(str::to_ascii_uppercase))
             .unwrap_or_else(|| "GET".into());
-        let url = get("Url")
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let url = match get("Url") {
+            Some(Value::String(s)) => s,
+            _ => String::new(),
+        };
         let headers = headers_of(get("Headers"));
         let query = string_map(get("Query"));
         let params = string_map(get("Params"));
@@ -134,14 +136,15 @@ impl Invocation {
             .find(|(k, _)| k == "content-type")
             .map(|(_, v)| v.to_ascii_lowercase())
             .unwrap_or_default();
-        let body = match lookup(&obj, "Body") {
+        // The body is the text as sent: never unwrapped, even when it is JSON.
+        let body = match take(&mut obj, "Body") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) if is_binary_content_type(&content_type) => {
                 base64::engine::general_purpose::STANDARD
                     .decode(s.as_bytes())
                     .map_err(|_| shape())?
             }
-            Some(Value::String(s)) => s.clone().into_bytes(),
+            Some(Value::String(s)) => s.into_bytes(),
             // Some hosts parse JSON bodies; hand the JSON text back.
             Some(v) => v.to_string().into_bytes(),
         };
@@ -216,19 +219,36 @@ fn lookup<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     })
 }
 
+/// [`lookup`], removing the value from the map.
+fn take(map: &mut Map<String, Value>, key: &str) -> Option<Value> {
+    if let Some(v) = map.remove(key) {
+        return Some(v);
+    }
+    let found = map.keys().find(|k| k.eq_ignore_ascii_case(key))?.clone();
+    map.remove(&found)
+}
+
 /// Undoes the host's second JSON encoding of scalars, once: `"\"abc\""` becomes `"abc"`,
 /// `"11"` stays the string `"11"` (callers parse numbers themselves), and a string holding a
 /// JSON object or array becomes that value. Anything else is returned unchanged.
 pub fn unwrap_scalar(v: &Value) -> Value {
-    if let Value::String(s) = v {
-        let t = s.trim_start();
-        if t.starts_with('"') || t.starts_with('{') || t.starts_with('[') {
-            if let Ok(inner) = serde_json::from_str::<Value>(s) {
-                return inner;
-            }
-        }
+    reencoded(v).unwrap_or_else(|| v.clone())
+}
+
+/// [`unwrap_scalar`] of a value the caller gives up.
+fn unwrap_owned(v: Value) -> Value {
+    reencoded(&v).unwrap_or(v)
+}
+
+/// The value a string holds when it is JSON text of a string, object or array.
+fn reencoded(v: &Value) -> Option<Value> {
+    let Value::String(s) = v else { return None };
+    let t = s.trim_start();
+    if t.starts_with('"') || t.starts_with('{') || t.starts_with('[') {
+        serde_json::from_str::<Value>(s).ok()
+    } else {
+        None
     }
-    v.clone()
 }
 
 fn string_map(v: Option<Value>) -> BTreeMap<String, String> {
@@ -237,7 +257,7 @@ fn string_map(v: Option<Value>) -> BTreeMap<String, String> {
         _ => return BTreeMap::new(),
     };
     obj.into_iter()
-        .filter_map(|(k, v)| match unwrap_scalar(&v) {
+        .filter_map(|(k, v)| match unwrap_owned(v) {
             Value::String(s) => Some((k, s)),
             Value::Null => None,
             other => Some((k, other.to_string())),
@@ -256,13 +276,13 @@ fn headers_of(v: Option<Value>) -> Vec<(String, String)> {
         match v {
             Value::Array(items) => {
                 for item in items {
-                    if let Value::String(s) = unwrap_scalar(&item) {
+                    if let Value::String(s) = unwrap_owned(item) {
                         out.push((name.clone(), s));
                     }
                 }
             }
             other => {
-                if let Value::String(s) = unwrap_scalar(&other) {
+                if let Value::String(s) = unwrap_owned(other) {
                     out.push((name, s));
                 }
             }
@@ -400,19 +420,22 @@ impl InvocationResponse {
         &self.outputs
     }
 
-    /// The response body the host reads.
+    /// The response body the host reads, as a JSON value (the handler serializes the
+    /// response itself, without this copy).
     pub fn to_json(&self) -> Value {
-        let mut out = Map::new();
-        out.insert("Outputs".into(), Value::Object(self.outputs.clone()));
-        out.insert(
-            "Logs".into(),
-            Value::Array(self.logs.iter().cloned().map(Value::String).collect()),
-        );
-        out.insert(
-            "ReturnValue".into(),
-            self.return_value.clone().unwrap_or(Value::Null),
-        );
-        Value::Object(out)
+        serde_json::to_value(self).expect("an invocation response serializes")
+    }
+}
+
+/// `{"Outputs": {...}, "Logs": [...], "ReturnValue": ...}`, the body the host reads.
+impl Serialize for InvocationResponse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("InvocationResponse", 3)?;
+        out.serialize_field("Outputs", &self.outputs)?;
+        out.serialize_field("Logs", &self.logs)?;
+        out.serialize_field("ReturnValue", &self.return_value)?;
+        out.end()
     }
 }
 
@@ -446,7 +469,9 @@ mod tests {
             "Metadata": {"Query": {"validationToken": "\"a+b c\""}, "sys": {"MethodName": "\"notifications\"", "InvocationId": "\"abc-123\""}}
         });
         let inv = Invocation::parse(body.to_string().as_bytes()).unwrap();
-        let req = inv.http_request("req").unwrap();
+        assert_eq!(inv.invocation_id().as_deref(), Some("abc-123"));
+        assert_eq!(inv.metadata_map("Query")["validationToken"], "a+b c");
+        let req = inv.into_http_request("req").unwrap();
         assert_eq!(req.method, "POST");
         assert_eq!(req.query["validationToken"], "a+b c");
         assert_eq!(req.headers.iter().filter(|(k, _)| k == "x-two").count(), 2);
@@ -460,8 +485,6 @@ mod tests {
             req.path_and_query("/api/health"),
             "/api/health?validationToken=a%2Bb%20c"
         );
-        assert_eq!(inv.invocation_id().as_deref(), Some("abc-123"));
-        assert_eq!(inv.metadata_map("Query")["validationToken"], "a+b c");
     }
 
     #[test]
@@ -470,13 +493,13 @@ mod tests {
         let body = json!({"Data": {"req": {"Method": "post", "Headers": {"content-type": ["application/octet-stream"]}, "Body": b64}}});
         let req = Invocation::parse(body.to_string().as_bytes())
             .unwrap()
-            .http_request("req")
+            .into_http_request("req")
             .unwrap();
         assert_eq!(req.body, vec![0, 1, 2, 255]);
         let body = json!({"Data": {"req": {"Method": "POST", "Body": {"value": []}}}});
         let req = Invocation::parse(body.to_string().as_bytes())
             .unwrap()
-            .http_request("req")
+            .into_http_request("req")
             .unwrap();
         assert_eq!(req.body, br#"{"value":[]}"#);
     }
@@ -515,12 +538,12 @@ mod tests {
         ] {
             match Invocation::parse(bad) {
                 Err(_) => {}
-                Ok(inv) => assert!(inv.http_request("req").is_err()),
+                Ok(inv) => assert!(inv.into_http_request("req").is_err()),
             }
         }
         let inv = Invocation::parse(b"{}").unwrap();
         assert_eq!(
-            inv.http_request("req").unwrap_err(),
+            inv.into_http_request("req").unwrap_err(),
             EnvelopeError::MissingBinding("req".into())
         );
     }

@@ -92,6 +92,31 @@ pub const FUNCTIONS: &[FunctionDef] = &[
 /// The host.json shared by both sets.
 pub const HOST_JSON: &str = include_str!("../../host.json");
 
+impl FunctionDef {
+    /// The route template in its function.json (`presence/{userId}`), or its name when the
+    /// file names none. Read from the embedded files once per process.
+    pub fn route(&self) -> &'static str {
+        static ROUTES: std::sync::OnceLock<Vec<(&'static str, String)>> =
+            std::sync::OnceLock::new();
+        let routes = ROUTES.get_or_init(|| {
+            FUNCTIONS
+                .iter()
+                .map(|f| {
+                    let route = serde_json::from_str::<serde_json::Value>(f.function_json)
+                        .ok()
+                        .and_then(|v| v["bindings"][0]["route"].as_str().map(str::to_owned))
+                        .unwrap_or_else(|| f.name.to_owned());
+                    (f.name, route)
+                })
+                .collect()
+        });
+        routes
+            .iter()
+            .find(|(name, _)| *name == self.name)
+            .map_or(self.name, |(_, route)| route.as_str())
+    }
+}
+
 /// Looks a function up by name (case-insensitive, as the host's routing is).
 pub fn find(name: &str) -> Option<&'static FunctionDef> {
     FUNCTIONS.iter().find(|f| f.name.eq_ignore_ascii_case(name))
@@ -131,6 +156,17 @@ pub fn package(set: FunctionSet, out: &Path, binary: &Path) -> anyhow::Result<Ve
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn routes_come_from_the_function_json_files() {
+        assert_eq!(find("presence-get").unwrap().route(), "presence/{userId}");
+        assert_eq!(find("auth-end").unwrap().route(), "auth/end");
+        // A timer names no route: its name stands in.
+        assert_eq!(
+            find("presence-refresh").unwrap().route(),
+            "presence-refresh"
+        );
+    }
 
     #[test]
     fn function_json_files_match_the_registry() {

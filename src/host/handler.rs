@@ -192,12 +192,12 @@ async fn invoke(
             }
         };
         match def.trigger {
-            Trigger::Http { .. } => invoke_http(&hs, def, &inv).await,
+            Trigger::Http { .. } => invoke_http(&hs, def, inv).await,
             Trigger::Timer => match inv.timer("timer") {
                 Ok(_timer) => {
                     match crate::host::jobs::run_timer(&hs.app, def.name, Outbox::default()).await {
                         Ok((resp, outbox)) => match deliver(&hs.app, resp, &outbox).await {
-                            Ok(resp) => Json(resp.to_json()).into_response(),
+                            Ok(resp) => Json(resp).into_response(),
                             Err(r) => r,
                         },
                         Err(e) => failure(e.status(), e.to_string()),
@@ -207,7 +207,7 @@ async fn invoke(
             },
             Trigger::ServiceBus => match inv.service_bus("msg") {
                 Ok(msg) => match crate::host::jobs::run_service_bus(&hs.app, def.name, msg).await {
-                    Ok(resp) => Json(resp.to_json()).into_response(),
+                    Ok(resp) => Json(resp).into_response(),
                     Err(e) => failure(e.status(), e.to_string()),
                 },
                 Err(e) => failure(StatusCode::BAD_REQUEST, e.to_string()),
@@ -219,13 +219,13 @@ async fn invoke(
 }
 
 /// Replays an envelope's HTTP request through the API router.
-async fn invoke_http(hs: &HandlerState, def: &FunctionDef, inv: &Invocation) -> Response {
-    let req = match inv.http_request("req") {
+async fn invoke_http(hs: &HandlerState, def: &FunctionDef, inv: Invocation) -> Response {
+    let req = match inv.into_http_request("req") {
         Ok(r) => r,
         Err(e) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let outbox = Outbox::default();
-    let request = match to_http_request(def, &req, outbox.clone()) {
+    let request = match to_http_request(def, req, outbox.clone()) {
         Ok(r) => r,
         Err(msg) => return failure(StatusCode::BAD_REQUEST, msg),
     };
@@ -241,7 +241,8 @@ async fn invoke_http(hs: &HandlerState, def: &FunctionDef, inv: &Invocation) -> 
         }
     }
     let body = match response.into_body().collect().await {
-        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Ok(b) => String::from_utf8(b.to_bytes().into())
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         Err(_) => String::new(),
     };
     let mut resp = InvocationResponse::default().with_http(
@@ -259,7 +260,7 @@ async fn invoke_http(hs: &HandlerState, def: &FunctionDef, inv: &Invocation) -> 
         };
     }
     tracing::info!(status = status.as_u16(), "http invocation done");
-    Json(resp.to_json()).into_response()
+    Json(resp).into_response()
 }
 
 /// Hands an invocation's messages on: as the `message` output binding (JSON objects), or,
@@ -316,11 +317,7 @@ async fn deliver(
 
 /// The route template of a function (`presence/{userId}`) with its parameters filled in.
 fn function_path(def: &FunctionDef, params: &BTreeMap<String, String>) -> String {
-    let route = serde_json::from_str::<Value>(def.function_json)
-        .ok()
-        .and_then(|v| v["bindings"][0]["route"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| def.name.to_owned());
-    let mut path = format!("/api/{route}");
+    let mut path = format!("/api/{}", def.route());
     for (k, v) in params {
         let enc = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
         path = path.replace(&format!("{{{k}}}"), &enc.to_string());
@@ -330,7 +327,7 @@ fn function_path(def: &FunctionDef, params: &BTreeMap<String, String>) -> String
 
 fn to_http_request(
     def: &FunctionDef,
-    req: &HttpTriggerRequest,
+    req: HttpTriggerRequest,
     outbox: Outbox,
 ) -> Result<Request<Body>, String> {
     // The invoked function decides the route; the envelope's URL only contributes its query.
@@ -347,7 +344,7 @@ fn to_http_request(
         builder = builder.header(k.as_str(), v.as_str());
     }
     let mut request = builder
-        .body(Body::from(req.body.clone()))
+        .body(Body::from(req.body))
         .map_err(|e| format!("invocation holds an invalid HTTP request: {e}"))?;
     request.extensions_mut().insert(outbox);
     Ok(request)
