@@ -24,8 +24,9 @@ const CONFIRM_BATCH: usize = 64;
 
 fn log(msg: &TopicMessage) {
     match msg {
+        // Where a change is found (the webhook, the poller) it is logged at info already.
         TopicMessage::PresenceChanged(m) => {
-            tracing::info!(user_id = %m.user_id, presence = %m.presence, source = ?m.source, "presence changed")
+            tracing::debug!(user_id = %m.user_id, presence = %m.presence, source = ?m.source, "presence change to the sinks")
         }
         TopicMessage::SignInRequired(m) => {
             tracing::warn!(user_id = %m.user_id, reason = %m.reason, "sign-in required")
