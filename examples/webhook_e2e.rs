@@ -99,7 +99,19 @@ struct Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM first, the way a user stops it, so a profiler the binary runs under
+    /// (`valgrind`, a wrapper script as BIN) can write its output; SIGKILL after 30 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
