@@ -63,6 +63,16 @@ fn openssl_rsa2048_sign_per_s() -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow::anyhow!("no rsa 2048 line in openssl speed's output:\n{text}"))
 }
 
+/// Resident memory of a process in MB (`VmRSS` of `/proc/PID/status`, kB / 1,000).
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1000.0)
+}
+
 /// User + system CPU seconds of a process, all its threads.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -322,6 +332,7 @@ struct Row {
     wall: f64,
     failed: usize,
     messages: usize,
+    rss: f64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -402,6 +413,7 @@ async fn main() -> anyhow::Result<()> {
                 wall,
                 failed,
                 messages,
+                rss: rss_mb(server.child.id()),
             });
         }
     }
@@ -412,9 +424,9 @@ async fn main() -> anyhow::Result<()> {
         "openssl speed -seconds 5 rsa2048, core {SERVER_CORE}: {floor:.0} sign/s (before {before:.0}, after {after:.0})"
     );
     println!(
-        "| path | per request | notifications | server CPU s | per CPU-second | wall /s | ratio to openssl | failed requests | messages out |"
+        "| path | per request | notifications | server CPU s | per CPU-second | wall /s | ratio to openssl | failed requests | messages out | server RSS MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let rate = r.notifications as f64 / r.cpu;
         let messages = match r.path {
@@ -422,7 +434,7 @@ async fn main() -> anyhow::Result<()> {
             Path_::Serve => "in-process".into(),
         };
         println!(
-            "| {} | {} | {} | {:.2} | {:.0} | {:.0} | **{:.2}** | {} | {} |",
+            "| {} | {} | {} | {:.2} | {:.0} | {:.0} | **{:.2}** | {} | {} | {:.1} |",
             r.path.name(),
             r.per_request,
             r.notifications,
@@ -431,7 +443,8 @@ async fn main() -> anyhow::Result<()> {
             r.notifications as f64 / r.wall,
             rate / floor,
             r.failed,
-            messages
+            messages,
+            r.rss
         );
     }
     Ok(())
