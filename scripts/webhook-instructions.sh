@@ -12,7 +12,9 @@
 # script as its BIN); each shape runs with 100 and with 300 notifications and the difference
 # is divided by 200, so starting, seeding and stopping cancel out.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+cd "$ROOT"
 command -v valgrind >/dev/null || { echo "webhook-instructions: needs valgrind" >&2; exit 2; }
 cargo build --release --bin teams-presence --example webhook_e2e >&2
 work=$(mktemp -d)
@@ -29,7 +31,7 @@ floor=$((sign / ops))
 
 cat >"$work/bin" <<EOF
 #!/bin/sh
-exec valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=$work/cg.%p $PWD/target/release/teams-presence "\$@"
+exec valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=$work/cg.%p $TARGET/release/teams-presence "\$@"
 EOF
 chmod +x "$work/bin"
 
@@ -40,7 +42,7 @@ for shape in ${SHAPES:-handler/10 handler/1 serve/10 serve/1}; do
     declare -A ir=()
     for n in 100 300; do
         rm -f "$work"/cg.*
-        WEBHOOK_E2E_ONLY=$shape target/release/examples/webhook_e2e "$work/bin" "$n" >/dev/null
+        WEBHOOK_E2E_ONLY=$shape "$TARGET/release/examples/webhook_e2e" "$work/bin" "$n" >/dev/null
         ir[$n]=$(awk '/^summary:/ {print $2}' "$work"/cg.*)
     done
     per=$(((ir[300] - ir[100]) / 200))
