@@ -419,12 +419,6 @@ impl InvocationResponse {
     pub fn outputs(&self) -> &Map<String, Value> {
         &self.outputs
     }
-
-    /// The response body the host reads, as a JSON value (the handler serializes the
-    /// response itself, without this copy).
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("an invocation response serializes")
-    }
 }
 
 /// `{"Outputs": {...}, "Logs": [...], "ReturnValue": ...}`, the body the host reads.
@@ -563,7 +557,7 @@ mod tests {
                 },
             )
             .log("done");
-        let v = r.to_json();
+        let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["Outputs"]["message"], json!([{"a": 1}, {"b": 2}]));
         assert_eq!(v["Outputs"]["res"]["statusCode"], "202");
         assert_eq!(v["Logs"], json!(["done"]));
