@@ -17,6 +17,13 @@
 //! `/proc/PID/stat`). Every notification is a real change, so each one is checked,
 //! decrypted (one RSA-2048 private-key operation: the floor), stored and published. This
 //! process (load, the signing-key endpoint) belongs on the other core.
+//!
+//! A third path, `http floor`, is this program itself started as a server
+//! (`--floor-server PORT CERT`) the same way: an axum server on a multi-thread runtime, like
+//! `serve`, that answers each `serve` body with 202 after unwrapping each notification's
+//! `dataKey` with the same RSA call, and does nothing else. It is the floor of any webhook
+//! that takes one HTTP request per batch over loopback: what is left between it and
+//! `serve` is ours.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -92,6 +99,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 enum Path_ {
     Handler,
     Serve,
+    /// The HTTP exchange and the RSA operation alone (`--floor-server`).
+    Floor,
 }
 
 impl Path_ {
@@ -99,8 +108,63 @@ impl Path_ {
         match self {
             Path_::Handler => "handler (payload mode)",
             Path_::Serve => "serve",
+            Path_::Floor => "http floor",
         }
     }
+
+    /// The name `WEBHOOK_E2E_ONLY` uses.
+    fn short(self) -> &'static str {
+        match self {
+            Path_::Handler => "handler",
+            Path_::Serve => "serve",
+            Path_::Floor => "floor",
+        }
+    }
+}
+
+/// `--floor-server PORT CERT`: answers `POST /api/notifications` with 202 once it has
+/// unwrapped every `dataKey` in the body with the notification key, `GET /` with 200.
+fn floor_server(port: &str, cert: &Path) -> anyhow::Result<()> {
+    use axum::routing::{get, post};
+    use base64::Engine as _;
+    let ring = Arc::new(teams_presence::clients::graph::certs::KeyRing::load(cert)?);
+    anyhow::ensure!(ring.current().is_some(), "no key in {}", cert.display());
+    let notifications = post(move |body: axum::body::Bytes| async move {
+        let key = ring.current().expect("checked at start");
+        let body = std::str::from_utf8(&body).unwrap_or("");
+        let mut unwrapped = 0;
+        for part in body.split(r#""dataKey":""#).skip(1) {
+            let wrapped = part.split('"').next().unwrap_or("");
+            let wrapped = base64::engine::general_purpose::STANDARD
+                .decode(wrapped)
+                .unwrap_or_default();
+            unwrapped += usize::from(key.unwrap_oaep_sha1(&wrapped).is_ok());
+        }
+        if unwrapped > 0 {
+            axum::http::StatusCode::ACCEPTED
+        } else {
+            axum::http::StatusCode::BAD_REQUEST
+        }
+    });
+    let app = axum::Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route("/api/notifications", notifications);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
+            let stop = async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                term.recv().await;
+            };
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?;
+            Ok(())
+        })
 }
 
 struct Server {
@@ -145,7 +209,7 @@ async fn start(
 ) -> anyhow::Result<Server> {
     let data_dir = match path {
         Path_::Handler => dir.join(".teams-presence"),
-        Path_::Serve => dir.join("data"),
+        Path_::Serve | Path_::Floor => dir.join("data"),
     };
     let store = teams_presence::store::open(
         &Settings::parse(&Sources::from_map(Default::default()))?,
@@ -169,9 +233,12 @@ async fn start(
     drop(store);
     let port = free_port();
     let mut cmd = Command::new("taskset");
-    cmd.args(["-a", "-c", SERVER_CORE])
-        .arg(bin)
-        .env_clear()
+    cmd.args(["-a", "-c", SERVER_CORE]);
+    match path {
+        Path_::Floor => cmd.arg(std::env::current_exe()?),
+        _ => cmd.arg(bin),
+    };
+    cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AZURE_CLIENT_ID", CLIENT_ID)
         .env("AZURE_AUTHORITY_HOST", authority)
@@ -199,6 +266,10 @@ async fn start(
                 "--data-dir",
             ])
             .arg(&data_dir);
+            format!("http://127.0.0.1:{port}/api/notifications")
+        }
+        Path_::Floor => {
+            cmd.arg("--floor-server").arg(port.to_string()).arg(cert);
             format!("http://127.0.0.1:{port}/api/notifications")
         }
     };
@@ -275,7 +346,7 @@ fn bodies(
             let batch = json!({"value": items, "validationTokens": [token]}).to_string();
             match path {
                 Path_::Handler => host_invocation(&batch),
-                Path_::Serve => batch,
+                Path_::Serve | Path_::Floor => batch,
             }
         })
         .collect()
@@ -302,7 +373,7 @@ async fn send_all(url: &str, path: Path_, bodies: Vec<String>) -> (usize, usize)
                     .send()
                     .await;
                 let ok = match resp {
-                    Ok(r) if path == Path_::Serve => r.status() == 202,
+                    Ok(r) if path != Path_::Handler => r.status() == 202,
                     Ok(r) if r.status() == 200 => {
                         let text = r.text().await.unwrap_or_default();
                         messages += text.matches("presence.changed").count();
@@ -335,9 +406,20 @@ struct Row {
     rss: f64,
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, port, cert] = &args[..] {
+        if flag == "--floor-server" {
+            return floor_server(port, Path::new(cert));
+        }
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(load(args))
+}
+
+async fn load(args: Vec<String>) -> anyhow::Result<()> {
     let bin = PathBuf::from(
         args.first()
             .cloned()
@@ -369,15 +451,10 @@ async fn main() -> anyhow::Result<()> {
     // `WEBHOOK_E2E_ONLY=serve/1` (path/shape) runs one of the four, e.g. under a profiler.
     let only = std::env::var("WEBHOOK_E2E_ONLY").ok();
     let wanted = |path: Path_, per_request: usize| {
-        only.as_deref().is_none_or(|o| {
-            let name = match path {
-                Path_::Handler => "handler",
-                Path_::Serve => "serve",
-            };
-            o == format!("{name}/{per_request}")
-        })
+        only.as_deref()
+            .is_none_or(|o| o == format!("{}/{per_request}", path.short()))
     };
-    for path in [Path_::Handler, Path_::Serve] {
+    for path in [Path_::Handler, Path_::Serve, Path_::Floor] {
         if !wanted(path, 10) && !wanted(path, 1) {
             continue;
         }
@@ -432,6 +509,7 @@ async fn main() -> anyhow::Result<()> {
         let messages = match r.path {
             Path_::Handler => r.messages.to_string(),
             Path_::Serve => "in-process".into(),
+            Path_::Floor => "none".into(),
         };
         println!(
             "| {} | {} | {} | {:.2} | {:.0} | {:.0} | **{:.2}** | {} | {} | {:.1} |",

@@ -2,7 +2,8 @@
 # The webhook end to end against the RSA floor (docs/performance.md):
 #   scripts/webhook-e2e.sh [NOTIFICATIONS]
 # Builds the release binary and the load tool, then runs the load tool on core 1; it starts
-# `teams-presence handler` and `teams-presence serve` under `taskset -a -c 0` and runs
+# `teams-presence handler`, `teams-presence serve` and a server that only answers and unwraps
+# each `dataKey` (the floor of any HTTP webhook) under `taskset -a -c 0` and runs
 # `openssl speed -seconds 5 rsa2048` on core 0 before and after, so the ratios it prints
 # compare figures taken on the same core under the same load.
 set -euo pipefail
