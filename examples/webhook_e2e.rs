@@ -5,7 +5,8 @@
 //! ```text
 //! scripts/webhook-e2e.sh                      # builds, then runs this on core 1
 //! taskset -c 1 target/release/examples/webhook_e2e target/release/teams-presence [NOTIFICATIONS]
-//! WEBHOOK_E2E_ONLY=handler/1 scripts/webhook-e2e.sh     # one path and shape (to profile it)
+//! WEBHOOK_E2E_ONLY=handler/1 scripts/webhook-e2e.sh     # one path and shape (to profile it;
+//!                                                       # paths: handler, serve, floor)
 //! ```
 //!
 //! For each path (`handler`: payload-mode `notifications` invocations the way the Functions
@@ -199,7 +200,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Seeds the store, starts the binary on the server core, waits until it answers.
+/// Seeds the store (the floor has none), starts the server on the server core, waits until
+/// it answers.
 async fn start(
     bin: &Path,
     path: Path_,
@@ -211,26 +213,9 @@ async fn start(
         Path_::Handler => dir.join(".teams-presence"),
         Path_::Serve | Path_::Floor => dir.join("data"),
     };
-    let store = teams_presence::store::open(
-        &Settings::parse(&Sources::from_map(Default::default()))?,
-        StoreKind::Sqlite,
-        &data_dir,
-    )?;
-    let now = chrono::Utc::now();
-    store
-        .insert(&SubscriptionRecord {
-            subscription_id: SUB.into(),
-            user_ids: (0..USERS).map(user).collect(),
-            tenant_id: TENANT.into(),
-            owner_user_id: user(0),
-            resource: String::new(),
-            client_state_sha256: client_state_sha256_hex("load-state"),
-            expires_at: now + chrono::Duration::minutes(60),
-            created_at: now,
-            certificate_id: String::new(),
-        })
-        .await?;
-    drop(store);
+    if path != Path_::Floor {
+        seed(&data_dir).await?;
+    }
     let port = free_port();
     let mut cmd = Command::new("taskset");
     cmd.args(["-a", "-c", SERVER_CORE]);
@@ -289,6 +274,30 @@ async fn start(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(server)
+}
+
+/// The SQLite store with the one subscription every notification names.
+async fn seed(data_dir: &Path) -> anyhow::Result<()> {
+    let store = teams_presence::store::open(
+        &Settings::parse(&Sources::from_map(Default::default()))?,
+        StoreKind::Sqlite,
+        data_dir,
+    )?;
+    let now = chrono::Utc::now();
+    store
+        .insert(&SubscriptionRecord {
+            subscription_id: SUB.into(),
+            user_ids: (0..USERS).map(user).collect(),
+            tenant_id: TENANT.into(),
+            owner_user_id: user(0),
+            resource: String::new(),
+            client_state_sha256: client_state_sha256_hex("load-state"),
+            expires_at: now + chrono::Duration::minutes(60),
+            created_at: now,
+            certificate_id: String::new(),
+        })
+        .await?;
+    Ok(())
 }
 
 /// The payload-mode invocation the Functions host makes for an HTTP request.
