@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Record, Table};
-use crate::core::presence::LastKnown;
+use crate::core::presence::{LastKnown, Presence, Source};
 
 /// Whether a user's background access still works.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,16 +69,16 @@ impl Record for UserRecord {
     }
 }
 
-/// Last known presence of a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Last known presence of a user. Stored as one flat JSON object: the fields of `last`
+/// beside `userId`, `tenantId` and `pendingPublish` (see [`PresenceRecordWire`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "PresenceRecordWire")]
 pub struct PresenceRecord {
     /// Entra object id.
     pub user_id: String,
     /// Entra tenant id.
     pub tenant_id: String,
     /// What we last published.
-    #[serde(flatten)]
     pub last: LastKnown,
     /// Set while the change in `last` is stored but its sending is not confirmed: written in
     /// the same ETag-conditional write as the change, cleared once the send is confirmed
@@ -86,6 +86,81 @@ pub struct PresenceRecord {
     /// so a process that dies between the two, or a topic that is down, loses nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_publish: Option<PendingPublish>,
+}
+
+/// [`PresenceRecord`] as stored: `last`'s fields spelt out beside the others, the very
+/// object `#[serde(flatten)]` would read and write. Flattening buffers every field of the
+/// object (each of the up to 32 applied-item digests among them) before it decodes them,
+/// and a record is decoded on every change and again when its mark is cleared.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PresenceRecordWire {
+    user_id: String,
+    tenant_id: String,
+    presence: Presence,
+    sequence: String,
+    observed_at: DateTime<Utc>,
+    #[serde(default)]
+    graph_sequence: Option<String>,
+    source: Source,
+    #[serde(default)]
+    applied_items: Vec<String>,
+    #[serde(default)]
+    pending_publish: Option<PendingPublish>,
+}
+
+/// What [`PresenceRecord`] writes: [`PresenceRecordWire`]'s fields, borrowed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PresenceRecordRef<'a> {
+    user_id: &'a str,
+    tenant_id: &'a str,
+    presence: &'a Presence,
+    sequence: &'a str,
+    observed_at: &'a DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    graph_sequence: &'a Option<String>,
+    source: Source,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    applied_items: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_publish: &'a Option<PendingPublish>,
+}
+
+impl From<PresenceRecordWire> for PresenceRecord {
+    fn from(w: PresenceRecordWire) -> Self {
+        Self {
+            user_id: w.user_id,
+            tenant_id: w.tenant_id,
+            last: LastKnown {
+                presence: w.presence,
+                sequence: w.sequence,
+                observed_at: w.observed_at,
+                graph_sequence: w.graph_sequence,
+                source: w.source,
+                applied_items: w.applied_items,
+            },
+            pending_publish: w.pending_publish,
+        }
+    }
+}
+
+impl Serialize for PresenceRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let l = &self.last;
+        PresenceRecordRef {
+            user_id: &self.user_id,
+            tenant_id: &self.tenant_id,
+            presence: &l.presence,
+            sequence: &l.sequence,
+            observed_at: &l.observed_at,
+            graph_sequence: &l.graph_sequence,
+            source: l.source,
+            applied_items: &l.applied_items,
+            pending_publish: &self.pending_publish,
+        }
+        .serialize(s)
+    }
 }
 
 /// A stored change waiting for its publishing to be confirmed.
@@ -225,5 +300,93 @@ impl Record for PbxLinkRecord {
     const TABLE: Table = Table::PbxLinks;
     fn keys(&self) -> (String, String) {
         ("pbx".into(), self.extension.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// The record as `#[serde(flatten)]` wrote it before [`PresenceRecordWire`]: the stored
+    /// rows of every earlier version must read and write the same.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Flattened {
+        user_id: String,
+        tenant_id: String,
+        #[serde(flatten)]
+        last: LastKnown,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pending_publish: Option<PendingPublish>,
+    }
+
+    fn records() -> Vec<PresenceRecord> {
+        let at = Utc.with_ymd_and_hms(2026, 11, 28, 9, 30, 0).unwrap();
+        let last = LastKnown {
+            presence: Presence::new("Busy", "InACall"),
+            sequence: "00000000001764322200000-000001".into(),
+            observed_at: at,
+            graph_sequence: None,
+            source: Source::Poll,
+            applied_items: Vec::new(),
+        };
+        let bare = PresenceRecord {
+            user_id: "a1b2".into(),
+            tenant_id: "t1".into(),
+            last: last.clone(),
+            pending_publish: None,
+        };
+        let full = PresenceRecord {
+            last: LastKnown {
+                graph_sequence: Some("00000000000000000042".into()),
+                source: Source::Notification,
+                applied_items: vec!["d1".into(), "d2".into()],
+                ..last
+            },
+            pending_publish: Some(PendingPublish {
+                since: at,
+                previous: Some(Presence::new("Available", "Available")),
+            }),
+            ..bare.clone()
+        };
+        let pending_without_previous = PresenceRecord {
+            pending_publish: Some(PendingPublish {
+                since: at,
+                previous: None,
+            }),
+            ..bare.clone()
+        };
+        vec![bare, full, pending_without_previous]
+    }
+
+    #[test]
+    fn a_presence_record_reads_and_writes_what_flatten_did() {
+        for rec in records() {
+            let old = Flattened {
+                user_id: rec.user_id.clone(),
+                tenant_id: rec.tenant_id.clone(),
+                last: rec.last.clone(),
+                pending_publish: rec.pending_publish.clone(),
+            };
+            let written = serde_json::to_string(&rec).unwrap();
+            assert_eq!(written, serde_json::to_string(&old).unwrap());
+            let read: PresenceRecord = serde_json::from_str(&written).unwrap();
+            assert_eq!(read, rec);
+            assert_eq!(serde_json::from_str::<Flattened>(&written).unwrap(), old);
+        }
+    }
+
+    #[test]
+    fn a_presence_record_ignores_fields_it_does_not_know_and_needs_those_it_does() {
+        let rec = &records()[1];
+        let mut v = serde_json::to_value(rec).unwrap();
+        v["addedLater"] = serde_json::json!({"x": 1});
+        assert_eq!(
+            &serde_json::from_value::<PresenceRecord>(v.clone()).unwrap(),
+            rec
+        );
+        v.as_object_mut().unwrap().remove("sequence");
+        assert!(serde_json::from_value::<PresenceRecord>(v).is_err());
     }
 }
