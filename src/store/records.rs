@@ -70,7 +70,7 @@ impl Record for UserRecord {
 }
 
 /// Last known presence of a user. Stored as one flat JSON object: the fields of `last`
-/// beside `userId`, `tenantId` and `pendingPublish` (see [`PresenceRecordWire`]).
+/// beside `userId`, `tenantId` and `pendingPublish` (see `PresenceRecordWire` below).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "PresenceRecordWire")]
 pub struct PresenceRecord {
