@@ -35,10 +35,8 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::{json, Value};
 use teams_presence::clients::graph::certs::{generate_self_signed, NotificationKey};
-use teams_presence::clients::graph::notification::client_state_sha256_hex;
 use teams_presence::clients::graph::testing;
 use teams_presence::config::{Settings, Sources, StoreKind};
-use teams_presence::store::SubscriptionRecord;
 
 mod common;
 use common::{fake_entra, user, CLIENT_ID, SUB, TENANT};
@@ -283,20 +281,7 @@ async fn seed(data_dir: &Path) -> anyhow::Result<()> {
         StoreKind::Sqlite,
         data_dir,
     )?;
-    let now = chrono::Utc::now();
-    store
-        .insert(&SubscriptionRecord {
-            subscription_id: SUB.into(),
-            user_ids: (0..USERS).map(user).collect(),
-            tenant_id: TENANT.into(),
-            owner_user_id: user(0),
-            resource: String::new(),
-            client_state_sha256: client_state_sha256_hex("load-state"),
-            expires_at: now + chrono::Duration::minutes(60),
-            created_at: now,
-            certificate_id: String::new(),
-        })
-        .await?;
+    store.insert(&common::subscription(USERS)).await?;
     Ok(())
 }
 

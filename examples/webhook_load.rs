@@ -21,10 +21,8 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::json;
-use teams_presence::clients::graph::notification::client_state_sha256_hex;
 use teams_presence::clients::graph::testing;
 use teams_presence::config::{Settings, Sources};
-use teams_presence::store::SubscriptionRecord;
 
 mod common;
 use common::{fake_entra, user, CLIENT_ID, SUB, TENANT};
@@ -93,21 +91,7 @@ async fn main() -> anyhow::Result<()> {
     ))?;
     // No NOTIFICATION_CERTIFICATE_PATH: serve generates its certificate, as in production.
     let state = teams_presence::serve::build_state(settings, dir.path()).await?;
-    let now = chrono::Utc::now();
-    state
-        .store
-        .insert(&SubscriptionRecord {
-            subscription_id: SUB.into(),
-            user_ids: (0..users).map(user).collect(),
-            tenant_id: TENANT.into(),
-            owner_user_id: user(0),
-            resource: String::new(),
-            client_state_sha256: client_state_sha256_hex("load-state"),
-            expires_at: now + chrono::Duration::minutes(60),
-            created_at: now,
-            certificate_id: String::new(),
-        })
-        .await?;
+    state.store.insert(&common::subscription(users)).await?;
     let mut rx = state.publisher.subscribe();
     let published = tokio::spawn(async move {
         let mut n = 0usize;
@@ -119,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("k".into());
-    let t = now.timestamp();
+    let t = chrono::Utc::now().timestamp();
     let token = jsonwebtoken::encode(
         &header,
         &json!({"aud": CLIENT_ID, "iss": format!("https://sts.windows.net/{TENANT}/"),

@@ -15,6 +15,25 @@ pub fn user(n: usize) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
 
+/// The subscription the load tools seed: `SUB` in `TENANT` for the first `users` users,
+/// with `load-state` as its `clientState`, for another hour.
+pub fn subscription(users: usize) -> teams_presence::store::SubscriptionRecord {
+    let now = chrono::Utc::now();
+    teams_presence::store::SubscriptionRecord {
+        subscription_id: SUB.into(),
+        user_ids: (0..users).map(user).collect(),
+        tenant_id: TENANT.into(),
+        owner_user_id: user(0),
+        resource: String::new(),
+        client_state_sha256: teams_presence::clients::graph::notification::client_state_sha256_hex(
+            "load-state",
+        ),
+        expires_at: now + chrono::Duration::minutes(60),
+        created_at: now,
+        certificate_id: String::new(),
+    }
+}
+
 /// A signing-key endpoint and the key to mint validation tokens with.
 pub async fn fake_entra() -> (String, EncodingKey) {
     let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
