@@ -1,8 +1,9 @@
 //! `teams-presence handler`: the Azure Functions custom-handler runtime.
 //!
 //! The host starts the binary, polls `http://127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT/` until
-//! anything answers, then sends either forwarded HTTP requests (to `/api/...`, served by the
-//! API router as-is) or payload-mode invocations (`POST /{FunctionName}` with the envelope).
+//! anything answers (`host::startup` answers at once and builds this state behind it), then
+//! sends either forwarded HTTP requests (to `/api/...`, served by the API router as-is) or
+//! payload-mode invocations (`POST /{FunctionName}` with the envelope).
 //! For payload-mode HTTP functions the envelope's request is replayed through the *same* API
 //! router, so a route behaves identically in both modes; what it publishes goes into the
 //! invocation's outbox and comes back as the `message` output binding.
@@ -23,22 +24,36 @@ use tracing::Instrument;
 use crate::engine::publish::Outbox;
 use crate::host::envelope::{HttpOutput, HttpTriggerRequest, Invocation, InvocationResponse};
 use crate::host::functions::{self, FunctionDef, Trigger};
+use crate::host::startup::{Startup, LOAD_TIMEOUT};
 use crate::http::state::AppState;
 
 /// Builds the handler's state: the Table Storage store (tables created if missing), the
-/// notification certificate and the client certificate, from files or Key Vault.
+/// notification certificate and the client certificate, from files or Key Vault. Runs behind
+/// the readiness probe (`host::startup`), naming each step in `progress`.
 ///
-/// Start-up must be quick (the host waits for `/` to answer) and must not die on a
-/// dependency that is briefly unavailable: store and Key Vault failures are logged, and the
-/// functions that need them report their own errors until a restart.
-pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<AppState> {
+/// It must not stall or die on a dependency that is briefly unavailable: a store or Key
+/// Vault load that fails, or takes longer than [`LOAD_TIMEOUT`], is logged and the start goes
+/// on; the functions that need it report their own errors until a restart. A setting left as
+/// an unresolved Key Vault reference is not needed here: the functions that need it answer
+/// 503 with its line (`host::startup::gate`).
+pub async fn build_state(
+    settings: crate::config::Settings,
+    progress: &Startup,
+) -> anyhow::Result<AppState> {
+    progress.step("opening the store");
     let store = crate::store::open(
         &settings,
         crate::config::StoreKind::Table,
         std::path::Path::new(".teams-presence"),
     )?;
-    if let Err(e) = store.ensure_tables().await {
-        tracing::error!(error = %e, "store not ready at start-up");
+    progress.step("creating the store's tables");
+    match tokio::time::timeout(LOAD_TIMEOUT, store.ensure_tables()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "store not ready at start-up"),
+        Err(_) => tracing::error!(
+            after_s = LOAD_TIMEOUT.as_secs(),
+            "store not ready at start-up: no answer in time"
+        ),
     }
     let kv = settings.key_vault_url.clone();
     let identity = settings.managed_identity_client_id.clone();
@@ -48,15 +63,22 @@ pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<Ap
     let mut client_credential = None;
     if let Some(vault) = &kv {
         if let Some(name) = &kv_notification {
+            progress.step(format!(
+                "loading the notification certificate {name} from Key Vault"
+            ));
             // The current version and the previous one: subscriptions created before a
             // rotation still encrypt for the previous until maintenance recreates them.
-            match crate::clients::keyvault::load_certificate_versions(
-                vault,
-                name,
-                identity.as_deref(),
+            let loaded = tokio::time::timeout(
+                LOAD_TIMEOUT,
+                crate::clients::keyvault::load_certificate_versions(
+                    vault,
+                    name,
+                    identity.as_deref(),
+                ),
             )
             .await
-            {
+            .unwrap_or_else(|_| Err(no_answer(name)));
+            match loaded {
                 Ok((pem, previous)) => {
                     match crate::clients::graph::certs::KeyRing::from_pem(&pem) {
                         Ok(ring) => {
@@ -82,9 +104,16 @@ pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<Ap
             }
         }
         if let Some(name) = &kv_client {
-            match crate::clients::keyvault::load_certificate_pem(vault, name, identity.as_deref())
-                .await
-            {
+            progress.step(format!(
+                "loading the client certificate {name} from Key Vault"
+            ));
+            let loaded = tokio::time::timeout(
+                LOAD_TIMEOUT,
+                crate::clients::keyvault::load_certificate_pem(vault, name, identity.as_deref()),
+            )
+            .await
+            .unwrap_or_else(|_| Err(no_answer(name)));
+            match loaded {
                 Ok(pem) => match crate::clients::entra::CertificateCredential::from_pem(
                     &pem,
                     settings.client_assertion_alg,
@@ -100,7 +129,14 @@ pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<Ap
             }
         }
     }
-    let direct = settings.publish_mode == crate::config::PublishMode::Rest;
+    progress.step("building the clients");
+    // An unresolved `ServiceBusConnection` reference: the functions that publish answer 503
+    // with its line instead (`startup::gate`), so there is no client to build.
+    let direct = settings.publish_mode == crate::config::PublishMode::Rest
+        && !settings
+            .unresolved_references
+            .iter()
+            .any(|r| r.setting == "ServiceBusConnection");
     let mut state = AppState::new(settings, store, crate::http::state::Mode::Handler)
         .with_notification_keys(keys);
     if let Some(c) = client_credential {
@@ -112,6 +148,13 @@ pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<Ap
         state = state.with_direct_publishing()?;
     }
     state.with_pbx().map_err(Into::into)
+}
+
+fn no_answer(certificate: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "Key Vault did not answer within {} s for certificate {certificate}",
+        LOAD_TIMEOUT.as_secs()
+    )
 }
 
 /// Subscription upkeep once at start, in the background (the host must get its answer on
@@ -137,7 +180,9 @@ struct HandlerState {
     api: Router,
 }
 
-/// The handler's router: readiness probe, payload-mode invocations, forwarded `/api/...`.
+/// The handler's router once its state is built: readiness probe, payload-mode invocations,
+/// forwarded `/api/...`; functions that need a setting left as an unresolved Key Vault
+/// reference answer 503 with its line (`startup::gate`).
 pub fn router(app: AppState) -> Router {
     let api = crate::http::api_router(app.clone());
     Router::new()
@@ -147,10 +192,14 @@ pub fn router(app: AppState) -> Router {
             crate::host::envelope::MAX_INVOCATION_BYTES,
         ))
         .with_state(HandlerState {
-            app,
+            app: app.clone(),
             api: api.clone(),
         })
         .merge(api)
+        .layer(axum::middleware::from_fn_with_state(
+            app,
+            crate::host::startup::gate,
+        ))
 }
 
 /// The host only needs *a* response on `/`; we say who we are.
@@ -158,7 +207,8 @@ async fn ready() -> &'static str {
     "teams-presence handler ready"
 }
 
-fn failure(status: StatusCode, message: String) -> Response {
+/// A failed invocation as the host reads it: `status`, no outputs, `message` in `Logs`.
+pub(crate) fn failure(status: StatusCode, message: String) -> Response {
     // The host logs a failed invocation; Logs carries our one line for its log stream.
     (status, Json(json!({"Outputs": {}, "Logs": [message.clone()], "ReturnValue": null, "error": message}))).into_response()
 }

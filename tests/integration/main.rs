@@ -5,6 +5,8 @@
 //! - `fakes`: loopback servers standing in for Graph, Entra ID and friends.
 //! - `store`: one conformance suite run against SQLite and Azurite.
 //! - `handler`: the custom handler as the Functions host drives it.
+//! - `handler_start`: the real handler binary's start: the readiness probe first, unresolved
+//!   Key Vault references, a Key Vault that never answers (issue 27).
 //! - `serve`: the standalone server from an empty environment.
 //! - `cli`: the binary's exit codes and one-line errors.
 //! - `auth`: sign-in and tokens against the fake Entra ID.
@@ -35,6 +37,7 @@ mod fakes;
 mod faults;
 mod graph_presence_writes;
 mod handler;
+mod handler_start;
 mod hue_tls;
 mod pbx_e2e;
 mod pbx_generic;
