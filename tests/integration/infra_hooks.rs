@@ -134,7 +134,7 @@ fn bad_edges_are_refused_with_lines_naming_the_edge_and_no_plan() {
         ("[{name: pi}]".into(), "TEAMS_PRESENCE_EDGES is not valid JSON"),
         (
             format!(r#"[{{"name":"{long}","users":[]}}]"#),
-            &"edges[0] (\"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee\"): name is 51 characters; Service Bus allows 50",
+            "edges[0] (\"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee\"): name is 51 characters; Service Bus allows 50",
         ),
         (
             r#"[{"name":"pi home","users":[]}]"#.into(),
