@@ -1,7 +1,7 @@
 //! `teams-presence handler`: the Azure Functions custom-handler runtime.
 //!
 //! The host starts the binary, polls `http://127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT/` until
-//! anything answers (`host::startup` answers at once and builds this state behind it), then
+//! anything answers (`host::startup` answers at once and builds the state behind it), then
 //! sends either forwarded HTTP requests (to `/api/...`, served by the API router as-is) or
 //! payload-mode invocations (`POST /{FunctionName}` with the envelope).
 //! For payload-mode HTTP functions the envelope's request is replayed through the *same* API
@@ -24,155 +24,7 @@ use tracing::Instrument;
 use crate::engine::publish::Outbox;
 use crate::host::envelope::{HttpOutput, HttpTriggerRequest, Invocation, InvocationResponse};
 use crate::host::functions::{self, FunctionDef, Trigger};
-use crate::host::startup::{Startup, LOAD_TIMEOUT};
 use crate::http::state::AppState;
-
-/// Builds the handler's state: the Table Storage store (tables created if missing), the
-/// notification certificate and the client certificate, from files or Key Vault. Runs behind
-/// the readiness probe (`host::startup`), naming each step in `progress`.
-///
-/// It must not stall or die on a dependency that is briefly unavailable: a store or Key
-/// Vault load that fails, or takes longer than [`LOAD_TIMEOUT`], is logged and the start goes
-/// on; the functions that need it report their own errors until a restart. A setting left as
-/// an unresolved Key Vault reference is not needed here: the functions that need it answer
-/// 503 with its line (`host::startup::gate`).
-pub async fn build_state(
-    settings: crate::config::Settings,
-    progress: &Startup,
-) -> anyhow::Result<AppState> {
-    progress.step("opening the store");
-    let store = crate::store::open(
-        &settings,
-        crate::config::StoreKind::Table,
-        std::path::Path::new(".teams-presence"),
-    )?;
-    progress.step("creating the store's tables");
-    match tokio::time::timeout(LOAD_TIMEOUT, store.ensure_tables()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "store not ready at start-up"),
-        Err(_) => tracing::error!(
-            after_s = LOAD_TIMEOUT.as_secs(),
-            "store not ready at start-up: no answer in time"
-        ),
-    }
-    let kv = settings.key_vault_url.clone();
-    let identity = settings.managed_identity_client_id.clone();
-    let kv_notification = settings.key_vault_notification_certificate.clone();
-    let kv_client = settings.key_vault_client_certificate.clone();
-    let mut keys = crate::clients::graph::certs::from_settings(&settings, None)?;
-    let mut client_credential = None;
-    if let Some(vault) = &kv {
-        if let Some(name) = &kv_notification {
-            progress.step(format!(
-                "loading the notification certificate {name} from Key Vault"
-            ));
-            // The current version and the previous one: subscriptions created before a
-            // rotation still encrypt for the previous until maintenance recreates them.
-            let loaded = tokio::time::timeout(
-                LOAD_TIMEOUT,
-                crate::clients::keyvault::load_certificate_versions(
-                    vault,
-                    name,
-                    identity.as_deref(),
-                ),
-            )
-            .await
-            .unwrap_or_else(|_| Err(no_answer(name)));
-            match loaded {
-                Ok((pem, previous)) => {
-                    match crate::clients::graph::certs::KeyRing::from_pem(&pem) {
-                        Ok(ring) => {
-                            keys = match previous
-                                .map(|p| crate::clients::graph::certs::KeyRing::from_pem(&p))
-                            {
-                                Some(Ok(old)) => ring.with_previous(old),
-                                Some(Err(e)) => {
-                                    tracing::warn!(certificate = %name, error = %e, "the previous Key Vault notification certificate is unusable; keeping the current one only");
-                                    ring
-                                }
-                                None => ring,
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(certificate = %name, error = %e, "Key Vault notification certificate unusable")
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot load the notification certificate from Key Vault")
-                }
-            }
-        }
-        if let Some(name) = &kv_client {
-            progress.step(format!(
-                "loading the client certificate {name} from Key Vault"
-            ));
-            let loaded = tokio::time::timeout(
-                LOAD_TIMEOUT,
-                crate::clients::keyvault::load_certificate_pem(vault, name, identity.as_deref()),
-            )
-            .await
-            .unwrap_or_else(|_| Err(no_answer(name)));
-            match loaded {
-                Ok(pem) => match crate::clients::entra::CertificateCredential::from_pem(
-                    &pem,
-                    settings.client_assertion_alg,
-                ) {
-                    Ok(c) => client_credential = Some(c),
-                    Err(e) => {
-                        tracing::error!(certificate = %name, error = %e, "Key Vault client certificate unusable")
-                    }
-                },
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot load the client certificate from Key Vault")
-                }
-            }
-        }
-    }
-    progress.step("building the clients");
-    // An unresolved `ServiceBusConnection` reference: the functions that publish answer 503
-    // with its line instead (`startup::gate`), so there is no client to build.
-    let direct = settings.publish_mode == crate::config::PublishMode::Rest
-        && !settings
-            .unresolved_references
-            .iter()
-            .any(|r| r.setting == "ServiceBusConnection");
-    let mut state = AppState::new(settings, store, crate::http::state::Mode::Handler)
-        .with_notification_keys(keys);
-    if let Some(c) = client_credential {
-        state = state.with_client_credential(crate::clients::entra::ClientCredential::Certificate(
-            Box::new(c),
-        ));
-    }
-    if direct {
-        state = state.with_direct_publishing()?;
-    }
-    state.with_pbx().map_err(Into::into)
-}
-
-fn no_answer(certificate: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "Key Vault did not answer within {} s for certificate {certificate}",
-        LOAD_TIMEOUT.as_secs()
-    )
-}
-
-/// Subscription upkeep once at start, in the background (the host must get its answer on
-/// `/` quickly): a fresh instance after a deployment or a long idle does not wait for the
-/// next `subscriptions-renew` tick to have its subscriptions live.
-pub fn spawn_startup_upkeep(app: &AppState) -> tokio::task::JoinHandle<()> {
-    let app = app.clone();
-    tokio::spawn(async move {
-        let r = crate::engine::subscriptions::maintain(&app, &app.poller, app.clock.now()).await;
-        tracing::info!(
-            created = r.created,
-            renewed = r.renewed,
-            failed = r.failed,
-            disabled = r.disabled.as_deref().unwrap_or(""),
-            "subscription upkeep at start"
-        );
-    })
-}
 
 #[derive(Clone)]
 struct HandlerState {
@@ -182,7 +34,7 @@ struct HandlerState {
 
 /// The handler's router once its state is built: readiness probe, payload-mode invocations,
 /// forwarded `/api/...`; functions that need a setting left as an unresolved Key Vault
-/// reference answer 503 with its line (`startup::gate`).
+/// reference answer 503 with its line ([`gate`]).
 pub fn router(app: AppState) -> Router {
     let api = crate::http::api_router(app.clone());
     Router::new()
@@ -196,10 +48,7 @@ pub fn router(app: AppState) -> Router {
             api: api.clone(),
         })
         .merge(api)
-        .layer(axum::middleware::from_fn_with_state(
-            app,
-            crate::host::startup::gate,
-        ))
+        .layer(axum::middleware::from_fn_with_state(app, gate))
 }
 
 /// The host only needs *a* response on `/`; we say who we are.
@@ -400,4 +249,41 @@ fn to_http_request(
         .map_err(|e| format!("invocation holds an invalid HTTP request: {e}"))?;
     request.extensions_mut().insert(outbox);
     Ok(request)
+}
+
+/// Middleware of the ready router: a function that needs a setting left as an unresolved Key
+/// Vault reference answers 503 with that setting's line (payload mode: in `Logs` and
+/// `error`; forwarded: the API's error body), and nothing else happens.
+pub async fn gate(
+    State(app): State<AppState>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    if app.settings.unresolved_references.is_empty() {
+        return next.run(req).await;
+    }
+    let path = req.uri().path();
+    let (function, forwarded) = match path.strip_prefix("/api/") {
+        Some(route) => (functions::find_by_route(route).map(|f| f.name), true),
+        None if req.method() == axum::http::Method::POST => (
+            functions::find(path.trim_start_matches('/')).map(|f| f.name),
+            false,
+        ),
+        None => (None, false),
+    };
+    let Some(function) = function else {
+        return next.run(req).await;
+    };
+    match crate::host::gate::blocking(&app.settings, function) {
+        None => next.run(req).await,
+        Some(r) => {
+            tracing::debug!(function, setting = %r.setting, "refused: unresolved Key Vault reference");
+            let line = r.to_string();
+            if forwarded {
+                crate::http::ApiError::Unavailable(line).into_response()
+            } else {
+                failure(StatusCode::SERVICE_UNAVAILABLE, line)
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod envelope;
 pub mod functions;
+pub mod gate;
 pub mod handler;
 pub mod jobs;
 pub mod startup;

@@ -13,7 +13,7 @@
 //! certificates load in well under a second) waits up to [`STARTING_GRACE`] for it rather
 //! than failing at once; the host sends the first invocations right after the probe.
 //!
-//! Once ready, [`gate`] keeps the functions that need a setting App Service left as an
+//! Once ready, `host::handler::gate` keeps the functions that need a setting App Service left as an
 //! unresolved Key Vault reference (`config::references`) from running without it: they
 //! answer 503 with that setting's line, and `/api/health` lists every such line.
 
@@ -21,19 +21,15 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceExt;
 
-use crate::config::references::KeyVaultReference;
 use crate::config::Settings;
-use crate::host::functions;
 use crate::http::state::AppState;
 
 /// The longest one start-up load (the store's tables, one Key Vault certificate) may take
@@ -183,7 +179,7 @@ pub fn health_unavailable(status: &str, problems: Vec<String>) -> Response {
 }
 
 /// Binds `127.0.0.1:port`, answers the readiness probe at once and builds the state behind
-/// it (`host::handler::build_state`); then the subscription upkeep runs once and the edge
+/// it ([`build_state`]); then the subscription upkeep runs once and the edge
 /// package's reconcile starts. Returns when `shutdown` completes.
 pub async fn serve(
     settings: Settings,
@@ -200,10 +196,10 @@ pub async fn serve(
     let startup = Startup::default();
     let loading = startup.clone();
     tokio::spawn(async move {
-        match crate::host::handler::build_state(settings, &loading).await {
+        match build_state(settings, &loading).await {
             Ok(app) => {
-                if blocking(&app.settings, "subscriptions-renew").is_none() {
-                    crate::host::handler::spawn_startup_upkeep(&app);
+                if crate::host::gate::blocking(&app.settings, "subscriptions-renew").is_none() {
+                    spawn_startup_upkeep(&app);
                 }
                 // The edge package (`hue-subscriber`): heal from the cloud's presence API too.
                 crate::edge::spawn_trigger_reconcile(app.settings.clone());
@@ -230,132 +226,156 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("handler server failed: {e}"))
 }
 
-/// Which functions cannot work without `setting`'s value. The token key and the client
-/// secret: everything that signs in, refreshes or uses tokens. The publisher's connection
-/// string: what publishes. The edge's keys: the edge function. Anything else (the store's
-/// connection, a setting not named here): every function but `health`, since which ones
-/// need it is not known here.
-fn needed_by(setting: &str, function: &str) -> bool {
-    const TOKENS: &[&str] = &[
-        "auth-start",
-        "auth-end",
-        "lifecycle",
-        "presence-refresh",
-        "subscriptions-renew",
-        "pbx-events",
-    ];
-    const PUBLISHING: &[&str] = &["notifications", "presence-refresh", "auth-end"];
-    match setting {
-        "TOKEN_ENCRYPTION_KEY" | "TOKEN_ENCRYPTION_KEY_PREVIOUS" | "AZURE_CLIENT_SECRET" => {
-            TOKENS.contains(&function)
-        }
-        "ServiceBusConnection" => PUBLISHING.contains(&function),
-        "PRESENCE_API_KEY" | "HUE_APPLICATION_KEY" => function == "hue-subscriber",
-        _ => function != "health",
-    }
-}
-
-/// The unresolved reference that keeps `function` from running, if any.
-pub fn blocking<'a>(settings: &'a Settings, function: &str) -> Option<&'a KeyVaultReference> {
-    settings
-        .unresolved_references
-        .iter()
-        .find(|r| needed_by(&r.setting, function))
-}
-
-/// Middleware of the ready router: a function that needs a setting left as an unresolved Key
-/// Vault reference answers 503 with that setting's line (payload mode: in `Logs` and
-/// `error`; forwarded: the API's error body), and nothing else happens.
-pub async fn gate(State(app): State<AppState>, req: Request<Body>, next: Next) -> Response {
-    if app.settings.unresolved_references.is_empty() {
-        return next.run(req).await;
-    }
-    let path = req.uri().path();
-    let (function, forwarded) = match path.strip_prefix("/api/") {
-        Some(route) => (functions::find_by_route(route).map(|f| f.name), true),
-        None if req.method() == Method::POST => (
-            functions::find(path.trim_start_matches('/')).map(|f| f.name),
-            false,
+/// Builds the handler's state: the Table Storage store (tables created if missing), the
+/// notification certificate and the client certificate, from files or Key Vault. Runs behind
+/// the readiness probe ([`serve`]), naming each step in `progress`.
+///
+/// It must not stall or die on a dependency that is briefly unavailable: a store or Key
+/// Vault load that fails, or takes longer than [`LOAD_TIMEOUT`], is logged and the start goes
+/// on; the functions that need it report their own errors until a restart. A setting left as
+/// an unresolved Key Vault reference is not needed here: the functions that need it answer
+/// 503 with its line (`host::handler::gate`).
+pub async fn build_state(
+    settings: crate::config::Settings,
+    progress: &Startup,
+) -> anyhow::Result<AppState> {
+    progress.step("opening the store");
+    let store = crate::store::open(
+        &settings,
+        crate::config::StoreKind::Table,
+        std::path::Path::new(".teams-presence"),
+    )?;
+    progress.step("creating the store's tables");
+    match tokio::time::timeout(LOAD_TIMEOUT, store.ensure_tables()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "store not ready at start-up"),
+        Err(_) => tracing::error!(
+            after_s = LOAD_TIMEOUT.as_secs(),
+            "store not ready at start-up: no answer in time"
         ),
-        None => (None, false),
-    };
-    let Some(function) = function else {
-        return next.run(req).await;
-    };
-    match blocking(&app.settings, function) {
-        None => next.run(req).await,
-        Some(r) => {
-            tracing::debug!(function, setting = %r.setting, "refused: unresolved Key Vault reference");
-            let line = r.to_string();
-            if forwarded {
-                crate::http::ApiError::Unavailable(line).into_response()
-            } else {
-                crate::host::handler::failure(StatusCode::SERVICE_UNAVAILABLE, line)
+    }
+    let kv = settings.key_vault_url.clone();
+    let identity = settings.managed_identity_client_id.clone();
+    let kv_notification = settings.key_vault_notification_certificate.clone();
+    let kv_client = settings.key_vault_client_certificate.clone();
+    let mut keys = crate::clients::graph::certs::from_settings(&settings, None)?;
+    let mut client_credential = None;
+    if let Some(vault) = &kv {
+        if let Some(name) = &kv_notification {
+            progress.step(format!(
+                "loading the notification certificate {name} from Key Vault"
+            ));
+            // The current version and the previous one: subscriptions created before a
+            // rotation still encrypt for the previous until maintenance recreates them.
+            let loaded = tokio::time::timeout(
+                LOAD_TIMEOUT,
+                crate::clients::keyvault::load_certificate_versions(
+                    vault,
+                    name,
+                    identity.as_deref(),
+                ),
+            )
+            .await
+            .unwrap_or_else(|_| Err(no_answer(name)));
+            match loaded {
+                Ok((pem, previous)) => {
+                    match crate::clients::graph::certs::KeyRing::from_pem(&pem) {
+                        Ok(ring) => {
+                            keys = match previous
+                                .map(|p| crate::clients::graph::certs::KeyRing::from_pem(&p))
+                            {
+                                Some(Ok(old)) => ring.with_previous(old),
+                                Some(Err(e)) => {
+                                    tracing::warn!(certificate = %name, error = %e, "the previous Key Vault notification certificate is unusable; keeping the current one only");
+                                    ring
+                                }
+                                None => ring,
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(certificate = %name, error = %e, "Key Vault notification certificate unusable")
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot load the notification certificate from Key Vault")
+                }
+            }
+        }
+        if let Some(name) = &kv_client {
+            progress.step(format!(
+                "loading the client certificate {name} from Key Vault"
+            ));
+            let loaded = tokio::time::timeout(
+                LOAD_TIMEOUT,
+                crate::clients::keyvault::load_certificate_pem(vault, name, identity.as_deref()),
+            )
+            .await
+            .unwrap_or_else(|_| Err(no_answer(name)));
+            match loaded {
+                Ok(pem) => match crate::clients::entra::CertificateCredential::from_pem(
+                    &pem,
+                    settings.client_assertion_alg,
+                ) {
+                    Ok(c) => client_credential = Some(c),
+                    Err(e) => {
+                        tracing::error!(certificate = %name, error = %e, "Key Vault client certificate unusable")
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot load the client certificate from Key Vault")
+                }
             }
         }
     }
+    progress.step("building the clients");
+    // An unresolved `ServiceBusConnection` reference: the functions that publish answer 503
+    // with its line instead (`host::handler::gate`), so there is no client to build.
+    let direct = settings.publish_mode == crate::config::PublishMode::Rest
+        && !settings
+            .unresolved_references
+            .iter()
+            .any(|r| r.setting == "ServiceBusConnection");
+    let mut state = AppState::new(settings, store, crate::http::state::Mode::Handler)
+        .with_notification_keys(keys);
+    if let Some(c) = client_credential {
+        state = state.with_client_credential(crate::clients::entra::ClientCredential::Certificate(
+            Box::new(c),
+        ));
+    }
+    if direct {
+        state = state.with_direct_publishing()?;
+    }
+    state.with_pbx().map_err(Into::into)
+}
+
+fn no_answer(certificate: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "Key Vault did not answer within {} s for certificate {certificate}",
+        LOAD_TIMEOUT.as_secs()
+    )
+}
+
+/// Subscription upkeep once at start, in the background (the host must get its answer on
+/// `/` quickly): a fresh instance after a deployment or a long idle does not wait for the
+/// next `subscriptions-renew` tick to have its subscriptions live.
+pub fn spawn_startup_upkeep(app: &AppState) -> tokio::task::JoinHandle<()> {
+    let app = app.clone();
+    tokio::spawn(async move {
+        let r = crate::engine::subscriptions::maintain(&app, &app.poller, app.clock.now()).await;
+        tracing::info!(
+            created = r.created,
+            renewed = r.renewed,
+            failed = r.failed,
+            disabled = r.disabled.as_deref().unwrap_or(""),
+            "subscription upkeep at start"
+        );
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        let map = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::parse(&crate::config::Sources::from_map(map)).unwrap()
-    }
-
-    #[test]
-    fn each_unresolved_setting_blocks_the_functions_that_need_it_and_no_others() {
-        let kv = "@Microsoft.KeyVault(VaultName=kv;SecretName=s)";
-        let cases: &[(&str, &[&str])] = &[
-            (
-                "TOKEN_ENCRYPTION_KEY",
-                &[
-                    "auth-start",
-                    "auth-end",
-                    "lifecycle",
-                    "presence-refresh",
-                    "subscriptions-renew",
-                    "pbx-events",
-                ],
-            ),
-            (
-                "ServiceBusConnection",
-                &["auth-end", "notifications", "presence-refresh"],
-            ),
-            (
-                "TABLES_CONNECTION_STRING",
-                &[
-                    "auth-start",
-                    "auth-end",
-                    "notifications",
-                    "lifecycle",
-                    "presence-refresh",
-                    "subscriptions-renew",
-                    "presence-get",
-                    "pbx-events",
-                    "hue-subscriber",
-                ],
-            ),
-        ];
-        for (setting, blocked) in cases {
-            let s = settings(&[(setting, kv)]);
-            for f in functions::FUNCTIONS {
-                assert_eq!(
-                    blocking(&s, f.name).is_some(),
-                    blocked.contains(&f.name),
-                    "{setting} / {}",
-                    f.name
-                );
-            }
-            assert!(blocking(&s, "health").is_none(), "health always answers");
-        }
-        assert!(blocking(&settings(&[]), "auth-start").is_none());
-    }
 
     #[test]
     fn the_not_ready_line_says_what_the_start_waits_for_or_why_it_failed() {
