@@ -17,7 +17,7 @@
 #      parameters given as a string parsed as JSON after substitution; then checked against
 #      main.bicep's parameters (declared, right type, required ones given). Run with the
 #      least azd sets and with an edge plan rendered by infra/hooks/edge_plan.py for two
-#      edges (one with 300 users). It first proves it fails on a copy of the file with the
+#      edges (one with 300 users). It then proves it fails on a copy of the file with the
 #      edgePlan value planted unquoted (self-test).
 #
 # checkov comes from PyPI into a venv under .venv-checkov (created on first run).
@@ -149,23 +149,6 @@ azd_params() {
         python3 scripts/azd_parameters.py --check "$file" infra/main.bicep
 }
 
-echo "check-infra: azd parameter loading self-test (a copy of main.parameters.json with an unquoted \${...})"
-cp infra/main.parameters.json "$planted/main.parameters.json"
-python3 - "$planted/main.parameters.json" <<'PY'
-import sys
-path = sys.argv[1]
-text = open(path, encoding="utf-8").read()
-quoted = '"${TEAMS_PRESENCE_EDGE_PLAN}"'
-assert quoted in text, f"no {quoted} in {path} to unquote"
-open(path, "w", encoding="utf-8").write(text.replace(quoted, "${TEAMS_PRESENCE_EDGE_PLAN}", 1))
-PY
-if azd_params "$planted/main.parameters.json" >/dev/null 2>"$planted/err"; then
-    echo "check-infra: self-test FAILED: the unquoted \${...} was accepted" >&2
-    exit 1
-fi
-grep -q "invalid character '\$' looking for beginning of value" "$planted/err" || { cat "$planted/err" >&2; echo "check-infra: self-test FAILED: wrong complaint" >&2; exit 1; }
-echo "check-infra: self-test OK: $(head -n 1 "$planted/err")"
-
 echo "check-infra: infra/main.parameters.json as azd loads it, with the least azd sets"
 azd_params infra/main.parameters.json >"$planted/least.json"
 python3 - "$planted/least.json" <<'PY'
@@ -193,6 +176,24 @@ assert all(len(x["sqlExpression"]) <= 1024 for x in p["rules"])
 print(f"check-infra:   edgePlan: {len(p['edges'])} edges, {len(p['rules'])} rules, the longest "
       f"{max(len(x['sqlExpression']) for x in p['rules'])} characters")
 PY
+
+echo "check-infra: azd parameter loading self-test (a copy of main.parameters.json with an unquoted \${...})"
+cp infra/main.parameters.json "$planted/main.parameters.json"
+python3 - "$planted/main.parameters.json" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path, encoding="utf-8").read()
+quoted = '"${TEAMS_PRESENCE_EDGE_PLAN}"'
+if quoted not in text:
+    sys.exit(f"check-infra: self-test cannot run: no {quoted} in main.parameters.json to unquote")
+open(path, "w", encoding="utf-8").write(text.replace(quoted, "${TEAMS_PRESENCE_EDGE_PLAN}", 1))
+PY
+if azd_params "$planted/main.parameters.json" >/dev/null 2>"$planted/err"; then
+    echo "check-infra: self-test FAILED: the unquoted \${...} was accepted" >&2
+    exit 1
+fi
+grep -q "invalid character '\$' looking for beginning of value" "$planted/err" || { cat "$planted/err" >&2; echo "check-infra: self-test FAILED: wrong complaint" >&2; exit 1; }
+echo "check-infra: self-test OK: $(head -n 1 "$planted/err")"
 
 echo "check-infra: checkov -d infra --framework bicep --quiet --compact"
 # --skip-download: do not ask the Prisma Cloud API for guidelines (no network needed).
