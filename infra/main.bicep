@@ -41,8 +41,16 @@ param appClientId string
 @description('Tenant used for sign-in (AZURE_TENANT_ID). Empty (the default): the tenant you deploy into, matching the single-tenant app scripts/register-app.sh creates. Set organizations only for an app registered as multi-tenant (register-app.sh --multi-tenant); a single-tenant app on organizations fails sign-in with AADSTS50194.')
 param signInTenant string = ''
 
-@description('Edge devices and the users each may see: [{ "name": "pi-home", "users": ["<Entra object id>", ...] }, ...]; "users": ["*"] for everyone. Each edge gets its own queue, fed by a topic subscription filtered on userId, and a listen-only key on that queue alone (docs/deploy.md, "Add an edge").')
-param edges array = []
+// Edge devices and the users each may see are declared in TEAMS_PRESENCE_EDGES
+// ([{ "name": "pi-home", "users": ["<Entra object id>", ...] }, ...]; "users": ["*"] for
+// everyone). The preprovision hook checks that list and renders it into this plan
+// (infra/hooks/edge_plan.py, the one place the per-edge filters are written, which the tests
+// run too); main.parameters.json passes it from TEAMS_PRESENCE_EDGE_PLAN. Unset: no edges.
+@description('Rendered by infra/hooks/preprovision.sh from TEAMS_PRESENCE_EDGES; do not write by hand. { edges: [{ name, existing }], rules: [{ edgeIndex, edge, name, sqlExpression }] }. Each edge gets its own queue, fed by a topic subscription whose rules match its users, and a listen-only key on that queue alone (docs/deploy.md, "Add an edge").')
+param edgePlan object = {
+  edges: []
+  rules: []
+}
 
 @description('How the cloud part publishes: rest (default; straight to Service Bus with userId as an application property, which the per-edge filters need) or binding (the Functions output binding; its messages carry no properties and reach no edge queue).')
 @allowed([
@@ -65,14 +73,21 @@ param subscriptionsRenewSchedule string = '0 */10 * * * *'
 @minValue(0)
 param httpAlwaysReady int = 1
 
-// Flex scales each timer function on its own instances and the HTTP functions as one
-// group, so the two timers and the always-ready HTTP instance can need 3 instances at
-// once; 10 leaves room for a burst of notifications while capping what a runaway loop or
-// a flood of requests can cost. The plan accepts 1 to 1000.
-@description('Maximum instances of the Flex Consumption app. Default 10: room for the HTTP group and both timers at once plus bursts, with a cap on cost. Values below 3 can delay the timer functions.')
+// 40: the lowest maximum every region and stack accepts. Today's Flex Consumption docs allow
+// 1 to 1000, but the preview's rule was 40 to 1000 ("The lowest maximum scale in preview is
+// 40", articles/azure-functions/flex-consumption-plan.md before GA), the official sample
+// still declares @minValue(40) ("Range: 40-1000", Azure-Samples/
+// azure-functions-flex-consumption-samples IaC/bicep/main.bicep and main.bicepparam), and
+// the Functions stacks catalog reports a per-runtime lowestMaximumInstanceCount that has been
+// 40. A value below a region's lowest maximum fails the deployment; 40 cannot. It is a cap,
+// not a reservation: instances are billed only while they run, the always-ready HTTP
+// instance aside. This app needs about 3 at once (the HTTP group and the two timers, each
+// scaled on its own), and 40 x 2048 MB stays far inside the region's 512,000 MB quota.
+// Lower it (docs/deploy.md) where your region accepts less and you want a tighter cost cap.
+@description('Maximum instances of the Flex Consumption app. Default 40, the lowest maximum every region accepts (docs/deploy.md). The app needs about 3 at once; below 3 the timer functions can wait for an instance.')
 @minValue(1)
 @maxValue(1000)
-param maximumInstanceCount int = 10
+param maximumInstanceCount int = 40
 
 @description('Object id of the person running azd (azd fills AZURE_PRINCIPAL_ID). Gets Key Vault Secrets Officer and Certificates Officer so the certificates and the token key can be put in. Leave empty to skip.')
 param deployerPrincipalId string = ''
@@ -147,7 +162,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     location: location
     tags: tags
     topicName: 'presence'
-    edges: edges
+    edgePlan: edgePlan
     senderPrincipalId: identity.outputs.principalId
   }
 }
@@ -193,7 +208,8 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     serviceBusNamespaceFqdn: serviceBus.outputs.fullyQualifiedNamespace
     topicName: serviceBus.outputs.topicName
-    publisherSecretName: publishMode == 'rest' ? publisherKey.outputs.secretName : ''
+    // A conditional module's outputs may be null: read them with the safe dereference.
+    publisherSecretName: publisherKey.?outputs.secretName ?? ''
     keyVaultUrl: keyVault.outputs.url
     appClientId: appClientId
     signInTenant: empty(signInTenant) ? tenant().tenantId : signInTenant
@@ -227,3 +243,6 @@ output KEY_VAULT_CLIENT_CERTIFICATE string = clientCertificateName
 output KEY_VAULT_NOTIFICATION_CERTIFICATE string = notificationCertificateName
 output TOKEN_ENCRYPTION_SECRET_NAME string = tokenEncryptionSecretName
 output STORAGE_ACCOUNT_NAME string = storage.outputs.name
+// The principal given Key Vault Secrets Officer and Certificates Officer: the postprovision
+// hook writes the secrets only as this principal (it checks the Azure CLI's sign-in).
+output AZURE_DEPLOYER_PRINCIPAL_ID string = deployerPrincipalId

@@ -10,7 +10,15 @@
 #      step a syntax error would look like "fewer resources, all passed";
 #   2. checkov over infra/ with the Bicep framework; any failed check fails this script.
 #      Accepted exceptions are skipped inline in the Bicep with
-#      `// checkov:skip=CKV_...:reason`.
+#      `// checkov:skip=CKV_...:reason`;
+#   3. infra/main.parameters.json loaded exactly as azd >= 1.26 loads it
+#      (scripts/azd_parameters.py, a port of azd's loadParameters and drone/envsubst):
+#      strict JSON first, then ${VAR} / ${VAR=default} inside string values, array and object
+#      parameters given as a string parsed as JSON after substitution; then checked against
+#      main.bicep's parameters (declared, right type, required ones given). Run with the
+#      least azd sets and with an edge plan rendered by infra/hooks/edge_plan.py for two
+#      edges (one with 300 users). It then proves it fails on a copy of the file with the
+#      edgePlan value planted unquoted (self-test).
 #
 # checkov comes from PyPI into a venv under .venv-checkov (created on first run).
 # A Bicep compiler is not used: none is published on PyPI or npm (the npm `bicep-node`
@@ -22,7 +30,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -130,6 +138,62 @@ for path in files:
 print(f"check-infra: {len(files) - bad}/{len(files)} Bicep files parse")
 sys.exit(1 if bad or not files else 0)
 PY
+
+# infra/main.parameters.json as azd loads it, with `env -i` so nothing of this shell leaks in.
+# Usage: azd_params FILE [VAR=value ...]
+azd_params() {
+    local file=$1
+    shift
+    env -i PATH="$PATH" AZURE_ENV_NAME=tp-check AZURE_LOCATION=swedencentral \
+        TEAMS_PRESENCE_CLIENT_ID=11111111-2222-3333-4444-555555555555 "$@" \
+        python3 scripts/azd_parameters.py --check "$file" infra/main.bicep
+}
+
+echo "check-infra: infra/main.parameters.json as azd loads it, with the least azd sets"
+azd_params infra/main.parameters.json >"$planted/least.json"
+python3 - "$planted/least.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert "edgePlan" in r["omitted"], r   # unset: Bicep's default, no edges
+print(f"check-infra:   resolved {sorted(r['parameters'])}, omitted {r['omitted']}")
+PY
+
+echo "check-infra: infra/main.parameters.json as azd loads it, with a rendered edge plan"
+edges=$(python3 - <<'PY'
+import json, uuid
+many = [str(uuid.UUID(int=i + 1)) for i in range(300)]
+print(json.dumps([{"name": "pi-home", "users": many}, {"name": "pi-office", "users": ["*"]}]))
+PY
+)
+plan=$(env -i PATH="$PATH" TEAMS_PRESENCE_EDGES="$edges" python3 infra/hooks/edge_plan.py)
+azd_params infra/main.parameters.json TEAMS_PRESENCE_EDGE_PLAN="$plan" >"$planted/plan.json"
+python3 - "$planted/plan.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r["parameters"]["edgePlan"]
+assert [e["name"] for e in p["edges"]] == ["pi-home", "pi-office"], p["edges"]
+assert all(len(x["sqlExpression"]) <= 1024 for x in p["rules"])
+print(f"check-infra:   edgePlan: {len(p['edges'])} edges, {len(p['rules'])} rules, the longest "
+      f"{max(len(x['sqlExpression']) for x in p['rules'])} characters")
+PY
+
+echo "check-infra: azd parameter loading self-test (a copy of main.parameters.json with an unquoted \${...})"
+cp infra/main.parameters.json "$planted/main.parameters.json"
+python3 - "$planted/main.parameters.json" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path, encoding="utf-8").read()
+quoted = '"${TEAMS_PRESENCE_EDGE_PLAN}"'
+if quoted not in text:
+    sys.exit(f"check-infra: self-test cannot run: no {quoted} in main.parameters.json to unquote")
+open(path, "w", encoding="utf-8").write(text.replace(quoted, "${TEAMS_PRESENCE_EDGE_PLAN}", 1))
+PY
+if azd_params "$planted/main.parameters.json" >/dev/null 2>"$planted/err"; then
+    echo "check-infra: self-test FAILED: the unquoted \${...} was accepted" >&2
+    exit 1
+fi
+grep -q "invalid character '\$' looking for beginning of value" "$planted/err" || { cat "$planted/err" >&2; echo "check-infra: self-test FAILED: wrong complaint" >&2; exit 1; }
+echo "check-infra: self-test OK: $(head -n 1 "$planted/err")"
 
 echo "check-infra: checkov -d infra --framework bicep --quiet --compact"
 # --skip-download: do not ask the Prisma Cloud API for guidelines (no network needed).

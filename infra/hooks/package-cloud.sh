@@ -24,6 +24,24 @@ set -eu
 # work from the repository root either way.
 cd "$(dirname "$0")/../.."
 
+# azd resolves `dist: dist/cloud` (azure.yaml) from the directory it was started in, not
+# from the project: started in a subdirectory it would zip a folder that is not there.
+# Linux only (/proc): the parent (or grandparent) process is azd when azd runs this hook.
+root=$(pwd -P)
+pid=$PPID
+for _ in 1 2; do
+    [ -r "/proc/$pid/comm" ] || break
+    if [ "$(cat "/proc/$pid/comm")" = azd ]; then
+        started_in=$(readlink "/proc/$pid/cwd" 2>/dev/null || true)
+        if [ -n "$started_in" ] && [ "$started_in" != "$root" ]; then
+            echo "package-cloud: azd was started in $started_in, but it finds the package (dist: dist/cloud) relative to that directory; run azd from the repository root ($root), or 'azd --cwd $root ...'" >&2
+            exit 1
+        fi
+        break
+    fi
+    pid=$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null || echo 1)
+done
+
 target=x86_64-unknown-linux-musl
 out=dist/cloud
 cargo=${CARGO:-cargo}

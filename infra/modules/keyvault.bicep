@@ -38,8 +38,12 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-// Key Vault Secrets User for the app: enough to read secrets and, through the secret
-// that backs every certificate, the certificates' private keys. It cannot list or write.
+// Key Vault Secrets User for the app: read secrets and list their versions
+// (Microsoft.KeyVault/vaults/secrets/getSecret/action and .../secrets/readMetadata/action),
+// and through the secret that backs every certificate, the certificates' private keys. The
+// app needs both: the Key Vault reference of TOKEN_ENCRYPTION_KEY and the notification
+// certificate's previous version, found by listing the versions (clients/keyvault.rs). It
+// cannot write, delete or purge.
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 // For the person running azd: put the certificates and the token key in.
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'

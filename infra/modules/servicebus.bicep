@@ -12,10 +12,9 @@ param name string
 param location string
 param tags object
 param topicName string = 'presence'
-@description('One entry per edge: { name: \'pi-home\', users: [\'<object id>\', ...] }; users [\'*\'] = everyone.')
-param edges array
+@description('The per-edge plan infra/hooks/edge_plan.py renders from TEAMS_PRESENCE_EDGES: { edges: [{ name, existing }], rules: [{ edgeIndex, edge, name, sqlExpression }] }.')
+param edgePlan object
 param senderPrincipalId string
-
 
 @description('How long a presence message waits for an edge that is offline. Older presence is useless, so keep it short.')
 param messageTimeToLive string = 'P1D'
@@ -61,41 +60,99 @@ resource topic 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview' = {
 
 // Per-edge isolation. Each edge gets:
 //   - a queue `edge-<name>`, the only entity its key can read;
-//   - a topic subscription `<name>` whose only rule ($Default, replaced) is a SQL filter
-//     on the `userId` application property, auto-forwarding into that queue;
+//   - a topic subscription `<name>` whose `$Default` rule is a FalseFilter (1=0) and whose
+//     other rules (`users-01`, ..., or `all-users`: 1=1) are SQL filters on the `userId`
+//     application property, rendered by infra/hooks/edge_plan.py: a condition is at most
+//     1,024 characters, which holds 25 object ids, so an edge with more users gets more
+//     rules; a message matching any of them is delivered once;
+//   - auto-forwarding from that subscription into the queue;
 //   - a listen-only SAS rule `listen` on that queue alone.
-// A leaked Pi key then reveals only that Pi's users. The filter sees application
+// A leaked Pi key then reveals only that Pi's users. The filters see application
 // properties, never the body: the cloud part must publish with `userId` as a property
 // (PUBLISH_MODE=rest, set in modules/functionapp.bicep); messages from the Functions
 // output binding carry none and match no edge filter.
-// `users` holds Entra object ids; ['*'] means every user (a filter of 1=1).
-resource subscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-10-01-preview' = [for edge in edges: {
+//
+// A new subscription starts with the implicit `$Default` TrueFilter: every message matches
+// until the deployment replaces it. So a new edge's subscription is created without
+// forwardTo and with a 1-second message time to live (dead-lettering off): whatever matches
+// before its own rules are in place expires there, unread and unforwarded. Its rules come
+// next, then `$Default` becomes 1=0, and only then does the module edge-forwarding.bicep
+// turn forwarding on (and the one-day time to live back). An edge the preprovision hook saw
+// existing is deployed with forwarding throughout; its new rules go in before `$Default`
+// changes, so its users are never cut off. Rules the plan no longer has are deleted by the
+// postprovision hook (deployments only add and update).
+var edges = edgePlan.edges
+var edgeRules = edgePlan.rules
+
+var subscriptionBase = {
+  maxDeliveryCount: 10
+  lockDuration: 'PT1M'
+  deadLetteringOnFilterEvaluationExceptions: true
+  enableBatchedOperations: true
+}
+
+// What every edge's subscription ends up with (the forwarding module deploys exactly this).
+var forwardingProperties = [for edge in edges: union(subscriptionBase, {
+  defaultMessageTimeToLive: messageTimeToLive
+  deadLetteringOnMessageExpiration: true
+  forwardTo: 'edge-${edge.name}'
+})]
+
+resource subscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-10-01-preview' = [for (edge, i) in edges: {
   parent: topic
   name: edge.name
-  properties: {
-    maxDeliveryCount: 10
-    lockDuration: 'PT1M'
-    defaultMessageTimeToLive: messageTimeToLive
-    deadLetteringOnMessageExpiration: true
-    deadLetteringOnFilterEvaluationExceptions: true
-    enableBatchedOperations: true
-    forwardTo: 'edge-${edge.name}'
-  }
+  properties: edge.existing ? forwardingProperties[i] : union(subscriptionBase, {
+    defaultMessageTimeToLive: 'PT1S'
+    deadLetteringOnMessageExpiration: false
+  })
   dependsOn: [
     queues
   ]
 }]
 
-resource filters 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2022-10-01-preview' = [for (edge, i) in edges: {
+// Named in full (namespace/topic/subscription/rule) rather than through `parent`: each rule
+// belongs to the subscription its `edge` names, not to the subscription of its loop index.
+resource userRules 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2022-10-01-preview' = [for rule in edgeRules: {
+  name: '${namespace.name}/${topic.name}/${rule.edge}/${rule.name}'
+  properties: {
+    filterType: 'SqlFilter'
+    sqlFilter: {
+      sqlExpression: rule.sqlExpression
+    }
+  }
+  dependsOn: [
+    subscriptions
+  ]
+}]
+
+resource defaultRules 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2022-10-01-preview' = [for (edge, i) in edges: {
   parent: subscriptions[i]
   name: '$Default'
   properties: {
     filterType: 'SqlFilter'
     sqlFilter: {
-      sqlExpression: contains(edge.users, '*') ? '1=1' : (empty(edge.users) ? '1=0' : 'userId IN (\'${join(edge.users, '\', \'')}\')')
+      sqlExpression: '1=0'
     }
   }
+  dependsOn: [
+    userRules
+  ]
 }]
+
+module forwarding 'edge-forwarding.bicep' = {
+  name: 'edge-forwarding'
+  params: {
+    namespaceName: namespace.name
+    topicName: topic.name
+    subscriptionNames: [for edge in edges: edge.name]
+    subscriptionProperties: forwardingProperties
+  }
+  dependsOn: [
+    defaultRules
+    userRules
+    queues
+  ]
+}
 
 resource queues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [for edge in edges: {
   parent: namespace

@@ -249,7 +249,10 @@ fn load(config: Option<&Path>) -> Result<Settings, ConfigError> {
         Some(p) => (p.to_owned(), true),
         None => (PathBuf::from("teams-presence.toml"), false),
     };
-    Settings::parse(&Sources::from_env_and_file(Some(&path), explicit)?)
+    let settings = Settings::parse(&Sources::from_env_and_file(Some(&path), explicit)?)?;
+    // Only the handler can run with a setting App Service left unresolved.
+    settings.refuse_unresolved_references()?;
+    Ok(settings)
 }
 
 /// `HEALTHCHECK_FILE`, else `heartbeat` in the data directory (next to `edge-state.json`).
@@ -336,18 +339,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     "the port the Functions host assigns (set by `func start`)",
                 )
             })?;
-            let state = crate::host::handler::build_state(settings).await?;
-            crate::host::handler::spawn_startup_upkeep(&state);
-            // The edge package (`hue-subscriber`): heal from the cloud's presence API too.
-            crate::edge::spawn_trigger_reconcile(state.settings.clone());
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
-            tracing::info!(port, "custom handler listening");
-            axum::serve(listener, crate::host::handler::router(state))
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(|e| anyhow::anyhow!("handler server failed: {e}"))?;
+            // Bind first, build the state behind the readiness probe (host::startup).
+            crate::host::startup::serve(settings, port, shutdown_signal()).await?;
             Ok(())
         }
         Command::Serve {

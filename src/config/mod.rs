@@ -11,6 +11,7 @@
 //! appear in an error.
 
 pub mod pbx;
+pub mod references;
 pub mod sinks;
 
 use std::collections::HashMap;
@@ -262,6 +263,10 @@ pub struct Settings {
     /// `ALLOWED_USERS` (comma separated object ids or UPNs, lower case): when set, only these
     /// users may sign in.
     pub allowed_users: Vec<String>,
+    /// Settings whose value was an App Service Key Vault reference left unresolved: read as
+    /// unset above; the handler answers the functions that need one with its line
+    /// (`references`), the other commands refuse to start.
+    pub unresolved_references: Vec<references::KeyVaultReference>,
 }
 
 /// Default scopes: delegated Presence.Read.All is what presence change notifications need
@@ -276,6 +281,8 @@ type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 pub struct Sources {
     env: EnvLookup,
     file: toml::Table,
+    /// Values that were Key Vault references, in the order first read (`references`).
+    references: std::sync::Mutex<Vec<references::KeyVaultReference>>,
 }
 
 impl Sources {
@@ -289,6 +296,7 @@ impl Sources {
         Ok(Self {
             env: Box::new(|k| std::env::var(k).ok()),
             file,
+            references: Default::default(),
         })
     }
 
@@ -297,6 +305,7 @@ impl Sources {
         Self {
             env: Box::new(move |k| map.get(k).cloned()),
             file: toml::Table::new(),
+            references: Default::default(),
         }
     }
 
@@ -309,8 +318,31 @@ impl Sources {
         Ok(self)
     }
 
-    /// The raw value of a setting: environment, then file; empty strings count as unset.
+    /// The raw value of a setting: environment, then file; empty strings count as unset, and
+    /// so does an unresolved Key Vault reference, which is recorded instead (`references`).
     pub fn get(&self, key: &str) -> Option<String> {
+        let value = self.get_raw(key)?;
+        match references::parse(key, &value) {
+            None => Some(value),
+            Some(r) => {
+                let mut seen = self.references.lock().unwrap_or_else(|p| p.into_inner());
+                if !seen.iter().any(|s| s.setting == r.setting) {
+                    seen.push(r);
+                }
+                None
+            }
+        }
+    }
+
+    /// The Key Vault references met so far by [`Sources::get`].
+    pub fn unresolved_references(&self) -> Vec<references::KeyVaultReference> {
+        self.references
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn get_raw(&self, key: &str) -> Option<String> {
         let from_env = (self.env)(key).filter(|v| !v.trim().is_empty());
         from_env.or_else(|| match self.file.get(key)? {
             toml::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
@@ -564,7 +596,18 @@ impl Settings {
             sinks: sinks::parse(src)?,
             allowed_tenants: lower_list(src.get("ALLOWED_TENANTS")),
             allowed_users: lower_list(src.get("ALLOWED_USERS")),
+            // Last: every setting above has been read by now.
+            unresolved_references: src.unresolved_references(),
         })
+    }
+
+    /// For the commands that need every value they read (all but the handler): the first
+    /// setting that held an unresolved Key Vault reference is the error.
+    pub fn refuse_unresolved_references(&self) -> Result<(), ConfigError> {
+        match self.unresolved_references.first() {
+            Some(r) => Err(r.to_config_error()),
+            None => Ok(()),
+        }
     }
 
     /// `AZURE_CLIENT_ID`, required for anything that talks to Entra ID.

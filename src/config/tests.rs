@@ -151,3 +151,59 @@ fn identity_based_storage_is_recognised() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn an_unresolved_key_vault_reference_in_any_setting_reads_as_unset_and_is_recorded() {
+    // What App Service hands the worker when it cannot resolve a reference (the secret is
+    // not there yet, the role is still propagating): the reference text itself.
+    let kv = |name: &str| {
+        format!("@Microsoft.KeyVault(SecretUri=https://x.vault.azure.net/secrets/{name}/)")
+    };
+    let token = kv("k");
+    let bus = "@Microsoft.KeyVault(VaultName=x;SecretName=servicebus-publisher)";
+    let secret = kv("client-secret");
+    let s = parse(&[
+        ("TOKEN_ENCRYPTION_KEY", &token),
+        ("ServiceBusConnection", bus),
+        ("AZURE_CLIENT_SECRET", &secret),
+        ("WEBSITE_HOSTNAME", "app.azurewebsites.net"),
+        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+    ])
+    .expect("a reference is never a parse error");
+    assert!(s.token_encryption_key.is_none());
+    assert!(s.service_bus_connection.is_none());
+    assert!(
+        s.client_secret.is_none(),
+        "never sent to Entra ID as the secret"
+    );
+    // Without a usable connection string the REST publisher is not inferred either.
+    assert_eq!(s.publish_mode, PublishMode::Binding);
+    let names: Vec<&str> = s
+        .unresolved_references
+        .iter()
+        .map(|r| r.setting.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "AZURE_CLIENT_SECRET",
+            "TOKEN_ENCRYPTION_KEY",
+            "ServiceBusConnection"
+        ]
+    );
+    let err = s.refuse_unresolved_references().unwrap_err();
+    assert_eq!(err.setting, "AZURE_CLIENT_SECRET");
+    assert!(
+        err.to_string()
+            .contains("unresolved Key Vault reference (vault x, secret client-secret)"),
+        "{err}"
+    );
+
+    let plain = parse(&[(
+        "TOKEN_ENCRYPTION_KEY",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    )])
+    .unwrap();
+    assert!(plain.unresolved_references.is_empty());
+    assert!(plain.refuse_unresolved_references().is_ok());
+}

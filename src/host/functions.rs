@@ -122,6 +122,27 @@ pub fn find(name: &str) -> Option<&'static FunctionDef> {
     FUNCTIONS.iter().find(|f| f.name.eq_ignore_ascii_case(name))
 }
 
+/// The HTTP function whose route template (`presence/{userId}`) matches `route`, a forwarded
+/// request's path below `/api/` (compared segment by segment, without regard to case, as the
+/// host's routing is; a `{parameter}` matches any one non-empty segment).
+pub fn find_by_route(route: &str) -> Option<&'static FunctionDef> {
+    let path: Vec<&str> = route.trim_end_matches('/').split('/').collect();
+    FUNCTIONS
+        .iter()
+        .filter(|f| matches!(f.trigger, Trigger::Http { .. }))
+        .find(|f| {
+            let template: Vec<&str> = f.route().split('/').collect();
+            template.len() == path.len()
+                && template.iter().zip(&path).all(|(t, p)| {
+                    if t.starts_with('{') && t.ends_with('}') {
+                        !p.is_empty()
+                    } else {
+                        t.eq_ignore_ascii_case(p)
+                    }
+                })
+        })
+}
+
 /// Writes a deployable folder: `host.json`, one folder per function of `set`, and the
 /// executable `teams-presence` (copied from `binary`, mode 0755). `func start` runs in it.
 pub fn package(set: FunctionSet, out: &Path, binary: &Path) -> anyhow::Result<Vec<PathBuf>> {

@@ -1,8 +1,9 @@
 //! `teams-presence handler`: the Azure Functions custom-handler runtime.
 //!
 //! The host starts the binary, polls `http://127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT/` until
-//! anything answers, then sends either forwarded HTTP requests (to `/api/...`, served by the
-//! API router as-is) or payload-mode invocations (`POST /{FunctionName}` with the envelope).
+//! anything answers (`host::startup` answers at once and builds the state behind it), then
+//! sends either forwarded HTTP requests (to `/api/...`, served by the API router as-is) or
+//! payload-mode invocations (`POST /{FunctionName}` with the envelope).
 //! For payload-mode HTTP functions the envelope's request is replayed through the *same* API
 //! router, so a route behaves identically in both modes; what it publishes goes into the
 //! invocation's outbox and comes back as the `message` output binding.
@@ -25,119 +26,15 @@ use crate::host::envelope::{HttpOutput, HttpTriggerRequest, Invocation, Invocati
 use crate::host::functions::{self, FunctionDef, Trigger};
 use crate::http::state::AppState;
 
-/// Builds the handler's state: the Table Storage store (tables created if missing), the
-/// notification certificate and the client certificate, from files or Key Vault.
-///
-/// Start-up must be quick (the host waits for `/` to answer) and must not die on a
-/// dependency that is briefly unavailable: store and Key Vault failures are logged, and the
-/// functions that need them report their own errors until a restart.
-pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<AppState> {
-    let store = crate::store::open(
-        &settings,
-        crate::config::StoreKind::Table,
-        std::path::Path::new(".teams-presence"),
-    )?;
-    if let Err(e) = store.ensure_tables().await {
-        tracing::error!(error = %e, "store not ready at start-up");
-    }
-    let kv = settings.key_vault_url.clone();
-    let identity = settings.managed_identity_client_id.clone();
-    let kv_notification = settings.key_vault_notification_certificate.clone();
-    let kv_client = settings.key_vault_client_certificate.clone();
-    let mut keys = crate::clients::graph::certs::from_settings(&settings, None)?;
-    let mut client_credential = None;
-    if let Some(vault) = &kv {
-        if let Some(name) = &kv_notification {
-            // The current version and the previous one: subscriptions created before a
-            // rotation still encrypt for the previous until maintenance recreates them.
-            match crate::clients::keyvault::load_certificate_versions(
-                vault,
-                name,
-                identity.as_deref(),
-            )
-            .await
-            {
-                Ok((pem, previous)) => {
-                    match crate::clients::graph::certs::KeyRing::from_pem(&pem) {
-                        Ok(ring) => {
-                            keys = match previous
-                                .map(|p| crate::clients::graph::certs::KeyRing::from_pem(&p))
-                            {
-                                Some(Ok(old)) => ring.with_previous(old),
-                                Some(Err(e)) => {
-                                    tracing::warn!(certificate = %name, error = %e, "the previous Key Vault notification certificate is unusable; keeping the current one only");
-                                    ring
-                                }
-                                None => ring,
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(certificate = %name, error = %e, "Key Vault notification certificate unusable")
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot load the notification certificate from Key Vault")
-                }
-            }
-        }
-        if let Some(name) = &kv_client {
-            match crate::clients::keyvault::load_certificate_pem(vault, name, identity.as_deref())
-                .await
-            {
-                Ok(pem) => match crate::clients::entra::CertificateCredential::from_pem(
-                    &pem,
-                    settings.client_assertion_alg,
-                ) {
-                    Ok(c) => client_credential = Some(c),
-                    Err(e) => {
-                        tracing::error!(certificate = %name, error = %e, "Key Vault client certificate unusable")
-                    }
-                },
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot load the client certificate from Key Vault")
-                }
-            }
-        }
-    }
-    let direct = settings.publish_mode == crate::config::PublishMode::Rest;
-    let mut state = AppState::new(settings, store, crate::http::state::Mode::Handler)
-        .with_notification_keys(keys);
-    if let Some(c) = client_credential {
-        state = state.with_client_credential(crate::clients::entra::ClientCredential::Certificate(
-            Box::new(c),
-        ));
-    }
-    if direct {
-        state = state.with_direct_publishing()?;
-    }
-    state.with_pbx().map_err(Into::into)
-}
-
-/// Subscription upkeep once at start, in the background (the host must get its answer on
-/// `/` quickly): a fresh instance after a deployment or a long idle does not wait for the
-/// next `subscriptions-renew` tick to have its subscriptions live.
-pub fn spawn_startup_upkeep(app: &AppState) -> tokio::task::JoinHandle<()> {
-    let app = app.clone();
-    tokio::spawn(async move {
-        let r = crate::engine::subscriptions::maintain(&app, &app.poller, app.clock.now()).await;
-        tracing::info!(
-            created = r.created,
-            renewed = r.renewed,
-            failed = r.failed,
-            disabled = r.disabled.as_deref().unwrap_or(""),
-            "subscription upkeep at start"
-        );
-    })
-}
-
 #[derive(Clone)]
 struct HandlerState {
     app: AppState,
     api: Router,
 }
 
-/// The handler's router: readiness probe, payload-mode invocations, forwarded `/api/...`.
+/// The handler's router once its state is built: readiness probe, payload-mode invocations,
+/// forwarded `/api/...`; functions that need a setting left as an unresolved Key Vault
+/// reference answer 503 with its line ([`gate`]).
 pub fn router(app: AppState) -> Router {
     let api = crate::http::api_router(app.clone());
     Router::new()
@@ -147,10 +44,11 @@ pub fn router(app: AppState) -> Router {
             crate::host::envelope::MAX_INVOCATION_BYTES,
         ))
         .with_state(HandlerState {
-            app,
+            app: app.clone(),
             api: api.clone(),
         })
         .merge(api)
+        .layer(axum::middleware::from_fn_with_state(app, gate))
 }
 
 /// The host only needs *a* response on `/`; we say who we are.
@@ -158,7 +56,8 @@ async fn ready() -> &'static str {
     "teams-presence handler ready"
 }
 
-fn failure(status: StatusCode, message: String) -> Response {
+/// A failed invocation as the host reads it: `status`, no outputs, `message` in `Logs`.
+pub(crate) fn failure(status: StatusCode, message: String) -> Response {
     // The host logs a failed invocation; Logs carries our one line for its log stream.
     (status, Json(json!({"Outputs": {}, "Logs": [message.clone()], "ReturnValue": null, "error": message}))).into_response()
 }
@@ -350,4 +249,41 @@ fn to_http_request(
         .map_err(|e| format!("invocation holds an invalid HTTP request: {e}"))?;
     request.extensions_mut().insert(outbox);
     Ok(request)
+}
+
+/// Middleware of the ready router: a function that needs a setting left as an unresolved Key
+/// Vault reference answers 503 with that setting's line (payload mode: in `Logs` and
+/// `error`; forwarded: the API's error body), and nothing else happens.
+pub async fn gate(
+    State(app): State<AppState>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    if app.settings.unresolved_references.is_empty() {
+        return next.run(req).await;
+    }
+    let path = req.uri().path();
+    let (function, forwarded) = match path.strip_prefix("/api/") {
+        Some(route) => (functions::find_by_route(route).map(|f| f.name), true),
+        None if req.method() == axum::http::Method::POST => (
+            functions::find(path.trim_start_matches('/')).map(|f| f.name),
+            false,
+        ),
+        None => (None, false),
+    };
+    let Some(function) = function else {
+        return next.run(req).await;
+    };
+    match crate::host::gate::blocking(&app.settings, function) {
+        None => next.run(req).await,
+        Some(r) => {
+            tracing::debug!(function, setting = %r.setting, "refused: unresolved Key Vault reference");
+            let line = r.to_string();
+            if forwarded {
+                crate::http::ApiError::Unavailable(line).into_response()
+            } else {
+                failure(StatusCode::SERVICE_UNAVAILABLE, line)
+            }
+        }
+    }
 }

@@ -1,7 +1,10 @@
 //! The Azure Functions custom handler role (`teams-presence handler`): the host's envelope,
-//! the function registry, payload-mode dispatch and the timer / Service Bus jobs.
+//! the function registry, payload-mode dispatch, the timer / Service Bus jobs and the start
+//! (readiness first, the state behind it, unresolved Key Vault references).
 
 pub mod envelope;
 pub mod functions;
+pub mod gate;
 pub mod handler;
 pub mod jobs;
+pub mod startup;

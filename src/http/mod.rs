@@ -67,15 +67,27 @@ pub fn api_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn health(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> Json<serde_json::Value> {
-    Json(json!({
-        "status": "ok",
+/// 200 `ok`; 503 `degraded` with one line per setting App Service left as an unresolved Key
+/// Vault reference (the functions that need one answer 503 with the same line). Before the
+/// handler's state is built, `host::startup` answers 503 `starting` itself.
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let problems: Vec<String> = state
+        .settings
+        .unresolved_references
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut body = json!({
+        "status": if problems.is_empty() { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "mode": match state.mode { crate::http::state::Mode::Handler => "handler", crate::http::state::Mode::Serve => "serve" },
         "store": match state.store { crate::store::Store::Sqlite(_) => "sqlite", crate::store::Store::Table(_) => "table" },
-    }))
+    });
+    if problems.is_empty() {
+        return Json(body).into_response();
+    }
+    body["problems"] = json!(problems);
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 async fn not_found() -> Response {

@@ -210,3 +210,22 @@ fn tenant_mode_requires_a_guid_tenant_id() {
     }
     assert!(parse("72f988bf-86f1-41af-91ab-2d7cd011db47").is_ok());
 }
+
+/// Only the handler runs with a setting App Service left unresolved (issue 27); every other
+/// command stops at once with that setting's line instead of reading the reference as a value.
+#[test]
+fn an_unresolved_key_vault_reference_stops_the_other_commands_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = "@Microsoft.KeyVault(VaultName=kv-tp;SecretName=token-encryption-key)";
+    for args in [vec!["serve"], vec!["subscribe"], vec!["users"]] {
+        let out = run(&args, &[("TOKEN_ENCRYPTION_KEY", reference)], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let line = one_line_error(&out);
+        assert!(
+            line.starts_with(
+                "error: setting TOKEN_ENCRYPTION_KEY: is an unresolved Key Vault reference (vault kv-tp, secret token-encryption-key):"
+            ),
+            "{args:?}: {line}"
+        );
+    }
+}

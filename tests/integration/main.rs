@@ -5,6 +5,8 @@
 //! - `fakes`: loopback servers standing in for Graph, Entra ID and friends.
 //! - `store`: one conformance suite run against SQLite and Azurite.
 //! - `handler`: the custom handler as the Functions host drives it.
+//! - `handler_start`: the real handler binary's start: the readiness probe first, unresolved
+//!   Key Vault references, a Key Vault that never answers (issue 27).
 //! - `serve`: the standalone server from an empty environment.
 //! - `cli`: the binary's exit codes and one-line errors.
 //! - `auth`: sign-in and tokens against the fake Entra ID.
@@ -21,6 +23,7 @@
 //! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
 //! - `sinks`: MQTT against a real mosquitto, the signed webhook, WLED, and the fan-out in `serve`.
 //! - `tenant_load`: a 10,000-user tenant-mode tick and PBX calls under Graph's throttling.
+//! - `infra_hooks`: the azd hooks with stub `az`/`azd`, and the per-edge rule plan (issue 27).
 //! - `faults`: issue 14's fault suite: outages of the store, the topic and the bridge, Graph's
 //!   throttling and 5xx, a revoked refresh token, `kill -9` during a burst, a lost peek-lock.
 
@@ -35,7 +38,9 @@ mod fakes;
 mod faults;
 mod graph_presence_writes;
 mod handler;
+mod handler_start;
 mod hue_tls;
+mod infra_hooks;
 mod pbx_e2e;
 mod pbx_generic;
 mod pbx_http;

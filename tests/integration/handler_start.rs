@@ -1,0 +1,274 @@
+//! The real `teams-presence handler` binary started the way the Functions host starts it
+//! (issue 27): it answers the readiness probe at once, whatever it still has to load, and it
+//! keeps running when App Service hands it an unresolved Key Vault reference.
+//!
+//! The host polls `/` until *any* HTTP answer comes and restarts the worker after 30 s
+//! without one (Azure/azure-functions-host, `DefaultHttpWorkerService.IsWorkerReady`,
+//! `HttpWorkerOptions.InitializationTimeout`). An unresolved reference reaches the worker as
+//! the reference text itself (learn.microsoft.com/azure/app-service/app-service-key-vault-references,
+//! "Troubleshoot Key Vault references": "the reference string is used instead").
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support;
+
+/// The reference infra/modules/functionapp.bicep writes, for a vault `x` and a secret `k`.
+const UNRESOLVED: &str = "@Microsoft.KeyVault(SecretUri=https://x.vault.azure.net/secrets/k/)";
+
+struct Handler {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Handler {
+    /// `teams-presence handler` with exactly `env` plus the port and a SQLite store.
+    fn start(env: &[(&str, &str)]) -> (Self, Instant) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = support::free_port();
+        let log = dir.path().join("handler.log");
+        let mut cmd = Command::new(support::binary());
+        cmd.arg("handler")
+            .env_clear()
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("STORE", "sqlite")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let exec = Instant::now();
+        let child = cmd.spawn().unwrap();
+        (
+            Self {
+                child,
+                port,
+                log,
+                _dir: dir,
+            },
+            exec,
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn still_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// One readiness probe as the host sends it: `GET /`, any HTTP status line back counts.
+fn probe_answered(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_millis(200),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.1 ").then_some(text)
+}
+
+/// Probes every 10 ms until an answer; the time from exec to it.
+fn wait_for_probe(h: &mut Handler, exec: Instant, within: Duration) -> (Duration, String) {
+    loop {
+        if let Some(answer) = probe_answered(h.port) {
+            return (exec.elapsed(), answer);
+        }
+        assert!(h.still_running(), "the handler exited:\n{}", h.log());
+        assert!(
+            exec.elapsed() < within,
+            "no answer on / within {within:?}:\n{}",
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn timer() -> Value {
+    json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "IsPastDue": false}}, "Metadata": {}})
+}
+
+async fn post(http: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
+    let r = http.post(url).json(body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(http: &reqwest::Client, url: String) -> (u16, Value) {
+    let r = http.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolved_token_key_reference_leaves_the_handler_running_and_its_functions_say_why() {
+    let (mut h, exec) = Handler::start(&[
+        ("TOKEN_ENCRYPTION_KEY", UNRESOLVED),
+        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+    ]);
+    let (after, answer) = wait_for_probe(&mut h, exec, Duration::from_secs(20));
+    eprintln!(
+        "readiness probe answered {} ms after exec: {}",
+        after.as_millis(),
+        answer.lines().next().unwrap_or("")
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let http = reqwest::Client::new();
+    let want =
+        "setting TOKEN_ENCRYPTION_KEY: is an unresolved Key Vault reference (vault x, secret k): ";
+
+    // The state may still be building for a moment (503 `starting`); the reference's line
+    // comes once it is ready.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, v) = loop {
+        let (status, v) = post(&http, h.url("/presence-refresh"), &timer()).await;
+        let line = v["Logs"][0].as_str().unwrap_or("").to_owned();
+        if !line.starts_with("starting:") || Instant::now() > deadline {
+            break (status, v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("POST /presence-refresh (timer, payload mode) -> {status} {v}");
+    assert_eq!(status, 503, "{v}");
+    let line = v["Logs"][0].as_str().unwrap();
+    assert!(line.starts_with(want), "{line}");
+    for what in ["secret exists", "Key Vault Secrets User", "refresh"] {
+        assert!(line.contains(what), "{what}: {line}");
+    }
+    assert_eq!(v["Outputs"], json!({}), "no output binding on a refusal");
+    assert_eq!(v["Logs"].as_array().unwrap().len(), 1, "one line");
+
+    // A forwarded HTTP function that needs the key: the API's error body carries the line.
+    let (status, v) = get(&http, h.url("/api/auth/start")).await;
+    eprintln!("GET /api/auth/start (forwarded) -> {status} {v}");
+    assert_eq!(status, 503);
+    assert_eq!(v["error"], "unavailable");
+    assert_eq!(v["message"].as_str().unwrap(), line);
+
+    // /api/health says the same.
+    let (status, v) = get(&http, h.url("/api/health")).await;
+    eprintln!("GET /api/health -> {status} {v}");
+    assert_eq!(status, 503);
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["problems"], json!([line]));
+
+    // A function that does not need the key still works: Graph's validation handshake.
+    let inv = support::host_http_invocation(
+        "POST",
+        "https://app.example/api/notifications?validationToken=abc",
+        &[],
+        "",
+    );
+    let (status, v) = post(&http, h.url("/notifications"), &inv).await;
+    eprintln!("POST /notifications (validation handshake) -> {status} {v}");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Outputs"]["res"]["statusCode"], "200");
+    assert_eq!(v["Outputs"]["res"]["body"], "abc");
+
+    assert!(h.still_running(), "the handler exited:\n{}", h.log());
+    let log = h.log();
+    assert!(log.contains("unresolved Key Vault reference"), "{log}");
+    assert!(
+        !log.contains("x.vault.azure.net"),
+        "the URI is not repeated: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_vault_that_never_answers_does_not_delay_the_readiness_probe() {
+    // Accepts every connection and never sends a byte (holds them until the test ends).
+    let vault = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let vault_port = vault.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in vault.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                held.push(conn);
+            }
+        });
+    }
+    let kv = format!("https://127.0.0.1:{vault_port}");
+    let (mut h, exec) = Handler::start(&[
+        ("KEY_VAULT_URL", &kv),
+        ("KEY_VAULT_NOTIFICATION_CERTIFICATE", "graph-notifications"),
+        ("KEY_VAULT_CLIENT_CERTIFICATE", "graph-client"),
+        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+    ]);
+    let (after, answer) = wait_for_probe(&mut h, exec, Duration::from_secs(2));
+    eprintln!(
+        "readiness probe answered {} ms after exec: {}",
+        after.as_millis(),
+        answer.lines().next().unwrap_or("")
+    );
+    assert!(after < Duration::from_secs(2), "{after:?}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The cloud build really is waiting on that vault (the Pi build has no Key Vault client:
+    // its load fails at once and the start goes on).
+    #[cfg(feature = "azure-sdk")]
+    {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while accepted.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "nothing connected to the vault");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let http = reqwest::Client::new();
+        let (status, v) = post(&http, h.url("/presence-refresh"), &timer()).await;
+        eprintln!("POST /presence-refresh while the vault hangs -> {status} {v}");
+        assert_eq!(status, 503, "{v}");
+        let line = v["Logs"][0].as_str().unwrap();
+        assert!(
+            line.starts_with(
+                "starting: loading the notification certificate graph-notifications from Key Vault ("
+            ),
+            "{line}"
+        );
+        let (status, v) = get(&http, h.url("/api/health")).await;
+        eprintln!("GET /api/health while the vault hangs -> {status} {v}");
+        assert_eq!(status, 503);
+        assert_eq!(v["status"], "starting");
+        let (status, v) = get(&http, h.url("/api/auth/start")).await;
+        assert_eq!(status, 503, "{v}");
+        assert!(
+            v["message"].as_str().unwrap().starts_with("starting: "),
+            "{v}"
+        );
+        eprintln!(
+            "vault connections accepted and never answered: {}",
+            accepted.load(Ordering::SeqCst)
+        );
+    }
+    assert!(h.still_running(), "the handler exited:\n{}", h.log());
+}
