@@ -81,11 +81,35 @@ pub async fn print_list(store: &Store, settings: &crate::config::Settings) -> an
     Ok(())
 }
 
-/// Removes a user and their presence (their subscriptions lapse within the hour).
-pub async fn remove(store: &Store, id: &str) -> anyhow::Result<()> {
+/// Removes a user and everything kept for them: first their Home Assistant entities and
+/// retained MQTT state (when `MQTT_URL` is set; a running `serve` or edge hears it and stops
+/// publishing them), then their presence and the user (their subscriptions lapse within
+/// the hour). An unknown id, or a broker that cannot be reached, changes nothing.
+pub async fn remove(
+    store: &Store,
+    settings: &crate::config::Settings,
+    id: &str,
+) -> anyhow::Result<()> {
+    match store.get::<UserRecord>(id, "user").await {
+        Ok(Some(_)) => {}
+        Ok(None) => anyhow::bail!("no user with id {id}"),
+        Err(e) => return Err(e).context("cannot read the user"),
+    }
+    if let Some(m) = &settings.sinks.mqtt {
+        let host = m.url.host_str().unwrap_or_default();
+        crate::clients::mqtt::clear_user(m, id, std::time::Duration::from_secs(10))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot remove {id}'s Home Assistant entities from the MQTT broker {host}; \
+                     nothing was removed (try again once the broker is reachable, or unset \
+                     MQTT_URL to leave them)"
+                )
+            })?;
+        println!("Removed {id}'s Home Assistant entities and MQTT state from {host}.");
+    }
     match store.delete::<UserRecord>(id, "user", None).await {
-        Ok(()) => {}
-        Err(StoreError::NotFound) => anyhow::bail!("no user with id {id}"),
+        Ok(()) | Err(StoreError::NotFound) => {}
         Err(e) => return Err(e).context("cannot remove user"),
     }
     match store.delete::<PresenceRecord>(id, "presence", None).await {
