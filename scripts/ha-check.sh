@@ -7,7 +7,7 @@
 # our payloads.
 #
 #   bash scripts/ha-check.sh               # the check
-#   bash scripts/ha-check.sh --plant-bad   # also publishes two bad configs: must fail
+#   bash scripts/ha-check.sh --plant-bad   # also publishes three bad configs: must fail
 #
 # Cached under ${XDG_CACHE_HOME:-~/.cache}/teams-presence: a Python built with pyenv's
 # python-build from Debian's source package (Home Assistant 2026.x needs Python >= 3.13.2),
@@ -226,13 +226,17 @@ publish() {
         sed 's/^/    /' >&2 || true
 }
 
-# What the old payloads did, published beside ours: both must be reported.
+# Our payloads before they were fixed (the light's templates on "color": null, a sensor whose
+# value is outside its options, object_id without default_entity_id), published beside ours:
+# each must be reported.
 plant_bad() {
-    log "planting two bad payloads"
+    log "planting three bad payloads"
     mosquitto_pub -p "$MQTT_PORT" -r -t homeassistant/light/ha_check_planted/config -m \
         '{"name":"Planted","unique_id":"ha_check_planted","schema":"template","state_topic":"ha-check/planted","command_topic":"ha-check/planted/set","command_on_template":"on","command_off_template":"off","state_template":"{{ '"'"'off'"'"' if value_json.color in (none, '"'"'#000000'"'"') else '"'"'on'"'"' }}","red_template":"{{ value_json.color[1:3] | int(base=16) }}","green_template":"{{ value_json.color[3:5] | int(base=16) }}","blue_template":"{{ value_json.color[5:7] | int(base=16) }}"}'
     mosquitto_pub -p "$MQTT_PORT" -r -t homeassistant/sensor/ha_check_planted/config -m \
         '{"name":"Planted","unique_id":"ha_check_planted_sensor","state_topic":"ha-check/planted","value_template":"{{ value_json.activity }}","device_class":"enum","options":["Available","Busy"]}'
+    mosquitto_pub -p "$MQTT_PORT" -r -t homeassistant/sensor/ha_check_planted_old/config -m \
+        '{"name":"Planted old","unique_id":"ha_check_planted_old","object_id":"ha_check_planted_old","state_topic":"ha-check/planted","value_template":"{{ value_json.activity }}"}'
     sleep 2
     mosquitto_pub -p "$MQTT_PORT" -r -t ha-check/planted -m '{"activity":"SomethingNew","color":null}'
 }
