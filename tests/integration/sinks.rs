@@ -431,6 +431,20 @@ async fn users_remove_clears_the_persons_entities_and_a_running_sink_does_not_re
             .await
             .is_err()
     );
+    // A broker it cannot reach: an error, and the user stays.
+    let closed = support::settings(&[(
+        "MQTT_URL",
+        &format!("mqtt://127.0.0.1:{}", support::free_port()),
+    )]);
+    let e = teams_presence::cli::users::remove(&store, &closed, "u7")
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("nothing was removed"), "{e:#}");
+    assert!(store
+        .get::<UserRecord>("u7", "user")
+        .await
+        .unwrap()
+        .is_some());
     teams_presence::cli::users::remove(&store, &settings, "u7")
         .await
         .unwrap();
