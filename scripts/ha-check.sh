@@ -293,9 +293,10 @@ for s in ours.values():
     if s["state"] == "unavailable":
         fails.append(f"{s['entity_id']} is unavailable")
 log = open(log_file).read()
-# Every warning or error about MQTT, its entities or our topics.
+# Every warning or error about MQTT, its entities or our topics, by its first line (a
+# traceback's file paths may hold this cache's name).
 entries = re.split(r"\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", log)
-bad = [e for e in entries if re.search(r" (WARNING|ERROR|CRITICAL) ", e) and re.search(r"mqtt|teams.presence|ha.check|template", e, re.I)]
+bad = [e for e in entries if re.search(r" (WARNING|ERROR|CRITICAL) ", e.splitlines()[0]) and re.search(r"mqtt|teams.presence|ha.check|template", e.splitlines()[0], re.I)]
 print(f"Home Assistant log: {len(entries)} entries, {len(bad)} warnings/errors about MQTT or templates")
 for e in bad:
     print("  " + e.strip().replace("\n", "\n  ")[:1500])
