@@ -440,7 +440,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             store.ensure_tables().await.map_err(anyhow::Error::from)?;
             match command.unwrap_or(UsersCommand::List) {
                 UsersCommand::List => crate::cli::users::print_list(&store, &settings).await?,
-                UsersCommand::Remove { id } => crate::cli::users::remove(&store, &id).await?,
+                UsersCommand::Remove { id } => {
+                    crate::cli::users::remove(&store, &settings, &id).await?
+                }
             }
             Ok(())
         }

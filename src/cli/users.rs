@@ -81,11 +81,43 @@ pub async fn print_list(store: &Store, settings: &crate::config::Settings) -> an
     Ok(())
 }
 
-/// Removes a user and their presence (their subscriptions lapse within the hour).
-pub async fn remove(store: &Store, id: &str) -> anyhow::Result<()> {
+/// Removes a user and everything kept for them: first their Home Assistant entities and
+/// retained MQTT state (when `MQTT_URL` is set; a running `serve` or edge hears it and stops
+/// publishing them), then their presence and the user (their subscriptions lapse within
+/// the hour). An edge has no users in its store, only ids in messages: there, with
+/// `MQTT_URL` set, an id not in the store still has its entities removed. An unknown id
+/// without MQTT, or a broker that cannot be reached, changes nothing.
+pub async fn remove(
+    store: &Store,
+    settings: &crate::config::Settings,
+    id: &str,
+) -> anyhow::Result<()> {
+    let stored = match store.get::<UserRecord>(id, "user").await {
+        Ok(found) => found.is_some(),
+        Err(e) => return Err(e).context("cannot read the user"),
+    };
+    if !stored && settings.sinks.mqtt.is_none() {
+        anyhow::bail!("no user with id {id}");
+    }
+    if let Some(m) = &settings.sinks.mqtt {
+        let host = m.url.host_str().unwrap_or_default();
+        crate::clients::mqtt::clear_user(m, id, std::time::Duration::from_secs(10))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot remove {id}'s Home Assistant entities from the MQTT broker {host}; \
+                     nothing was removed (try again once the broker is reachable, or unset \
+                     MQTT_URL to leave them)"
+                )
+            })?;
+        println!("Removed {id}'s Home Assistant entities and MQTT state from {host}.");
+        if !stored {
+            println!("{id} is not a signed-in user here; nothing else to remove.");
+            return Ok(());
+        }
+    }
     match store.delete::<UserRecord>(id, "user", None).await {
-        Ok(()) => {}
-        Err(StoreError::NotFound) => anyhow::bail!("no user with id {id}"),
+        Ok(()) | Err(StoreError::NotFound) => {}
         Err(e) => return Err(e).context("cannot remove user"),
     }
     match store.delete::<PresenceRecord>(id, "presence", None).await {

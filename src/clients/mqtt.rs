@@ -2,18 +2,37 @@
 //! payloads**. Topics (prefix `MQTT_TOPIC_PREFIX`, discovery `MQTT_DISCOVERY_PREFIX`):
 //!
 //! * `{prefix}/{userId}/state`, retained: `{"availability", "activity", "color": "#rrggbb",
-//!   "brightness", "observedAt"}`;
+//!   "brightness", "observedAt"}` (`color` is `null` and `brightness` absent when the lamp is
+//!   left as it is: outside working hours with `outside = "keep"`);
 //! * `{prefix}/status`, retained: `online`, and `offline` as the last will (the broker
 //!   publishes it when the connection drops without a goodbye);
-//! * `{discovery}/sensor/teams_presence_{userId}/config` and
-//!   `{discovery}/light/teams_presence_{userId}/config`, retained: a sensor (the activity,
-//!   with the state as attributes) and a read-only light-like entity with the lamp colour, so
-//!   presence appears in Home Assistant with no YAML.
+//! * Home Assistant discovery, retained, one config per entity of [`ENTITIES`]:
+//!   `{discovery}/sensor/teams_presence_{userId}/config` (the activity, an `enum` sensor with
+//!   the state as attributes), `{discovery}/sensor/teams_presence_{userId}_availability/config`
+//!   (the availability, an `enum` sensor for automations) and
+//!   `{discovery}/light/teams_presence_{userId}/config` (the lamp colour as a light), so
+//!   presence appears in Home Assistant with no YAML. Each names the person's device after
+//!   their display name where it is known, sets `default_entity_id` (and `object_id` for
+//!   Home Assistant before 2025.10) and an `origin` naming this program. An empty retained
+//!   payload on those topics removes the entities ([`clear_user`], `users remove`).
+//!
+//! Facts from home-assistant/core `homeassistant/components/mqtt/` (2026.2): `entity.py`
+//! (`_init_entity_id`: `default_entity_id` wins over `object_id`, which logs a deprecation
+//! warning when alone and stops working in 2026.4), `schemas.py` (`origin`: `name`,
+//! `sw_version`, `support_url`; unknown keys are dropped by every discovery schema, so older
+//! versions ignore `default_entity_id`), `sensor.py` (`options` only with `device_class:
+//! enum`; a value outside them is logged and ignored, `None` makes the state unknown),
+//! `light/schema_template.py` (an empty rendered value is ignored, so a template that
+//! renders nothing leaves the light as it was) and `discovery.py` (an empty payload removes
+//! the entity).
 //!
 //! The connection is driven by its own task: it reconnects with back-off (1 s doubling to
 //! 30 s) and after every (re)connect publishes `online` and every retained topic again, so a
-//! broker restarted without persistence has the latest state at once. Payload builders are
-//! pure functions, tested with tables; the connection is tested against a real mosquitto.
+//! broker restarted without persistence has the latest state at once. It also listens on
+//! each shown person's sensor config: an empty one (published by `users remove` in another
+//! process) means the person was removed, so it is not published again. Payload builders
+//! are pure functions, tested with tables; the connection is tested against a real
+//! mosquitto.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +44,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::config::sinks::MqttSettings;
+use crate::core::presence::{Activity, Availability};
 
 /// Why a publish did not reach the broker.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +68,13 @@ pub struct Topics {
 }
 
 impl Topics {
+    fn new(s: &MqttSettings) -> Self {
+        Self {
+            prefix: s.topic_prefix.clone(),
+            discovery: s.discovery_prefix.clone(),
+        }
+    }
+
     /// `{prefix}/status`.
     pub fn status(&self) -> String {
         format!("{}/status", self.prefix)
@@ -58,9 +85,36 @@ impl Topics {
         format!("{}/{}/state", self.prefix, topic_safe(user))
     }
 
-    /// `{discovery}/{component}/teams_presence_{userId}/config`.
+    /// `{discovery}/{component}/teams_presence_{userId}/config`: the first entity of that
+    /// component (the activity sensor, the light).
     pub fn discovery(&self, component: &str, user: &str) -> String {
         format!("{}/{component}/{}/config", self.discovery, object_id(user))
+    }
+
+    /// The discovery topic of one entity.
+    fn entity_config(&self, e: &EntityKind, user: &str) -> String {
+        format!(
+            "{}/{}/{}{}/config",
+            self.discovery,
+            e.component,
+            object_id(user),
+            e.topic_suffix
+        )
+    }
+
+    /// The config topic whose removal means the person was removed (the activity sensor's).
+    fn removal_signal(&self, user: &str) -> String {
+        self.entity_config(&ENTITIES[0], user)
+    }
+
+    /// Every retained topic of a person: their discovery configs first (so Home Assistant
+    /// drops the entities before their state goes), then their state.
+    pub fn person_topics(&self, user: &str) -> Vec<String> {
+        ENTITIES
+            .iter()
+            .map(|e| self.entity_config(e, user))
+            .chain([self.state(user)])
+            .collect()
     }
 }
 
@@ -122,57 +176,189 @@ pub fn state_payload(s: &UserState) -> Value {
     v
 }
 
-fn device(user: &str) -> Value {
+/// The activity `SignInRequired` (not Graph's: the state of a user whose sign-in expired).
+pub const SIGN_IN_REQUIRED: &str = "SignInRequired";
+
+/// Every value the activity sensor can show: Graph's known activities and
+/// [`SIGN_IN_REQUIRED`]. Anything else Graph sends (its lists grow) is shown as
+/// `PresenceUnknown`, which is among them: Home Assistant ignores a value outside `options`.
+pub fn activity_options() -> Vec<&'static str> {
+    let mut v = Activity::KNOWN.to_vec();
+    v.push(SIGN_IN_REQUIRED);
+    v
+}
+
+/// Every value the availability sensor can show (unknown ones as `PresenceUnknown`).
+pub fn availability_options() -> Vec<&'static str> {
+    Availability::KNOWN.to_vec()
+}
+
+/// A Jinja expression for one field of the state JSON: `none` when the payload is not a JSON
+/// object (an empty retained payload while a person is removed) or lacks the field.
+fn field(name: &str) -> String {
+    format!(
+        "(value_json.get('{name}') if value_json is defined and value_json is mapping else none)"
+    )
+}
+
+/// A sensor template showing `field` when it is one of `options`, `PresenceUnknown` for any
+/// other value, and `None` (Home Assistant's "unknown") when there is none.
+fn enum_template(name: &str, options: &[&str]) -> String {
+    let list = serde_json::to_string(options).unwrap_or_default();
+    format!(
+        "{{% set v = {} %}}{{{{ v if v in {list} else ('None' if v is none else 'PresenceUnknown') }}}}",
+        field(name)
+    )
+}
+
+/// A light template that renders `expr` (with `c` the colour, `b` the brightness) only
+/// when the state has a colour: with `"color": null` (the lamp left as it is) it renders
+/// nothing, which Home Assistant's template light ignores, so the light stays as it was
+/// instead of logging a template error on every message.
+fn light_template(expr: &str) -> String {
+    format!(
+        "{{% set c = {} %}}{{% set b = {} %}}{{% if c is string and c | length == 7 %}}{expr}{{% endif %}}",
+        field("color"),
+        field("brightness")
+    )
+}
+
+/// One kind of Home Assistant entity shown per person. Adding one (a `select` with a
+/// command topic, say) is one more entry in [`ENTITIES`] and its `config` function; the
+/// common part (ids, device, origin, availability) and removal follow from the entry.
+#[derive(Debug)]
+pub struct EntityKind {
+    /// Home Assistant's component (`sensor`, `light`, ...).
+    pub component: &'static str,
+    /// After `teams_presence_{userId}` in the discovery topic.
+    pub topic_suffix: &'static str,
+    /// After `teams_presence_{userId}` in the unique id and the default entity id.
+    pub id_suffix: &'static str,
+    /// Its own part of the config.
+    config: fn(&Topics, &str) -> Value,
+}
+
+/// Every entity shown per person. The first one's config is the removal signal.
+pub const ENTITIES: [EntityKind; 3] = [
+    EntityKind {
+        component: "sensor",
+        topic_suffix: "",
+        id_suffix: "",
+        config: activity_sensor,
+    },
+    EntityKind {
+        component: "sensor",
+        topic_suffix: "_availability",
+        id_suffix: "_availability",
+        config: availability_sensor,
+    },
+    EntityKind {
+        component: "light",
+        topic_suffix: "",
+        id_suffix: "_light",
+        config: presence_light,
+    },
+];
+
+/// The activity: `InACall`, `Presenting`, ... with the whole state as attributes.
+fn activity_sensor(t: &Topics, user: &str) -> Value {
+    let options = activity_options();
+    json!({
+        "name": "Presence",
+        "state_topic": t.state(user),
+        "device_class": "enum",
+        "value_template": enum_template("activity", &options),
+        "options": options,
+        "json_attributes_topic": t.state(user),
+        "icon": "mdi:account-circle",
+    })
+}
+
+/// The availability (`Available`, `Busy`, `Away`, ...): coarse, for automations.
+fn availability_sensor(t: &Topics, user: &str) -> Value {
+    let options = availability_options();
+    json!({
+        "name": "Availability",
+        "state_topic": t.state(user),
+        "device_class": "enum",
+        "value_template": enum_template("availability", &options),
+        "options": options,
+        "icon": "mdi:account-clock",
+    })
+}
+
+/// The lamp colour as Home Assistant shows lights: a template light that only reads. Home
+/// Assistant requires a command topic; nothing listens on it yet.
+fn presence_light(t: &Topics, user: &str) -> Value {
+    json!({
+        "name": "Presence light",
+        "schema": "template",
+        "state_topic": t.state(user),
+        "command_topic": format!("{}/{}/light/set", t.prefix, topic_safe(user)),
+        "command_on_template": "on",
+        "command_off_template": "off",
+        "state_template": light_template("{{ 'off' if c == '#000000' else 'on' }}"),
+        "red_template": light_template("{{ c[1:3] | int(base=16) }}"),
+        "green_template": light_template("{{ c[3:5] | int(base=16) }}"),
+        "blue_template": light_template("{{ c[5:7] | int(base=16) }}"),
+        "brightness_template": light_template(
+            "{% if b is number %}{{ (b * 2.55) | round(0) | int }}{% endif %}"
+        ),
+    })
+}
+
+/// The person's device: named after them where their display name is known (signed-in
+/// users in `serve`; `MQTT_NAMES` on an edge), otherwise after their id.
+fn device(user: &str, name: Option<&str>) -> Value {
+    let name = match name.map(str::trim) {
+        Some(n) if !n.is_empty() => n.to_owned(),
+        _ => format!("Teams presence {user}"),
+    };
     json!({
         "identifiers": [object_id(user)],
-        "name": format!("Teams presence {user}"),
+        "name": name,
         "manufacturer": "teams-presence",
         "model": "Microsoft Teams presence",
         "sw_version": env!("CARGO_PKG_VERSION"),
     })
 }
 
-/// The two discovery configs for a user: `(topic, payload)` for the sensor and the light.
-pub fn discovery_payloads(t: &Topics, user: &str) -> Vec<(String, Value)> {
-    let id = object_id(user);
-    let sensor = json!({
-        "name": "Presence",
-        "unique_id": id,
-        "object_id": id,
-        "state_topic": t.state(user),
-        "value_template": "{{ value_json.activity }}",
-        "json_attributes_topic": t.state(user),
-        "availability_topic": t.status(),
-        "payload_available": "online",
-        "payload_not_available": "offline",
-        "icon": "mdi:account-circle",
-        "device": device(user),
-    });
-    // A template light that only reads: the lamp colour as Home Assistant shows lights.
-    // Home Assistant requires a command topic; nothing listens on it.
-    let light = json!({
-        "name": "Presence light",
-        "unique_id": format!("{id}_light"),
-        "object_id": format!("{id}_light"),
-        "schema": "template",
-        "state_topic": t.state(user),
-        "command_topic": format!("{}/{}/light/set", t.prefix, topic_safe(user)),
-        "command_on_template": "on",
-        "command_off_template": "off",
-        "state_template": "{{ 'off' if value_json.color in (none, '#000000') else 'on' }}",
-        "red_template": "{{ value_json.color[1:3] | int(base=16) }}",
-        "green_template": "{{ value_json.color[3:5] | int(base=16) }}",
-        "blue_template": "{{ value_json.color[5:7] | int(base=16) }}",
-        "brightness_template": "{{ ((value_json.brightness | default(100)) * 2.55) | round(0) | int }}",
-        "availability_topic": t.status(),
-        "payload_available": "online",
-        "payload_not_available": "offline",
-        "device": device(user),
-    });
-    vec![
-        (t.discovery("sensor", user), sensor),
-        (t.discovery("light", user), light),
-    ]
+/// Who published the configs (Home Assistant names it in its logs and the device page).
+fn origin() -> Value {
+    let mut o = json!({"name": "teams-presence", "sw_version": env!("CARGO_PKG_VERSION")});
+    let url = env!("CARGO_PKG_REPOSITORY");
+    if !url.is_empty() {
+        o["support_url"] = json!(url);
+    }
+    o
+}
+
+/// Every discovery config for a person, `(topic, payload)` in [`ENTITIES`] order. Nothing
+/// secret goes in: ids, the display name, topics and templates.
+pub fn discovery_payloads(t: &Topics, user: &str, name: Option<&str>) -> Vec<(String, Value)> {
+    ENTITIES
+        .iter()
+        .map(|e| {
+            let id = format!("{}{}", object_id(user), e.id_suffix);
+            let mut config = (e.config)(t, user);
+            let common = json!({
+                "unique_id": id,
+                // Home Assistant 2025.10 and later; `object_id` for older ones (2026.4
+                // ignores it, and it only warns when `default_entity_id` is missing).
+                "default_entity_id": format!("{}.{id}", e.component),
+                "object_id": id,
+                "availability_topic": t.status(),
+                "payload_available": "online",
+                "payload_not_available": "offline",
+                "device": device(user, name),
+                "origin": origin(),
+            });
+            if let (Some(c), Value::Object(common)) = (config.as_object_mut(), common) {
+                c.extend(common);
+            }
+            (t.entity_config(e, user), config)
+        })
+        .collect()
 }
 
 /// The broker options from the settings (pure; the client id is an argument), with the
@@ -236,11 +422,63 @@ pub async fn probe(s: &MqttSettings, timeout: Duration) -> Result<(), MqttError>
     r
 }
 
+/// `users remove`: removes a person's entities from Home Assistant and their retained state
+/// from the broker (an empty retained payload on each of [`Topics::person_topics`]). A
+/// running instance that shows the person hears the removal on its sensor config and stops
+/// publishing them. Connects without a will (a running instance's `online` stays) and
+/// returns once the broker has acknowledged every removal.
+pub async fn clear_user(s: &MqttSettings, user: &str, timeout: Duration) -> Result<(), MqttError> {
+    let id = format!("teams-presence-cli-{}", uuid::Uuid::new_v4().simple());
+    let (client, mut eventloop) = AsyncClient::new(connection_options(s, &id), 16);
+    let topics = Topics::new(s).person_topics(user);
+    let count = topics.len();
+    let run = async {
+        let mut acked = 0;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    for t in &topics {
+                        // Queued in the client (room for all); sent by this loop.
+                        client
+                            .try_publish(t, QoS::AtLeastOnce, true, Vec::new())
+                            .map_err(|_| MqttError::Stopped)?;
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    acked += 1;
+                    if acked == count {
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(MqttError::Disconnected(Some(e.to_string()))),
+            }
+        }
+    };
+    let r = tokio::time::timeout(timeout, run)
+        .await
+        .unwrap_or_else(|_| Err(MqttError::Disconnected(Some("timed out".into()))));
+    if r.is_ok() {
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+    }
+    r
+}
+
+/// What is kept of one person shown, to publish again after a reconnect.
+#[derive(Debug, Clone)]
+struct Shown {
+    /// Their display name as last published in their device.
+    name: Option<String>,
+    /// Their state payload.
+    state: Value,
+}
+
 /// Everything retained, kept to publish again after a reconnect.
 #[derive(Debug, Default)]
 struct Retained {
-    /// Per user: the state payload (discovery is derived from the user id).
-    states: BTreeMap<String, Value>,
+    /// Per user.
+    people: BTreeMap<String, Shown>,
 }
 
 /// A connected (or reconnecting) MQTT publisher. Dropping it stops its connection task
@@ -264,35 +502,69 @@ fn lock(r: &Mutex<Retained>) -> std::sync::MutexGuard<'_, Retained> {
     r.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Publishes `online`, every user's discovery configs and state (after a (re)connect).
-async fn publish_all(client: &AsyncClient, topics: &Topics, states: Vec<(String, Value)>) {
+/// Publishes a person's discovery configs and listens for their removal.
+async fn announce(
+    client: &AsyncClient,
+    topics: &Topics,
+    user: &str,
+    name: Option<&str>,
+) -> Result<(), MqttError> {
+    for (topic, payload) in discovery_payloads(topics, user, name) {
+        client
+            .publish(topic, QoS::AtLeastOnce, true, payload.to_string())
+            .await
+            .map_err(|_| MqttError::Stopped)?;
+    }
+    client
+        .subscribe(topics.removal_signal(user), QoS::AtLeastOnce)
+        .await
+        .map_err(|_| MqttError::Stopped)
+}
+
+/// Publishes `online`, every person's discovery configs and state (after a (re)connect).
+async fn publish_all(client: &AsyncClient, topics: &Topics, people: Vec<(String, Shown)>) {
     let _ = client
         .publish(topics.status(), QoS::AtLeastOnce, true, "online")
         .await;
-    for (user, state) in states {
-        for (topic, payload) in discovery_payloads(topics, &user) {
-            let _ = client
-                .publish(topic, QoS::AtLeastOnce, true, payload.to_string())
-                .await;
-        }
+    for (user, shown) in people {
+        let _ = announce(client, topics, &user, shown.name.as_deref()).await;
         let _ = client
             .publish(
                 topics.state(&user),
                 QoS::AtLeastOnce,
                 true,
-                state.to_string(),
+                shown.state.to_string(),
             )
             .await;
     }
 }
 
+/// An empty retained config on a person's removal signal: they were removed (by
+/// `users remove`, maybe in another process). Forgets them, so neither a reconnect nor a
+/// repeated change brings their entities back; a newer change does (they are shown again).
+fn heard(client: &AsyncClient, topics: &Topics, retained: &Mutex<Retained>, p: &rumqttc::Publish) {
+    if !p.payload.is_empty() {
+        return;
+    }
+    let mut r = lock(retained);
+    let Some(user) = r
+        .people
+        .keys()
+        .find(|u| topics.removal_signal(u) == p.topic)
+        .cloned()
+    else {
+        return;
+    };
+    r.people.remove(&user);
+    drop(r);
+    tracing::info!(user_id = %user, "removed from Home Assistant; no longer published");
+    let _ = client.try_unsubscribe(topics.removal_signal(&user));
+}
+
 impl MqttSink {
     /// Starts the connection task (returns at once; [`MqttSink::wait_connected`] waits).
     pub fn start(s: &MqttSettings, client_id: &str) -> Self {
-        let topics = Topics {
-            prefix: s.topic_prefix.clone(),
-            discovery: s.discovery_prefix.clone(),
-        };
+        let topics = Topics::new(s);
         let (client, mut eventloop) = AsyncClient::new(options(s, client_id), 256);
         let retained: Arc<Mutex<Retained>> = Arc::default();
         let (tx, rx) = watch::channel(Err("connecting".to_owned()));
@@ -306,8 +578,8 @@ impl MqttSink {
                             tracing::info!("connected to the MQTT broker");
                             backoff = Duration::from_secs(1);
                             let _ = tx.send(Ok(()));
-                            let states: Vec<(String, Value)> = lock(&retained)
-                                .states
+                            let people: Vec<(String, Shown)> = lock(&retained)
+                                .people
                                 .iter()
                                 .map(|(k, v)| (k.clone(), v.clone()))
                                 .collect();
@@ -315,8 +587,11 @@ impl MqttSink {
                             // only this task's polling empties.
                             let (client, topics) = (client.clone(), topics.clone());
                             tokio::spawn(
-                                async move { publish_all(&client, &topics, states).await },
+                                async move { publish_all(&client, &topics, people).await },
                             );
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            heard(&client, &topics, &retained, &p);
                         }
                         Ok(_) => {}
                         Err(e) => {
@@ -354,25 +629,40 @@ impl MqttSink {
         c.map_err(|e| MqttError::Disconnected(Some(e)))
     }
 
-    /// Publishes a user's state (and, the first time, its discovery configs), retained.
-    /// Remembered either way, so a reconnect publishes it; an error while disconnected
-    /// lets the caller retry (the last state wins).
-    pub async fn publish(&self, user: &str, state: &UserState) -> Result<(), MqttError> {
+    /// What [`MqttSink::publish`] would send, to skip repeats: the state, the name, and
+    /// whether the person is shown (after a removal the same state is news again).
+    pub fn fingerprint(&self, user: &str, name: Option<&str>, state: &UserState) -> String {
+        let shown = lock(&self.retained).people.contains_key(user);
+        format!(
+            "{shown}|{}|{}",
+            name.unwrap_or_default(),
+            state_payload(state)
+        )
+    }
+
+    /// Publishes a person's state and, the first time (or when their name changed), their
+    /// discovery configs, retained. Remembered either way, so a reconnect publishes it; an
+    /// error while disconnected lets the caller retry (the last state wins).
+    pub async fn publish(
+        &self,
+        user: &str,
+        name: Option<&str>,
+        state: &UserState,
+    ) -> Result<(), MqttError> {
         let payload = state_payload(state);
-        let first = lock(&self.retained)
-            .states
-            .insert(user.to_owned(), payload.clone())
-            .is_none();
+        let shown = Shown {
+            name: name.map(str::to_owned),
+            state: payload.clone(),
+        };
+        let announce_now = match lock(&self.retained).people.insert(user.to_owned(), shown) {
+            None => true,
+            Some(before) => before.name.as_deref() != name,
+        };
         // At start (and while reconnecting) give the broker a moment rather than failing
         // the first change; the sink task retries after that.
         self.wait_connected(Duration::from_secs(5)).await?;
-        if first {
-            for (topic, p) in discovery_payloads(&self.topics, user) {
-                self.client
-                    .publish(topic, QoS::AtLeastOnce, true, p.to_string())
-                    .await
-                    .map_err(|_| MqttError::Stopped)?;
-            }
+        if announce_now {
+            announce(&self.client, &self.topics, user, name).await?;
         }
         self.client
             .publish(
@@ -383,6 +673,24 @@ impl MqttSink {
             )
             .await
             .map_err(|_| MqttError::Stopped)
+    }
+
+    /// Stops showing a person: removes their entities and retained state (as [`clear_user`]
+    /// does from another process).
+    pub async fn remove(&self, user: &str) -> Result<(), MqttError> {
+        lock(&self.retained).people.remove(user);
+        self.wait_connected(Duration::from_secs(5)).await?;
+        for topic in self.topics.person_topics(user) {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, true, Vec::new())
+                .await
+                .map_err(|_| MqttError::Stopped)?;
+        }
+        let _ = self
+            .client
+            .unsubscribe(self.topics.removal_signal(user))
+            .await;
+        Ok(())
     }
 }
 
@@ -413,32 +721,153 @@ mod tests {
         );
     }
 
-    #[test]
-    fn state_and_discovery_payloads() {
-        let s = UserState {
+    fn busy() -> UserState {
+        UserState {
             availability: "Busy".into(),
             activity: "InACall".into(),
             color: Some("#ff0000".into()),
             brightness: Some(100.0),
             observed_at: "2026-11-22T10:15:00.000Z".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn state_payload_carries_presence_colour_and_brightness() {
         assert_eq!(
-            state_payload(&s),
+            state_payload(&busy()),
             json!({"availability": "Busy", "activity": "InACall", "color": "#ff0000",
                    "brightness": 100, "observedAt": "2026-11-22T10:15:00.000Z"})
         );
-        let d = discovery_payloads(&topics(), "u1");
-        assert_eq!(d.len(), 2);
-        for (_, p) in &d {
-            for k in ["unique_id", "state_topic", "availability_topic", "device"] {
-                assert!(p.get(k).is_some(), "{k} in {p}");
-            }
+        let keep = UserState {
+            color: None,
+            brightness: None,
+            ..busy()
+        };
+        assert_eq!(state_payload(&keep)["color"], Value::Null);
+        assert!(state_payload(&keep).get("brightness").is_none());
+    }
+
+    #[test]
+    fn discovery_has_one_config_per_entity_with_ids_device_origin_and_availability() {
+        let d = discovery_payloads(&topics(), "u1", Some("Adele Vance"));
+        let topics_: Vec<&str> = d.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            topics_,
+            [
+                "homeassistant/sensor/teams_presence_u1/config",
+                "homeassistant/sensor/teams_presence_u1_availability/config",
+                "homeassistant/light/teams_presence_u1/config",
+            ]
+        );
+        let ids = [
+            ("sensor", "teams_presence_u1"),
+            ("sensor", "teams_presence_u1_availability"),
+            ("light", "teams_presence_u1_light"),
+        ];
+        for ((_, p), (component, id)) in d.iter().zip(ids) {
+            assert_eq!(p["unique_id"], id);
+            assert_eq!(p["object_id"], id);
+            assert_eq!(p["default_entity_id"], format!("{component}.{id}"));
             assert_eq!(p["state_topic"], "teams-presence/u1/state");
             assert_eq!(p["availability_topic"], "teams-presence/status");
             assert_eq!(p["device"]["identifiers"][0], "teams_presence_u1");
+            assert_eq!(p["device"]["name"], "Adele Vance");
+            assert_eq!(p["origin"]["name"], "teams-presence");
+            assert_eq!(p["origin"]["sw_version"], env!("CARGO_PKG_VERSION"));
+            assert!(p["name"].as_str().is_some_and(|n| !n.is_empty()));
         }
-        assert_eq!(d[0].1["unique_id"], "teams_presence_u1");
-        assert_eq!(d[1].1["unique_id"], "teams_presence_u1_light");
+        // Unknown or blank names fall back to the id.
+        for name in [None, Some("  ")] {
+            let d = discovery_payloads(&topics(), "u1", name);
+            assert_eq!(d[0].1["device"]["name"], "Teams presence u1");
+        }
+    }
+
+    #[test]
+    fn enum_sensors_list_every_value_they_can_show() {
+        let d = discovery_payloads(&topics(), "u1", None);
+        let (sensor, availability) = (&d[0].1, &d[1].1);
+        for (p, field, extra) in [
+            (sensor, "activity", vec![SIGN_IN_REQUIRED]),
+            (availability, "availability", vec![]),
+        ] {
+            assert_eq!(p["device_class"], "enum");
+            let options: Vec<&str> = p["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            // Every known value, ours, and the one unknown values are shown as.
+            let known = if field == "activity" {
+                Activity::KNOWN
+            } else {
+                Availability::KNOWN
+            };
+            for v in known.iter().chain(&extra).chain(&["PresenceUnknown"]) {
+                assert!(options.contains(v), "{v} not in {field} options");
+            }
+            let t = p["value_template"].as_str().unwrap();
+            assert!(t.contains(&format!("value_json.get('{field}')")), "{t}");
+            assert!(t.contains("else 'PresenceUnknown'"), "{t}");
+        }
+        // What the sinks publish for a sign-in-required user is among them.
+        assert!(activity_options().contains(&"SignInRequired"));
+        assert!(availability_options().contains(&"PresenceUnknown"));
+    }
+
+    #[test]
+    fn light_templates_render_nothing_without_a_colour() {
+        let d = discovery_payloads(&topics(), "u1", None);
+        let light = &d[2].1;
+        assert_eq!(light["schema"], "template");
+        for k in [
+            "state_template",
+            "red_template",
+            "green_template",
+            "blue_template",
+            "brightness_template",
+        ] {
+            let t = light[k].as_str().unwrap();
+            assert!(
+                t.contains("{% if c is string and c | length == 7 %}")
+                    && t.ends_with("{% endif %}"),
+                "{k}: {t}"
+            );
+            assert!(
+                t.contains("value_json is defined and value_json is mapping"),
+                "{k}: {t}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_secret_reaches_discovery() {
+        // The builders take only topics, the id and the name: no setting can leak into them.
+        let d = discovery_payloads(&topics(), "u1", Some("Adele Vance")).into_iter();
+        for (_, p) in d {
+            let text = p.to_string().to_lowercase();
+            for word in ["password", "secret", "token", "key"] {
+                assert!(!text.contains(word), "{word} in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn person_topics_list_every_config_then_the_state() {
+        assert_eq!(
+            topics().person_topics("u1"),
+            [
+                "homeassistant/sensor/teams_presence_u1/config",
+                "homeassistant/sensor/teams_presence_u1_availability/config",
+                "homeassistant/light/teams_presence_u1/config",
+                "teams-presence/u1/state",
+            ]
+        );
+        assert_eq!(
+            topics().removal_signal("u1"),
+            "homeassistant/sensor/teams_presence_u1/config"
+        );
     }
 
     #[test]
@@ -449,6 +878,7 @@ mod tests {
             password: Some("pw".to_owned().into()),
             topic_prefix: "tp".into(),
             discovery_prefix: "homeassistant".into(),
+            names: Default::default(),
         };
         let o = options(&s, "id");
         assert_eq!(o.broker_address(), ("broker.lan".into(), 8883));

@@ -11,6 +11,8 @@
 //!
 //! A sink is on when its URL is set; nothing here connects anywhere.
 
+use std::collections::BTreeMap;
+
 use secrecy::SecretString;
 use url::Url;
 
@@ -29,6 +31,9 @@ pub struct MqttSettings {
     pub topic_prefix: String,
     /// `MQTT_DISCOVERY_PREFIX` (default `homeassistant`).
     pub discovery_prefix: String,
+    /// `MQTT_NAMES`: display names per user id (`id=Name; id=Name`) for Home Assistant's
+    /// device names where the store has none (an edge). They win over the store's.
+    pub names: BTreeMap<String, String>,
 }
 
 /// `WEBHOOK_*`: where each change is POSTed and the signing secret.
@@ -118,6 +123,29 @@ fn topic_part(src: &Sources, key: &str, default: &str) -> Result<String, ConfigE
     }
 }
 
+/// `MQTT_NAMES`: `id=Display Name` pairs separated by `;` (display names may hold commas).
+fn names(src: &Sources) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let Some(v) = get(src, "MQTT_NAMES") else {
+        return Ok(out);
+    };
+    for pair in v.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((id, name)) if !id.trim().is_empty() && !name.trim().is_empty() => {
+                out.insert(id.trim().to_owned(), name.trim().to_owned());
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    "MQTT_NAMES",
+                    Some(pair),
+                    "`userId=Display Name` pairs separated by `;`",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Parses the sink settings.
 pub fn parse(src: &Sources) -> Result<SinkSettings, ConfigError> {
     let mqtt = match url(
@@ -133,6 +161,7 @@ pub fn parse(src: &Sources) -> Result<SinkSettings, ConfigError> {
             password: get(src, "MQTT_PASSWORD").map(SecretString::from),
             topic_prefix: topic_part(src, "MQTT_TOPIC_PREFIX", "teams-presence")?,
             discovery_prefix: topic_part(src, "MQTT_DISCOVERY_PREFIX", "homeassistant")?,
+            names: names(src)?,
         }),
     };
     let webhook = match url(src, "WEBHOOK_URL", &["http", "https"], "an http(s) URL")? {
@@ -227,5 +256,20 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(e.setting, "MQTT_TOPIC_PREFIX");
+        let e = parse(&src(&[("MQTT_URL", "mqtt://b"), ("MQTT_NAMES", "u1")])).unwrap_err();
+        assert_eq!(e.setting, "MQTT_NAMES");
+    }
+
+    #[test]
+    fn mqtt_names_map_user_ids_to_display_names_that_may_hold_commas() {
+        let s = parse(&src(&[
+            ("MQTT_URL", "mqtt://b"),
+            ("MQTT_NAMES", " u1 = Vance, Adele ; u2=Megan Bowen;"),
+        ]))
+        .unwrap();
+        let names = s.mqtt.unwrap().names;
+        assert_eq!(names.len(), 2);
+        assert_eq!(names["u1"], "Vance, Adele");
+        assert_eq!(names["u2"], "Megan Bowen");
     }
 }

@@ -32,6 +32,10 @@ macro_rules! open_enum {
                 $name::Other(t.to_owned())
             }
 
+            /// Every value this build knows, in its canonical spelling (what a consumer with a
+            /// closed list, such as Home Assistant's `enum` sensor, may be sent).
+            pub const KNOWN: &'static [&'static str] = &[$(stringify!($variant)),+];
+
             /// The canonical spelling (Graph's PascalCase) or the unknown value verbatim.
             pub fn as_str(&self) -> &str {
                 match self {

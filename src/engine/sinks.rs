@@ -12,6 +12,10 @@
 //! * the last state wins after a failure: a failed update goes back unless a newer one
 //!   arrived, and is retried with back-off (1 s doubling to 30 s);
 //! * one failing sink never blocks the others: [`Fanout::offer`] only fills queues.
+//!
+//! People's display names (Home Assistant's device names) come from `MQTT_NAMES` and, in
+//! `serve`, from the store ([`Fanout::set_names`]); a name learnt after a person's first
+//! change is published at once with their latest state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -66,6 +70,8 @@ pub struct Update {
     pub message: TopicMessage,
     /// The light state for it.
     pub desired: Desired,
+    /// The person's display name, where known.
+    pub name: Option<String>,
 }
 
 /// The sinks this build knows (a closed set).
@@ -81,7 +87,7 @@ enum Client {
 /// What a sink would send for an update, to skip repeats; `None`: nothing to send.
 fn fingerprint(client: &Client, u: &Update) -> Option<String> {
     match client {
-        Client::Mqtt(_) => Some(crate::clients::mqtt::state_payload(&user_state(u)).to_string()),
+        Client::Mqtt(m) => Some(m.fingerprint(&u.user, u.name.as_deref(), &user_state(u))),
         Client::Webhook(_) => Some(u.message.to_json().to_string()),
         Client::Wled(_) => match &u.desired {
             Desired::Set(s) => Some(crate::clients::wled::state_body(s).to_string()),
@@ -141,7 +147,7 @@ impl Client {
     async fn send(&self, u: &Update) -> Result<(), String> {
         match self {
             Client::Mqtt(m) => m
-                .publish(&u.user, &user_state(u))
+                .publish(&u.user, u.name.as_deref(), &user_state(u))
                 .await
                 .map_err(|e| e.to_string()),
             Client::Webhook(w) => w
@@ -178,6 +184,8 @@ impl Queue {
 #[derive(Debug)]
 struct Handle {
     shared: bool,
+    /// Shows people's names (MQTT): a name learnt later is sent again.
+    named: bool,
     queue: Arc<Queue>,
     status: SharedSinkStatus,
     task: tokio::task::JoinHandle<()>,
@@ -190,6 +198,25 @@ pub struct Fanout {
     watch: Vec<String>,
     seen: Mutex<HashMap<String, Mark>>,
     sinks: Vec<Handle>,
+    names: Mutex<Names>,
+}
+
+/// Display names per user: `MQTT_NAMES` (wins), then the store's; and each named person's
+/// latest update, to publish again when their name is learnt.
+#[derive(Debug, Default)]
+struct Names {
+    set: BTreeMap<String, String>,
+    stored: HashMap<String, String>,
+    latest: HashMap<String, Update>,
+}
+
+impl Names {
+    fn get(&self, user: &str) -> Option<String> {
+        self.set
+            .get(user)
+            .or_else(|| self.stored.get(user))
+            .cloned()
+    }
 }
 
 impl Drop for Fanout {
@@ -238,11 +265,15 @@ impl Fanout {
         if clients.is_empty() {
             return None;
         }
-        Some(Self::with_clients(
-            lights,
-            settings.watch_users.clone(),
-            clients,
-        ))
+        let mut fanout = Self::with_clients(lights, settings.watch_users.clone(), clients);
+        if let Some(m) = &s.mqtt {
+            fanout
+                .names
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .set = m.names.clone();
+        }
+        Some(fanout)
     }
 
     fn with_clients(lights: LightMap, watch: Vec<String>, clients: Vec<(String, Client)>) -> Self {
@@ -260,9 +291,11 @@ impl Fanout {
                     description,
                     ..Default::default()
                 }));
+                let named = matches!(client, Client::Mqtt(_));
                 let task = tokio::spawn(drive(client, queue.clone(), status.clone()));
                 Handle {
                     shared,
+                    named,
                     queue,
                     status,
                     task,
@@ -274,6 +307,56 @@ impl Fanout {
             watch,
             seen: Mutex::default(),
             sinks,
+            names: Mutex::default(),
+        }
+    }
+
+    fn names(&self) -> std::sync::MutexGuard<'_, Names> {
+        self.names.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Display names from the store (`serve`): `MQTT_NAMES` wins. A person whose name
+    /// changes (or is learnt after their first change) is published again at once.
+    pub fn set_names(&self, names: impl IntoIterator<Item = (String, String)>) {
+        let mut again = Vec::new();
+        {
+            let mut n = self.names();
+            for (user, name) in names {
+                let name = name.trim().to_owned();
+                if name.is_empty() || n.set.contains_key(&user) {
+                    continue;
+                }
+                if n.stored.get(&user) == Some(&name) {
+                    continue;
+                }
+                n.stored.insert(user.clone(), name.clone());
+                if let Some(u) = n.latest.get_mut(&user) {
+                    u.name = Some(name);
+                    again.push(u.clone());
+                }
+            }
+        }
+        for u in again {
+            self.queue(&u, |s| s.named);
+        }
+    }
+
+    /// Queues an update for the sinks `which` picks.
+    fn queue(&self, update: &Update, which: impl Fn(&Handle) -> bool) {
+        for s in self.sinks.iter().filter(|s| which(s)) {
+            let key = if s.shared {
+                String::new()
+            } else {
+                update.user.clone()
+            };
+            let mut q = s.queue.lock();
+            if q.len() >= MAX_PENDING && !q.contains_key(&key) {
+                tracing::warn!(user_id = %update.user, "a sink's queue is full; dropping a change");
+                continue;
+            }
+            q.insert(key, update.clone());
+            drop(q);
+            s.queue.wake.notify_one();
         }
     }
 
@@ -298,26 +381,20 @@ impl Fanout {
         };
         seen.insert(user.clone(), mark);
         drop(seen);
-        let update = Update {
-            user,
-            message: msg.clone(),
-            desired,
-        };
-        for s in &self.sinks {
-            let key = if s.shared {
-                String::new()
-            } else {
-                update.user.clone()
+        let update = {
+            let mut n = self.names();
+            let update = Update {
+                name: n.get(&user),
+                user,
+                message: msg.clone(),
+                desired,
             };
-            let mut q = s.queue.lock();
-            if q.len() >= MAX_PENDING && !q.contains_key(&key) {
-                tracing::warn!(user_id = %update.user, "a sink's queue is full; dropping a change");
-                continue;
+            if self.sinks.iter().any(|s| s.named) {
+                n.latest.insert(update.user.clone(), update.clone());
             }
-            q.insert(key, update.clone());
-            drop(q);
-            s.queue.wake.notify_one();
-        }
+            update
+        };
+        self.queue(&update, |_| true);
     }
 
     /// Every sink's status, for the status page.

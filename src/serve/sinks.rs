@@ -17,7 +17,7 @@ use crate::core::judge::Verdict;
 use crate::core::message::{PresenceChanged, TopicMessage};
 use crate::engine::applier::{set_status as set, Applier};
 use crate::http::state::AppState;
-use crate::store::PresenceRecord;
+use crate::store::{PresenceRecord, Store, UserRecord};
 
 /// At most this many received changes share one confirmation (one store transaction).
 const CONFIRM_BATCH: usize = 64;
@@ -156,6 +156,17 @@ async fn lights(state: AppState, pending: Pending, wake: Arc<Notify>) {
     }
 }
 
+/// Hands the sinks the display name of a user signed in since the start (Home Assistant's
+/// device names); in its own task, so receiving never waits on the store.
+fn learn_name(store: &Store, sinks: &Arc<crate::engine::sinks::Fanout>, user: &str) {
+    let (store, sinks, user) = (store.clone(), sinks.clone(), user.to_owned());
+    tokio::spawn(async move {
+        if let Ok(Some(u)) = store.get::<UserRecord>(&user, "user").await {
+            sinks.set_names([(u.value.user_id, u.value.display_name)]);
+        }
+    });
+}
+
 /// Subscribes (before returning, so nothing published later is missed) and runs the sinks.
 pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
     let mut rx = state.publisher.subscribe();
@@ -164,7 +175,16 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
         let pending: Pending = Arc::default();
         let wake = Arc::new(Notify::new());
         let hue = state.settings.hue_bridge.is_some();
+        let mut named = std::collections::HashSet::new();
         if let Some(f) = &state.sinks {
+            // People's display names first, so Home Assistant's devices are named at once.
+            let users = state.store.list::<UserRecord>().await.unwrap_or_default();
+            named.extend(users.iter().map(|u| u.value.user_id.clone()));
+            f.set_names(
+                users
+                    .into_iter()
+                    .map(|u| (u.value.user_id, u.value.display_name)),
+            );
             // After a restart MQTT's retained state and WLED must be right at once too.
             for rec in state
                 .store
@@ -228,6 +248,11 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
                 for msg in &batch {
                     log(msg);
                     if let Some(f) = &state.sinks {
+                        if let Some(user) = msg.user_id() {
+                            if named.insert(user.to_owned()) {
+                                learn_name(&state.store, f, user);
+                            }
+                        }
                         f.offer(msg);
                     }
                     if !hue {

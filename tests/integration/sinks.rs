@@ -279,3 +279,206 @@ async fn doctor_checks_mqtt_webhook_and_wled() {
     assert!(text.contains("FAIL  WLED: 127.0.0.1"), "{text}");
     assert!(text.contains("skip  webhook"), "{text}");
 }
+
+/// Issue 28 (Home Assistant, items 5–6): the discovery configs a real Home Assistant reads
+/// (home-assistant/core `homeassistant/components/mqtt/entity.py`, `schemas.py`,
+/// `sensor.py`): `default_entity_id` beside `object_id`, an `origin`, the person's display
+/// name on their device, and `enum` sensors whose `options` hold every value published.
+#[tokio::test]
+async fn mqtt_discovery_names_the_person_and_sends_default_entity_ids_an_origin_and_enum_sensors() {
+    let broker = Mosquitto::start();
+    let settings = support::settings(&[
+        ("MQTT_URL", &broker.url()),
+        ("MQTT_NAMES", "u6=Adele Vance"),
+    ]);
+    let fanout = Fanout::from_settings(&settings, LightMap::default()).unwrap();
+    fanout.offer(&change("u6", 1, "Busy", "InACall"));
+    let sub = Subscriber::connect(broker.port).await;
+    let sensor = sub
+        .json("homeassistant/sensor/teams_presence_u6/config", 10)
+        .await;
+    let availability = sub
+        .json(
+            "homeassistant/sensor/teams_presence_u6_availability/config",
+            10,
+        )
+        .await;
+    let light = sub
+        .json("homeassistant/light/teams_presence_u6/config", 10)
+        .await;
+    for (config, entity_id) in [
+        (&sensor, "sensor.teams_presence_u6"),
+        (&availability, "sensor.teams_presence_u6_availability"),
+        (&light, "light.teams_presence_u6_light"),
+    ] {
+        assert_eq!(config["default_entity_id"], entity_id, "{config}");
+        // Home Assistant before 2025.10 reads only `object_id`.
+        assert_eq!(
+            format!(
+                "{}.{}",
+                &entity_id[..entity_id.find('.').unwrap()],
+                config["object_id"].as_str().unwrap()
+            ),
+            entity_id
+        );
+        assert_eq!(config["origin"]["name"], "teams-presence");
+        assert_eq!(config["origin"]["sw_version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(config["device"]["name"], "Adele Vance");
+        assert_eq!(config["device"]["identifiers"][0], "teams_presence_u6");
+    }
+    let options = |c: &Value| -> Vec<String> {
+        c["options"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no options in {c}"))
+            .iter()
+            .map(|o| o.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(sensor["device_class"], "enum");
+    let activities = options(&sensor);
+    for v in [
+        "InACall",
+        "Presenting",
+        "OffWork",
+        "PresenceUnknown",
+        "SignInRequired",
+    ] {
+        assert!(
+            activities.contains(&v.to_owned()),
+            "{v} not in {activities:?}"
+        );
+    }
+    assert_eq!(availability["device_class"], "enum");
+    assert_eq!(availability["state_topic"], "teams-presence/u6/state");
+    let availabilities = options(&availability);
+    for v in [
+        "Available",
+        "Busy",
+        "BusyIdle",
+        "DoNotDisturb",
+        "PresenceUnknown",
+    ] {
+        assert!(
+            availabilities.contains(&v.to_owned()),
+            "{v} not in {availabilities:?}"
+        );
+    }
+    // A value Graph adds later is shown as one of the options, never outside them.
+    for c in [&sensor, &availability] {
+        assert!(
+            c["value_template"]
+                .as_str()
+                .unwrap()
+                .contains("'PresenceUnknown'"),
+            "{c}"
+        );
+    }
+    // `"color": null` (lamp left as it is) must not break the light's templates.
+    for k in [
+        "state_template",
+        "red_template",
+        "green_template",
+        "blue_template",
+        "brightness_template",
+    ] {
+        assert!(
+            light[k].as_str().unwrap().contains("c is string"),
+            "{k}: {}",
+            light[k]
+        );
+    }
+    drop(fanout);
+}
+
+/// Issue 28 (Home Assistant, item 7): `users remove` clears the person's discovery configs and
+/// retained state, and a running sink that showed them does not bring them back after the
+/// broker restarts.
+#[tokio::test]
+async fn users_remove_clears_the_persons_entities_and_a_running_sink_does_not_republish_them() {
+    use teams_presence::store::{sqlite::SqliteStore, Store, UserRecord, UserState};
+
+    let mut broker = Mosquitto::start();
+    let settings = support::settings(&[("MQTT_URL", &broker.url())]);
+    let fanout = Fanout::from_settings(&settings, LightMap::default()).unwrap();
+    fanout.offer(&change("u7", 1, "Busy", "InACall"));
+    fanout.offer(&change("u8", 1, "Away", "Away"));
+    let sub = Subscriber::connect(broker.port).await;
+    sub.json("homeassistant/sensor/teams_presence_u7/config", 10)
+        .await;
+    sub.json("teams-presence/u8/state", 10).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
+    store.ensure_tables().await.unwrap();
+    let now = chrono::Utc::now();
+    store
+        .insert(&UserRecord {
+            user_id: "u7".into(),
+            tenant_id: "t".into(),
+            upn: "u7@example.com".into(),
+            display_name: "Megan Bowen".into(),
+            state: UserState::Active,
+            refresh_token_sealed: None,
+            refresh_token_updated_at: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    // An id not in the store (an edge knows only ids): its entities are removed all the
+    // same; nobody else's are touched (u8 is checked below).
+    teams_presence::cli::users::remove(&store, &settings, "nobody")
+        .await
+        .unwrap();
+    // A broker it cannot reach: an error, and the user stays.
+    let closed = support::settings(&[(
+        "MQTT_URL",
+        &format!("mqtt://127.0.0.1:{}", support::free_port()),
+    )]);
+    let e = teams_presence::cli::users::remove(&store, &closed, "u7")
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("nothing was removed"), "{e:#}");
+    assert!(store
+        .get::<UserRecord>("u7", "user")
+        .await
+        .unwrap()
+        .is_some());
+    teams_presence::cli::users::remove(&store, &settings, "u7")
+        .await
+        .unwrap();
+    assert!(store
+        .get::<UserRecord>("u7", "user")
+        .await
+        .unwrap()
+        .is_none());
+
+    let gone = [
+        "homeassistant/sensor/teams_presence_u7/config",
+        "homeassistant/sensor/teams_presence_u7_availability/config",
+        "homeassistant/light/teams_presence_u7/config",
+        "teams-presence/u7/state",
+    ];
+    let check = |sub: Subscriber| async move {
+        // The others stay.
+        sub.json("teams-presence/u8/state", 20).await;
+        sub.json("homeassistant/sensor/teams_presence_u8/config", 10)
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for t in gone {
+            assert!(
+                sub.get(t).filter(|p| !p.is_empty()).is_none(),
+                "{t} is still retained"
+            );
+        }
+    };
+    check(Subscriber::connect(broker.port).await).await;
+
+    // No persistence: everything the running sink still shows comes back, u7 does not.
+    broker.restart();
+    let sub = Subscriber::connect(broker.port).await;
+    sub.wait_for("teams-presence/status", 20, |p| p == b"online")
+        .await;
+    check(sub).await;
+    drop(fanout);
+}
