@@ -200,3 +200,23 @@ fn showcase_lists_every_state_and_signin() {
     assert_eq!(s.len(), SHOWCASE.len() + 1);
     assert_eq!(s.last().unwrap().1.effect, Effect::Breathe);
 }
+
+/// Issue 28, item 4: `off = true` with its own fade; the table-wide fade still applies to an
+/// off state without one.
+#[test]
+fn an_off_entry_honours_its_transition() {
+    let t: toml::Table = toml::from_str(
+        "transition_ms = 400\noffline = { off = true, transition_ms = 2000 }\noffwork = { off = true }",
+    )
+    .unwrap();
+    let m = LightMap::from_toml(Some(&t)).unwrap();
+    let now = at(2026, 11, 23, 10, 0);
+    let off = state(m.for_presence(&Presence::new("Offline", "Offline"), now));
+    assert!(!off.on);
+    assert_eq!(off.transition_ms, Some(2000));
+    let off_work = state(m.for_presence(&Presence::new("Available", "OffWork"), now));
+    assert_eq!(off_work.transition_ms, Some(400));
+    let bad: toml::Table = toml::from_str("offline = { off = true, transition_ms = -1 }").unwrap();
+    let e = LightMap::from_toml(Some(&bad)).unwrap_err();
+    assert_eq!(e.setting, "lights.offline.transition_ms");
+}

@@ -19,6 +19,7 @@
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 //! - `threecx`: the 3CX V20 client (token, XAPI, Call Control socket) against a fake PBX.
 //! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
+//! - `hue_bridge`: the Hue sink, the edge and `hue list`/`doctor` against a real bridge's layout.
 //! - `sinks`: MQTT against a real mosquitto, the signed webhook, WLED, and the fan-out in `serve`.
 //! - `tenant_load`: a 10,000-user tenant-mode tick and PBX calls under Graph's throttling.
 //! - `faults`: issue 14's fault suite: outages of the store, the topic and the bridge, Graph's
@@ -35,6 +36,7 @@ mod fakes;
 mod faults;
 mod graph_presence_writes;
 mod handler;
+mod hue_bridge;
 mod hue_tls;
 mod pbx_e2e;
 mod pbx_generic;
