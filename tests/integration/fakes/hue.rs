@@ -113,8 +113,11 @@ impl Layout {
         }
     }
 
-    fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.resources.iter().filter(move |r| r["type"] == kind)
+    fn of_type(&self, kind: &str) -> impl Iterator<Item = &Value> + '_ {
+        let kind = kind.to_owned();
+        self.resources
+            .iter()
+            .filter(move |r| r["type"] == kind.as_str())
     }
 
     fn get(&self, kind: &str, id: &str) -> Option<&Value> {
