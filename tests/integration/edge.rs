@@ -131,10 +131,7 @@ async fn each_presence_state_puts_the_right_body_on_v1_and_v2_bridges() {
     ];
     for api in [Api::V1, Api::V2] {
         let fake = FakeHue::start(api).await;
-        let targets = [
-            HueTarget::Light("1".into()),
-            HueTarget::Room("2".into()),
-        ];
+        let targets = [HueTarget::Light("1".into()), HueTarget::Room("2".into())];
         let mut applier = Applier::new(
             LightMap::default(),
             sink(&fake, &targets).await,
@@ -285,10 +282,7 @@ async fn a_burst_of_24_changes_ends_in_the_last_state_within_the_bridge_limits()
         LightMap::default(),
         sink(
             &fake,
-            &[
-                HueTarget::Light("1".into()),
-                HueTarget::Room("2".into()),
-            ],
+            &[HueTarget::Light("1".into()), HueTarget::Room("2".into())],
         )
         .await,
         vec![],

@@ -115,9 +115,11 @@ async fn three_states_six_seconds_apart(sb: &FakeServiceBus, fake: &FakeHue, sho
     {
         let sent = Instant::now();
         sb.enqueue(presence("u1", seq as u32 + 1, av, ac));
-        let took = within(Duration::from_secs(2), &format!("{av} on the lamp that answers"), || {
-            fake.puts_to(shown).last().map(x) == Some(json!(want))
-        })
+        let took = within(
+            Duration::from_secs(2),
+            &format!("{av} on the lamp that answers"),
+            || fake.puts_to(shown).last().map(x) == Some(json!(want)),
+        )
         .await;
         println!("{av}: on the lamp that answers {took:?} after it was sent");
         tokio::time::sleep_until(sent + Duration::from_secs(6)).await;
@@ -162,29 +164,28 @@ async fn a_207_for_an_unplugged_bulb_is_success_and_both_lamps_end_on_the_newest
     let running = Running::start(&sb, applier);
     let (good, unreachable) = (format!("/light/{GOOD}"), format!("/light/{UNREACHABLE}"));
     three_states_six_seconds_apart(&sb, &fake, &good).await;
-    within(Duration::from_secs(2), "Away on the unreachable lamp", || {
-        fake.puts_to(&unreachable).last().map(x) == Some(json!(AWAY_X))
-    })
+    within(
+        Duration::from_secs(2),
+        "Away on the unreachable lamp",
+        || fake.puts_to(&unreachable).last().map(x) == Some(json!(AWAY_X)),
+    )
     .await;
     // Two minutes more: time for any redelivery of an older message to do harm.
     tokio::time::sleep(Duration::from_secs(120)).await;
     running.stop().await;
     ends_on_away_and_never_goes_back(&fake, &good);
     ends_on_away_and_never_goes_back(&fake, &unreachable);
-    let (completed, abandoned, dead) = sb.with(|b| {
-        (
-            b.completed.len(),
-            b.abandoned,
-            b.dead_lettered.len(),
-        )
-    });
+    let (completed, abandoned, dead) =
+        sb.with(|b| (b.completed.len(), b.abandoned, b.dead_lettered.len()));
     assert_eq!(
         (completed, abandoned, dead),
         (3, 0, 0),
         "completed, abandoned, dead-lettered"
     );
     assert!(
-        fake.answers().iter().any(|(p, s)| *p == unreachable && *s == 207),
+        fake.answers()
+            .iter()
+            .any(|(p, s)| *p == unreachable && *s == 207),
         "the bridge answered 207 for the unplugged bulb: {:?}",
         fake.answers()
     );
@@ -197,7 +198,10 @@ async fn a_207_for_an_unplugged_bulb_is_success_and_both_lamps_end_on_the_newest
 async fn a_refusing_target_never_holds_back_the_other_and_catches_up_with_the_newest_state() {
     let sb = FakeServiceBus::start(10).await;
     let fake = FakeHue::start_with(Api::V2, Layout::real_bridge()).await;
-    let targets = [HueTarget::Light("112".into()), HueTarget::Light("40".into())];
+    let targets = [
+        HueTarget::Light("112".into()),
+        HueTarget::Light("40".into()),
+    ];
     let applier = Applier::new(
         LightMap::default(),
         sink(&fake, &targets).await.unwrap(),
@@ -210,9 +214,11 @@ async fn a_refusing_target_never_holds_back_the_other_and_catches_up_with_the_ne
     three_states_six_seconds_apart(&sb, &fake, &good).await;
     assert!(fake.puts_to(&refusing).is_empty());
     fake.refuse(&refusing, None);
-    let took = within(Duration::from_secs(60), "the refusing lamp catching up", || {
-        fake.puts_to(&refusing).last().map(x) == Some(json!(AWAY_X))
-    })
+    let took = within(
+        Duration::from_secs(60),
+        "the refusing lamp catching up",
+        || fake.puts_to(&refusing).last().map(x) == Some(json!(AWAY_X)),
+    )
     .await;
     println!("the refusing lamp showed Away {took:?} after it took commands again");
     tokio::time::sleep(Duration::from_secs(120)).await;
@@ -223,13 +229,8 @@ async fn a_refusing_target_never_holds_back_the_other_and_catches_up_with_the_ne
         caught_up.iter().all(|p| x(p) == json!(AWAY_X)),
         "only the newest state once it answers: {caught_up:?}"
     );
-    let (completed, abandoned, dead) = sb.with(|b| {
-        (
-            b.completed.len(),
-            b.abandoned,
-            b.dead_lettered.len(),
-        )
-    });
+    let (completed, abandoned, dead) =
+        sb.with(|b| (b.completed.len(), b.abandoned, b.dead_lettered.len()));
     assert_eq!(
         (completed, abandoned, dead),
         (3, 0, 0),
@@ -245,9 +246,7 @@ async fn a_white_ambiance_lamp_gets_colour_temperature_and_a_brightness_per_stat
     let states = LightMap::default().showcase();
     for api in [Api::V2, Api::V1] {
         let fake = FakeHue::start_with(api, Layout::real_bridge()).await;
-        let mut sink = sink(&fake, &[HueTarget::Light("72".into())])
-            .await
-            .unwrap();
+        let mut sink = sink(&fake, &[HueTarget::Light("72".into())]).await.unwrap();
         for (name, state) in &states {
             sink.apply(state)
                 .await
@@ -367,8 +366,7 @@ async fn the_bridges_error_text_is_kept() {
 /// Guard for the fixture itself: the facts the tests above lean on.
 #[test]
 fn the_real_bridge_layout_has_the_published_facts() {
-    let v: Value =
-        serde_json::from_str(include_str!("../fixtures/hue/v2_resources.json")).unwrap();
+    let v: Value = serde_json::from_str(include_str!("../fixtures/hue/v2_resources.json")).unwrap();
     let data = v["data"].as_array().unwrap();
     let lights: Vec<&Value> = data.iter().filter(|r| r["type"] == "light").collect();
     assert_eq!(lights.len(), 8);

@@ -74,9 +74,11 @@ impl Layout {
         let mut r = vec![json!({"id": "b1", "bridge_id": "001788fffe000002", "type": "bridge"})];
         for n in 1..=12u32 {
             let device = format!("33333333-3333-4333-8333-{n:012}");
-            r.push(json!({"id": device, "id_v1": format!("/lights/{n}"), "type": "device",
+            r.push(
+                json!({"id": device, "id_v1": format!("/lights/{n}"), "type": "device",
                 "metadata": {"name": if n == 1 { "Desk".to_string() } else { format!("Lamp {n}") }},
-                "services": [{"rid": small_light_id(n), "rtype": "light"}]}));
+                "services": [{"rid": small_light_id(n), "rtype": "light"}]}),
+            );
             r.push(json!({"id": small_light_id(n), "id_v1": format!("/lights/{n}"), "type": "light",
                 "owner": {"rid": device, "rtype": "device"},
                 "metadata": {"name": if n == 1 { "Desk".to_string() } else { format!("Lamp {n}") }},
@@ -94,8 +96,18 @@ impl Layout {
             "children": [{"rid": small_light_id(1), "rtype": "light"}, {"rid": small_light_id(2), "rtype": "light"}],
             "services": [{"rid": SMALL_DESK_GROUPED_LIGHT, "rtype": "grouped_light"}]}));
         for (id, v1, owner, kind) in [
-            (SMALL_OFFICE_GROUPED_LIGHT, "/groups/2", "44444444-4444-4444-8444-000000000002", "room"),
-            (SMALL_DESK_GROUPED_LIGHT, "/groups/1", "44444444-4444-4444-8444-000000000001", "zone"),
+            (
+                SMALL_OFFICE_GROUPED_LIGHT,
+                "/groups/2",
+                "44444444-4444-4444-8444-000000000002",
+                "room",
+            ),
+            (
+                SMALL_DESK_GROUPED_LIGHT,
+                "/groups/1",
+                "44444444-4444-4444-8444-000000000001",
+                "zone",
+            ),
         ] {
             r.push(json!({"id": id, "id_v1": v1, "type": "grouped_light",
                 "owner": {"rid": owner, "rtype": kind},
@@ -188,7 +200,9 @@ impl Layout {
     fn v1_lights(&self) -> Value {
         let mut m = serde_json::Map::new();
         for l in self.of_type("light") {
-            let Some(n) = Self::v1_number(l) else { continue };
+            let Some(n) = Self::v1_number(l) else {
+                continue;
+            };
             let (colour, ct, dim) = (
                 l.get("color").is_some(),
                 l.get("color_temperature").is_some(),
@@ -231,7 +245,9 @@ impl Layout {
     fn v1_groups(&self) -> Value {
         let mut m = serde_json::Map::new();
         for g in self.of_type("room").chain(self.of_type("zone")) {
-            let Some(n) = Self::v1_number(g) else { continue };
+            let Some(n) = Self::v1_number(g) else {
+                continue;
+            };
             let lights: Vec<String> = self
                 .lights_of(g)
                 .into_iter()
@@ -444,8 +460,10 @@ fn answered(s: &Shared, path: &str, status: u16) {
 
 fn v1(s: &Shared, method: &Method, parts: &[&str], path: &str, body: &Bytes) -> Response {
     let unauthorized = |address: &str| {
-        Json(json!([{"error": {"type": 1, "address": address, "description": "unauthorized user"}}]))
-            .into_response()
+        Json(
+            json!([{"error": {"type": 1, "address": address, "description": "unauthorized user"}}]),
+        )
+        .into_response()
     };
     let layout = s.layout.lock().unwrap().clone();
     match (method.as_str(), parts) {
