@@ -380,3 +380,251 @@ fn the_real_bridge_layout_has_the_published_facts() {
         .any(|r| r["type"] == "zigbee_connectivity" && r["status"] == "connectivity_issue"));
     assert!(v["_source"].as_str().unwrap().contains("aiohue"));
 }
+
+/// Runs the binary with only the Hue settings (and dead Azure endpoints, so those checks
+/// fail fast); its stdout.
+async fn run_binary(args: &[&str], fake: &FakeHue, targets: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(crate::support::binary())
+        .args(args)
+        .env_clear()
+        .env("HUE_BRIDGE", &fake.url)
+        .env("HUE_APPLICATION_KEY", HUE_KEY)
+        .env("HUE_TARGETS", targets)
+        .env("AZURE_AUTHORITY_HOST", "http://127.0.0.1:9")
+        .env("GRAPH_ENDPOINT", "http://127.0.0.1:9")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("$ teams-presence {}\n{stdout}", args.join(" "));
+    (out.status.code(), stdout)
+}
+
+/// Items 2 and 3: `hue list` on the real bridge's layout prints targets as HUE_TARGETS takes
+/// them (v1 numbers), says what each lamp can show (three are white ambiance, one may not
+/// answer), names a zone's lights, and marks rooms and zones without a grouped_light.
+#[tokio::test]
+async fn hue_list_says_what_each_target_can_show_and_marks_the_unusable_ones() {
+    let fake = FakeHue::start_with(Api::V2, Layout::real_bridge()).await;
+    let (code, out) = run_binary(&["hue", "list"], &fake, "").await;
+    assert_eq!(code, Some(0), "{out}");
+    let row = |target: &str| -> String {
+        out.lines()
+            .find(|l| l.split('\t').next() == Some(target))
+            .unwrap_or_else(|| panic!("no {target} in\n{out}"))
+            .to_owned()
+    };
+    assert!(row("light:72")
+        .starts_with("light:72\tLight 2\twhite ambiance (2200–6540 K): cannot show colour"));
+    assert!(row("light:63").contains("white ambiance (2020–6330 K)"));
+    assert!(row("light:112").starts_with("light:112\tLight 3\tcolour"));
+    assert!(row("light:120").contains(
+        "connectivity_issue: the bridge takes commands for it, but they may not have effect"
+    ));
+    assert!(row("room:115")
+        .starts_with("room:115\tRoom 8\troom, no lights: commands to it change nothing"));
+    assert!(row("group:0").starts_with("group:0\tAll lights\tgroup, 8 lights"));
+    assert!(row("# room:104").contains(
+        "not a target: the bridge lists no grouped_light for this room, 4 lights (Light 3, Light 8, Light 7, Light 2)"
+    ));
+    assert!(row("# zone:105").contains("2 lights (Light 7, Light 2)"));
+    // Working targets first, the marked ones after them.
+    let first_marked = out.lines().position(|l| l.starts_with("# ")).unwrap();
+    assert!(
+        out.lines().skip(first_marked).all(|l| l.starts_with("# ")),
+        "{out}"
+    );
+}
+
+/// Items 2 and 3: `doctor` resolves every target on the real bridge's layout, says what each
+/// can show (a white-ambiance lamp, a room by its number), warns about the unplugged bulb,
+/// and names the targets the bridge does not have.
+#[tokio::test]
+async fn doctor_resolves_every_hue_target_and_names_the_missing_one() {
+    let fake = FakeHue::start_with(Api::V2, Layout::real_bridge()).await;
+    let (_, out) = run_binary(
+        &["doctor", "--data-dir", "d"],
+        &fake,
+        "light:72,room:115,light:112,group:0",
+    )
+    .await;
+    let hue: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("Hue bridge"))
+        .take(5)
+        .collect();
+    assert!(
+        hue[0].starts_with("warn  Hue bridge: bridge http://127.0.0.1:"),
+        "{out}"
+    );
+    assert!(hue[0].ends_with("(v2) accepts the key; targets:"), "{out}");
+    assert!(
+        hue[1].contains("light:72 (Light 2): white ambiance (2200–6540 K): cannot show colour"),
+        "{out}"
+    );
+    assert!(
+        hue[2].contains("room:115 (Room 8): no lights in it"),
+        "{out}"
+    );
+    assert!(hue[3].contains("light:112 (Light 3): colour"), "{out}");
+    assert!(
+        hue[4].contains("group:0 (All lights): colour")
+            && hue[4].contains("Light 4 (connectivity_issue)"),
+        "{out}"
+    );
+
+    let (code, out) = run_binary(
+        &["doctor", "--data-dir", "d"],
+        &fake,
+        "light:72,room:7,zone:105",
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    let line = out.lines().find(|l| l.contains("Hue bridge")).unwrap();
+    assert!(
+        line.starts_with("FAIL  Hue bridge: bridge http://127.0.0.1:"),
+        "{out}"
+    );
+    assert!(
+        line.contains("room:7: no such room on this bridge (rooms: 92, 110, 103,"),
+        "{out}"
+    );
+    assert!(
+        line.contains("zone:105 (Zone 8): the bridge lists no grouped_light for this zone"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: set HUE_TARGETS to entries `teams-presence hue list` prints"),
+        "{out}"
+    );
+    assert!(!out.contains(HUE_KEY), "{out}");
+}
+
+/// Item 4: on a v1-only bridge a wrong key passes the public `/config` but not an
+/// authorised call: `hue list` exits non-zero with the pairing hint.
+#[tokio::test]
+async fn a_wrong_key_on_a_v1_bridge_exits_with_the_pairing_hint() {
+    let fake = FakeHue::start_with(Api::V1, Layout::real_bridge()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(crate::support::binary())
+        .args(["hue", "list"])
+        .env_clear()
+        .env("HUE_BRIDGE", &fake.url)
+        .env("HUE_APPLICATION_KEY", "a-key-the-bridge-never-issued")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("$ teams-presence hue list (wrong key, v1 bridge)\n{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("run `teams-presence hue pair`"), "{stderr}");
+    assert!(
+        !stderr.contains("a-key-the-bridge-never-issued"),
+        "{stderr}"
+    );
+}
+
+/// Item 1: the bridge's warning for an unplugged bulb is kept per target (for the status page
+/// and `hue test`) and goes once the lamp answers again.
+#[tokio::test]
+async fn a_207_is_a_warning_for_its_target_until_the_lamp_answers_again() {
+    let fake = FakeHue::start_with(Api::V2, Layout::real_bridge()).await;
+    let mut sink = sink(
+        &fake,
+        &[
+            HueTarget::Light("112".into()),
+            HueTarget::Light("120".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    let states = LightMap::default().showcase();
+    sink.apply(&states[0].1).await.unwrap();
+    assert_eq!(
+        sink.problems(),
+        ["light:120 (Light 4): device (light) has communication issues, command (.on.on) may not have effect"]
+    );
+    assert!(!sink.pending(), "applied: nothing to retry");
+    // Light 4's device (Device 6) is back.
+    fake.set_connectivity("51428b4a-5805-c25a-081e-f922bb76eb4f", "connected");
+    sink.apply(&states[1].1).await.unwrap();
+    assert!(sink.problems().is_empty(), "{:?}", sink.problems());
+}
+
+/// Item 1 in `serve`: a target that refuses its state does not hold back the others; the
+/// status says which target it is (and which lamp the bridge warns about), and it gets the
+/// newest state once it takes commands again.
+#[tokio::test]
+async fn serve_shows_a_refusing_target_in_its_status_and_retries_it_with_the_newest_state() {
+    use teams_presence::core::message::TopicMessage;
+    use teams_presence::http::state::{AppState, Mode};
+    use teams_presence::store::{sqlite::SqliteStore, Store};
+
+    let fake = FakeHue::start_with(Api::V2, Layout::real_bridge()).await;
+    let refusing = format!("/light/{OTHER}");
+    fake.refuse(&refusing, Some(500));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
+    store.ensure_tables().await.unwrap();
+    let app = AppState::new(
+        crate::support::settings(&[
+            ("HUE_BRIDGE", &fake.url),
+            ("HUE_APPLICATION_KEY", HUE_KEY),
+            ("HUE_TARGETS", "light:112,light:120,light:40"),
+        ]),
+        store,
+        Mode::Serve,
+    );
+    let sinks = teams_presence::serve::sinks::spawn(&app);
+    for (seq, (av, ac)) in [("Busy", "Busy"), ("Away", "Away")].into_iter().enumerate() {
+        let body = presence("u1", seq as u32 + 1, av, ac).to_string();
+        app.publisher
+            .publish(None, vec![TopicMessage::parse(body.as_bytes()).unwrap()])
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let good = format!("/light/{GOOD}");
+    let warnings = || app.sink_status.lock().unwrap().warnings.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.puts_to(&good).last().map(x) != Some(json!(AWAY_X)) || warnings().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?} {:?}",
+            fake.puts(),
+            warnings()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let w = warnings();
+    assert!(
+        w[0].starts_with("light:120 (Light 4): device (light) has communication issues"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].starts_with("light:40 (Light 5): not taking commands (the bridge answered HTTP 500: refused by the test)"),
+        "{w:?}"
+    );
+    assert!(app.sink_status.lock().unwrap().last_error.is_none());
+    fake.refuse(&refusing, None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while fake.puts_to(&refusing).is_empty() || warnings().len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?} {:?}",
+            fake.puts(),
+            warnings()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let caught_up = fake.puts_to(&refusing);
+    assert_eq!(caught_up.len(), 1);
+    assert_eq!(
+        x(&caught_up[0]),
+        json!(AWAY_X),
+        "the newest state, not Busy"
+    );
+    sinks.abort();
+}
