@@ -418,8 +418,9 @@ async fn handle(
     }
 }
 
-/// Checks the fault switches and the rate limit; records an accepted PUT.
-fn record(s: &Shared, path: &str, body: &Bytes) -> Result<(), Response> {
+/// Checks the fault switches and the rate limit; records an accepted PUT. The answer when
+/// it is not accepted.
+fn record(s: &Shared, path: &str, body: &Bytes) -> Option<Response> {
     let mut b = s.bridge.lock().unwrap();
     let refused = if b.failing {
         Some((500, "bridge on fire"))
@@ -439,12 +440,12 @@ fn record(s: &Shared, path: &str, body: &Bytes) -> Result<(), Response> {
                 path: path.to_owned(),
                 body: serde_json::from_slice(body).unwrap_or(Value::Null),
             });
-            return Ok(());
+            return None;
         }
     };
     b.answers.push((path.to_owned(), status));
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    Err(match s.api {
+    Some(match s.api {
         Api::V2 => errors(status, why),
         Api::V1 => (status, why).into_response(),
     })
@@ -496,7 +497,7 @@ fn v1(s: &Shared, method: &Method, parts: &[&str], path: &str, body: &Bytes) -> 
                     "description": format!("resource, {address}, not available")}}]))
                 .into_response();
             }
-            if let Err(r) = record(s, short, body) {
+            if let Some(r) = record(s, short, body) {
                 return r;
             }
             answered(s, short, 200);
@@ -596,7 +597,7 @@ fn v2(s: &Shared, method: &Method, parts: &[&str], headers: &HeaderMap, body: &B
                 answered(s, &short, 400);
                 return errors(StatusCode::BAD_REQUEST, &why);
             }
-            if let Err(r) = record(s, &short, body) {
+            if let Some(r) = record(s, &short, body) {
                 return r;
             }
             let reachable = if *kind == "light" {
