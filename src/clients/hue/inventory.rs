@@ -430,7 +430,7 @@ mod tests {
         assert!(e.contains("lights: 1, 2, 3"), "{e}");
         let e = inv.resolve(&HueTarget::Zone("5".into())).unwrap_err();
         assert!(
-            e.starts_with("zone:5 (Shelf): the bridge gives this zone no grouped_light"),
+            e.starts_with("zone:5 (Shelf): the bridge lists no grouped_light for this zone"),
             "{e}"
         );
     }
