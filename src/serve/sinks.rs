@@ -144,11 +144,15 @@ async fn lights(state: AppState, pending: Pending, wake: Arc<Notify>) {
         }
         failing = match applier.as_mut() {
             Some(a) => {
+                // A target that refused the last state gets it again, unless a newer change
+                // is about to go to every target anyway.
+                if a.lights_pending() && lock(&pending).is_empty() {
+                    a.retry_lights().await;
+                }
                 let flushed = flush(&state, a, &pending).await;
-                let settled = !flushed || !a.lights_pending() || a.retry_lights().await;
                 let problems = a.lights_problems();
                 set(&state.sink_status, |s| s.warnings = problems);
-                !flushed || !settled
+                !flushed || a.lights_pending()
             }
             None => true,
         };
