@@ -206,7 +206,7 @@ impl Applier {
     /// Sends one verdict to the lights (no memory update). `Ok` once at least one target
     /// shows it: a target that refused it keeps it (the newest state) for
     /// [`Applier::retry_lights`], so the caller records the verdict and an older message can
-    /// never follow it (issue 28). An error only when no target took it.
+    /// never follow it. An error only when no target took it.
     pub async fn show(&mut self, verdict: &Verdict) -> Result<(), HueError> {
         if let Verdict::Apply {
             desired: Desired::Set(state),
