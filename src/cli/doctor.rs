@@ -363,42 +363,92 @@ async fn check_hue(s: &Settings) -> Verdict {
             "run `teams-presence hue pair` and press the bridge's link button",
         );
     };
-    let listed = tokio::time::timeout(Duration::from_secs(30), async {
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
         let b = connect(&address, key).await?;
-        b.list().await.map(|_| b.api())
+        b.inventory().await.map(|inv| (b.api(), inv))
     })
     .await;
     let reach =
         "check HUE_BRIDGE (the bridge's IP address) and that this machine is on the same network";
-    match listed {
-        Err(_) => fail(
-            format!("the Hue bridge at {bridge} did not answer in time"),
-            reach,
-        ),
-        Ok(Err(HueError::Unauthorized)) => fail(
-            "the bridge does not know HUE_APPLICATION_KEY",
-            "run `teams-presence hue pair` again",
-        ),
-        Ok(Err(HueError::Network(e))) => fail(
-            format!("cannot reach the Hue bridge at {bridge}: {}", net_error(e)),
-            reach,
-        ),
-        Ok(Err(e)) => fail(
-            format!("the Hue bridge at {bridge}: {e}"),
-            "check HUE_BRIDGE",
-        ),
-        Ok(Ok(_)) if s.hue_targets.is_empty() => fail(
+    let (api, inventory) = match read {
+        Err(_) => {
+            return fail(
+                format!("the Hue bridge at {bridge} did not answer in time"),
+                reach,
+            )
+        }
+        Ok(Err(HueError::Unauthorized)) => {
+            return fail(
+                "the bridge does not know HUE_APPLICATION_KEY",
+                "run `teams-presence hue pair` again",
+            )
+        }
+        Ok(Err(HueError::Network(e))) => {
+            return fail(
+                format!("cannot reach the Hue bridge at {bridge}: {}", net_error(e)),
+                reach,
+            )
+        }
+        Ok(Err(e)) => {
+            return fail(
+                format!("the Hue bridge at {bridge}: {e}"),
+                "check HUE_BRIDGE",
+            )
+        }
+        Ok(Ok(read)) => read,
+    };
+    if s.hue_targets.is_empty() {
+        return fail(
             "HUE_TARGETS is not set",
             "list lights with `teams-presence hue list` and set e.g. HUE_TARGETS=light:3",
-        ),
-        Ok(Ok(api)) => Verdict::Ok(format!(
-            "bridge {bridge} ({api}) accepts the key; targets {}",
-            s.hue_targets
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        );
+    }
+    hue_targets_verdict(bridge, api, &inventory, &s.hue_targets)
+}
+
+/// Every target resolved on the bridge, one line each: what it is and what it can show; the
+/// ones the bridge does not have are named (a failure), lamps that may not answer a warning.
+fn hue_targets_verdict(
+    bridge: &str,
+    api: &str,
+    inventory: &crate::clients::hue::Inventory,
+    targets: &[crate::config::HueTarget],
+) -> Verdict {
+    use crate::clients::hue::inventory::describe_group;
+    let mut lines = Vec::new();
+    let mut missing = Vec::new();
+    let mut troubled = false;
+    for t in targets {
+        match inventory.resolve(t) {
+            Ok(r) => {
+                troubled |= r.lamps.is_empty() || r.lamps.iter().any(|l| l.problem.is_some());
+                lines.push(format!(
+                    "{t} ({}): {}",
+                    r.name,
+                    describe_group(r.palette, &r.lamps)
+                ));
+            }
+            Err(e) => missing.push(e),
+        }
+    }
+    let lines = lines
+        .iter()
+        .map(|l| format!("\n      {l}"))
+        .collect::<String>();
+    if !missing.is_empty() {
+        return fail(
+            format!(
+                "bridge {bridge} ({api}) accepts the key, but {}{lines}",
+                missing.join("; ")
+            ),
+            "set HUE_TARGETS to entries `teams-presence hue list` prints",
+        );
+    }
+    let summary = format!("bridge {bridge} ({api}) accepts the key; targets:{lines}");
+    if troubled {
+        Verdict::Warn(summary)
+    } else {
+        Verdict::Ok(summary)
     }
 }
 

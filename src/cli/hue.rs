@@ -102,12 +102,14 @@ pub async fn discover() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `hue list`: lights, rooms and zones as HUE_TARGETS entries.
+/// `hue list`: lights, rooms and zones as HUE_TARGETS entries, each with what it can show;
+/// rooms and zones the bridge gives no grouped_light come last, marked `# `.
 pub async fn list(settings: &Settings) -> anyhow::Result<()> {
     let bridge = crate::clients::hue::connect(&address(settings)?, &key(settings)?).await?;
+    let inventory = bridge.inventory().await?;
     eprintln!("CLIP {} bridge. HUE_TARGETS entries:", bridge.api());
-    for l in bridge.list().await? {
-        println!("{}\t{}\t{}", l.target, l.name, l.detail);
+    for (target, name, detail) in inventory.listing() {
+        println!("{target}\t{name}\t{detail}");
     }
     Ok(())
 }
@@ -127,7 +129,11 @@ pub async fn test(settings: &Settings) -> anyhow::Result<()> {
     for (name, state) in lights.showcase() {
         println!("{name}");
         match sink.apply(&state).await {
-            Ok(()) => {}
+            Ok(()) => {
+                for p in sink.problems() {
+                    eprintln!("  {p}");
+                }
+            }
             Err(e @ HueError::Unauthorized) => return Err(e.into()),
             Err(e) => eprintln!("  failed: {e}"),
         }

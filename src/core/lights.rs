@@ -67,6 +67,66 @@ pub enum Effect {
     Breathe,
 }
 
+/// The mirek range CLIP v2 accepts (6536 K to 2000 K); v1 `ct` has the same.
+pub const MIREK_RANGE: (u16, u16) = (153, 500);
+
+/// What a lamp (or the lamps of a room together) can show, as the bridge describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Palette {
+    /// Colours (CIE xy) and brightness.
+    Colour,
+    /// Whites from `coolest` to `warmest` (mirek) and brightness: Hue's "white ambiance".
+    White {
+        /// Lowest mirek (the coolest white).
+        coolest: u16,
+        /// Highest mirek (the warmest white).
+        warmest: u16,
+    },
+    /// Brightness only.
+    Dimmable,
+    /// On and off only.
+    OnOff,
+}
+
+impl Palette {
+    /// A white-ambiance palette from a lamp's own mirek range, kept within what the API
+    /// accepts (some lamps report 50–1000).
+    pub fn white(min: u16, max: u16) -> Self {
+        let (lo, hi) = MIREK_RANGE;
+        let coolest = min.clamp(lo, hi);
+        let warmest = max.clamp(coolest, hi);
+        Palette::White { coolest, warmest }
+    }
+
+    /// How much it can show: colour > white > brightness > on/off (a room is as good as its
+    /// best lamp for what the bridge accepts).
+    pub fn rank(self) -> u8 {
+        match self {
+            Palette::Colour => 3,
+            Palette::White { .. } => 2,
+            Palette::Dimmable => 1,
+            Palette::OnOff => 0,
+        }
+    }
+}
+
+/// What one lamp is sent: a [`LightState`] reduced to what its [`Palette`] can show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LampState {
+    /// On or off. When off, only the fade is sent with it.
+    pub on: bool,
+    /// Colour, for lamps that show colour.
+    pub xy: Option<Xy>,
+    /// Colour temperature in mirek, for white-ambiance lamps.
+    pub mirek: Option<u16>,
+    /// Brightness in percent (1..=100).
+    pub brightness: Option<f64>,
+    /// Effect.
+    pub effect: Effect,
+    /// Fade time in milliseconds.
+    pub transition_ms: Option<u32>,
+}
+
 /// What a target should look like.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LightState {
@@ -124,6 +184,46 @@ impl LightState {
     pub fn hex(&self) -> String {
         let [r, g, b] = self.rgb();
         format!("#{r:02x}{g:02x}{b:02x}")
+    }
+
+    /// What a lamp with `palette` is sent for this state (pure).
+    pub fn for_lamp(&self, palette: Palette) -> LampState {
+        let mut out = LampState {
+            on: self.on,
+            xy: None,
+            mirek: None,
+            brightness: None,
+            effect: Effect::None,
+            transition_ms: self.transition_ms,
+        };
+        if !self.on {
+            return out;
+        }
+        out.effect = self.effect;
+        match palette {
+            Palette::Colour => {
+                out.xy = self.xy;
+                out.brightness = self.brightness;
+            }
+            Palette::White { coolest, warmest } => {
+                out.mirek = self.xy.map(|xy| nearest_white(xy, coolest, warmest));
+                out.brightness = self.brightness_without_colour();
+            }
+            Palette::Dimmable => out.brightness = self.brightness_without_colour(),
+            // Nothing to fade: some on/off lamps refuse a transition.
+            Palette::OnOff => out.transition_ms = None,
+        }
+        out
+    }
+
+    /// The brightness on a lamp that cannot show this state's colour: its colour family's
+    /// own level ([`family_brightness`]), or the configured brightness for a white or pale
+    /// colour (or none).
+    fn brightness_without_colour(&self) -> Option<f64> {
+        if self.xy.is_none() {
+            return self.brightness;
+        }
+        family_brightness(self.rgb()).or(self.brightness)
     }
 
     fn breathing(mut self) -> Self {
@@ -366,7 +466,16 @@ pub fn parse_state(setting: &str, v: &toml::Value) -> Result<LightState, LightsE
         }
         toml::Value::Table(t) => {
             if t.get("off").and_then(toml::Value::as_bool) == Some(true) {
-                return Ok(LightState::off());
+                // Off still fades: only the transition goes with it.
+                let mut off = LightState::off();
+                if let Some(v) = t
+                    .iter()
+                    .find(|(k, _)| norm(k) == "transitionms")
+                    .map(|(_, v)| v)
+                {
+                    off.transition_ms = Some(parse_ms(&format!("{setting}.transition_ms"), v)?);
+                }
+                return Ok(off);
             }
             let mut state = LightState {
                 on: true,
@@ -534,6 +643,77 @@ fn parse_offset(s: &str) -> Option<FixedOffset> {
         return None;
     }
     FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
+/// The brightness (percent) a lamp without colour shows for a colour, by its family on the
+/// colour wheel, so that states which look alike in white still differ: red 100, orange 70,
+/// yellow 25, green 50, blue 40, purple 85. `None` for white and pale colours (saturation
+/// under 25 %), which keep their configured brightness.
+pub fn family_brightness(rgb: [u8; 3]) -> Option<f64> {
+    let [r, g, b] = rgb.map(f64::from);
+    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+    if max <= 0.0 || (max - min) / max < 0.25 {
+        return None;
+    }
+    let d = max - min;
+    let hue = if max == r {
+        60.0 * ((g - b) / d).rem_euclid(6.0)
+    } else if max == g {
+        60.0 * ((b - r) / d + 2.0)
+    } else {
+        60.0 * ((r - g) / d + 4.0)
+    };
+    Some(match hue {
+        h if !(15.0..345.0).contains(&h) => 100.0, // red
+        h if h < 45.0 => 70.0,                     // orange
+        h if h < 75.0 => 25.0,                     // yellow
+        h if h < 165.0 => 50.0,                    // green
+        h if h < 255.0 => 40.0,                    // cyan and blue
+        _ => 85.0,                                 // purple and magenta
+    })
+}
+
+/// The Planckian locus at `kelvin` (1667 K to 25000 K) in CIE 1931 xy: the cubic
+/// approximation by Kim et al. (2002), as given on Wikipedia's "Planckian locus" page.
+fn planckian_xy(kelvin: f64) -> (f64, f64) {
+    let t = kelvin.clamp(1667.0, 25_000.0);
+    let (t2, t3) = (t * t, t * t * t);
+    let x = if t <= 4000.0 {
+        -0.266_123_9e9 / t3 - 0.234_358_9e6 / t2 + 0.877_695_6e3 / t + 0.179_910
+    } else {
+        -3.025_846_9e9 / t3 + 2.107_037_9e6 / t2 + 0.222_634_7e3 / t + 0.240_390
+    };
+    let (x2, x3) = (x * x, x * x * x);
+    let y = if t <= 2222.0 {
+        -1.106_381_4 * x3 - 1.348_110_20 * x2 + 2.185_558_32 * x - 0.202_196_83
+    } else if t <= 4000.0 {
+        -0.954_947_6 * x3 - 1.374_185_93 * x2 + 2.091_370_15 * x - 0.167_488_67
+    } else {
+        3.081_758_0 * x3 - 5.873_386_70 * x2 + 3.751_129_97 * x - 0.370_014_83
+    };
+    (x, y)
+}
+
+/// CIE 1931 xy to CIE 1960 UCS uv, where distances to the locus are compared.
+fn uv(x: f64, y: f64) -> (f64, f64) {
+    let d = -2.0 * x + 12.0 * y + 3.0;
+    (4.0 * x / d, 6.0 * y / d)
+}
+
+/// The white (mirek, from `coolest` to `warmest`) nearest a colour: the point of the
+/// Planckian locus closest to it in CIE 1960 UCS. Red and orange give the warmest white,
+/// yellow a warm one, green, blue and purple the coolest.
+pub fn nearest_white(xy: Xy, coolest: u16, warmest: u16) -> u16 {
+    let (u0, v0) = uv(xy.x, xy.y);
+    let (lo, hi) = (coolest.min(warmest), coolest.max(warmest));
+    (lo..=hi)
+        .map(|m| {
+            let (x, y) = planckian_xy(1e6 / f64::from(m));
+            let (u, v) = uv(x, y);
+            (m, (u - u0).powi(2) + (v - v0).powi(2))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(lo, |(m, _)| m)
 }
 
 /// `#rrggbb` (or `rrggbb`) to its three bytes.

@@ -200,3 +200,127 @@ fn showcase_lists_every_state_and_signin() {
     assert_eq!(s.len(), SHOWCASE.len() + 1);
     assert_eq!(s.last().unwrap().1.effect, Effect::Breathe);
 }
+
+/// Issue 28, item 4: `off = true` with its own fade; the table-wide fade still applies to an
+/// off state without one.
+#[test]
+fn an_off_entry_honours_its_transition() {
+    let t: toml::Table = toml::from_str(
+        "transition_ms = 400\noffline = { off = true, transition_ms = 2000 }\noffwork = { off = true }",
+    )
+    .unwrap();
+    let m = LightMap::from_toml(Some(&t)).unwrap();
+    let now = at(2026, 11, 23, 10, 0);
+    let off = state(m.for_presence(&Presence::new("Offline", "Offline"), now));
+    assert!(!off.on);
+    assert_eq!(off.transition_ms, Some(2000));
+    let off_work = state(m.for_presence(&Presence::new("Available", "OffWork"), now));
+    assert_eq!(off_work.transition_ms, Some(400));
+    let bad: toml::Table = toml::from_str("offline = { off = true, transition_ms = -1 }").unwrap();
+    let e = LightMap::from_toml(Some(&bad)).unwrap_err();
+    assert_eq!(e.setting, "lights.offline.transition_ms");
+}
+
+/// Issue 28, item 2: the white nearest each default colour, within the lamp's own range
+/// (values checked independently in Python with the same locus approximation).
+#[test]
+fn the_nearest_white_of_each_default_colour() {
+    let xy = |h: &str| hex_to_xy(h).unwrap();
+    for (hex, full, lamp) in [
+        ("#ff0000", 500, 454), // in a call: warmest
+        ("#ff7a00", 500, 454), // busy: warmest
+        ("#ffc800", 419, 419), // away: warm
+        ("#00ff00", 153, 153), // available: coolest
+        ("#8000ff", 153, 153), // do not disturb: coolest
+        ("#0040ff", 153, 153), // sign-in required: coolest
+        ("#ffffff", 167, 167), // white: a cool white
+    ] {
+        assert_eq!(nearest_white(xy(hex), 153, 500), full, "{hex}");
+        assert_eq!(nearest_white(xy(hex), 153, 454), lamp, "{hex}");
+    }
+    // A lamp reporting a range wider than the API's is kept within 153–500.
+    assert_eq!(
+        Palette::white(50, 1000),
+        Palette::White {
+            coolest: 153,
+            warmest: 500
+        }
+    );
+}
+
+#[test]
+fn each_colour_family_has_its_own_brightness_and_pale_colours_keep_theirs() {
+    let f = |h: &str| family_brightness(hex_to_rgb(h).unwrap());
+    assert_eq!(f("#ff0000"), Some(100.0));
+    assert_eq!(f("#ff7a00"), Some(70.0));
+    assert_eq!(f("#ffc800"), Some(25.0));
+    assert_eq!(f("#00ff00"), Some(50.0));
+    assert_eq!(f("#0040ff"), Some(40.0));
+    assert_eq!(f("#8000ff"), Some(85.0));
+    assert_eq!(f("#ff0020"), Some(100.0), "a red past 345 degrees");
+    assert_eq!(f("#ffffff"), None);
+    assert_eq!(f("#e0d0d0"), None, "pale");
+    assert_eq!(f("#000000"), None);
+}
+
+/// Issue 28, item 2: what each kind of lamp is sent for one state.
+#[test]
+fn a_state_is_reduced_to_what_the_lamp_can_show() {
+    let mut busy = LightState::colour("#ff7a00", 80.0);
+    busy.transition_ms = Some(400);
+    let colour = busy.for_lamp(Palette::Colour);
+    assert_eq!((colour.xy, colour.mirek), (busy.xy, None));
+    assert_eq!(colour.brightness, Some(80.0));
+    let white = busy.for_lamp(Palette::white(153, 454));
+    assert_eq!((white.xy, white.mirek), (None, Some(454)));
+    assert_eq!(white.brightness, Some(70.0));
+    assert_eq!(white.transition_ms, Some(400));
+    let dim = busy.for_lamp(Palette::Dimmable);
+    assert_eq!(
+        (dim.xy, dim.mirek, dim.brightness),
+        (None, None, Some(70.0))
+    );
+    let onoff = busy.for_lamp(Palette::OnOff);
+    assert_eq!(
+        (
+            onoff.on,
+            onoff.xy,
+            onoff.mirek,
+            onoff.brightness,
+            onoff.transition_ms
+        ),
+        (true, None, None, None, None)
+    );
+    let mut off = LightState::off();
+    off.transition_ms = Some(2000);
+    for p in [Palette::Colour, Palette::white(153, 500), Palette::Dimmable] {
+        let o = off.for_lamp(p);
+        assert!(!o.on && o.xy.is_none() && o.mirek.is_none() && o.brightness.is_none());
+        assert_eq!(o.transition_ms, Some(2000), "{p:?}");
+    }
+    // A state without a colour keeps its brightness everywhere.
+    let mut plain = LightState::off();
+    plain.on = true;
+    plain.brightness = Some(30.0);
+    assert_eq!(plain.for_lamp(Palette::white(153, 500)).mirek, None);
+    assert_eq!(plain.for_lamp(Palette::Dimmable).brightness, Some(30.0));
+}
+
+/// Issue 28, item 2: on a lamp without colour the default states that differ in colour still
+/// differ (in white, brightness or effect), except those that share a colour family.
+#[test]
+fn default_states_stay_distinct_on_lamps_without_colour() {
+    let shown = LightMap::default().showcase();
+    for palette in [Palette::white(153, 454), Palette::Dimmable] {
+        for (i, (a, sa)) in shown.iter().enumerate() {
+            for (b, sb) in &shown[i + 1..] {
+                let (la, lb) = (sa.for_lamp(palette), sb.for_lamp(palette));
+                let same_family =
+                    sa.on && sb.on && family_brightness(sa.rgb()) == family_brightness(sb.rgb());
+                if sa.for_lamp(Palette::Colour) != sb.for_lamp(Palette::Colour) && !same_family {
+                    assert_ne!(la, lb, "{palette:?}: {a} and {b} look the same");
+                }
+            }
+        }
+    }
+}

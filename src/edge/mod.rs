@@ -10,9 +10,15 @@
 //! newest message per user is kept locked (renewed) while the loop backs off, what it
 //! supersedes is completed, and each retry first collects what arrived meanwhile, so a bridge
 //! that is away for minutes costs no deliveries and gets only the newest state when it is
-//! back. The bridge refuses the command: abandoned (the broker redelivers, and dead-letters
-//! after the subscription's max delivery count), and the loop backs off before receiving
-//! again. While a slow sink works, the locks are renewed.
+//! back. The bridge refuses the command on every target: abandoned (the broker redelivers,
+//! and dead-letters after the subscription's max delivery count), and the loop backs off
+//! before receiving again. While a slow sink works, the locks are renewed.
+//!
+//! One target is not the lamp: a state that at least one target shows is applied, recorded
+//! and completed (so no older message can follow it), and a target that refused it is sent
+//! the newest state again, between messages, with its own back-off (1 s doubling to 30 s),
+//! until it takes one ([`Applier::retry_lights`]). A bridge's 207 for an unplugged bulb is a
+//! success with a warning.
 //!
 //! With several watched users the lamps show whoever changed last.
 //!
@@ -223,6 +229,10 @@ async fn apply_loop(
     healthy: watch::Sender<bool>,
 ) {
     let mut sink_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    // Targets that refused the newest state while others took it: tried again between
+    // batches, never holding a message back.
+    let mut lights_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut lights_wait = lights_backoff.step();
     // The applier is this loop's alone, so the reconcile runs here, between batches.
     let mut reconcile_timer = opts.reconcile.as_ref().map(|r| {
         let mut t = tokio::time::interval(r.every);
@@ -237,8 +247,16 @@ async fn apply_loop(
     loop {
         let mut batch = std::mem::take(&mut held);
         if batch.is_empty() {
+            let retrying = applier.lights_pending();
             let first = tokio::select! {
                 _ = stopped(&mut stop) => break,
+                _ = tokio::time::sleep(lights_wait), if retrying => {
+                    if applier.retry_lights().await {
+                        lights_backoff.reset();
+                    }
+                    lights_wait = lights_backoff.step();
+                    continue;
+                }
                 _ = next_tick(&mut reconcile_timer) => {
                     if let Some(r) = &opts.reconcile {
                         if let Err(e) = reconcile(&r.api, applier, Utc::now()).await {
@@ -268,6 +286,10 @@ async fn apply_loop(
         }
         let failure = match process_batch(client, applier, batch).await {
             Processed::Done => {
+                if !applier.lights_pending() {
+                    lights_backoff.reset();
+                    lights_wait = lights_backoff.step();
+                }
                 sink_backoff.reset();
                 let _ = healthy.send(true);
                 continue;
@@ -562,11 +584,8 @@ pub async fn wait_for_bridge(
 
 /// The bridge is down or busy (worth waiting for), as opposed to misconfigured.
 fn bridge_unreachable(e: &anyhow::Error) -> bool {
-    match e.downcast_ref::<HueError>() {
-        Some(HueError::Network(_) | HueError::RateLimited { .. }) => true,
-        Some(HueError::Status(s)) => *s >= 500,
-        _ => false,
-    }
+    e.downcast_ref::<HueError>()
+        .is_some_and(HueError::is_passing)
 }
 
 static TRIGGER: tokio::sync::OnceCell<tokio::sync::Mutex<Applier>> =
@@ -618,6 +637,10 @@ pub fn spawn_trigger_reconcile(
                 }
             };
             let mut applier = applier.lock().await;
+            // A target that refused the last state (the others took it) gets it again.
+            if applier.lights_pending() {
+                applier.retry_lights().await;
+            }
             if let Err(e) = reconcile(&r.api, &mut applier, Utc::now()).await {
                 tracing::warn!(error = %e, "the lights did not take the reconciled state");
             }

@@ -203,8 +203,10 @@ impl Applier {
         Ok(())
     }
 
-    /// Puts an `Apply` verdict's state on the lights (no bookkeeping).
-    /// Sends one verdict to the lights (no memory update).
+    /// Sends one verdict to the lights (no memory update). `Ok` once at least one target
+    /// shows it: a target that refused it keeps it (the newest state) for
+    /// [`Applier::retry_lights`], so the caller records the verdict and an older message can
+    /// never follow it. An error only when no target took it.
     pub async fn show(&mut self, verdict: &Verdict) -> Result<(), HueError> {
         if let Verdict::Apply {
             desired: Desired::Set(state),
@@ -218,7 +220,6 @@ impl Applier {
         Ok(())
     }
 
-    /// Remembers what was applied, in memory and in the state file (written once).
     /// Remembers what a batch applied (and saves the state file).
     pub fn record(&mut self, verdicts: &[&Verdict]) {
         for v in verdicts {
@@ -227,6 +228,29 @@ impl Applier {
             }
         }
         self.save();
+    }
+
+    /// Whether a light target still waits for the newest state it refused.
+    pub fn lights_pending(&self) -> bool {
+        self.sink.as_ref().is_some_and(HueSink::pending)
+    }
+
+    /// Sends the targets that refused their newest state that state again; whether all now
+    /// show theirs.
+    pub async fn retry_lights(&mut self) -> bool {
+        match self.sink.as_mut() {
+            Some(s) => s.retry().await,
+            None => true,
+        }
+    }
+
+    /// What is wrong with the light targets now (the bridge's warnings, targets refusing
+    /// their state), one line each.
+    pub fn lights_problems(&self) -> Vec<String> {
+        self.sink
+            .as_ref()
+            .map(HueSink::problems)
+            .unwrap_or_default()
     }
 
     fn save(&self) {

@@ -51,6 +51,10 @@ pub struct SinkStatus {
     pub last_error: Option<String>,
     /// When the bridge last answered (connected, or took a command).
     pub last_answer_at: Option<DateTime<Utc>>,
+    /// What is wrong with single targets while the others work (Hue: a lamp the bridge
+    /// says may not answer, a target refusing its state), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Shared sink status.

@@ -314,9 +314,15 @@ fn lamp_colour(map: &LightMap, av: &str, ac: &str, now: chrono::DateTime<chrono:
     }
 }
 
-/// One line on the sink's health: "Bridge answered 3 s ago", or what is wrong.
+/// One line on the sink's health: "Bridge answered 3 s ago", or what is wrong; then one line
+/// per target with a problem while the others work.
 fn sink_health(s: &SinkStatus, now: chrono::DateTime<chrono::Utc>) -> String {
-    match (&s.last_error, s.last_answer_at) {
+    let targets: String = s
+        .warnings
+        .iter()
+        .map(|w| format!("<p class=\"health warn\">{}</p>", esc(w)))
+        .collect();
+    let health = match (&s.last_error, s.last_answer_at) {
         (Some(e), Some(at)) => format!(
             "<p class=\"health bad\">Bridge not answering: {} (last answered {})</p>",
             esc(e),
@@ -331,7 +337,8 @@ fn sink_health(s: &SinkStatus, now: chrono::DateTime<chrono::Utc>) -> String {
             words::time_tag(at, now, "ago")
         ),
         (None, None) => String::new(),
-    }
+    };
+    health + &targets
 }
 
 /// One sink beside Hue: what it is, whether it answers, its last command.
@@ -358,7 +365,7 @@ fn other_sink(s: &SinkStatus, now: chrono::DateTime<chrono::Utc>) -> String {
     )
 }
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.4}.muted{color:#666}.setup{background:#fff7e0;border:1px solid #e8c66a;padding:.5rem 1rem;border-radius:.5rem}.user{display:flex;gap:.75rem;align-items:center;padding:.5rem 0;border-bottom:1px solid #eee}.dot{width:1.5rem;height:1.5rem;border-radius:50%;flex:none;border:1px solid #0002;display:inline-block}.dot.sm{width:.9rem;height:.9rem;vertical-align:middle;margin-right:.5rem}.now{font-weight:600}.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.2rem 1rem;font-size:.9rem}section{margin-bottom:1rem}.health:before{content:\"\\25CF  \"}.ok:before{color:#2e9e44}.bad{color:#a4262c}code{background:#f3f3f3;padding:0 .2rem}time{white-space:nowrap}";
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.4}.muted{color:#666}.setup{background:#fff7e0;border:1px solid #e8c66a;padding:.5rem 1rem;border-radius:.5rem}.user{display:flex;gap:.75rem;align-items:center;padding:.5rem 0;border-bottom:1px solid #eee}.dot{width:1.5rem;height:1.5rem;border-radius:50%;flex:none;border:1px solid #0002;display:inline-block}.dot.sm{width:.9rem;height:.9rem;vertical-align:middle;margin-right:.5rem}.now{font-weight:600}.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.2rem 1rem;font-size:.9rem}section{margin-bottom:1rem}.health:before{content:\"\\25CF  \"}.ok:before{color:#2e9e44}.bad{color:#a4262c}.warn{color:#8a5a00}code{background:#f3f3f3;padding:0 .2rem}time{white-space:nowrap}";
 
 /// HTML-escapes text.
 pub fn esc(s: &str) -> String {

@@ -5,7 +5,9 @@
 //! `kill -9`) the lamp is right without waiting for the next change. A change goes to the
 //! lights the moment it is published. A bridge that is down does not lose changes: the
 //! latest message per user is kept (one per user, however long the outage) and retried with
-//! back-off.
+//! back-off. A target that refuses a state the others took does not hold the change back: it
+//! is sent the newest state again with the same back-off, and the status page says which
+//! target it is (as it says which lamp the bridge warns may not answer).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -141,7 +143,17 @@ async fn lights(state: AppState, pending: Pending, wake: Arc<Notify>) {
             applier = connect(&state).await;
         }
         failing = match applier.as_mut() {
-            Some(a) => !flush(&state, a, &pending).await,
+            Some(a) => {
+                // A target that refused the last state gets it again, unless a newer change
+                // is about to go to every target anyway.
+                if a.lights_pending() && lock(&pending).is_empty() {
+                    a.retry_lights().await;
+                }
+                let flushed = flush(&state, a, &pending).await;
+                let problems = a.lights_problems();
+                set(&state.sink_status, |s| s.warnings = problems);
+                !flushed || a.lights_pending()
+            }
             None => true,
         };
         backoff = if failing {

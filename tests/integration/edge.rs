@@ -22,7 +22,7 @@ use teams_presence::engine::applier::Applier;
 use teams_presence::engine::publish::send_direct;
 use tokio::sync::oneshot;
 
-use crate::fakes::hue::{Api, FakeHue, KEY as HUE_KEY};
+use crate::fakes::hue::{small_light_id, Api, FakeHue, KEY as HUE_KEY, SMALL_OFFICE_GROUPED_LIGHT};
 use crate::fakes::servicebus::FakeServiceBus;
 use crate::support;
 
@@ -131,10 +131,7 @@ async fn each_presence_state_puts_the_right_body_on_v1_and_v2_bridges() {
     ];
     for api in [Api::V1, Api::V2] {
         let fake = FakeHue::start(api).await;
-        let targets = [
-            HueTarget::Light("1".into()),
-            HueTarget::Room("office".into()),
-        ];
+        let targets = [HueTarget::Light("1".into()), HueTarget::Room("2".into())];
         let mut applier = Applier::new(
             LightMap::default(),
             sink(&fake, &targets).await,
@@ -155,14 +152,15 @@ async fn each_presence_state_puts_the_right_body_on_v1_and_v2_bridges() {
             let (light, group) = (&puts[2 * i], &puts[2 * i + 1]);
             let (want, light_path, group_path) = match api {
                 // v1: light numbers as given; a room is a group.
-                Api::V1 => (v1, "/lights/1/state", "/groups/office/action"),
-                // v2: light 1 resolved through id_v1, the room through its grouped_light.
+                Api::V1 => (v1, "/lights/1/state".into(), "/groups/2/action".into()),
+                // v2: light 1 and room 2 resolved through id_v1, the room to its grouped_light.
                 Api::V2 => (
                     v2,
-                    "/light/11111111-1111-4111-8111-111111111111",
-                    "/grouped_light/gl-office",
+                    format!("/light/{}", small_light_id(1)),
+                    format!("/grouped_light/{SMALL_OFFICE_GROUPED_LIGHT}"),
                 ),
             };
+            let (light_path, group_path): (String, String) = (light_path, group_path);
             assert_eq!(light.path, light_path, "{api:?} {av}/{ac}");
             assert_eq!(group.path, group_path, "{api:?} {av}/{ac}");
             assert_eq!(&light.body, want, "{api:?} {av}/{ac}");
@@ -284,10 +282,7 @@ async fn a_burst_of_24_changes_ends_in_the_last_state_within_the_bridge_limits()
         LightMap::default(),
         sink(
             &fake,
-            &[
-                HueTarget::Light("1".into()),
-                HueTarget::Room("office".into()),
-            ],
+            &[HueTarget::Light("1".into()), HueTarget::Room("2".into())],
         )
         .await,
         vec![],
@@ -549,8 +544,12 @@ async fn a_wrong_hue_key_is_named() {
         let e = hue::connect(&address, &SecretString::from("wrong"))
             .await
             .unwrap_err();
+        // A v1 bridge answers the public config for any key: the check is an authorised
+        // call, and the error says how to get a key (issue 28, item 4).
+        assert!(matches!(e, hue::HueError::Unauthorized), "{api:?}: {e}");
         assert!(
-            e.to_string().contains("HUE_APPLICATION_KEY"),
+            e.to_string().contains("HUE_APPLICATION_KEY")
+                && e.to_string().contains("teams-presence hue pair"),
             "{api:?}: {e}"
         );
     }

@@ -21,6 +21,7 @@
 //! - `edge`: `subscribe` and `hue-subscriber` against fake Service Bus and Hue bridges.
 //! - `threecx`: the 3CX V20 client (token, XAPI, Call Control socket) against a fake PBX.
 //! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
+//! - `hue_bridge`: the Hue sink, the edge and `hue list`/`doctor` against a real bridge's layout.
 //! - `sinks`: MQTT against a real mosquitto, the signed webhook, WLED, and the fan-out in `serve`.
 //! - `tenant_load`: a 10,000-user tenant-mode tick and PBX calls under Graph's throttling.
 //! - `infra_hooks`: the azd hooks with stub `az`/`azd`, and the per-edge rule plan (issue 27).
@@ -39,6 +40,7 @@ mod faults;
 mod graph_presence_writes;
 mod handler;
 mod handler_start;
+mod hue_bridge;
 mod hue_tls;
 mod infra_hooks;
 mod pbx_e2e;

@@ -2,10 +2,20 @@
 //!
 //! [`Bridge`] is a closed enum of the two local APIs, chosen automatically by [`connect`]:
 //! CLIP v2 when `GET /clip/v2/resource/bridge` answers, otherwise v1. [`HueSink`] adds what
-//! every command needs: target resolution (room/zone → its `grouped_light`), the bridge's
-//! rate limits (≤10 light commands/s, ≤1 group command/s, as token buckets on tokio's clock
-//! so tests run them on paused time), back-off on 429/503, and skipping commands that would
-//! not change anything.
+//! every command needs: target resolution from the bridge's [`inventory`] (v1 numbers through
+//! `id_v1` on v2, a room or zone to its `grouped_light`), what each target can show (a
+//! white-ambiance lamp gets whites, see [`crate::core::lights::Palette`]), the bridge's rate
+//! limits (≤10 light commands/s, ≤1 group command/s, as token buckets on tokio's clock so tests
+//! run them on paused time), back-off on 429/503, and skipping commands that would not change
+//! anything.
+//!
+//! Each target is on its own: the sink remembers what each one shows. A 207 (v2: applied,
+//! "device (light) has communication issues, command (.on.on) may not have effect") or a v1
+//! answer that applied all but some attributes is success with a warning, logged once per
+//! target and kept for the status page. A target that refuses a state keeps it as its
+//! newest wanted state, tried again by [`HueSink::retry`] (the others are not held back); a
+//! newer state replaces it. Only when no target takes a state is it an error, and then
+//! nothing is kept for a retry: the caller still holds the message.
 //!
 //! How `HUE_BRIDGE` is read:
 //! * a bare address (`192.168.1.20`, `hue.lan`): the real thing. The bridge id is read from
@@ -23,10 +33,10 @@
 //!   the CA bundle and by the real bridge.
 
 pub mod discover;
+pub mod inventory;
 pub mod v1;
 pub mod v2;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,7 +47,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::config::HueTarget;
-use crate::core::lights::LightState;
+use crate::core::lights::{LampState, LightState};
+
+pub use inventory::{Inventory, Resolved};
 
 /// The Hue root CAs (PEM). SHA-256 fingerprints F0:BD:8E:65:… (root-bridge) and
 /// D8:B8:94:48:… (Hue Root CA 01), checked in a test.
@@ -63,9 +75,18 @@ pub enum HueError {
     /// The bridge rejected the command.
     #[error("the bridge answered: {0}")]
     Bridge(String),
-    /// An unexpected status.
-    #[error("the bridge answered HTTP {0}")]
-    Status(u16),
+    /// An unexpected status, with what the bridge said (its `errors` descriptions, or the
+    /// start of its body).
+    #[error("the bridge answered HTTP {status}{}", if said.is_empty() { String::new() } else { format!(": {said}") })]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The bridge's own words.
+        said: String,
+    },
+    /// A `HUE_TARGETS` entry the bridge does not have (or cannot command).
+    #[error("HUE_TARGETS entry {0}")]
+    Target(String),
     /// The answer is not what the API promises.
     #[error("unexpected answer from the bridge: {0}")]
     Protocol(String),
@@ -84,7 +105,7 @@ impl HueError {
         HueError::Network(e.without_url())
     }
 
-    fn from_status(status: u16, headers: &HeaderMap) -> Self {
+    fn from_status(status: u16, headers: &HeaderMap, said: &str) -> Self {
         match status {
             401 | 403 => HueError::Unauthorized,
             429 | 503 => HueError::RateLimited {
@@ -95,20 +116,23 @@ impl HueError {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs),
             },
-            s => HueError::Status(s),
+            s => HueError::Status {
+                status: s,
+                // Bounded: an error line, not a page.
+                said: said.chars().take(200).collect(),
+            },
         }
     }
-}
 
-/// One line of `hue list`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
-    /// As written in HUE_TARGETS (`light:ID`, `room:ID`, ...).
-    pub target: String,
-    /// The name in the Hue app.
-    pub name: String,
-    /// Type, v1 id, member count.
-    pub detail: String,
+    /// Whether it will likely pass by itself (the bridge away, rebooting or rate limiting),
+    /// as opposed to a command or a setting the bridge refuses.
+    pub fn is_passing(&self) -> bool {
+        match self {
+            HueError::Network(_) | HueError::RateLimited { .. } => true,
+            HueError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
 }
 
 /// The two local APIs.
@@ -129,52 +153,25 @@ impl Bridge {
         }
     }
 
-    /// Lights, rooms and zones.
-    pub async fn list(&self) -> Result<Vec<Listed>, HueError> {
+    /// Lamps, rooms, zones and groups, and what each can show.
+    pub async fn inventory(&self) -> Result<Inventory, HueError> {
         match self {
-            Bridge::V1(c) => c.list().await,
-            Bridge::V2(c) => c.list().await,
+            Bridge::V1(c) => c.inventory().await,
+            Bridge::V2(c) => c.inventory().await,
         }
     }
 
-    /// Maps configured targets to what the API addresses.
-    pub async fn resolve(&self, target: &HueTarget) -> Result<Endpoint, HueError> {
-        match (self, target) {
-            (Bridge::V1(_), HueTarget::Light(id)) => Ok(Endpoint::Light(id.clone())),
-            (Bridge::V1(_), HueTarget::Room(id) | HueTarget::Zone(id) | HueTarget::Group(id)) => {
-                Ok(Endpoint::Group(id.clone()))
-            }
-            (Bridge::V2(c), HueTarget::Light(id)) => {
-                if is_v1_number(id) {
-                    c.by_v1_id("light", &format!("/lights/{id}"))
-                        .await?
-                        .map(Endpoint::Light)
-                        .ok_or_else(|| HueError::Protocol(format!("no light with v1 id {id}")))
-                } else {
-                    Ok(Endpoint::Light(id.clone()))
-                }
-            }
-            (Bridge::V2(c), HueTarget::Room(id)) => {
-                c.grouped_light_of("room", id).await.map(Endpoint::Group)
-            }
-            (Bridge::V2(c), HueTarget::Zone(id)) => {
-                c.grouped_light_of("zone", id).await.map(Endpoint::Group)
-            }
-            (Bridge::V2(c), HueTarget::Group(id)) => {
-                if is_v1_number(id) {
-                    c.by_v1_id("grouped_light", &format!("/groups/{id}"))
-                        .await?
-                        .map(Endpoint::Group)
-                        .ok_or_else(|| HueError::Protocol(format!("no group with v1 id {id}")))
-                } else {
-                    // A v2 id here is a grouped_light id.
-                    Ok(Endpoint::Group(id.clone()))
-                }
-            }
-        }
+    /// Every target resolved against the bridge's inventory; the first one it does not have
+    /// is named in the error.
+    pub async fn resolve(&self, targets: &[HueTarget]) -> Result<Vec<Resolved>, HueError> {
+        let inventory = self.inventory().await?;
+        targets
+            .iter()
+            .map(|t| inventory.resolve(t).map_err(HueError::Target))
+            .collect()
     }
 
-    async fn put(&self, endpoint: &Endpoint, state: &LightState) -> Result<(), HueError> {
+    async fn put(&self, endpoint: &Endpoint, state: &LampState) -> Result<Vec<String>, HueError> {
         match (self, endpoint) {
             (Bridge::V1(c), Endpoint::Light(id)) => c.put_light(id, state).await,
             (Bridge::V1(c), Endpoint::Group(id)) => c.put_group(id, state).await,
@@ -182,10 +179,6 @@ impl Bridge {
             (Bridge::V2(c), Endpoint::Group(id)) => c.put_grouped_light(id, state).await,
         }
     }
-}
-
-fn is_v1_number(id: &str) -> bool {
-    !id.is_empty() && id.len() < 6 && id.chars().all(|c| c.is_ascii_digit())
 }
 
 /// A resolved target: what one PUT goes to. The kind decides the rate limit.
@@ -433,14 +426,33 @@ const REMEMBER: Duration = Duration::from_secs(15 * 60);
 /// Attempts per command when the bridge says it is overloaded.
 const ATTEMPTS: u32 = 4;
 
+/// One configured target and what the sink knows of it.
+#[derive(Debug)]
+struct Target {
+    resolved: Resolved,
+    /// What it last took, and when.
+    shown: Option<(LampState, Instant)>,
+    /// The newest state it has not taken (it refused it while others took it).
+    wanted: Option<LampState>,
+    /// The bridge's last warning for it (a 207), logged once.
+    warning: Option<String>,
+    /// Its last failure, logged once.
+    failure: Option<String>,
+}
+
+impl Target {
+    fn label(&self) -> String {
+        format!("{} ({})", self.resolved.target, self.resolved.name)
+    }
+}
+
 /// The Hue sink: one bridge, the configured targets, limits and memory.
 #[derive(Debug)]
 pub struct HueSink {
     bridge: Bridge,
-    targets: Vec<(HueTarget, Endpoint)>,
+    targets: Vec<Target>,
     lights: TokenBucket,
     groups: TokenBucket,
-    last: HashMap<Endpoint, (LightState, Instant)>,
 }
 
 impl HueSink {
@@ -456,9 +468,9 @@ impl HueSink {
 
     /// Resolves targets on an already connected bridge.
     pub async fn with_bridge(bridge: Bridge, targets: &[HueTarget]) -> Result<Self, HueError> {
-        let mut resolved = Vec::new();
-        for t in targets {
-            resolved.push((t.clone(), bridge.resolve(t).await?));
+        let resolved = bridge.resolve(targets).await?;
+        for r in &resolved {
+            tracing::info!(target = %r.target, name = %r.name, shows = %inventory::describe_group(r.palette, &r.lamps), "Hue target");
         }
         tracing::info!(
             api = bridge.api(),
@@ -467,12 +479,20 @@ impl HueSink {
         );
         Ok(Self {
             bridge,
-            targets: resolved,
+            targets: resolved
+                .into_iter()
+                .map(|resolved| Target {
+                    resolved,
+                    shown: None,
+                    wanted: None,
+                    warning: None,
+                    failure: None,
+                })
+                .collect(),
             // Capacity 1: commands are spaced evenly, so no 1-second window ever holds more
             // than the rate (a larger bucket would allow bursts of capacity + rate).
             lights: TokenBucket::new(1.0, 10.0),
             groups: TokenBucket::new(1.0, 1.0),
-            last: HashMap::new(),
         })
     }
 
@@ -481,35 +501,117 @@ impl HueSink {
         &self.bridge
     }
 
-    /// Shows `state` on every target. Tries them all; the first failure is returned.
+    /// Shows `state` on every target, each as it can show it. `Ok` when at least one target
+    /// shows it now (the others keep it to retry, see [`HueSink::retry`]); the error of the
+    /// most likely passing failure when none does (then nothing is kept for a retry).
     pub async fn apply(&mut self, state: &LightState) -> Result<(), HueError> {
-        let mut first_err = None;
+        let mut taken = false;
+        let mut errors: Vec<HueError> = Vec::new();
         for i in 0..self.targets.len() {
-            let endpoint = self.targets[i].1.clone();
-            if let Some((last, at)) = self.last.get(&endpoint) {
-                if last == state && at.elapsed() < REMEMBER {
-                    tracing::debug!(target = %self.targets[i].0, "unchanged; skipped");
+            let lamp = state.for_lamp(self.targets[i].resolved.palette);
+            if let Some((last, at)) = &self.targets[i].shown {
+                if *last == lamp && at.elapsed() < REMEMBER {
+                    tracing::debug!(target = %self.targets[i].resolved.target, "unchanged; skipped");
+                    self.targets[i].wanted = None;
+                    taken = true;
                     continue;
                 }
             }
-            match self.send(&endpoint, state).await {
-                Ok(()) => {
-                    self.last.insert(endpoint, (state.clone(), Instant::now()));
-                }
-                Err(e) => {
-                    self.last.remove(&endpoint);
-                    tracing::warn!(target = %self.targets[i].0, error = %e, "Hue command failed");
-                    first_err.get_or_insert(e);
-                }
+            match self.send_to(i, lamp).await {
+                Ok(()) => taken = true,
+                Err(e) => errors.push(e),
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if taken || errors.is_empty() {
+            return Ok(());
+        }
+        // Nobody took it: the caller keeps the message and tries again itself.
+        for t in &mut self.targets {
+            t.wanted = None;
+        }
+        let i = errors.iter().position(HueError::is_passing).unwrap_or(0);
+        Err(errors.swap_remove(i))
+    }
+
+    /// Whether a target still waits for a state it refused.
+    pub fn pending(&self) -> bool {
+        self.targets.iter().any(|t| t.wanted.is_some())
+    }
+
+    /// Sends every target its newest refused state again. Whether all have taken theirs.
+    pub async fn retry(&mut self) -> bool {
+        for i in 0..self.targets.len() {
+            if let Some(lamp) = self.targets[i].wanted.clone() {
+                let _ = self.send_to(i, lamp).await;
+            }
+        }
+        !self.pending()
+    }
+
+    /// What is wrong with the targets now, one line each, for the status page: the bridge's
+    /// warnings (a lamp that does not answer) and targets that refuse their state.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in &self.targets {
+            if let Some(w) = &t.warning {
+                out.push(format!("{}: {w}", t.label()));
+            }
+            if let (Some(f), Some(_)) = (&t.failure, &t.wanted) {
+                out.push(format!(
+                    "{}: not taking commands ({f}); trying again",
+                    t.label()
+                ));
+            }
+        }
+        out
+    }
+
+    /// Sends one target its state; records what it shows, or what it still wants.
+    async fn send_to(&mut self, i: usize, lamp: LampState) -> Result<(), HueError> {
+        let endpoint = self.targets[i].resolved.endpoint.clone();
+        let result = self.send(&endpoint, &lamp).await;
+        let t = &mut self.targets[i];
+        match result {
+            Ok(warnings) => {
+                let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
+                if warning != t.warning {
+                    match &warning {
+                        Some(w) => {
+                            tracing::warn!(target = %t.resolved.target, name = %t.resolved.name, warning = %w, "the bridge took the command with a warning (shown once per target)")
+                        }
+                        None => {
+                            tracing::info!(target = %t.resolved.target, "the bridge takes commands for this target without warnings again")
+                        }
+                    }
+                    t.warning = warning;
+                }
+                if t.failure.take().is_some() {
+                    tracing::info!(target = %t.resolved.target, "the target takes commands again");
+                }
+                t.shown = Some((lamp, Instant::now()));
+                t.wanted = None;
+                Ok(())
+            }
+            Err(e) => {
+                let said = e.to_string();
+                if t.failure.as_deref() != Some(said.as_str()) {
+                    tracing::warn!(target = %t.resolved.target, name = %t.resolved.name, error = %said, "Hue command failed");
+                    t.failure = Some(said);
+                } else {
+                    tracing::debug!(target = %t.resolved.target, error = %said, "Hue command failed again");
+                }
+                t.shown = None;
+                t.wanted = Some(lamp);
+                Err(e)
+            }
         }
     }
 
-    async fn send(&mut self, endpoint: &Endpoint, state: &LightState) -> Result<(), HueError> {
+    async fn send(
+        &mut self,
+        endpoint: &Endpoint,
+        state: &LampState,
+    ) -> Result<Vec<String>, HueError> {
         let mut backoff = Duration::from_secs(1);
         let mut attempt = 1;
         loop {
@@ -554,6 +656,7 @@ pub async fn pair_once(
         return Err(HueError::from_status(
             resp.status().as_u16(),
             resp.headers(),
+            "",
         ));
     }
     let v: Value = resp.json().await.map_err(HueError::network)?;
