@@ -463,14 +463,16 @@ impl GraphClient {
         .map(drop)
     }
 
-    /// `POST /users/{id}/presence/clearUserPreferredPresence` (no body).
+    /// `POST /users/{id}/presence/clearUserPreferredPresence` with `Content-Type:
+    /// application/json` and `{}`, both of which Graph's reference requires.
     pub async fn clear_user_preferred_presence(
         &self,
         token: &SecretString,
         user_id: &str,
     ) -> Result<(), GraphError> {
         self.send(
-            self.presence_post(user_id, "clearUserPreferredPresence"),
+            self.presence_post(user_id, "clearUserPreferredPresence")
+                .json(&json!({})),
             token,
         )
         .await

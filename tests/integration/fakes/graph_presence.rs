@@ -7,6 +7,12 @@
 //! - `setUserPreferredPresence`: only Available/Available, Busy/Busy,
 //!   DoNotDisturb/DoNotDisturb, BeRightBack/BeRightBack, Away/Away, Offline/OffWork.
 //! - `clearPresence` answers 404 when there is no such session.
+//! - Every write needs `Content-Type: application/json` and a JSON object body;
+//!   `clearUserPreferredPresence` takes exactly `{}` (microsoftgraph/microsoft-graph-docs-contrib
+//!   `api-reference/v1.0/api/presence-clearuserpreferredpresence.md`: "Content-Type
+//!   application/json. Required." and "supply an empty JSON object `{}`"). The docs do not
+//!   say what Graph answers otherwise; the fake answers 415 to another content type and 400
+//!   to another body.
 //! - Aggregation: preferred > DoNotDisturb > Busy > Available > Away among sessions;
 //!   Offline without sessions; the preferred state shows only while a session exists.
 //! - An app session at Available shows Available/AvailableInactive after 5 minutes and
@@ -497,6 +503,27 @@ async fn presence_write(
         String::new(),
         v.clone(),
     ));
+    let json_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json_type {
+        return graph_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "Content-Type application/json is required.",
+        );
+    }
+    if !v.is_object() {
+        return bad("The request body must be a JSON object.");
+    }
+    if action == "clearUserPreferredPresence" && v != json!({}) {
+        return bad("Supply an empty JSON object for this method.");
+    }
     if let Some(r) = throttled(&mut sh.graph.lock().unwrap()) {
         return r;
     }
