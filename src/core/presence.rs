@@ -1,9 +1,11 @@
 //! The presence model and change detection: pure code, no I/O.
 //!
 //! Graph documents availability and activity as closed lists, but the lists have grown over
-//! the years (`Focusing`, `AvailableInactive`, ...) and the Learn pages disagree on casing.
-//! So both are *open* sets: known values are normalised to their canonical PascalCase
-//! spelling, unknown values are kept verbatim and passed through, never dropped.
+//! the years (`Focusing`, `AvailableInactive`, ...) and the Learn pages disagree on casing:
+//! Graph has begun sending lowerCamelCase (`busy`, `inACall`, `focusing`). So both are
+//! *open* sets compared without regard to case: known values are normalised to their
+//! canonical PascalCase spelling, unknown ones are kept with their first letter raised
+//! (`inASpaceWalk` → `InASpaceWalk`), so the topic message stays PascalCase either way.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -22,14 +24,15 @@ macro_rules! open_enum {
         }
 
         impl $name {
-            /// Parses case-insensitively; unknown values become `Other` (trimmed, never empty).
+            /// Parses case-insensitively; unknown values become `Other` (trimmed, never empty,
+            /// first letter upper case as in Graph's PascalCase).
             pub fn parse(s: &str) -> Self {
                 let t = s.trim();
                 $(if t.eq_ignore_ascii_case(stringify!($variant)) { return $name::$variant; })+
                 if t.is_empty() {
                     return $name::Other("PresenceUnknown".to_owned());
                 }
-                $name::Other(t.to_owned())
+                $name::Other(pascal_case(t))
             }
 
             /// The canonical spelling (Graph's PascalCase) or the unknown value verbatim.
@@ -60,6 +63,15 @@ macro_rules! open_enum {
             }
         }
     };
+}
+
+/// `inASpaceWalk` → `InASpaceWalk`: a lowerCamelCase value in Graph's PascalCase.
+fn pascal_case(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+        None => String::new(),
+    }
 }
 
 open_enum! {
@@ -296,6 +308,35 @@ mod tests {
         assert_eq!(unknown, Activity::Other("InASpaceWalk".into()));
         assert_eq!(unknown.to_string(), "InASpaceWalk");
         assert_eq!(Activity::parse("  ").as_str(), "PresenceUnknown");
+    }
+
+    /// Issue 28, item 14: Graph has begun returning lowerCamelCase; the same state must
+    /// compare equal whatever the casing, and the topic message stays PascalCase (unknown
+    /// values included: the current Learn page lists `focusing` and `inACall` as
+    /// availabilities, which this build does not know as such).
+    #[test]
+    fn lower_camel_case_values_compare_equal_and_read_as_pascal_case() {
+        let pairs = [
+            ("busy", "inACall"),
+            ("doNotDisturb", "presenting"),
+            ("availableIdle", "offWork"),
+            ("focusing", "focusing"),
+            ("inACall", "inASpaceWalk"),
+        ];
+        for (av, ac) in pairs {
+            let lower = Presence::new(av, ac);
+            let upper = Presence::new(&pascal_case(av), &pascal_case(ac));
+            assert_eq!(lower, upper, "{av}/{ac}");
+            assert_eq!(
+                lower.to_string(),
+                format!("{}/{}", pascal_case(av), pascal_case(ac))
+            );
+        }
+        assert_eq!(Availability::parse("focusing").as_str(), "Focusing");
+        assert_eq!(
+            serde_json::to_value(Presence::new("inACall", "inASpaceWalk")).unwrap(),
+            serde_json::json!({"availability": "InACall", "activity": "InASpaceWalk"})
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::config::ConfigError;
 use crate::core::pbx::model::{Extension, PbxEvent, Profile};
 use crate::core::pbx::rules::TeamsOutcome;
 use crate::core::pbx::sync::{Action, Link, Policy, Step};
-use crate::core::presence::{Observation, Presence, Source};
+use crate::core::presence::Presence;
 use crate::engine::context::Context;
 use crate::engine::poller::Poller;
 use crate::store::{PbxLinkRecord, PbxMappingRecord, StoreError};
@@ -619,15 +619,9 @@ impl PbxSync {
             match self.ctx.graph.presences_by_user_id(&token, chunk).await {
                 Ok(list) => {
                     for p in list {
-                        let obs = Observation {
-                            user_id: p.id.clone(),
-                            tenant_id: s.tenant.clone(),
-                            presence: Presence::new(&p.availability, &p.activity),
-                            source: Source::Poll,
-                            observed_at: now,
-                            graph_sequence: None,
-                            item_digest: None,
-                        };
+                        // With Graph's `sequenceNumber`: a notification older than this read
+                        // that arrives after it must not move the presence back.
+                        let obs = p.observation(&s.tenant, now);
                         if let Err(e) = crate::engine::pipeline::record_and_publish(
                             &self.ctx.store,
                             &self.ctx.publisher,

@@ -376,7 +376,8 @@ async fn every_aggregate_change_is_recorded_and_sent_to_the_hook_our_writes_incl
         .json()
         .await
         .unwrap();
-    assert_eq!(p["value"][0]["availability"], "Offline");
+    // As Graph writes it today (lowerCamelCase).
+    assert_eq!(p["value"][0]["availability"], "offline");
 }
 
 #[tokio::test]

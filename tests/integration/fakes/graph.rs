@@ -3,6 +3,11 @@
 //! with scripted 429 + `Retry-After` responses, Graph's presence throttling as a sliding
 //! window on a test clock ([`RateLimit`]: 1,500 requests per 30 s per app per tenant) and a
 //! call log.
+//!
+//! Presence goes out as Graph sends it today (Microsoft Learn, "presence resource type",
+//! graph-rest-1.0): availability and activity in lowerCamelCase (`busy`, `inACall`), and a
+//! `sequenceNumber`, "the lexicographically sortable String stamp that represents the version
+//! of a presence object", here a zero-padded counter that grows with every change.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,6 +39,35 @@ pub struct GraphState {
     pub reject_tokens: bool,
     /// Throttle presence reads as Graph does, when set.
     pub rate_limit: Option<RateLimit>,
+    /// The `sequenceNumber` of each user's presence (bumped by every change).
+    pub sequences: HashMap<String, u64>,
+    /// The last sequence number handed out.
+    pub sequence: u64,
+}
+
+impl GraphState {
+    /// Sets a user's presence and gives it the next sequence number, which it returns.
+    pub fn put(&mut self, user: &str, p: (String, String)) -> u64 {
+        self.sequence += 1;
+        self.presence.insert(user.to_owned(), p);
+        self.sequences.insert(user.to_owned(), self.sequence);
+        self.sequence
+    }
+}
+
+/// A presence value as Graph has begun to send it: lowerCamelCase (`Busy` → `busy`,
+/// `InACall` → `inACall`).
+pub fn lower_camel(value: &str) -> String {
+    let mut c = value.chars();
+    match c.next() {
+        Some(first) => first.to_ascii_lowercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// A `sequenceNumber` as the fake writes it: fixed width, so it sorts as text too.
+pub fn sequence_number(n: u64) -> String {
+    format!("{n:020}")
 }
 
 /// Graph's presence throttling: at most `limit` requests in any `window`, on a clock the
@@ -141,8 +175,7 @@ impl FakeGraph {
         self.state
             .lock()
             .unwrap()
-            .presence
-            .insert(user.into(), (availability.into(), activity.into()));
+            .put(user, (availability.into(), activity.into()));
     }
 }
 
@@ -161,8 +194,15 @@ pub(super) fn throttled(s: &mut GraphState) -> Option<Response> {
     )
 }
 
-fn presence_json(id: &str, p: &(String, String)) -> Value {
-    json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('x')/presence/$entity", "id": id, "availability": p.0, "activity": p.1})
+fn presence_json(s: &GraphState, id: &str, p: &(String, String)) -> Value {
+    let mut v = json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('x')/presence/$entity",
+        "id": id, "availability": lower_camel(&p.0), "activity": lower_camel(&p.1),
+    });
+    if let Some(n) = s.sequences.get(id) {
+        v["sequenceNumber"] = json!(sequence_number(*n));
+    }
+    v
 }
 
 pub(super) async fn me_presence(
@@ -204,7 +244,7 @@ pub(super) async fn me_presence(
         .get(&user)
         .cloned()
         .unwrap_or(("PresenceUnknown".into(), "PresenceUnknown".into()));
-    Json(presence_json(&user, &p)).into_response()
+    Json(presence_json(&s, &user, &p)).into_response()
 }
 
 pub(super) async fn batch(
@@ -262,7 +302,7 @@ fn batch_answer(state: &Mutex<GraphState>, headers: &HeaderMap, body: &Value) ->
                 .get(id)
                 .cloned()
                 .unwrap_or(("PresenceUnknown".into(), "PresenceUnknown".into()));
-            presence_json(id, &p)
+            presence_json(&s, id, &p)
         })
         .collect();
     Json(json!({"value": value})).into_response()
@@ -294,7 +334,8 @@ async fn the_fake_enforces_the_650_id_limit_and_scripts_throttling() {
         .json()
         .await
         .unwrap();
-    assert_eq!(r["value"][0]["activity"], "InACall");
+    assert_eq!(r["value"][0]["activity"], "inACall");
+    assert_eq!(r["value"][0]["sequenceNumber"], "00000000000000000001");
     let ids: Vec<String> = (0..651).map(|i| i.to_string()).collect();
     let r = http
         .post(&url)

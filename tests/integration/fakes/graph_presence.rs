@@ -73,6 +73,8 @@ pub struct AggregateChange {
     pub activity: String,
     /// The fake clock's time of the change.
     pub at: DateTime<Utc>,
+    /// Its `sequenceNumber` (what reads show from then on).
+    pub sequence: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -343,7 +345,14 @@ pub struct NotificationTarget {
 impl NotificationTarget {
     async fn post(&self, http: &reqwest::Client, c: &AggregateChange) -> u16 {
         use teams_presence::clients::graph::testing;
-        let plain = testing::presence_json(&c.user_id, &c.availability, &c.activity);
+        // As Graph sends it today: lowerCamelCase values and the change's sequenceNumber,
+        // so a stale copy carries its own, older one.
+        let mut plain = testing::presence_json(
+            &c.user_id,
+            &super::graph::lower_camel(&c.availability),
+            &super::graph::lower_camel(&c.activity),
+        );
+        plain["sequenceNumber"] = json!(super::graph::sequence_number(c.sequence));
         let sealed = testing::seal(&self.key, self.key.id(), plain.to_string().as_bytes());
         let item = testing::notification_json(
             &self.subscription_id,
@@ -424,16 +433,13 @@ fn recompute(s: &mut WritesState, graph: &Arc<Mutex<GraphState>>, now: DateTime<
             continue;
         }
         u.shown = Some(shown.clone());
-        graph
-            .lock()
-            .unwrap()
-            .presence
-            .insert(id.clone(), shown.clone());
+        let sequence = graph.lock().unwrap().put(&id, shown.clone());
         let change = AggregateChange {
             user_id: id,
             availability: shown.0,
             activity: shown.1,
             at: now,
+            sequence,
         };
         if let Some(tx) = &s.hook {
             let _ = tx.send(change.clone());
