@@ -103,6 +103,9 @@ pub async fn build_state(settings: crate::config::Settings) -> anyhow::Result<Ap
     let direct = settings.publish_mode == crate::config::PublishMode::Rest;
     let mut state = AppState::new(settings, store, crate::http::state::Mode::Handler)
         .with_notification_keys(keys);
+    // Keys retired by a rotation less than 4.5 hours ago: Graph may still retry for them.
+    state.ctx =
+        crate::engine::subscriptions::with_retired_keys(state.ctx, chrono::Utc::now()).await;
     if let Some(c) = client_credential {
         state = state.with_client_credential(crate::clients::entra::ClientCredential::Certificate(
             Box::new(c),
