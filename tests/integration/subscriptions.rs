@@ -401,14 +401,15 @@ async fn a_rotated_certificate_is_patched_onto_the_live_subscription() {
     at(&l, t1);
     let r = maintain(&rotated, &rotated.poller, t1).await;
     assert_eq!((r.rekeyed, r.created, r.failed), (1, 0, 0), "{r:?}");
-    let s = l.subs.lock().unwrap();
+    let (calls, fakes) = {
+        let s = l.subs.lock().unwrap();
+        let fakes: Vec<_> = s.items.values().cloned().collect();
+        (s.calls.clone(), fakes)
+    };
     assert!(
-        !s.calls.iter().any(|(m, _)| m == "DELETE"),
-        "deleted: {:?}",
-        s.calls
+        !calls.iter().any(|(m, _)| m == "DELETE"),
+        "deleted: {calls:?}"
     );
-    let fakes: Vec<_> = s.items.values().cloned().collect();
-    drop(s);
     assert_eq!(fakes.len(), 1);
     assert_eq!(
         fakes[0].id, before[0].subscription_id,
