@@ -213,9 +213,11 @@ pub fn decide(last: Option<&LastKnown>, obs: &Observation) -> Decision {
         }
         // A stale observation: Graph's own sequence says it is older, or (without one on
         // either side) it was observed before what we stored. Either way it must not move the
-        // light backwards.
+        // light backwards. The same sequence is the same version, not an older one: it only
+        // differs from what we stored when we reset that on purpose (after a new sign-in the
+        // stored presence is made unknown so the lamp shows it again), and then it must land.
         if let (Some(prev), Some(cur)) = (&last.graph_sequence, &obs.graph_sequence) {
-            if compare_graph_sequences(cur, prev) != Ordering::Greater {
+            if compare_graph_sequences(cur, prev) == Ordering::Less {
                 return Decision::Unchanged;
             }
         } else if obs.observed_at < last.observed_at {
@@ -401,6 +403,31 @@ mod tests {
             ),
             Decision::Changed { .. }
         ));
+    }
+
+    /// Issue 28, item 14: with Graph's sequenceNumber on every read, the presence of a user
+    /// whose stored state was made unknown (a new sign-in after "sign-in required") comes
+    /// back with the sequence already stored; it is the same version and must show again.
+    #[test]
+    fn the_same_graph_sequence_after_a_reset_shows_again_but_an_older_one_never() {
+        let Decision::Changed { next: mut busy, .. } =
+            decide(None, &obs("Busy", "InACall", 0, Some("7")))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            decide(Some(&busy), &obs("busy", "inACall", 30, Some("7"))),
+            Decision::Unchanged
+        );
+        busy.presence = Presence::new("PresenceUnknown", "PresenceUnknown");
+        assert!(matches!(
+            decide(Some(&busy), &obs("Busy", "InACall", 60, Some("7"))),
+            Decision::Changed { .. }
+        ));
+        assert_eq!(
+            decide(Some(&busy), &obs("Available", "Available", 60, Some("6"))),
+            Decision::Unchanged
+        );
     }
 
     /// Issue 13, item 4: "10" sorted before "9" as text, so a newer item lost to an older one.

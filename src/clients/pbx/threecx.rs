@@ -37,7 +37,6 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 use url::Url;
 
-use super::threecx_calls::Heartbeat;
 use crate::core::pbx::model::{Extension, Profile};
 
 /// Refresh the token this long before 3CX says it expires (or at half its life if shorter).
@@ -58,6 +57,26 @@ pub fn token_lifetime(expires_in: u64) -> Duration {
         Duration::from_secs(expires_in.max(1) * 60)
     } else {
         Duration::from_secs(expires_in)
+    }
+}
+
+/// How the Call Control socket is kept honest: a ping every `every`, and a connection that
+/// has shown no sign of life for `timeout` is dropped and made again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// How often we ping (3CX's sample: every 5 s).
+    pub every: Duration,
+    /// How long without any frame (data, ping or pong) before the socket counts as lost.
+    pub timeout: Duration,
+}
+
+impl Default for Heartbeat {
+    /// A ping every 5 s, as 3CX's sample does; lost after three unanswered pings.
+    fn default() -> Self {
+        Self {
+            every: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+        }
     }
 }
 

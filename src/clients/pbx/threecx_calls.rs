@@ -39,6 +39,7 @@ use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub use super::threecx::Heartbeat;
 use super::threecx::{ThreeCx, ThreeCxError};
 use crate::core::pbx::model::{Extension, ExtensionSnapshot, LineState, PbxEvent};
 
@@ -46,26 +47,6 @@ use crate::core::pbx::model::{Extension, ExtensionSnapshot, LineState, PbxEvent}
 const BACKOFF_START: Duration = Duration::from_secs(1);
 /// Longest reconnect delay (before jitter).
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
-
-/// How the Call Control socket is kept honest: a ping every `every`, and a connection that
-/// has shown no sign of life for `timeout` is dropped and made again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Heartbeat {
-    /// How often we ping (3CX's sample: every 5 s).
-    pub every: Duration,
-    /// How long without any frame (data, ping or pong) before the socket counts as lost.
-    pub timeout: Duration,
-}
-
-impl Default for Heartbeat {
-    /// A ping every 5 s, as 3CX's sample does; lost after three unanswered pings.
-    fn default() -> Self {
-        Self {
-            every: Duration::from_secs(5),
-            timeout: Duration::from_secs(15),
-        }
-    }
-}
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
