@@ -1,9 +1,11 @@
 //! The presence model and change detection: pure code, no I/O.
 //!
 //! Graph documents availability and activity as closed lists, but the lists have grown over
-//! the years (`Focusing`, `AvailableInactive`, ...) and the Learn pages disagree on casing.
-//! So both are *open* sets: known values are normalised to their canonical PascalCase
-//! spelling, unknown values are kept verbatim and passed through, never dropped.
+//! the years (`Focusing`, `AvailableInactive`, ...) and the Learn pages disagree on casing:
+//! Graph has begun sending lowerCamelCase (`busy`, `inACall`, `focusing`). So both are
+//! *open* sets compared without regard to case: known values are normalised to their
+//! canonical PascalCase spelling, unknown ones are kept with their first letter raised
+//! (`inASpaceWalk` → `InASpaceWalk`), so the topic message stays PascalCase either way.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -22,14 +24,15 @@ macro_rules! open_enum {
         }
 
         impl $name {
-            /// Parses case-insensitively; unknown values become `Other` (trimmed, never empty).
+            /// Parses case-insensitively; unknown values become `Other` (trimmed, never empty,
+            /// first letter upper case as in Graph's PascalCase).
             pub fn parse(s: &str) -> Self {
                 let t = s.trim();
                 $(if t.eq_ignore_ascii_case(stringify!($variant)) { return $name::$variant; })+
                 if t.is_empty() {
                     return $name::Other("PresenceUnknown".to_owned());
                 }
-                $name::Other(t.to_owned())
+                $name::Other(pascal_case(t))
             }
 
             /// Every value this build knows, in its canonical spelling (what a consumer with a
@@ -64,6 +67,15 @@ macro_rules! open_enum {
             }
         }
     };
+}
+
+/// `inASpaceWalk` → `InASpaceWalk`: a lowerCamelCase value in Graph's PascalCase.
+fn pascal_case(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+        None => String::new(),
+    }
 }
 
 open_enum! {
@@ -205,9 +217,11 @@ pub fn decide(last: Option<&LastKnown>, obs: &Observation) -> Decision {
         }
         // A stale observation: Graph's own sequence says it is older, or (without one on
         // either side) it was observed before what we stored. Either way it must not move the
-        // light backwards.
+        // light backwards. The same sequence is the same version, not an older one: it only
+        // differs from what we stored when we reset that on purpose (after a new sign-in the
+        // stored presence is made unknown so the lamp shows it again), and then it must land.
         if let (Some(prev), Some(cur)) = (&last.graph_sequence, &obs.graph_sequence) {
-            if compare_graph_sequences(cur, prev) != Ordering::Greater {
+            if compare_graph_sequences(cur, prev) == Ordering::Less {
                 return Decision::Unchanged;
             }
         } else if obs.observed_at < last.observed_at {
@@ -302,6 +316,35 @@ mod tests {
         assert_eq!(Activity::parse("  ").as_str(), "PresenceUnknown");
     }
 
+    /// Issue 28, item 14: Graph has begun returning lowerCamelCase; the same state must
+    /// compare equal whatever the casing, and the topic message stays PascalCase (unknown
+    /// values included: the current Learn page lists `focusing` and `inACall` as
+    /// availabilities, which this build does not know as such).
+    #[test]
+    fn lower_camel_case_values_compare_equal_and_read_as_pascal_case() {
+        let pairs = [
+            ("busy", "inACall"),
+            ("doNotDisturb", "presenting"),
+            ("availableIdle", "offWork"),
+            ("focusing", "focusing"),
+            ("inACall", "inASpaceWalk"),
+        ];
+        for (av, ac) in pairs {
+            let lower = Presence::new(av, ac);
+            let upper = Presence::new(&pascal_case(av), &pascal_case(ac));
+            assert_eq!(lower, upper, "{av}/{ac}");
+            assert_eq!(
+                lower.to_string(),
+                format!("{}/{}", pascal_case(av), pascal_case(ac))
+            );
+        }
+        assert_eq!(Availability::parse("focusing").as_str(), "Focusing");
+        assert_eq!(
+            serde_json::to_value(Presence::new("inACall", "inASpaceWalk")).unwrap(),
+            serde_json::json!({"availability": "InACall", "activity": "InASpaceWalk"})
+        );
+    }
+
     #[test]
     fn serde_round_trips_canonical_spelling() {
         let p: Presence =
@@ -364,6 +407,31 @@ mod tests {
             ),
             Decision::Changed { .. }
         ));
+    }
+
+    /// Issue 28, item 14: with Graph's sequenceNumber on every read, the presence of a user
+    /// whose stored state was made unknown (a new sign-in after "sign-in required") comes
+    /// back with the sequence already stored; it is the same version and must show again.
+    #[test]
+    fn the_same_graph_sequence_after_a_reset_shows_again_but_an_older_one_never() {
+        let Decision::Changed { next: mut busy, .. } =
+            decide(None, &obs("Busy", "InACall", 0, Some("7")))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            decide(Some(&busy), &obs("busy", "inACall", 30, Some("7"))),
+            Decision::Unchanged
+        );
+        busy.presence = Presence::new("PresenceUnknown", "PresenceUnknown");
+        assert!(matches!(
+            decide(Some(&busy), &obs("Busy", "InACall", 60, Some("7"))),
+            Decision::Changed { .. }
+        ));
+        assert_eq!(
+            decide(Some(&busy), &obs("Available", "Available", 60, Some("6"))),
+            Decision::Unchanged
+        );
     }
 
     /// Issue 13, item 4: "10" sorted before "9" as text, so a newer item lost to an older one.

@@ -26,7 +26,7 @@ use crate::config::ConfigError;
 use crate::core::pbx::model::{Extension, PbxEvent, Profile};
 use crate::core::pbx::rules::TeamsOutcome;
 use crate::core::pbx::sync::{Action, Link, Policy, Step};
-use crate::core::presence::{Observation, Presence, Source};
+use crate::core::presence::Presence;
 use crate::engine::context::Context;
 use crate::engine::poller::Poller;
 use crate::store::{PbxLinkRecord, PbxMappingRecord, StoreError};
@@ -409,7 +409,7 @@ impl PbxSync {
             any = true;
             let s = step(&mut entry.link, &self.policy);
             entry.rec.next_wake = s.next_wake;
-            self.execute(ext, entry, s.actions, now).await;
+            self.carry_out(ext, entry, s.actions, now).await;
             self.save(entry).await;
         }
         any
@@ -426,8 +426,40 @@ impl PbxSync {
                 .flatten()
                 .collect();
             entry.retry.at = None;
-            self.execute(ext, entry, actions, now).await;
+            self.carry_out(ext, entry, actions, now).await;
             self.save(entry).await;
+        }
+    }
+
+    /// Carries out `actions`. 3CX answers a profile PATCH with 204 once the profile is set,
+    /// and its profiles are only polled (changes only): the link is told at once that the
+    /// PBX shows what we wrote, and the polls are compared with it. Otherwise the person
+    /// changing it back within one poll interval would never be seen, and our value would
+    /// wait for a poll to be recognised as ours (issue 28, item 11).
+    async fn carry_out(
+        &self,
+        ext: &Extension,
+        entry: &mut Entry,
+        actions: Vec<Action>,
+        now: DateTime<Utc>,
+    ) {
+        let mut written = self.execute(ext, entry, actions, now).await;
+        if !matches!(self.adapter, Adapter::ThreeCx(_)) {
+            // Generic PBXs report their profile changes themselves, ours included.
+            return;
+        }
+        // Settling an echo rarely asks for more; bounded all the same.
+        for _ in 0..4 {
+            let Some(profile) = written.pop() else { return };
+            entry.rec.profile = Some(profile.as_str().to_owned());
+            let s = entry
+                .link
+                .observe_pbx_profile(&self.policy, profile, now, now);
+            entry.rec.next_wake = match (entry.rec.next_wake, s.next_wake) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            written.extend(self.execute(ext, entry, s.actions, now).await);
         }
     }
 
@@ -438,13 +470,15 @@ impl PbxSync {
         }
     }
 
+    /// Makes the writes, with retries for failures; returns the PBX profiles written.
     async fn execute(
         &self,
         ext: &Extension,
         entry: &mut Entry,
         actions: Vec<Action>,
         now: DateTime<Utc>,
-    ) {
+    ) -> Vec<Profile> {
+        let mut written = Vec::new();
         for action in actions {
             let to_pbx = matches!(action, Action::SetPbxProfile(_));
             // A newer write in a direction replaces a failed older one.
@@ -466,7 +500,8 @@ impl PbxSync {
             match result {
                 Ok(()) => {
                     tracing::info!(extension = %ext, user_id = %entry.rec.user_id, write = %what, to = if to_pbx { "pbx" } else { "teams" }, "PBX sync wrote");
-                    if to_pbx {
+                    if let Action::SetPbxProfile(p) = &action {
+                        written.push(p.clone());
                         entry.rec.last_to_pbx = Some((what, now));
                     } else {
                         entry.rec.last_to_teams = Some((what, now));
@@ -491,6 +526,7 @@ impl PbxSync {
                 }
             }
         }
+        written
     }
 
     async fn write_teams(
@@ -583,15 +619,9 @@ impl PbxSync {
             match self.ctx.graph.presences_by_user_id(&token, chunk).await {
                 Ok(list) => {
                     for p in list {
-                        let obs = Observation {
-                            user_id: p.id.clone(),
-                            tenant_id: s.tenant.clone(),
-                            presence: Presence::new(&p.availability, &p.activity),
-                            source: Source::Poll,
-                            observed_at: now,
-                            graph_sequence: None,
-                            item_digest: None,
-                        };
+                        // With Graph's `sequenceNumber`: a notification older than this read
+                        // that arrives after it must not move the presence back.
+                        let obs = p.observation(&s.tenant, now);
                         if let Err(e) = crate::engine::pipeline::record_and_publish(
                             &self.ctx.store,
                             &self.ctx.publisher,
@@ -683,13 +713,6 @@ pub async fn run(
             sync.set_health(true, "waiting for events on /api/pbx/events".into());
         }
     }
-    // What the store last saw, so a restart does not read every profile as a fresh choice.
-    let mut known: BTreeMap<Extension, Profile> = sync
-        .rows()
-        .await
-        .into_iter()
-        .filter_map(|r| Some((Extension(r.extension), Profile::new(r.profile?))))
-        .collect();
     let mut follow = tokio::time::interval(poll_interval);
     follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -718,13 +741,22 @@ pub async fn run(
                     match client.current_profiles().await {
                         Ok(now_profiles) => {
                             let at = Utc::now();
-                            // Only changes: the same profile again would read as the person picking it.
-                            let changed: Vec<PbxEvent> = now_profiles
-                                .iter()
-                                .filter(|(ext, p)| known.get(*ext) != Some(*p))
-                                .map(|(ext, p)| PbxEvent::Profile { extension: ext.clone(), profile: p.clone(), at })
+                            // Only changes: the same profile again would read as the person
+                            // picking it. Compared with what the links believe, our own
+                            // writes included, so a change back within one poll is seen.
+                            // Mapped extensions only (nothing else has a link): an
+                            // extension without a profile yet gets its baseline.
+                            let known: BTreeMap<Extension, Option<Profile>> = sync
+                                .rows()
+                                .await
+                                .into_iter()
+                                .map(|r| (Extension(r.extension), r.profile.map(Profile::new)))
                                 .collect();
-                            known = now_profiles;
+                            let changed: Vec<PbxEvent> = now_profiles
+                                .into_iter()
+                                .filter(|(ext, p)| known.get(ext).is_some_and(|k| k.as_ref() != Some(p)))
+                                .map(|(extension, profile)| PbxEvent::Profile { extension, profile, at })
+                                .collect();
                             if !changed.is_empty() {
                                 sync.on_events(changed, at).await;
                             }

@@ -13,10 +13,20 @@
 //!   as-is because we never knew its `clientState`;
 //! * acts on lifecycle marks the webhook left (`reauthorizationRequired` → reauthorize,
 //!   `subscriptionRemoved` → recreate, `missed` → recreate and poll at once);
-//! * recreates one created with a certificate that is no longer the ring's current one (Graph
-//!   keeps encrypting for the certificate a subscription was created with; a renewal cannot
-//!   change it), so the previous certificate can be retired after one run;
+//! * moves one made with a certificate that is no longer the ring's current one to the
+//!   current one by PATCHing `encryptionCertificate` / `encryptionCertificateId` on the live
+//!   subscription (Graph's documented key rotation: no gap, no 409 dance), recreating it only
+//!   if Graph no longer knows it;
 //! * removes subscriptions for users who are gone, or whose owner changed.
+//!
+//! # Keys kept after a rotation
+//!
+//! Graph may go on using the old certificate for a while after the PATCH, and retries an
+//! undelivered notification for up to 4 hours. So every key a subscription uses is stored
+//! (sealed with `TOKEN_ENCRYPTION_KEY`, in the meta table) with the last time it was in use,
+//! and [`with_retired_keys`] adds those retired less than [`KEEP_RETIRED_KEY`] ago to the
+//! ring at start: a restart after the switch, a configuration that already dropped the old
+//! pair, or Key Vault moving on twice cannot lose a notification Graph is still retrying.
 //!
 //! # Tenant mode
 //!
@@ -30,14 +40,18 @@
 //! A user whose subscription cannot be kept simply has none stored; the poller then polls them
 //! every `POLL_INTERVAL` instead of rarely (the status page shows "polling").
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 
+use crate::clients::graph::certs::KeyRing;
 use crate::clients::graph::client::{GraphError, NewSubscription, MAX_IDS_PER_CALL};
 use crate::clients::graph::notification::LifecycleEvent;
 use crate::engine::context::Context;
 use crate::engine::poller::Poller;
-use crate::store::{StoreError, SubscriptionRecord, UserRecord, UserState};
+use crate::store::{StoreError, SubscriptionRecord, Table, UserRecord, UserState};
 
 /// Renew a subscription when less than this is left.
 pub const RENEW_BEFORE: Duration = Duration::minutes(20);
@@ -51,6 +65,8 @@ pub struct RenewReport {
     pub created: usize,
     /// Subscriptions renewed.
     pub renewed: usize,
+    /// Subscriptions moved to the current notification certificate (PATCH).
+    pub rekeyed: usize,
     /// Reauthorized after a lifecycle event.
     pub reauthorized: usize,
     /// Removed (user gone).
@@ -331,6 +347,9 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
     let marks = crate::engine::lifecycle::pending(&state.store)
         .await
         .unwrap_or_default();
+    // Every certificate a subscription used at the start of this run: Graph may have
+    // encrypted with it until now, whatever this run changes.
+    let in_use: HashSet<String> = have.iter().map(|h| h.certificate_id.clone()).collect();
 
     // Lifecycle events first: they say a subscription needs attention now.
     for mark in marks {
@@ -431,28 +450,46 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
         };
         match existing {
             Some(rec) if rec.certificate_id != current_cert => {
-                // Created for a certificate that is no longer current: Graph would go on
-                // encrypting for it until the subscription ends, so replace it now. One
-                // presence subscription per user per app: the old one goes first, and its
-                // users are polled at once for what the gap might hide.
-                tracing::info!(subscription = %rec.subscription_id, "the notification certificate rotated; recreating the subscription");
+                // Made for a certificate that is no longer current: move the live
+                // subscription to the current one (Graph's documented key rotation). The old
+                // key stays for what Graph already encrypted and still retries.
+                let Some(cert) = state.notification_keys.current() else {
+                    continue;
+                };
+                tracing::info!(subscription = %rec.subscription_id, certificate_id = %cert.id(), "the notification certificate rotated; updating the subscription");
                 match state
                     .graph
-                    .delete_subscription(&token, &rec.subscription_id)
+                    .update_subscription_certificate(
+                        &token,
+                        &rec.subscription_id,
+                        now + LIFETIME,
+                        &cert.certificate_base64(),
+                        cert.id(),
+                    )
                     .await
                 {
-                    Ok(()) | Err(GraphError::NotFound) => {}
+                    Ok(sub) => {
+                        let mut updated = rec.clone();
+                        updated.expires_at = sub.expiration_date_time;
+                        updated.certificate_id = cert.id().to_owned();
+                        match state.store.upsert(&updated).await {
+                            Ok(_) => report.rekeyed += 1,
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot store the updated subscription");
+                                report.failed += 1;
+                            }
+                        }
+                    }
+                    Err(GraphError::NotFound) => {
+                        tracing::info!(subscription = %rec.subscription_id, "Graph no longer knows the subscription; recreating");
+                        forget(state, &rec).await;
+                        create(state, &token, &d, &endpoints, now, &known, &mut report).await;
+                    }
                     Err(e) => {
-                        tracing::warn!(subscription = %rec.subscription_id, error = %e, "cannot delete the subscription to recreate it");
+                        tracing::warn!(subscription = %rec.subscription_id, error = %e, "cannot move the subscription to the current certificate; trying again next run");
                         report.failed += 1;
-                        continue;
                     }
                 }
-                forget(state, &rec).await;
-                for u in &rec.user_ids {
-                    poller.poll_soon(u);
-                }
-                create(state, &token, &d, &endpoints, now, &known, &mut report).await;
             }
             Some(rec) if rec.expires_at - now > RENEW_BEFORE => {}
             Some(rec) => match state
@@ -487,10 +524,158 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
             None => create(state, &token, &d, &endpoints, now, &known, &mut report).await,
         }
     }
+    remember_keys(state, &in_use, now).await;
     if report != RenewReport::default() {
         tracing::info!(?report, "subscriptions maintained");
     }
     report
+}
+
+// --- Notification keys kept after a rotation ---------------------------------------------
+
+/// How long a notification key is kept after the last run that saw a subscription use it:
+/// Graph retries an undelivered notification for up to 4 hours, plus the
+/// [`KEY_REFRESH`] granularity of the bookkeeping and a margin.
+pub const KEEP_RETIRED_KEY: Duration = Duration::minutes(4 * 60 + 30);
+
+/// A key in use has its `lastUsedAt` written at most this often.
+const KEY_REFRESH: Duration = Duration::minutes(10);
+
+/// Meta-table partition of the stored keys (row key: the certificate id).
+const KEY_PARTITION: &str = "notification-key";
+
+/// A notification key as stored: the certificate and private key as PEM, sealed with
+/// `TOKEN_ENCRYPTION_KEY` (bound to the certificate id), and when a subscription last used it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredKey {
+    certificate_id: String,
+    sealed_pem: String,
+    last_used_at: DateTime<Utc>,
+}
+
+fn key_aad(certificate_id: &str) -> String {
+    format!("notification-key:{certificate_id}")
+}
+
+async fn stored_keys(state: &Context) -> Result<Vec<StoredKey>, StoreError> {
+    Ok(state
+        .store
+        .scan_entities(Table::Meta, Some(KEY_PARTITION))
+        .await?
+        .into_iter()
+        .filter_map(|e| serde_json::from_value(e.data).ok())
+        .collect())
+}
+
+/// The context with every stored key retired less than [`KEEP_RETIRED_KEY`] before `now`
+/// added to its ring (after the configured ones, for decryption only). The roles call this
+/// at start, so a key Graph may still be using survives a restart and a configuration that
+/// no longer has it.
+pub async fn with_retired_keys(state: Context, now: DateTime<Utc>) -> Context {
+    let Ok(seal) = state.tokens.seal() else {
+        return state;
+    };
+    let stored = match stored_keys(&state).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the retired notification keys");
+            return state;
+        }
+    };
+    let mut ring: KeyRing = (*state.notification_keys).clone();
+    let mut added = 0;
+    for k in stored {
+        if ring.find(&k.certificate_id).is_some() || now - k.last_used_at >= KEEP_RETIRED_KEY {
+            continue;
+        }
+        let opened = seal
+            .open(&k.sealed_pem, &key_aad(&k.certificate_id))
+            .ok()
+            .and_then(|pem| KeyRing::from_pem(&pem).ok())
+            .filter(|r| r.find(&k.certificate_id).is_some());
+        match opened {
+            Some(old) => {
+                ring = ring.with_previous(old);
+                added += 1;
+            }
+            None => {
+                tracing::warn!(certificate_id = %k.certificate_id, "a retired notification key cannot be opened (TOKEN_ENCRYPTION_KEY changed?); notifications Graph retries for it will be dropped")
+            }
+        }
+    }
+    if added == 0 {
+        return state;
+    }
+    tracing::info!(
+        keys = added,
+        "notification keys retired less than 4.5 hours ago kept for Graph's retries"
+    );
+    state.with_notification_keys(ring)
+}
+
+/// Stores the current key and every key in `in_use` with `now` as their last use (at most
+/// every [`KEY_REFRESH`]), and deletes stored keys unused for [`KEEP_RETIRED_KEY`].
+async fn remember_keys(state: &Context, in_use: &HashSet<String>, now: DateTime<Utc>) {
+    let Ok(seal) = state.tokens.seal() else {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::warn!("TOKEN_ENCRYPTION_KEY is not set: notification keys are not kept after a rotation; keep the old certificate for 4 hours after switching");
+        });
+        return;
+    };
+    let stored = match stored_keys(state).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the stored notification keys");
+            return;
+        }
+    };
+    let current = state.notification_keys.current().map(|k| k.id().to_owned());
+    let used = |id: &str| current.as_deref() == Some(id) || in_use.contains(id);
+    for key in state.notification_keys.keys() {
+        if !used(key.id()) {
+            continue;
+        }
+        let fresh = stored
+            .iter()
+            .any(|s| s.certificate_id == key.id() && now - s.last_used_at < KEY_REFRESH);
+        if fresh {
+            continue;
+        }
+        let pem = match key.to_pem() {
+            Ok(p) => secrecy::zeroize::Zeroizing::new(p),
+            Err(_) => continue,
+        };
+        let rec = StoredKey {
+            certificate_id: key.id().to_owned(),
+            sealed_pem: seal.seal(&pem, &key_aad(key.id())),
+            last_used_at: now,
+        };
+        let data = serde_json::to_value(&rec).unwrap_or_default();
+        if let Err(e) = state
+            .store
+            .upsert_entity(Table::Meta, KEY_PARTITION, key.id(), &data)
+            .await
+        {
+            tracing::warn!(certificate_id = %key.id(), error = %e, "cannot store a notification key");
+        }
+    }
+    for old in stored {
+        if used(&old.certificate_id) || now - old.last_used_at < KEEP_RETIRED_KEY {
+            continue;
+        }
+        match state
+            .store
+            .delete_entity(Table::Meta, KEY_PARTITION, &old.certificate_id, None)
+            .await
+        {
+            Ok(()) | Err(StoreError::NotFound) => {
+                tracing::info!(certificate_id = %old.certificate_id, "a retired notification key is past Graph's retries; deleted")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot delete a retired notification key"),
+        }
+    }
 }
 
 async fn forget(state: &Context, rec: &SubscriptionRecord) {

@@ -83,8 +83,8 @@ pub async fn run_timer(
             let line = match &r.disabled {
                 Some(why) => format!("subscriptions-renew: {why}"),
                 None => format!(
-                    "subscriptions-renew: {} created, {} renewed, {} reauthorized, {} removed, {} failed",
-                    r.created, r.renewed, r.reauthorized, r.removed, r.failed
+                    "subscriptions-renew: {} created, {} renewed, {} moved to the current certificate, {} reauthorized, {} removed, {} failed",
+                    r.created, r.renewed, r.rekeyed, r.reauthorized, r.removed, r.failed
                 ),
             };
             Ok((InvocationResponse::default().log(line), outbox))

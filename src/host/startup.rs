@@ -338,6 +338,10 @@ pub async fn build_state(
             .any(|r| r.setting == "ServiceBusConnection");
     let mut state = AppState::new(settings, store, crate::http::state::Mode::Handler)
         .with_notification_keys(keys);
+    // Keys retired by a rotation less than 4.5 hours ago: Graph may still retry for them.
+    progress.step("loading the notification keys retired in the last hours");
+    state.ctx =
+        crate::engine::subscriptions::with_retired_keys(state.ctx, chrono::Utc::now()).await;
     if let Some(c) = client_credential {
         state = state.with_client_credential(crate::clients::entra::ClientCredential::Certificate(
             Box::new(c),
@@ -366,6 +370,7 @@ pub fn spawn_startup_upkeep(app: &AppState) -> tokio::task::JoinHandle<()> {
         tracing::info!(
             created = r.created,
             renewed = r.renewed,
+            rekeyed = r.rekeyed,
             failed = r.failed,
             disabled = r.disabled.as_deref().unwrap_or(""),
             "subscription upkeep at start"

@@ -94,9 +94,11 @@ pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Res
     } else {
         None
     };
-    let mut state = AppState::new(settings, store, Mode::Serve)
-        .with_notification_keys(keys)
-        .with_pbx()?;
+    let mut state = AppState::new(settings, store, Mode::Serve).with_notification_keys(keys);
+    // Keys retired by a rotation less than 4.5 hours ago: Graph may still retry for them.
+    state.ctx =
+        crate::engine::subscriptions::with_retired_keys(state.ctx, chrono::Utc::now()).await;
+    let mut state = state.with_pbx()?;
     state.admin_token = admin;
     // MQTT, webhook, WLED: started here, fed by `sinks::spawn` with every change.
     state.sinks = crate::engine::sinks::Fanout::from_settings(

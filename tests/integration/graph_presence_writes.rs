@@ -204,6 +204,44 @@ async fn preferred_presence_accepts_only_the_six_pairs() {
     assert!(sent[0].2.get("sessionId").is_none());
 }
 
+/// Issue 28, item 12: Graph documents `Content-Type: application/json` and `{}` for
+/// clearUserPreferredPresence; we sent no body at all.
+#[tokio::test]
+async fn clear_user_preferred_presence_sends_json_and_an_empty_object() {
+    let w = world().await;
+    w.writes
+        .set_client_session(USER, Some(("Available", "Available")));
+    w.client
+        .set_user_preferred_presence(&w.token, USER, "Away", "Away", None)
+        .await
+        .unwrap();
+    assert_eq!(w.shown(), pair("Away", "Away"));
+    w.client
+        .clear_user_preferred_presence(&w.token, USER)
+        .await
+        .unwrap();
+    assert_eq!(w.shown(), pair("Available", "Available"));
+    let (path, _, body) = w.writes.calls().pop().unwrap();
+    assert!(path.ends_with("/clearUserPreferredPresence"), "{path}");
+    assert_eq!(body, json!({}));
+    // What the fake refuses, as the docs ask: no JSON content type, or another body.
+    let url = format!(
+        "{}/v1.0/users/{USER}/presence/clearUserPreferredPresence",
+        w.graph.url
+    );
+    let bare = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth("app-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status().as_u16(), 415);
+    assert_eq!(
+        w.raw("clearUserPreferredPresence", json!({"x": 1})).await,
+        400
+    );
+}
+
 #[tokio::test]
 async fn clear_presence_is_404_without_a_session_and_the_client_counts_that_as_done() {
     let w = world().await;
@@ -338,7 +376,8 @@ async fn every_aggregate_change_is_recorded_and_sent_to_the_hook_our_writes_incl
         .json()
         .await
         .unwrap();
-    assert_eq!(p["value"][0]["availability"], "Offline");
+    // As Graph writes it today (lowerCamelCase).
+    assert_eq!(p["value"][0]["availability"], "offline");
 }
 
 #[tokio::test]

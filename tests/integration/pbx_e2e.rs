@@ -193,13 +193,17 @@ async fn three_cx_calls_make_teams_busy_and_teams_calls_put_the_phone_on_away_wi
     let patches = pbx.patches().len();
     assert_eq!(patches, 2, "one write each way: {:?}", pbx.patches());
 
-    // 4. The person sets Away on the phone: a Teams call and its end leave it alone.
+    // 4. Issue 28, item 11, on the issue's timeline: right after our Available landed (before
+    // a profile poll could show it), the person sets Away on the phone while Teams is
+    // Available; 15 s later a Teams call, which ends. Their Away must stay: it was once
+    // taken for ours (the sync still believed its own Available), set "again" during the
+    // call and PATCHed back to Available about 6 s after it.
     pbx.set_profile_by_hand("101", "Away");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
     teams.set_client_session(USER, Some(("Busy", "InACall")));
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     teams.set_client_session(USER, Some(("Available", "Available")));
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
     assert_eq!(
         pbx.patches().len(),
         patches,

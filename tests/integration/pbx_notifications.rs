@@ -195,3 +195,88 @@ async fn serve_learning_teams_by_notifications_never_sends_our_own_echo_to_the_p
     let _ = stop.send(());
     let _ = server.await;
 }
+
+/// Issue 28, item 14: the PBX sync reads its mapped users' presence itself (users nobody
+/// signed in), and that read dropped Graph's `sequenceNumber`. A notification older than the
+/// read that arrived after it then moved the presence back. The fake Graph answers as Graph
+/// does today: lowerCamelCase values and a `sequenceNumber`.
+#[tokio::test]
+async fn the_pbx_syncs_own_presence_read_keeps_graphs_sequence_number() {
+    use teams_presence::core::presence::{Observation, Presence, Source};
+    use teams_presence::store::PresenceRecord;
+
+    support::init_logging();
+    let entra = FakeEntra::start().await;
+    let graph = FakeGraph::start().await;
+    let pbx = FakeThreeCx::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = support::settings(&[
+        ("STORE", "sqlite"),
+        ("AZURE_TENANT_ID", TENANT),
+        ("AZURE_CLIENT_ID", CLIENT),
+        ("AZURE_CLIENT_SECRET", "app-secret"),
+        ("AZURE_AUTHORITY_HOST", &entra.url),
+        ("GRAPH_ENDPOINT", &graph.url),
+        ("PBX", "3cx"),
+        ("PBX_3CX_URL", &pbx.url),
+        ("PBX_3CX_CLIENT_ID", threecx::CLIENT_ID),
+        ("PBX_3CX_CLIENT_SECRET", threecx::SECRET),
+    ]);
+    let state = teams_presence::serve::build_state(settings, &dir.path().join("data"))
+        .await
+        .unwrap();
+    state
+        .store
+        .upsert(&PbxMappingRecord {
+            extension: "101".into(),
+            user_id: USER.into(),
+            user: "jane@contoso.com".into(),
+            created_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    // Busy (sequence 1), then Available (sequence 2) by the time the sync reads.
+    graph.set(USER, "Busy", "InACall");
+    graph.set(USER, "Available", "Available");
+    let sync = state.pbx.clone().unwrap();
+    sync.load().await.unwrap();
+    sync.follow(None, Utc::now()).await;
+    let stored = || async {
+        state
+            .store
+            .get::<PresenceRecord>(USER, "presence")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+    };
+    let rec = stored().await;
+    assert_eq!(rec.last.presence, Presence::new("Available", "Available"));
+    assert_eq!(
+        rec.last.graph_sequence.as_deref(),
+        Some("00000000000000000002")
+    );
+    // Graph's notification of the Busy (sequence 1), delivered late, as the webhook opens it.
+    let late = Observation {
+        user_id: USER.into(),
+        tenant_id: TENANT.into(),
+        presence: Presence::new("busy", "inACall"),
+        source: Source::Notification,
+        observed_at: Utc::now() + chrono::Duration::seconds(1),
+        graph_sequence: Some("00000000000000000001".into()),
+        item_digest: Some("a-late-item".into()),
+    };
+    let published = teams_presence::engine::pipeline::record_and_publish(
+        &state.store,
+        &state.publisher,
+        None,
+        &late,
+    )
+    .await
+    .unwrap();
+    assert!(!published, "an older notification moved the presence back");
+    assert_eq!(
+        stored().await.last.presence,
+        Presence::new("Available", "Available")
+    );
+}

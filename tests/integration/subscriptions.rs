@@ -1,8 +1,9 @@
 //! Subscription management against a fake Graph that enforces the real rules (60-minute
 //! maximum, 650 ids, one presence subscription per user per app → 409, the validation
 //! handshake against our own running webhook): create, renew, recreate after 404, replace
-//! after 409, reauthorize on the lifecycle event, recreate after a certificate rotation, and
-//! tenant mode's bulk subscriptions, one per sync account, with the rest polled visibly.
+//! after 409, reauthorize on the lifecycle event, a certificate rotation PATCHed onto the live
+//! subscription with the old key kept for Graph's 4 hours of retries, and tenant mode's bulk
+//! subscriptions, one per sync account, with the rest polled visibly.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +17,7 @@ use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::{sqlite::SqliteStore, Store, SubscriptionRecord};
 
 use crate::fakes::entra::FakeEntra;
-use crate::fakes::graph::{FakeGraph, Subscriptions};
+use crate::fakes::graph::{retry_deliveries, FakeGraph, Subscriptions};
 use crate::support;
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -375,15 +376,18 @@ async fn a_sync_account_that_has_not_signed_in_leaves_its_users_polled_and_says_
     );
 }
 
+/// Issue 28, item 13: Graph documents key rotation as a PATCH of `encryptionCertificate` /
+/// `encryptionCertificateId` on the live subscription; we deleted and recreated it.
 #[tokio::test]
-async fn a_subscription_made_with_a_rotated_out_certificate_is_recreated_with_the_current() {
+async fn a_rotated_certificate_is_patched_onto_the_live_subscription() {
     let l = live(&[]).await;
     support::sign_in_directly(&l.app, &l.entra, "gina", TENANT).await;
     let t0 = Utc::now();
     at(&l, t0);
     maintain(&l.app, &l.app.poller, t0).await;
     let old = l.app.notification_keys.current().unwrap().id().to_owned();
-    assert_eq!(records(&l.app).await[0].certificate_id, old);
+    let before = records(&l.app).await;
+    assert_eq!(before[0].certificate_id, old);
 
     // A restart after the rotation: a new current certificate, the old one kept as previous.
     let new = generate_self_signed("teams-presence-rotated").unwrap();
@@ -396,16 +400,169 @@ async fn a_subscription_made_with_a_rotated_out_certificate_is_recreated_with_th
     let t1 = t0 + Duration::minutes(5);
     at(&l, t1);
     let r = maintain(&rotated, &rotated.poller, t1).await;
-    assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
-    let fakes: Vec<_> = l.subs.lock().unwrap().items.values().cloned().collect();
-    assert_eq!(fakes.len(), 1, "the old one was deleted first");
+    assert_eq!((r.rekeyed, r.created, r.failed), (1, 0, 0), "{r:?}");
+    let (calls, fakes) = {
+        let s = l.subs.lock().unwrap();
+        let fakes: Vec<_> = s.items.values().cloned().collect();
+        (s.calls.clone(), fakes)
+    };
+    assert!(
+        !calls.iter().any(|(m, _)| m == "DELETE"),
+        "deleted: {calls:?}"
+    );
+    assert_eq!(fakes.len(), 1);
+    assert_eq!(
+        fakes[0].id, before[0].subscription_id,
+        "the same subscription"
+    );
     assert_eq!(fakes[0].certificate_id, new_id);
     let recs = records(&rotated).await;
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].certificate_id, new_id);
+    assert_eq!(recs[0].subscription_id, before[0].subscription_id);
     // Steady again: nothing more to do.
     let r = maintain(&rotated, &rotated.poller, t1 + Duration::minutes(1)).await;
-    assert_eq!((r.created, r.renewed, r.failed), (0, 0, 0), "{r:?}");
+    assert_eq!(
+        (r.rekeyed, r.created, r.renewed, r.failed),
+        (0, 0, 0, 0),
+        "{r:?}"
+    );
+}
+
+/// Serves `app` on `addr` (again, after a "restart" of the process that served there).
+async fn serve_at(addr: std::net::SocketAddr, app: AppState) -> tokio::task::JoinHandle<()> {
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => break l,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    let router = teams_presence::serve::router(app);
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() })
+}
+
+/// Issue 28, item 13: Graph retries an undelivered notification for up to 4 hours, with the
+/// certificate it first encrypted it for, while we dropped the old key after at most 60
+/// minutes. Here the old pair is gone from the configuration at the switch and the process
+/// restarts twice; a notification Graph first sent just before the switch and retries 3 h
+/// after it must still be opened, and the old key is gone for good after Graph's 4 hours.
+#[tokio::test]
+async fn a_notification_graph_retries_3_hours_after_a_key_switch_is_still_opened() {
+    use teams_presence::core::presence::Presence;
+    use teams_presence::engine::subscriptions::with_retired_keys;
+    use teams_presence::store::PresenceRecord;
+
+    support::init_logging();
+    let (graph, subs) = FakeGraph::start_with_subscriptions().await;
+    let entra = FakeEntra::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let pairs = [
+        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+        ("AZURE_CLIENT_SECRET", "test-secret"),
+        ("AZURE_TENANT_ID", TENANT),
+        ("AZURE_AUTHORITY_HOST", entra.url.as_str()),
+        ("GRAPH_ENDPOINT", graph.url.as_str()),
+        ("PUBLIC_BASE_URL", base.as_str()),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+    ];
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
+    // A process start: the configured ring, plus what the store kept.
+    let start = |ring: KeyRing, now: DateTime<Utc>| {
+        let store = store.clone();
+        let settings = support::settings(&pairs);
+        async move {
+            let mut app = AppState::new(settings, store, Mode::Serve).with_notification_keys(ring);
+            app.ctx = with_retired_keys(app.ctx, now).await;
+            app
+        }
+    };
+    let old = generate_self_signed("before the switch").unwrap();
+    let old_id = old.id().to_owned();
+    let new = generate_self_signed("after the switch").unwrap();
+    let new_id = new.id().to_owned();
+
+    let t0 = Utc::now();
+    let first = start(KeyRing::from_keys(vec![old]), t0).await;
+    drop(listener);
+    let server = serve_at(addr, first.clone()).await;
+    support::sign_in_directly(&first, &entra, "hana", TENANT).await;
+    subs.lock().unwrap().now = Some(t0);
+    let r = maintain(&first, &first.poller, t0).await;
+    assert_eq!(r.created, 1, "{r:?}");
+    let rec = records(&first).await.remove(0);
+    assert_eq!(rec.certificate_id, old_id);
+
+    // Just before the switch Graph sends a change; our webhook does not answer in time.
+    let t1 = t0 + Duration::minutes(30);
+    subs.lock().unwrap().now = Some(t1);
+    subs.lock().unwrap().undelivered_change(
+        &rec.subscription_id,
+        TENANT,
+        &rec.user_ids[0],
+        "Busy",
+        "InACall",
+        &entra.validation_token("11111111-2222-3333-4444-555555555555", TENANT),
+    );
+
+    // The switch: a restart with only the new pair configured; the subscription is PATCHed.
+    server.abort();
+    let _ = server.await;
+    let second = start(KeyRing::from_keys(vec![new.clone()]), t1).await;
+    assert!(
+        second.notification_keys.find(&old_id).is_some(),
+        "the old key came back from the store"
+    );
+    let server = serve_at(addr, second.clone()).await;
+    let r = maintain(&second, &second.poller, t1).await;
+    assert_eq!((r.rekeyed, r.created), (1, 0), "{r:?}");
+    assert_eq!(
+        subs.lock().unwrap().items[&rec.subscription_id].certificate_id,
+        new_id
+    );
+
+    // Three hours after the switch, after another restart, Graph retries.
+    let t2 = t1 + Duration::hours(3);
+    subs.lock().unwrap().now = Some(t2);
+    server.abort();
+    let _ = server.await;
+    let third = start(KeyRing::from_keys(vec![new.clone()]), t2).await;
+    assert!(third.notification_keys.find(&old_id).is_some());
+    let server = serve_at(addr, third.clone()).await;
+    maintain(&third, &third.poller, t2).await;
+    let statuses = retry_deliveries(&subs).await;
+    assert_eq!(statuses, vec![202]);
+    let stored = third
+        .store
+        .get::<PresenceRecord>(&rec.user_ids[0], "presence")
+        .await
+        .unwrap()
+        .expect("the retried notification was opened and recorded");
+    assert_eq!(stored.value.last.presence, Presence::new("Busy", "InACall"));
+
+    // Kept sealed: no stored row shows a private key.
+    for row in third
+        .store
+        .scan_entities(teams_presence::store::Table::Meta, None)
+        .await
+        .unwrap()
+    {
+        assert!(!row.data.to_string().contains("PRIVATE KEY"), "{}", row.rk);
+    }
+
+    // Past Graph's 4 hours the old key goes: deleted at a run, and not loaded again.
+    let t3 = t1 + Duration::hours(5);
+    subs.lock().unwrap().now = Some(t3);
+    maintain(&third, &third.poller, t3).await;
+    server.abort();
+    let _ = server.await;
+    let fourth = start(KeyRing::from_keys(vec![new]), t3).await;
+    assert!(fourth.notification_keys.find(&old_id).is_none());
 }
 
 #[tokio::test]

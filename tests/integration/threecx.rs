@@ -1,11 +1,13 @@
 //! The 3CX V20 client against the fake PBX: one shared token, XAPI paging and profile
-//! writes, the preflight, and call state over the Call Control WebSocket.
+//! writes, the preflight, and call state over the Call Control WebSocket (with 3CX's
+//! nullable entries, and a heartbeat that notices a half-open socket).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use teams_presence::clients::pbx::threecx::{ThreeCx, ThreeCxError};
+use teams_presence::clients::pbx::threecx_calls::Heartbeat;
 use teams_presence::core::pbx::model::{Extension, LineState, PbxEvent, Profile};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -32,6 +34,23 @@ fn ext(n: &str) -> Extension {
 struct Events {
     rx: mpsc::Receiver<PbxEvent>,
     _stop: watch::Sender<bool>,
+}
+
+/// A client whose socket pings every 200 ms and gives up after 1 s of silence.
+fn quick_heartbeat_client(fake: &FakeThreeCx) -> Arc<ThreeCx> {
+    Arc::new(
+        ThreeCx::new(
+            fake.url.parse().unwrap(),
+            CLIENT_ID,
+            SecretString::from(SECRET.to_owned()),
+            Duration::from_secs(5),
+        )
+        .unwrap()
+        .with_heartbeat(Heartbeat {
+            every: Duration::from_millis(200),
+            timeout: Duration::from_secs(1),
+        }),
+    )
 }
 
 fn follow(c: &Arc<ThreeCx>) -> Events {
@@ -101,19 +120,23 @@ async fn threecx_revoked_token_is_refetched_once_for_all_callers() {
     assert_eq!(fake.token_requests(), 2, "one initial token, one refetch");
 }
 
+/// Issue 28, item 10: before 20.0.9 3CX sent `expires_in` in minutes. Read as seconds, a
+/// 1-minute token was refreshed after half a second, and each refresh revokes the token
+/// every other caller (the Call Control socket among them) holds.
 #[tokio::test]
-async fn threecx_token_is_renewed_before_expires_in_seconds_run_out() {
+async fn threecx_an_old_builds_expires_in_minutes_is_not_refreshed_every_few_seconds() {
     let fake = FakeThreeCx::start().await;
-    fake.set_expires_in(2);
+    fake.play_build_before_20_0_9(1);
     let c = client(&fake, SECRET);
     c.check_connectivity().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
     c.check_connectivity().await.unwrap();
-    assert_eq!(fake.token_requests(), 1, "still fresh");
-    // A 2 s token is renewed at half its life (the 60 s margin would exceed it); a client
-    // reading `expires_in` as minutes would still be using the first one.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    c.check_connectivity().await.unwrap();
-    assert_eq!(fake.token_requests(), 2);
+    c.users().await.unwrap();
+    assert_eq!(
+        fake.token_requests(),
+        1,
+        "a 1-minute token is good for a minute"
+    );
 }
 
 #[tokio::test]
@@ -129,15 +152,60 @@ async fn threecx_wrong_secret_is_unauthorized_without_echoing_it() {
     assert!(!msg.contains("not-the-secret-xyz"), "{msg}");
 }
 
+/// Issue 28, item 10: V20 is reported to cap `$top` at 100 and its schema has no
+/// `@odata.nextLink`, so users past the first hundred were never found.
 #[tokio::test]
-async fn threecx_users_follow_next_link_across_pages() {
+async fn threecx_users_past_the_first_page_of_100_are_found() {
     let fake = FakeThreeCx::start().await;
-    let users = client(&fake, SECRET).users().await.unwrap();
-    let numbers: Vec<&str> = users.iter().map(|u| u.number.0.as_str()).collect();
-    assert_eq!(numbers, ["100", "101", "102", "103", "104"]);
-    assert_eq!(fake.user_pages(), 3, "five users, two per page");
+    fake.add_users(1000, 250);
+    let c = client(&fake, SECRET);
+    let users = c.users().await.unwrap();
+    assert_eq!(users.len(), 255);
+    assert_eq!(fake.user_pages(), 3, "255 users, 100 a page");
+    assert_eq!(users[1].number.0, "101");
     assert_eq!(users[1].id, fake.user("101").id);
     assert_eq!(users[1].email.as_deref(), Some("user101@example.com"));
+    assert_eq!(users[254].number.0, "1249");
+    let profiles = c.current_profiles().await.unwrap();
+    assert_eq!(profiles.len(), 255);
+    c.set_profile(&ext("1249"), &Profile::new("Away"))
+        .await
+        .unwrap();
+    assert_eq!(fake.user("1249").profile, "Away");
+}
+
+/// Issue 28, item 10: a status profile's `CustomName` ("Lunch") is what the 3CX apps show,
+/// but `CurrentProfileName` takes and shows the canonical `Name` ("Custom 1").
+#[tokio::test]
+async fn threecx_a_profile_named_by_its_custom_name_is_patched_by_its_canonical_name() {
+    let fake = FakeThreeCx::start().await;
+    let c = client(&fake, SECRET);
+    c.preflight(
+        &[ext("101")],
+        &[Profile::new("Lunch"), Profile::new("Away")],
+    )
+    .await
+    .unwrap();
+    c.set_profile(&ext("101"), &Profile::new("Lunch"))
+        .await
+        .unwrap();
+    let patches = fake.patches();
+    assert_eq!(
+        patches[0].body,
+        serde_json::json!({"CurrentProfileName": "Custom 1"})
+    );
+    assert_eq!(patches[0].status, 204);
+    assert_eq!(fake.user("101").profile, "Custom 1");
+    // Read back by the name the configuration uses, so the sync sees its own echo.
+    let profiles = c.current_profiles().await.unwrap();
+    assert_eq!(profiles[&ext("101")].as_str(), "Lunch");
+    assert_eq!(profiles[&ext("102")].as_str(), "Available");
+    // A name that is neither is refused with both spellings listed.
+    let err = c
+        .preflight(&[ext("101")], &[Profile::new("Holiday")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Custom 1 (Lunch)"), "{err}");
 }
 
 #[tokio::test]
@@ -195,7 +263,7 @@ async fn threecx_preflight_refuses_while_native_teams_presence_sync_is_on() {
         .await
         .unwrap();
     let err = c
-        .preflight(&[ext("101")], &[Profile::new("Lunch")])
+        .preflight(&[ext("101")], &[Profile::new("Holiday")])
         .await
         .unwrap_err();
     assert!(matches!(err, ThreeCxError::UnknownProfile { .. }), "{err}");
@@ -285,5 +353,68 @@ async fn threecx_unmonitored_dn_never_appears() {
     assert_eq!(
         events.line(Duration::from_secs(2)).await,
         (ext("101"), LineState::Dialing)
+    );
+}
+
+/// Issue 28, item 8: 3CX's own types make `dn` and participant `id` optional and nullable;
+/// one such entry made every `GET /callcontrol` fail and the socket loop on reconnects.
+#[tokio::test]
+async fn threecx_a_snapshot_with_nullable_dn_and_participant_id_still_connects_and_follows_calls() {
+    let fake = FakeThreeCx::start().await;
+    fake.add_nullable_entries();
+    let c = client(&fake, SECRET);
+    let mut events = follow(&c);
+    let snapshot = events.connected().await;
+    assert_eq!(
+        snapshot,
+        [
+            ("101".into(), LineState::Idle),
+            ("102".into(), LineState::Idle)
+        ]
+    );
+    fake.start_call("102", "200");
+    assert_eq!(
+        events.line(Duration::from_secs(2)).await,
+        (ext("102"), LineState::Dialing)
+    );
+}
+
+/// Issue 28, item 9: a half-open socket (open, silent, no pongs) went unnoticed for ever.
+/// The client pings (3CX's sample: every 5 s; 200 ms here), gives up after its timeout,
+/// reconnects and resyncs: a call placed meanwhile is in the fresh snapshot.
+#[tokio::test]
+async fn threecx_a_half_open_socket_is_noticed_by_the_heartbeat_and_resynced() {
+    let fake = FakeThreeCx::start().await;
+    let c = quick_heartbeat_client(&fake);
+    let mut events = follow(&c);
+    events.connected().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(fake.pings() >= 2, "pings: {}", fake.pings());
+
+    fake.half_open_all();
+    let silenced = std::time::Instant::now();
+    let call = fake.start_call("101", "200");
+    match tokio::time::timeout(Duration::from_secs(4), events.rx.recv()).await {
+        Ok(Some(PbxEvent::Health { connected, detail })) => {
+            assert!(!connected);
+            assert!(detail.contains("half-open"), "{detail}");
+        }
+        other => panic!("expected Health(false) after the socket went silent, got {other:?}"),
+    }
+    assert!(
+        silenced.elapsed() >= Duration::from_millis(800),
+        "gave up before the timeout: {:?}",
+        silenced.elapsed()
+    );
+    let snapshot = events.connected().await;
+    assert!(
+        snapshot.contains(&("101".into(), LineState::Dialing)),
+        "{snapshot:?}"
+    );
+    // And the new socket follows: the hang-up arrives.
+    fake.hang_up("101", call);
+    assert_eq!(
+        events.line(Duration::from_secs(2)).await,
+        (ext("101"), LineState::Idle)
     );
 }

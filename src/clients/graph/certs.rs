@@ -3,9 +3,9 @@
 //!
 //! Graph wraps each notification's symmetric key with the public key of the certificate a
 //! subscription named (`encryptionCertificate` + `encryptionCertificateId`), so we must keep
-//! every certificate that a live subscription may still use. During a rotation that is two:
-//! the new one (used for subscriptions created or renewed from now on) and the previous one
-//! (still used by subscriptions created before, for at most their 60-minute lifetime).
+//! every certificate Graph may still have used: during a rotation that is two, the new one
+//! (PATCHed onto every live subscription) and the previous one (for notifications Graph
+//! encrypted before that and retries for up to 4 hours).
 //!
 //! # Where the keys come from
 //!
@@ -22,12 +22,15 @@
 //!
 //! # Rotation procedure (docs/certificates.md has the long form)
 //!
-//! 1. Create the new pair; put it *first* in the file, keep the old pair after it.
-//! 2. Restart (or redeploy); the next subscription run recreates every subscription made with
-//!    the old certificate (a renewal cannot change it), while notifications already on their
-//!    way for the old ones are still decrypted with the old key.
-//! 3. After one subscription run (and at most 60 minutes, the longest presence subscription
-//!    lifetime, should that run fail), remove the old pair from the file.
+//! 1. Create the new pair; put it *first* in the file (the old pair may stay after it).
+//! 2. Restart (or redeploy); the next subscription run PATCHes every live subscription with
+//!    the new certificate (Graph's documented rotation, `encryptionCertificate` +
+//!    `encryptionCertificateId`), and notifications already on their way, retried by Graph
+//!    for up to 4 hours, are still decrypted with the old key.
+//! 3. The old key is kept for that long by the program itself: `engine::subscriptions`
+//!    stores every key a subscription uses, sealed with `TOKEN_ENCRYPTION_KEY`, and loads the
+//!    ones retired less than 4½ hours ago at start, so the old pair may leave the file (or
+//!    Key Vault move on twice) without losing a retried notification.
 //!
 //! # The certificate id
 //!
@@ -79,7 +82,8 @@ pub enum CertError {
 #[error("cannot unwrap the data key")]
 pub struct UnwrapError;
 
-/// One certificate and its private key.
+/// One certificate and its private key. Clones share the key (reference counted).
+#[derive(Clone)]
 pub struct NotificationKey {
     id: String,
     cert_der: Vec<u8>,
@@ -164,7 +168,7 @@ impl NotificationKey {
 }
 
 /// The certificates we can decrypt notifications for. The first is the current one.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KeyRing {
     keys: Vec<NotificationKey>,
 }

@@ -323,6 +323,36 @@ impl GraphClient {
             .map_err(|e| GraphError::Failed(format!("unreadable subscription: {e}")))
     }
 
+    /// `PATCH /subscriptions/{id}` with a new expiry and a new notification certificate:
+    /// Graph's documented way to rotate the key of a live subscription ("Update existing
+    /// subscriptions with the new certificate key ... update the encryptionCertificate and
+    /// encryptionCertificateId properties"). Graph may still use the old certificate for a
+    /// while, and retries undelivered notifications for up to 4 hours.
+    pub async fn update_subscription_certificate(
+        &self,
+        token: &SecretString,
+        id: &str,
+        expires_at: DateTime<Utc>,
+        certificate_base64: &str,
+        certificate_id: &str,
+    ) -> Result<GraphSubscription, GraphError> {
+        let body = json!({
+            "expirationDateTime": expires_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "encryptionCertificate": certificate_base64,
+            "encryptionCertificateId": certificate_id,
+        });
+        let v = self
+            .send(
+                self.http
+                    .patch(format!("{}/subscriptions/{}", self.base, enc(id)))
+                    .json(&body),
+                token,
+            )
+            .await?;
+        serde_json::from_value(v)
+            .map_err(|e| GraphError::Failed(format!("unreadable subscription: {e}")))
+    }
+
     /// `POST /subscriptions/{id}/reauthorize` (answer to a `reauthorizationRequired` event).
     pub async fn reauthorize_subscription(
         &self,
@@ -463,14 +493,16 @@ impl GraphClient {
         .map(drop)
     }
 
-    /// `POST /users/{id}/presence/clearUserPreferredPresence` (no body).
+    /// `POST /users/{id}/presence/clearUserPreferredPresence` with `Content-Type:
+    /// application/json` and `{}`, both of which Graph's reference requires.
     pub async fn clear_user_preferred_presence(
         &self,
         token: &SecretString,
         user_id: &str,
     ) -> Result<(), GraphError> {
         self.send(
-            self.presence_post(user_id, "clearUserPreferredPresence"),
+            self.presence_post(user_id, "clearUserPreferredPresence")
+                .json(&json!({})),
             token,
         )
         .await

@@ -14,9 +14,14 @@ use crate::clients::graph::certs::NotificationKey;
 
 /// Encrypts `plaintext` for `cert` the way Graph does and returns `encryptedContent`.
 pub fn seal(cert: &NotificationKey, cert_id: &str, plaintext: &[u8]) -> Value {
+    seal_for_certificate(cert.certificate_der(), cert_id, plaintext)
+}
+
+/// [`seal`] with only the certificate (DER), as Graph has it from `encryptionCertificate`.
+pub fn seal_for_certificate(cert_der: &[u8], cert_id: &str, plaintext: &[u8]) -> Value {
     let mut key = [0u8; 32];
     openssl::rand::rand_bytes(&mut key).expect("random bytes");
-    let x509 = X509::from_der(cert.certificate_der()).expect("our own certificate");
+    let x509 = X509::from_der(cert_der).expect("a DER certificate");
     let public = x509.public_key().expect("public key");
     let mut enc = Encrypter::new(&public).expect("encrypter");
     enc.set_rsa_padding(Padding::PKCS1_OAEP).expect("padding");
@@ -41,7 +46,7 @@ pub fn seal(cert: &NotificationKey, cert_id: &str, plaintext: &[u8]) -> Value {
         "dataSignature": b64.encode(sig),
         "dataKey": b64.encode(&wrapped),
         "encryptionCertificateId": cert_id,
-        "encryptionCertificateThumbprint": hex_sha1(cert.certificate_der()),
+        "encryptionCertificateThumbprint": hex_sha1(cert_der),
     })
 }
 

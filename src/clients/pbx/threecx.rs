@@ -9,7 +9,20 @@
 //!   token wait for it instead of each fetching, and so revoking, another). It also means
 //!   one process must build one [`ThreeCx`] per API client and share it (an `Arc`): two
 //!   would revoke each other's token on every request.
-//! * `expires_in` is in seconds (since 20.0.9; older samples read it as minutes).
+//! * `expires_in` is in seconds since 20.0.9 and was in minutes before (3cx/xapi-tutorial,
+//!   commit "expires_in is in seconds (according to OAuth) since 20.0.9"). Read as seconds,
+//!   an old build's `60` would make us refresh every 30 s, and every refresh revokes the token
+//!   the socket and the other callers hold. A value that would expire within a minute of
+//!   issue is therefore taken as minutes ([`token_lifetime`]).
+//! * XAPI pages: V20 is reported to cap `$top` at 100, and its schema (3cx/xapi-tutorial
+//!   `swagger.yaml`, build 20.0.10) documents `$top`/`$skip` and `@odata.count` but no
+//!   `@odata.nextLink`. Listings ask for [`PAGE`] at a time with `$top`/`$skip` until a short
+//!   page, and follow an `@odata.nextLink` should one come.
+//! * A status profile has a canonical `Name` ("Available", "Away", "Out of office",
+//!   "Custom 1", ...) and an editable `CustomName` the admin may show instead. `PATCH
+//!   Users({Id})` wants `CurrentProfileName` = the `Name`, and `CurrentProfileName` reads
+//!   back as the `Name`; the preflight learns which configured names are `CustomName`s and
+//!   translates both ways.
 //! * OData string literals are quoted with `'` and an embedded `'` is doubled.
 //! * 3CX pushes no profile changes: the engine polls [`ThreeCx::current_profiles`].
 
@@ -28,6 +41,44 @@ use crate::core::pbx::model::{Extension, Profile};
 
 /// Refresh the token this long before 3CX says it expires (or at half its life if shorter).
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// XAPI listings ask for this many entries a page (`$top`): the most V20 is reported to
+/// return in one.
+pub const PAGE: usize = 100;
+
+/// More entries than any PBX has: a listing past this is a paging loop.
+const MAX_ENTRIES: usize = 100_000;
+
+/// How long a token lives for an `expires_in` as 3CX sent it: seconds since 20.0.9, minutes
+/// before. No build issues a token that expires within a minute, so a value of 60 or less
+/// is an older build's minutes.
+pub fn token_lifetime(expires_in: u64) -> Duration {
+    if expires_in <= 60 {
+        Duration::from_secs(expires_in.max(1) * 60)
+    } else {
+        Duration::from_secs(expires_in)
+    }
+}
+
+/// How the Call Control socket is kept honest: a ping every `every`, and a connection that
+/// has shown no sign of life for `timeout` is dropped and made again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// How often we ping (3CX's sample: every 5 s).
+    pub every: Duration,
+    /// How long without any frame (data, ping or pong) before the socket counts as lost.
+    pub timeout: Duration,
+}
+
+impl Default for Heartbeat {
+    /// A ping every 5 s, as 3CX's sample does; lost after three unanswered pings.
+    fn default() -> Self {
+        Self {
+            every: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
 
 /// What went wrong talking to 3CX, split by what the caller does about it. Messages are one
 /// line and never contain the secret or a token.
@@ -94,6 +145,11 @@ pub struct ThreeCx {
     token: tokio::sync::Mutex<Option<Token>>,
     /// Extension number → XAPI `Id`, filled by lookups and listings.
     ids: std::sync::Mutex<HashMap<Extension, i32>>,
+    /// Per extension, configured profile names that are a profile's `CustomName`, with its
+    /// canonical `Name` (learnt in the preflight).
+    aliases: std::sync::Mutex<HashMap<Extension, Vec<(Profile, Profile)>>>,
+    /// The Call Control socket's ping interval and silence timeout.
+    heartbeat: Heartbeat,
 }
 
 impl fmt::Debug for ThreeCx {
@@ -111,13 +167,38 @@ struct TokenResponse {
     access_token: String,
 }
 
+/// `Pbx.User` as the XAPI schema has it: `Id` an int32, `Number`, `EmailAddress` and
+/// `CurrentProfileName` nullable strings (3cx/xapi-tutorial `swagger.yaml`, build 20.0.10).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct WireUser {
     id: i32,
-    number: String,
+    #[serde(default)]
+    number: Option<String>,
+    #[serde(default)]
     email_address: Option<String>,
+    #[serde(default)]
     current_profile_name: Option<String>,
+}
+
+/// `Pbx.ForwardingProfile`: `Id`, and the nullable `Name` and `CustomName`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WireProfile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    custom_name: Option<String>,
+}
+
+/// One of an extension's status profiles: its canonical `Name` and the `CustomName` the
+/// admin may have given it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusProfile {
+    /// The canonical name `CurrentProfileName` takes and shows.
+    pub name: Profile,
+    /// The editable display name, when set.
+    pub custom_name: Option<Profile>,
 }
 
 #[derive(Deserialize)]
@@ -162,7 +243,20 @@ impl ThreeCx {
             timeout,
             token: tokio::sync::Mutex::new(None),
             ids: std::sync::Mutex::default(),
+            aliases: std::sync::Mutex::default(),
+            heartbeat: Heartbeat::default(),
         })
+    }
+
+    /// The same client with another Call Control heartbeat (tests use short ones).
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// The Call Control socket's heartbeat.
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat
     }
 
     /// The base URL (always ending in `/`).
@@ -244,9 +338,13 @@ impl ThreeCx {
             .json()
             .await
             .map_err(|e| ThreeCxError::Protocol(format!("token response: {e}")))?;
-        let life = Duration::from_secs(t.expires_in);
+        let life = token_lifetime(t.expires_in);
         let margin = REFRESH_MARGIN.min(life / 2);
-        tracing::debug!(expires_in = t.expires_in, "3CX access token fetched");
+        tracing::debug!(
+            expires_in = t.expires_in,
+            lifetime_s = life.as_secs(),
+            "3CX access token fetched"
+        );
         Ok(Token {
             access: SecretString::from(t.access_token),
             refresh_at: Instant::now() + life - margin,
@@ -304,7 +402,7 @@ impl ThreeCx {
         Ok(())
     }
 
-    /// Every user, following `@odata.nextLink`. Fills the extension → Id cache.
+    /// Every user, page by page. Fills the extension → Id cache.
     pub async fn users(&self) -> Result<Vec<User>, ThreeCxError> {
         let mut url = self.url("xapi/v1/Users")?;
         url.query_pairs_mut()
@@ -313,42 +411,81 @@ impl ThreeCx {
     }
 
     /// Every extension's current status profile, in one listing (3CX pushes no profile
-    /// changes, so the engine calls this every few seconds). Users without a profile name
-    /// are left out.
+    /// changes, so the engine calls this every few seconds). Users without a number or a
+    /// profile name are left out. A profile the configuration names by its `CustomName` is
+    /// reported by that name.
     pub async fn current_profiles(&self) -> Result<BTreeMap<Extension, Profile>, ThreeCxError> {
         let mut url = self.url("xapi/v1/Users")?;
         url.query_pairs_mut()
             .append_pair("$select", "Id,Number,CurrentProfileName");
-        Ok(self
-            .list_users(url)
-            .await?
+        let users = self.list_users(url).await?;
+        let aliases = self.aliases.lock().expect("alias cache poisoned");
+        Ok(users
             .into_iter()
-            .filter_map(|u| Some((u.number, u.profile?)))
+            .filter_map(|u| {
+                let profile = u.profile?;
+                let shown = aliases
+                    .get(&u.number)
+                    .and_then(|a| a.iter().find(|(_, name)| *name == profile))
+                    .map_or(profile, |(alias, _)| alias.clone());
+                Some((u.number, shown))
+            })
             .collect())
     }
 
     async fn list_users(&self, first: Url) -> Result<Vec<User>, ThreeCxError> {
-        let mut out = Vec::new();
-        let mut next = Some(first);
-        while let Some(url) = next.take() {
-            let page: Collection<WireUser> = self.get_json("Users", url).await?;
-            out.extend(page.value.into_iter().map(|w| {
-                User {
+        let pages: Vec<WireUser> = self.list("Users", first).await?;
+        let out: Vec<User> = pages
+            .into_iter()
+            .filter_map(|w| {
+                // `Number` is nullable in the schema: such a user has no extension to map.
+                let number = w
+                    .number
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())?;
+                Some(User {
                     id: w.id,
-                    number: Extension(w.number),
+                    number: Extension(number),
                     email: w.email_address.filter(|e| !e.is_empty()),
                     profile: w
                         .current_profile_name
                         .filter(|p| !p.is_empty())
                         .map(Profile),
-                }
-            }));
-            if let Some(link) = page.next_link {
-                next = Some(self.same_origin(&link)?);
-            }
-        }
+                })
+            })
+            .collect();
         let mut ids = self.ids.lock().expect("id cache poisoned");
         ids.extend(out.iter().map(|u| (u.number.clone(), u.id)));
+        Ok(out)
+    }
+
+    /// Every entry of an XAPI collection: `$top`=[`PAGE`] and `$skip` until a page comes
+    /// back short, or `@odata.nextLink` while 3CX sends one.
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        first: Url,
+    ) -> Result<Vec<T>, ThreeCxError> {
+        let mut out = Vec::new();
+        let mut skip = 0usize;
+        let mut next = Some(page_url(&first, skip));
+        while let Some(url) = next.take() {
+            let page: Collection<T> = self.get_json(what, url).await?;
+            let got = page.value.len();
+            out.extend(page.value);
+            if let Some(link) = page.next_link {
+                next = Some(self.same_origin(&link)?);
+            } else if got >= PAGE {
+                skip += got;
+                // A PBX that ignored `$skip` would hand out its first page for ever.
+                if skip > MAX_ENTRIES {
+                    return Err(ThreeCxError::Protocol(format!(
+                        "{what}: more than {MAX_ENTRIES} entries; is $skip ignored?"
+                    )));
+                }
+                next = Some(page_url(&first, skip));
+            }
+        }
         Ok(out)
     }
 
@@ -395,10 +532,11 @@ impl ThreeCx {
         extension: &Extension,
         profile: &Profile,
     ) -> Result<(), ThreeCxError> {
+        let canonical = self.canonical(extension, profile);
         for attempt in 0..2 {
             let id = self.user_id(extension).await?;
             let url = self.url(&format!("xapi/v1/Users({id})"))?;
-            let body = json!({ "CurrentProfileName": profile.as_str() });
+            let body = json!({ "CurrentProfileName": canonical.as_str() });
             let resp = self
                 .send(
                     "set profile",
@@ -429,26 +567,48 @@ impl ThreeCx {
         Err(ThreeCxError::UnknownExtension(extension.clone()))
     }
 
-    /// The names of the extension's status profiles (`Users({Id})/ForwardingProfiles`).
-    pub async fn profile_names(&self, extension: &Extension) -> Result<Vec<Profile>, ThreeCxError> {
-        #[derive(Deserialize)]
-        struct Fp {
-            #[serde(rename = "Name")]
-            name: String,
-        }
+    /// The canonical `Name` to PATCH for a configured profile name (itself unless the
+    /// preflight found it to be a `CustomName`).
+    fn canonical(&self, extension: &Extension, profile: &Profile) -> Profile {
+        self.aliases
+            .lock()
+            .expect("alias cache poisoned")
+            .get(extension)
+            .and_then(|a| a.iter().find(|(alias, _)| alias == profile))
+            .map_or_else(|| profile.clone(), |(_, name)| name.clone())
+    }
+
+    /// The extension's status profiles (`Users({Id})/ForwardingProfiles`): canonical
+    /// `Name` and `CustomName`.
+    pub async fn status_profiles(
+        &self,
+        extension: &Extension,
+    ) -> Result<Vec<StatusProfile>, ThreeCxError> {
         let id = self.user_id(extension).await?;
         let mut url = self.url(&format!("xapi/v1/Users({id})/ForwardingProfiles"))?;
-        url.query_pairs_mut().append_pair("$select", "Id,Name");
-        let mut out = Vec::new();
-        let mut next = Some(url);
-        while let Some(url) = next.take() {
-            let page: Collection<Fp> = self.get_json("ForwardingProfiles", url).await?;
-            out.extend(page.value.into_iter().map(|f| Profile(f.name)));
-            if let Some(link) = page.next_link {
-                next = Some(self.same_origin(&link)?);
-            }
-        }
-        Ok(out)
+        url.query_pairs_mut()
+            .append_pair("$select", "Id,Name,CustomName");
+        let list: Vec<WireProfile> = self.list("ForwardingProfiles", url).await?;
+        let text = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        Ok(list
+            .into_iter()
+            .filter_map(|f| {
+                Some(StatusProfile {
+                    name: Profile(text(f.name)?),
+                    custom_name: text(f.custom_name).map(Profile),
+                })
+            })
+            .collect())
+    }
+
+    /// The canonical names of the extension's status profiles.
+    pub async fn profile_names(&self, extension: &Extension) -> Result<Vec<Profile>, ThreeCxError> {
+        Ok(self
+            .status_profiles(extension)
+            .await?
+            .into_iter()
+            .map(|p| p.name)
+            .collect())
     }
 
     /// True when 3CX's own Microsoft 365 presence sync (`AdUsers.SetTeamsPresence`) is on.
@@ -471,18 +631,63 @@ impl ThreeCx {
             return Err(ThreeCxError::NativeSyncOn);
         }
         for extension in extensions {
-            let known = self.profile_names(extension).await?;
-            if let Some(missing) = profiles.iter().find(|p| !known.contains(p)) {
-                let names: Vec<&str> = known.iter().map(Profile::as_str).collect();
-                return Err(ThreeCxError::UnknownProfile {
-                    extension: extension.clone(),
-                    profile: missing.clone(),
-                    detail: format!("it has {}", names.join(", ")),
-                });
+            let known = self.status_profiles(extension).await?;
+            let mut aliases = Vec::new();
+            for wanted in profiles {
+                if known.iter().any(|p| p.name == *wanted) {
+                    continue;
+                }
+                // Named by what the admin sees: PATCH and read back the canonical `Name`.
+                match known
+                    .iter()
+                    .find(|p| p.custom_name.as_ref() == Some(wanted))
+                {
+                    Some(p) => aliases.push((wanted.clone(), p.name.clone())),
+                    None => {
+                        let names: Vec<String> = known
+                            .iter()
+                            .map(|p| match &p.custom_name {
+                                Some(c) if *c != p.name => format!("{} ({c})", p.name),
+                                _ => p.name.to_string(),
+                            })
+                            .collect();
+                        return Err(ThreeCxError::UnknownProfile {
+                            extension: extension.clone(),
+                            profile: wanted.clone(),
+                            detail: format!("it has {}", names.join(", ")),
+                        });
+                    }
+                }
             }
+            self.aliases
+                .lock()
+                .expect("alias cache poisoned")
+                .insert(extension.clone(), aliases);
         }
         Ok(())
     }
+}
+
+/// `first` with `$top`=[`PAGE`] and `$skip`=`skip` (replacing any it had).
+fn page_url(first: &Url, skip: usize) -> Url {
+    let mut url = first.clone();
+    let kept: Vec<(String, String)> = first
+        .query_pairs()
+        .filter(|(k, _)| k != "$top" && k != "$skip")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    {
+        let mut q = url.query_pairs_mut();
+        q.clear();
+        for (k, v) in &kept {
+            q.append_pair(k, v);
+        }
+        q.append_pair("$top", &PAGE.to_string());
+        if skip > 0 {
+            q.append_pair("$skip", &skip.to_string());
+        }
+    }
+    url
 }
 
 /// An OData string literal: `'it''s'`.
@@ -548,6 +753,45 @@ mod tests {
     fn odata_strings_double_single_quotes() {
         assert_eq!(odata_string("101"), "'101'");
         assert_eq!(odata_string("o'neil"), "'o''neil'");
+    }
+
+    /// Issue 28, item 10: 3cx/xapi-tutorial read `expires_in` as minutes until 20.0.9 and as
+    /// seconds since (commit 1c6947c). Read as seconds, an old build's 60 meant a refresh
+    /// every 30 s, each revoking the token every other caller held.
+    #[test]
+    fn expires_in_within_a_minute_is_an_old_builds_minutes() {
+        let cases = [
+            (3600, 3600),
+            (86_400, 86_400),
+            (61, 61),
+            (60, 3600),
+            (30, 1800),
+            (1, 60),
+            (0, 60),
+        ];
+        for (expires_in, secs) in cases {
+            assert_eq!(
+                token_lifetime(expires_in),
+                Duration::from_secs(secs),
+                "{expires_in}"
+            );
+        }
+    }
+
+    #[test]
+    fn pages_ask_for_top_and_skip_and_keep_the_other_options() {
+        let first =
+            Url::parse("https://pbx.example.com/xapi/v1/Users?$select=Id,Number&$top=5").unwrap();
+        let q = |u: &Url| {
+            u.query_pairs()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(q(&page_url(&first, 0)), ["$select=Id,Number", "$top=100"]);
+        assert_eq!(
+            q(&page_url(&first, 200)),
+            ["$select=Id,Number", "$top=100", "$skip=200"]
+        );
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //!   leg ended), 2 DTMF and 3 prompt-playback-finished (both ignored here).
 //! * Participant `status` is `Dialing`, `Ringing` or `Connected` in 3CX's samples; how
 //!   hold looks is not published, so any other status counts as in a call.
+//! * 3CX's own types (`server/src/types.ts` of 3cx/call-control-examples) make a DN's `dn`
+//!   and a participant's `id` optional and nullable. Such an entry cannot be followed (no
+//!   extension to map, no entity path to match a Remove to), so it is skipped; one of them
+//!   never fails the whole snapshot, which would loop the socket on reconnects.
+//! * Nothing tells a client that a connection went half-open (a NAT or firewall dropping
+//!   the flow, a PBX restarting without a close): 3CX's sample pings every 5 s. So do we,
+//!   and a socket that has shown no sign of life (no frame, no pong) for
+//!   [`Heartbeat::timeout`] counts as lost: we reconnect and resync with a snapshot.
 //!
 //! The task keeps a participant map per DN and emits [`PbxEvent::Line`] only when a DN's
 //! derived [`LineState`] changes. After every (re)connect it emits a
@@ -20,7 +28,7 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -31,6 +39,7 @@ use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub use super::threecx::Heartbeat;
 use super::threecx::{ThreeCx, ThreeCxError};
 use crate::core::pbx::model::{Extension, ExtensionSnapshot, LineState, PbxEvent};
 
@@ -41,32 +50,59 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// One monitored DN as `GET /callcontrol` returns it (devices are not needed here).
+/// One monitored DN as `GET /callcontrol` returns it (devices are not needed here). 3CX's
+/// `DNInfo` has every field optional and nullable.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DnInfo {
-    /// The DN (extension number).
-    pub dn: String,
-    /// Its call legs; empty when idle.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    /// The DN (extension number); `None` when 3CX sent none.
+    #[serde(default)]
+    pub dn: Option<String>,
+    /// Its call legs; empty when idle. Entries that are not participants are dropped.
+    #[serde(default, deserialize_with = "lenient_list")]
     pub participants: Vec<Participant>,
 }
 
-/// One call leg on a DN (the fields this adapter reads).
+/// One call leg on a DN (the fields this adapter reads). 3CX's `CallParticipant` has `id`
+/// optional and `status` nullable.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Participant {
-    /// The participant id, the last segment of its entity path.
-    pub id: i64,
+    /// The participant id, the last segment of its entity path; `None` when 3CX sent none.
+    #[serde(default)]
+    pub id: Option<i64>,
     /// `Dialing`, `Ringing`, `Connected`, or something not yet seen.
     #[serde(default)]
     pub status: Option<String>,
 }
 
-fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+/// A JSON list read element by element: `null` is empty, and an element that does not
+/// read as `T` is left out instead of failing the whole list.
+fn lenient_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
+    T: serde::de::DeserializeOwned,
 {
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+    let raw = Option::<Vec<serde_json::Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(raw
+        .into_iter()
+        .filter_map(|v| match serde_json::from_value(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping an unreadable 3CX call-control entry");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Reads a `GET /callcontrol` body: a list of DNs, each read on its own (see
+/// [`lenient_list`]). Only a body that is not a list at all is an error.
+pub fn parse_call_control(body: &[u8]) -> Result<Vec<DnInfo>, ThreeCxError> {
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct List(#[serde(deserialize_with = "lenient_list")] Vec<DnInfo>);
+    serde_json::from_slice::<List>(body)
+        .map(|l| l.0)
+        .map_err(|e| ThreeCxError::Protocol(format!("callcontrol: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -134,18 +170,24 @@ struct Lines {
 }
 
 impl Lines {
-    /// Replaces everything with a fresh `GET /callcontrol`.
+    /// Replaces everything with a fresh `GET /callcontrol`. A DN without a number and a
+    /// participant without an id are skipped (3CX's types allow both): neither can be
+    /// followed by the socket's entity paths.
     fn reset(&mut self, dns: &[DnInfo]) -> Vec<ExtensionSnapshot> {
         self.legs.clear();
         self.reported.clear();
         for d in dns {
+            let Some(dn) = d.dn.as_deref().map(str::trim).filter(|dn| !dn.is_empty()) else {
+                tracing::debug!("skipping a 3CX DN without a number");
+                continue;
+            };
             let legs = d
                 .participants
                 .iter()
-                .map(|p| (p.id.to_string(), p.status.clone()))
+                .filter_map(|p| Some((p.id?.to_string(), p.status.clone())))
                 .collect();
-            self.legs.insert(d.dn.clone(), legs);
-            self.derive(&d.dn);
+            self.legs.insert(dn.to_owned(), legs);
+            self.derive(dn);
         }
         self.reported
             .iter()
@@ -223,15 +265,18 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 impl ThreeCx {
-    /// `GET /callcontrol`: the monitored DNs and their call legs.
+    /// `GET /callcontrol`: the monitored DNs and their call legs (entries 3CX left without
+    /// a DN or a participant id are skipped, see [`parse_call_control`]).
     pub async fn call_control(&self) -> Result<Vec<DnInfo>, ThreeCxError> {
         let url = self.url("callcontrol")?;
         let resp = self
             .send("callcontrol", |h| h.get(url.clone()), &[])
             .await?;
-        resp.json()
+        let body = resp
+            .bytes()
             .await
-            .map_err(|e| ThreeCxError::Protocol(format!("callcontrol: {e}")))
+            .map_err(|e| super::threecx::network("callcontrol", e))?;
+        parse_call_control(&body)
     }
 
     /// The line state of every monitored DN now (profiles are not part of Call Control:
@@ -242,9 +287,11 @@ impl ThreeCx {
 
     /// Follows call state until `shutdown` turns true (or its sender is dropped) or
     /// `events` is closed: connects the socket, emits `Health{connected:true}` and a
-    /// `Snapshot`, then a `Line` per change of a DN's line state. When the connection is
-    /// lost it emits `Health{connected:false}` and reconnects with exponential backoff
-    /// (1 s doubling to 30 s, with jitter), each time followed by a fresh `Snapshot`.
+    /// `Snapshot`, then a `Line` per change of a DN's line state. It pings the socket every
+    /// [`Heartbeat::every`]; a socket silent for [`Heartbeat::timeout`] (half-open) counts as
+    /// lost. When the connection is lost it emits `Health{connected:false}` and reconnects
+    /// with exponential backoff (1 s doubling to 30 s, with jitter), each time followed by a
+    /// fresh `Snapshot`.
     pub async fn run_call_events(
         &self,
         events: mpsc::Sender<PbxEvent>,
@@ -318,6 +365,13 @@ impl ThreeCx {
         events: &mpsc::Sender<PbxEvent>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Exit {
+        let beat = self.heartbeat();
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + beat.every, beat.every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Any frame at all (data, ping, pong) is a sign of life; silence past the timeout is a
+        // half-open connection that would otherwise go unnoticed for ever.
+        let mut alive_at = tokio::time::Instant::now();
         loop {
             let msg = tokio::select! {
                 _ = stopped(shutdown) => {
@@ -325,15 +379,32 @@ impl ThreeCx {
                     return Exit::Stop;
                 }
                 _ = events.closed() => return Exit::Stop,
+                _ = ping.tick() => {
+                    let sent = ws.send(Message::Ping(Vec::<u8>::new().into()));
+                    match tokio::time::timeout(beat.timeout, sent).await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) => return Exit::Lost(format!("socket error: {e}")),
+                        Err(_) => {
+                            return Exit::Lost("3CX stopped taking our pings (half-open connection)".into())
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(alive_at + beat.timeout) => {
+                    return Exit::Lost(format!(
+                        "no answer from 3CX for {} s (half-open connection)",
+                        beat.timeout.as_secs_f32()
+                    ));
+                }
                 m = ws.next() => m,
             };
+            alive_at = tokio::time::Instant::now();
             let text = match msg {
                 None | Some(Ok(Message::Close(_))) => {
                     return Exit::Lost("3CX closed the socket".into())
                 }
                 Some(Err(e)) => return Exit::Lost(format!("socket error: {e}")),
                 Some(Ok(Message::Text(t))) => t,
-                // Pings are answered by tungstenite on the next read.
+                // Pongs only prove life; pings are answered by tungstenite on the next read.
                 Some(Ok(_)) => continue,
             };
             let frame: Frame = match serde_json::from_str(text.as_str()) {
@@ -502,7 +573,7 @@ mod tests {
     fn lines_report_only_changes() {
         let mut l = Lines::default();
         let snap = l.reset(&[DnInfo {
-            dn: "101".into(),
+            dn: Some("101".into()),
             participants: vec![],
         }]);
         assert_eq!(snap[0].line, LineState::Idle);
@@ -519,6 +590,42 @@ mod tests {
         assert_eq!(l.remove("101", "1"), Some(LineState::Ringing));
         assert_eq!(l.remove("101", "2"), Some(LineState::Idle));
         assert_eq!(l.remove("101", "9"), None);
+    }
+
+    /// Issue 28, item 8. The shapes come from 3cx/call-control-examples `server/src/types.ts`:
+    /// `DNInfo { dn?: string | null; participants?: CallParticipant[] | null }` and
+    /// `CallParticipant { id?: number; status?: string | null; ... }`.
+    #[test]
+    fn a_snapshot_with_nullable_dns_and_participant_ids_keeps_everything_else() {
+        let body = serde_json::json!([
+            {"dn": "101", "type": "Wextension", "devices": null, "participants": [
+                {"id": 7, "status": "Connected", "dn": "101", "callid": 1007, "legid": 1},
+                {"status": "Connected", "dn": "101"},
+                {"id": null, "status": null},
+                "not a participant"
+            ]},
+            {"dn": null, "type": null, "devices": null, "participants": null},
+            {"type": "Wqueue", "participants": []},
+            {"dn": "102", "participants": null},
+            42
+        ]);
+        let dns = parse_call_control(body.to_string().as_bytes()).unwrap();
+        let mut l = Lines::default();
+        let snap: Vec<(String, LineState)> = l
+            .reset(&dns)
+            .into_iter()
+            .map(|e| (e.extension.0, e.line))
+            .collect();
+        assert_eq!(
+            snap,
+            [
+                ("101".to_owned(), LineState::InCall),
+                ("102".to_owned(), LineState::Idle)
+            ]
+        );
+        // The leg with an id is followed: its Remove brings 101 back to idle.
+        assert_eq!(l.remove("101", "7"), Some(LineState::Idle));
+        assert!(parse_call_control(b"{\"error\":\"x\"}").is_err());
     }
 
     #[test]

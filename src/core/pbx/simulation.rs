@@ -3,6 +3,10 @@
 //! is delivered late, duplicated and reordered). It checks that writes stay bounded by
 //! external changes (no loops) and that both sides converge to what the rules say.
 //!
+//! The PBX is seen the way the engine sees 3CX: its profile only through a poll every
+//! [`PROFILE_POLL`] that reports changes, so the person's choice and our own write land
+//! unseen for a while, in either order (issue 28, item 11).
+//!
 //! A seeded PRNG keeps every run reproducible without a new dependency; a failure prints the
 //! seed.
 
@@ -14,6 +18,9 @@ use super::model::{LineState, Profile};
 use super::rules::{Preset, TeamsOutcome};
 use super::sync::{Action, Link, Policy, Settings};
 use crate::core::presence::Presence;
+
+/// How often the PBX profile is read (the engine's `PBX_PROFILE_POLL_SECONDS` default).
+const PROFILE_POLL: i64 = 5;
 
 /// splitmix64: tiny, good enough for test schedules.
 struct Rng(u64);
@@ -87,7 +94,10 @@ struct Pbx {
     line: LineState,
     profile: Profile,
     set_by: SetBy,
-    manual_at: DateTime<Utc>,
+    /// When the link was shown the person's current choice (by a poll), if it was.
+    manual_seen: Option<DateTime<Utc>>,
+    /// What the last profile poll reported.
+    polled: Profile,
 }
 
 enum Ev {
@@ -95,6 +105,7 @@ enum Ev {
     Apply(Action, DateTime<Utc>),
     Line(LineState),
     Poll,
+    ProfilePoll,
     External,
 }
 
@@ -262,17 +273,15 @@ impl Sim<'_> {
                 } else {
                     &["Available", "Away", "On Break", "In a Meeting", "Vacation"]
                 };
+                // Seen by the next profile poll, if it changes what the poll reports. Picking
+                // what the PBX already shows changes nothing anyone can see (3CX has no
+                // event for it): the value stays whoever's it was.
                 let profile = Profile::new(*self.rng.pick(names));
-                self.pbx = Pbx {
-                    profile: profile.clone(),
-                    set_by: SetBy::Person,
-                    manual_at: now,
-                    ..std::mem::replace(&mut self.pbx, dummy_pbx())
-                };
-                let step = self
-                    .link
-                    .observe_pbx_profile(self.policy, profile, now, now);
-                self.step(step);
+                if profile != self.pbx.profile {
+                    self.pbx.profile = profile;
+                    self.pbx.set_by = SetBy::Person;
+                    self.pbx.manual_seen = None;
+                }
             }
         }
         self.notify_if_changed();
@@ -307,10 +316,11 @@ impl Sim<'_> {
             }
             Action::ClearPreferred => self.graph.preferred = None,
             Action::SetPbxProfile(profile) => {
-                // The link knew of the person's choice when it decided to write: an override.
+                // The link had been shown the person's choice when it decided to write: an
+                // override. (A choice no poll has shown yet cannot be known: a race.)
                 let manual = self.pbx.set_by == SetBy::Person
                     && self.pbx.profile != Profile::new("Available")
-                    && self.pbx.manual_at < emitted;
+                    && self.pbx.manual_seen.is_some_and(|seen| seen <= emitted);
                 assert!(
                     !(self.check_pbx && manual),
                     "seed {}: overrode the person's PBX profile {} with {profile}",
@@ -319,10 +329,17 @@ impl Sim<'_> {
                 );
                 self.pbx.profile = profile.clone();
                 self.pbx.set_by = SetBy::Us;
-                let step = self
-                    .link
-                    .observe_pbx_profile(self.policy, profile, now, now);
-                self.step(step);
+                self.pbx.manual_seen = None;
+                // The PATCH's 204 says the PBX shows it now; the engine tells the link and
+                // compares the next polls with it. Sometimes the answer is lost (a timeout
+                // after 3CX applied it): then only a poll can show it.
+                if self.rng.chance(75) {
+                    self.pbx.polled = profile.clone();
+                    let step = self
+                        .link
+                        .observe_pbx_profile(self.policy, profile, now, now);
+                    self.step(step);
+                }
             }
         }
         self.notify_if_changed();
@@ -372,6 +389,22 @@ impl Sim<'_> {
                     self.line(state);
                     self.external += 1;
                 }
+                Ev::ProfilePoll => {
+                    // Only changes, as the engine reports them: the same profile again
+                    // would read as the person picking it.
+                    if self.pbx.profile != self.pbx.polled {
+                        let profile = self.pbx.profile.clone();
+                        self.pbx.polled = profile.clone();
+                        if self.pbx.set_by == SetBy::Person {
+                            self.pbx.manual_seen = Some(self.now);
+                        }
+                        let step =
+                            self.link
+                                .observe_pbx_profile(self.policy, profile, self.now, self.now);
+                        self.step(step);
+                    }
+                    self.at(self.now + TimeDelta::seconds(PROFILE_POLL), Ev::ProfilePoll);
+                }
                 Ev::Poll => {
                     // The engine's poller: the safety net for lost or stale notifications.
                     let agg = self.graph.aggregate();
@@ -389,6 +422,9 @@ impl Sim<'_> {
                             self.rng.ms(5000, 180_000)
                         };
                         self.at(self.now + gap, Ev::External);
+                    } else {
+                        // The polls never stop: the quiet time that follows is the caller's.
+                        return 0;
                     }
                 }
             }
@@ -431,15 +467,6 @@ impl Sim<'_> {
             Profile::new(want),
             "seed {seed}: Teams {seen}, PBX we set should follow"
         );
-    }
-}
-
-fn dummy_pbx() -> Pbx {
-    Pbx {
-        line: LineState::Idle,
-        profile: Profile::new(""),
-        set_by: SetBy::Person,
-        manual_at: DateTime::<Utc>::MIN_UTC,
     }
 }
 
@@ -486,7 +513,8 @@ fn simulate(preset: Preset, check_pbx: bool, runs: u64, events: u32) -> Totals {
                 line: LineState::Idle,
                 profile: Profile::new("Available"),
                 set_by: SetBy::Person,
-                manual_at: DateTime::<Utc>::MIN_UTC,
+                manual_seen: None,
+                polled: Profile::new("Available"),
             },
             last_aggregate: p("Available", "Available"),
             person: vec![(t0, p("Available", "Available"))],
@@ -510,6 +538,7 @@ fn simulate(preset: Preset, check_pbx: bool, runs: u64, events: u32) -> Totals {
             .observe_teams(&policy, p("Available", "Available"), t0);
         sim.step(step);
         sim.at(t0 + TimeDelta::seconds(60), Ev::Poll);
+        sim.at(t0 + TimeDelta::seconds(PROFILE_POLL), Ev::ProfilePoll);
         sim.at(t0 + TimeDelta::seconds(1), Ev::External);
         // The events, then quiet time: longer than stable + hold + the echo ttl + a poll.
         let mut left = events;

@@ -237,7 +237,11 @@ impl Link {
             if at < w.at {
                 return;
             }
-            if !w.settled && w.value == profile {
+            // Our echo only while one can still come: a poll that reports changes only
+            // misses ours when the person changes it back within one interval, and the
+            // person picking that value much later is their choice, not our echo.
+            let echo_due = at < w.at + td(policy.settings.echo_ttl);
+            if !w.settled && w.value == profile && echo_due {
                 // Our echo: the PBX now shows what we set. It may land after a change the
                 // person made while our write was in flight; then ours is the last word.
                 w.settled = true;
@@ -245,6 +249,12 @@ impl Link {
                 self.pbx_observed = Some(profile);
                 return;
             }
+            // Read after our write and showing something else: somebody changed it since
+            // (or ours never landed). Our value is no longer what the PBX has, so it stops
+            // standing in for the current profile, and a later reading of our value is the
+            // person's choice, not our echo (issue 28, item 11: a stale "current" made the
+            // sync take the person's Away for its own and undo it).
+            w.settled = true;
         }
         let Some(known) = &self.pbx_observed else {
             // The first thing we learn is a baseline, not a change the person made.

@@ -346,3 +346,93 @@ fn a_teams_call_read_after_our_clear_is_not_taken_for_our_echo() {
     let actions = link.tick(&pol, t(330)).actions;
     assert_eq!(actions, vec![Action::SetPbxProfile(Profile::new("Away"))]);
 }
+
+/// Issue 28, item 11, as the issue tells it: the person sets Away on the phone while Teams is
+/// Available, takes a Teams call 15 s later, and the call ends. Shortly before, the sync had
+/// put the extension back to Available after a meeting, and the profile poll (every 5 s)
+/// saw the person's Away before it ever saw that write land. The sync went on believing
+/// its own Available for the whole echo window, so the Teams call "put an Available
+/// extension on Away" (the PBX already was: the person's Away, now taken for ours) and
+/// its end PATCHed the extension back to Available: the person's own status lost.
+#[test]
+fn the_persons_away_set_on_the_phone_survives_a_teams_call_and_its_end() {
+    let (pol, mut link) = settled_3cx();
+    // A meeting: Away (ours), then back to Available once it ends.
+    link.observe_teams(&pol, p("Busy", "InAMeeting"), t(200));
+    assert_eq!(
+        link.tick(&pol, t(210)).actions,
+        vec![Action::SetPbxProfile(pbx("Away"))]
+    );
+    link.observe_pbx_profile(&pol, pbx("Away"), t(211), t(211));
+    link.observe_teams(&pol, p("Available", "Available"), t(300));
+    assert_eq!(
+        link.tick(&pol, t(310)).actions,
+        vec![Action::SetPbxProfile(pbx("Available"))]
+    );
+    // 2 s later the person presses Away on the phone; the next poll shows Away.
+    let mut writes = Vec::new();
+    writes.extend(
+        link.observe_pbx_profile(&pol, pbx("Away"), t(315), t(315))
+            .actions,
+    );
+    assert!(!link.owns_pbx_profile(t(315), &pol));
+    // Teams is still Available; 15 s later a Teams call, which ends after 30 s.
+    writes.extend(
+        link.observe_teams(&pol, p("Busy", "InACall"), t(327))
+            .actions,
+    );
+    for s in 328..357 {
+        writes.extend(link.tick(&pol, t(s)).actions);
+    }
+    writes.extend(
+        link.observe_teams(&pol, p("Available", "Available"), t(357))
+            .actions,
+    );
+    for s in 358..700 {
+        writes.extend(link.tick(&pol, t(s)).actions);
+    }
+    assert_eq!(writes, vec![], "the person's Away was overridden");
+    assert!(!link.owns_pbx_profile(t(700), &pol));
+}
+
+/// The same timeline without anything of ours in flight: the person's Away, seen by a poll
+/// before the Teams call, is left alone through the call and after it.
+#[test]
+fn the_persons_away_seen_before_a_teams_call_is_never_reverted() {
+    let (pol, mut link) = settled_3cx();
+    let mut writes = Vec::new();
+    writes.extend(
+        link.observe_pbx_profile(&pol, pbx("Away"), t(152), t(152))
+            .actions,
+    );
+    writes.extend(
+        link.observe_teams(&pol, p("Busy", "InACall"), t(165))
+            .actions,
+    );
+    writes.extend(link.tick(&pol, t(175)).actions);
+    writes.extend(
+        link.observe_teams(&pol, p("Available", "Available"), t(195))
+            .actions,
+    );
+    writes.extend(link.tick(&pol, t(205)).actions);
+    writes.extend(link.tick(&pol, t(400)).actions);
+    assert_eq!(writes, vec![]);
+}
+
+/// Our write superseded: when a poll after it shows something else, our value is no longer
+/// what the PBX has, so it neither counts as current nor as ours.
+#[test]
+fn a_poll_showing_another_profile_after_our_write_supersedes_it() {
+    let (pol, mut link) = settled_3cx();
+    link.observe_teams(&pol, p("Busy", "InACall"), t(200));
+    assert_eq!(
+        link.tick(&pol, t(210)).actions,
+        vec![Action::SetPbxProfile(pbx("Away"))]
+    );
+    assert!(link.owns_pbx_profile(t(210), &pol));
+    // Before any poll shows our Away, the person picks Out of office.
+    link.observe_pbx_profile(&pol, pbx("Out of office"), t(214), t(214));
+    assert!(!link.owns_pbx_profile(t(215), &pol));
+    link.observe_teams(&pol, p("Available", "Available"), t(300));
+    assert_eq!(link.tick(&pol, t(400)).actions, vec![]);
+}

@@ -3,6 +3,11 @@
 //! with scripted 429 + `Retry-After` responses, Graph's presence throttling as a sliding
 //! window on a test clock ([`RateLimit`]: 1,500 requests per 30 s per app per tenant) and a
 //! call log.
+//!
+//! Presence goes out as Graph sends it today (Microsoft Learn, "presence resource type",
+//! graph-rest-1.0): availability and activity in lowerCamelCase (`busy`, `inACall`), and a
+//! `sequenceNumber`, "the lexicographically sortable String stamp that represents the version
+//! of a presence object", here a zero-padded counter that grows with every change.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,6 +39,35 @@ pub struct GraphState {
     pub reject_tokens: bool,
     /// Throttle presence reads as Graph does, when set.
     pub rate_limit: Option<RateLimit>,
+    /// The `sequenceNumber` of each user's presence (bumped by every change).
+    pub sequences: HashMap<String, u64>,
+    /// The last sequence number handed out.
+    pub sequence: u64,
+}
+
+impl GraphState {
+    /// Sets a user's presence and gives it the next sequence number, which it returns.
+    pub fn put(&mut self, user: &str, p: (String, String)) -> u64 {
+        self.sequence += 1;
+        self.presence.insert(user.to_owned(), p);
+        self.sequences.insert(user.to_owned(), self.sequence);
+        self.sequence
+    }
+}
+
+/// A presence value as Graph has begun to send it: lowerCamelCase (`Busy` → `busy`,
+/// `InACall` → `inACall`).
+pub fn lower_camel(value: &str) -> String {
+    let mut c = value.chars();
+    match c.next() {
+        Some(first) => first.to_ascii_lowercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// A `sequenceNumber` as the fake writes it: fixed width, so it sorts as text too.
+pub fn sequence_number(n: u64) -> String {
+    format!("{n:020}")
 }
 
 /// Graph's presence throttling: at most `limit` requests in any `window`, on a clock the
@@ -141,8 +175,7 @@ impl FakeGraph {
         self.state
             .lock()
             .unwrap()
-            .presence
-            .insert(user.into(), (availability.into(), activity.into()));
+            .put(user, (availability.into(), activity.into()));
     }
 }
 
@@ -161,8 +194,15 @@ pub(super) fn throttled(s: &mut GraphState) -> Option<Response> {
     )
 }
 
-fn presence_json(id: &str, p: &(String, String)) -> Value {
-    json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('x')/presence/$entity", "id": id, "availability": p.0, "activity": p.1})
+fn presence_json(s: &GraphState, id: &str, p: &(String, String)) -> Value {
+    let mut v = json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('x')/presence/$entity",
+        "id": id, "availability": lower_camel(&p.0), "activity": lower_camel(&p.1),
+    });
+    if let Some(n) = s.sequences.get(id) {
+        v["sequenceNumber"] = json!(sequence_number(*n));
+    }
+    v
 }
 
 pub(super) async fn me_presence(
@@ -204,7 +244,7 @@ pub(super) async fn me_presence(
         .get(&user)
         .cloned()
         .unwrap_or(("PresenceUnknown".into(), "PresenceUnknown".into()));
-    Json(presence_json(&user, &p)).into_response()
+    Json(presence_json(&s, &user, &p)).into_response()
 }
 
 pub(super) async fn batch(
@@ -262,7 +302,7 @@ fn batch_answer(state: &Mutex<GraphState>, headers: &HeaderMap, body: &Value) ->
                 .get(id)
                 .cloned()
                 .unwrap_or(("PresenceUnknown".into(), "PresenceUnknown".into()));
-            presence_json(id, &p)
+            presence_json(&s, id, &p)
         })
         .collect();
     Json(json!({"value": value})).into_response()
@@ -294,7 +334,8 @@ async fn the_fake_enforces_the_650_id_limit_and_scripts_throttling() {
         .json()
         .await
         .unwrap();
-    assert_eq!(r["value"][0]["activity"], "InACall");
+    assert_eq!(r["value"][0]["activity"], "inACall");
+    assert_eq!(r["value"][0]["sequenceNumber"], "00000000000000000001");
     let ids: Vec<String> = (0..651).map(|i| i.to_string()).collect();
     let r = http
         .post(&url)
@@ -344,6 +385,89 @@ pub struct Subscriptions {
     pub counter: u64,
     /// The fake's clock when set (tests that simulate time); real time otherwise.
     pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Notifications whose delivery got no 2xx yet, retried by [`retry_deliveries`].
+    pub undelivered: Vec<Undelivered>,
+}
+
+/// A change notification Graph could not deliver yet: "If Microsoft Graph doesn't receive a
+/// 2xx class code within 3 seconds, it tries to resend the change notification multiple
+/// times, for up to 4 hours" (microsoftgraph/microsoft-graph-docs-contrib,
+/// `concepts/change-notifications-delivery-webhooks.md`). The body is sent again as it was,
+/// encrypted for the certificate the subscription had when Graph first sent it.
+#[derive(Clone, Debug)]
+pub struct Undelivered {
+    /// Where it goes.
+    pub url: String,
+    /// The batch, as first sent.
+    pub body: Value,
+    /// The fake clock's time of the first attempt.
+    pub first_attempt: chrono::DateTime<chrono::Utc>,
+}
+
+/// How long Graph keeps retrying an undelivered notification.
+pub const RETRY_FOR: chrono::Duration = chrono::Duration::hours(4);
+
+impl Subscriptions {
+    /// A presence change notification for `sub`, encrypted for the certificate the
+    /// subscription has now, whose first delivery got no answer (the webhook was slow or
+    /// down): kept for [`retry_deliveries`].
+    pub fn undelivered_change(
+        &mut self,
+        sub: &str,
+        tenant: &str,
+        user: &str,
+        availability: &str,
+        activity: &str,
+        validation_token: &str,
+    ) {
+        use teams_presence::clients::graph::testing;
+        let s = self
+            .items
+            .get(sub)
+            .expect("a subscription of the fake")
+            .clone();
+        let der =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &s.certificate)
+                .expect("base64 DER");
+        let plain =
+            testing::presence_json(user, &lower_camel(availability), &lower_camel(activity));
+        let sealed =
+            testing::seal_for_certificate(&der, &s.certificate_id, plain.to_string().as_bytes());
+        let item = testing::notification_json(&s.id, &s.client_state, tenant, user, &sealed);
+        let first_attempt = self.now.unwrap_or_else(chrono::Utc::now);
+        self.undelivered.push(Undelivered {
+            url: s.notification_url,
+            body: json!({"value": [item], "validationTokens": [validation_token]}),
+            first_attempt,
+        });
+    }
+}
+
+/// Graph's retry: sends every undelivered notification again, as it was, if its first
+/// attempt is less than [`RETRY_FOR`] ago on the fake clock; forgets those answered 2xx and
+/// those past the 4 hours. Returns the statuses of this round.
+pub async fn retry_deliveries(subs: &Arc<Mutex<Subscriptions>>) -> Vec<u16> {
+    let (now, due) = {
+        let mut s = subs.lock().unwrap();
+        let now = s.now.unwrap_or_else(chrono::Utc::now);
+        s.undelivered.retain(|u| now - u.first_attempt <= RETRY_FOR);
+        (now, std::mem::take(&mut s.undelivered))
+    };
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut keep = Vec::new();
+    for u in due {
+        let status = match http.post(&u.url).json(&u.body).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        };
+        statuses.push(status);
+        if !(200..300).contains(&status) && now - u.first_attempt <= RETRY_FOR {
+            keep.push(u);
+        }
+    }
+    subs.lock().unwrap().undelivered.extend(keep);
+    statuses
 }
 
 /// The users a presence resource names, or an error text.
@@ -599,6 +723,10 @@ async fn sub_list(State(subs): State<Arc<Mutex<Subscriptions>>>, headers: Header
     Json(json!({ "value": value })).into_response()
 }
 
+/// `PATCH /subscriptions/{id}`: a new expiry and, for key rotation, a new
+/// `encryptionCertificate` with its `encryptionCertificateId` (both or neither;
+/// `concepts/change-notifications-with-resource-data.md`, "Rotating keys"). Notifications
+/// created from then on are encrypted for the new certificate; undelivered ones keep theirs.
 async fn sub_renew(
     State(subs): State<Arc<Mutex<Subscriptions>>>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -614,10 +742,31 @@ async fn sub_renew(
         Ok(e) => e,
         Err(r) => return *r,
     };
+    let certificate = (
+        v["encryptionCertificate"].as_str(),
+        v["encryptionCertificateId"].as_str(),
+    );
+    let new_certificate = match certificate {
+        (None, None) => None,
+        (Some(c), Some(i)) if !c.is_empty() && !i.is_empty() && i.len() <= 128 => {
+            Some((c.to_owned(), i.to_owned()))
+        }
+        _ => {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "encryptionCertificate and encryptionCertificateId go together",
+            )
+        }
+    };
     let mut s = subs.lock().unwrap();
     match s.items.get_mut(&id) {
         Some(sub) => {
             sub.expires = expires;
+            if let Some((cert, cert_id)) = new_certificate {
+                sub.certificate = cert;
+                sub.certificate_id = cert_id;
+            }
             Json(sub_json(sub)).into_response()
         }
         None => graph_error(

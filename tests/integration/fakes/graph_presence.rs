@@ -7,6 +7,12 @@
 //! - `setUserPreferredPresence`: only Available/Available, Busy/Busy,
 //!   DoNotDisturb/DoNotDisturb, BeRightBack/BeRightBack, Away/Away, Offline/OffWork.
 //! - `clearPresence` answers 404 when there is no such session.
+//! - Every write needs `Content-Type: application/json` and a JSON object body;
+//!   `clearUserPreferredPresence` takes exactly `{}` (microsoftgraph/microsoft-graph-docs-contrib
+//!   `api-reference/v1.0/api/presence-clearuserpreferredpresence.md`: "Content-Type
+//!   application/json. Required." and "supply an empty JSON object `{}`"). The docs do not
+//!   say what Graph answers otherwise; the fake answers 415 to another content type and 400
+//!   to another body.
 //! - Aggregation: preferred > DoNotDisturb > Busy > Available > Away among sessions;
 //!   Offline without sessions; the preferred state shows only while a session exists.
 //! - An app session at Available shows Available/AvailableInactive after 5 minutes and
@@ -67,6 +73,8 @@ pub struct AggregateChange {
     pub activity: String,
     /// The fake clock's time of the change.
     pub at: DateTime<Utc>,
+    /// Its `sequenceNumber` (what reads show from then on).
+    pub sequence: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -337,7 +345,14 @@ pub struct NotificationTarget {
 impl NotificationTarget {
     async fn post(&self, http: &reqwest::Client, c: &AggregateChange) -> u16 {
         use teams_presence::clients::graph::testing;
-        let plain = testing::presence_json(&c.user_id, &c.availability, &c.activity);
+        // As Graph sends it today: lowerCamelCase values and the change's sequenceNumber,
+        // so a stale copy carries its own, older one.
+        let mut plain = testing::presence_json(
+            &c.user_id,
+            &super::graph::lower_camel(&c.availability),
+            &super::graph::lower_camel(&c.activity),
+        );
+        plain["sequenceNumber"] = json!(super::graph::sequence_number(c.sequence));
         let sealed = testing::seal(&self.key, self.key.id(), plain.to_string().as_bytes());
         let item = testing::notification_json(
             &self.subscription_id,
@@ -418,16 +433,13 @@ fn recompute(s: &mut WritesState, graph: &Arc<Mutex<GraphState>>, now: DateTime<
             continue;
         }
         u.shown = Some(shown.clone());
-        graph
-            .lock()
-            .unwrap()
-            .presence
-            .insert(id.clone(), shown.clone());
+        let sequence = graph.lock().unwrap().put(&id, shown.clone());
         let change = AggregateChange {
             user_id: id,
             availability: shown.0,
             activity: shown.1,
             at: now,
+            sequence,
         };
         if let Some(tx) = &s.hook {
             let _ = tx.send(change.clone());
@@ -497,6 +509,27 @@ async fn presence_write(
         String::new(),
         v.clone(),
     ));
+    let json_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json_type {
+        return graph_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "Content-Type application/json is required.",
+        );
+    }
+    if !v.is_object() {
+        return bad("The request body must be a JSON object.");
+    }
+    if action == "clearUserPreferredPresence" && v != json!({}) {
+        return bad("Supply an empty JSON object for this method.");
+    }
     if let Some(r) = throttled(&mut sh.graph.lock().unwrap()) {
         return r;
     }

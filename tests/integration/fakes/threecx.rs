@@ -1,21 +1,42 @@
-//! A fake 3CX V20 PBX, strict where the real one is (or where we have to assume it is):
+//! A fake 3CX V20 PBX, strict where the real one is (or where we have to assume it is).
+//! Where its facts come from:
+//!
+//! * 3cx/xapi-tutorial `swagger.yaml` (XAPI build 20.0.10): `Pbx.User` (`Id` int32;
+//!   `Number`, `EmailAddress`, `CurrentProfileName` nullable strings), `PATCH Users({Id})`
+//!   partial → 204, `Pbx.ForwardingProfile` (`Id`, nullable `Name` and `CustomName`),
+//!   collections with `$top`/`$skip`/`@odata.count` and no `@odata.nextLink`;
+//! * 3cx/xapi-tutorial `auth.ts` and its README: one active access token per API client
+//!   (a new one revokes the old), `expires_in` in seconds since 20.0.9 (commit "expires_in is
+//!   in seconds (according to OAuth) since 20.0.9"; minutes before);
+//! * 3cx/call-control-examples `server/src/types.ts`: `DNInfo.dn` and every participant
+//!   field optional/nullable, statuses Dialing/Ringing/Connected, WebSocket frames
+//!   `{sequence, event:{event_type, entity, attached_data}}` with 0 Upsert and 1 Remove;
+//!   `server/src/utils.ts`: the sample pings the socket every 5 s;
+//! * reported, not in the schema: V20 caps `$top` at 100.
+//!
+//! What it serves:
 //!
 //! * `POST /connect/token` (client credentials): **one live token per client**, a new
-//!   token revokes the old one, `expires_in` in seconds; every other endpoint answers 401
-//!   to a stale or missing token;
-//! * XAPI `Users` with `$select`, `$filter=Number eq '...'` (OData quoting) and paging by
-//!   `@odata.nextLink` with a page size of 2; `Users(Number='...')`; `PATCH Users({Id})`
-//!   → 204, 400 for an unknown profile name or any `Number` in the body;
+//!   token revokes the old one; tokens expire; `expires_in` in seconds, or in minutes when
+//!   playing a build before 20.0.9 ([`FakeThreeCx::play_build_before_20_0_9`]); every other
+//!   endpoint answers 401 to a stale, expired or missing token;
+//! * XAPI `Users` with `$select`, `$filter=Number eq '...'` (OData quoting) and `$top`
+//!   (capped at 100, also the page size without it) / `$skip`, no `@odata.nextLink`;
+//!   `Users(Number='...')`; `PATCH Users({Id})` → 204, 400 for a profile that is not a
+//!   canonical `Name` (a `CustomName` included) or any `Number` in the body;
 //!   `Users({Id})/ForwardingProfiles`; `Microsoft365Integration` (its `SetTeamsPresence`
 //!   toggled by tests); `Defs`;
 //! * `GET /callcontrol` and `/callcontrol/{dn}/participants/{id}` for monitored DNs only;
+//!   optionally with entries 3CX's types allow: a DN without `dn`, a participant without
+//!   `id` ([`FakeThreeCx::add_nullable_entries`]);
 //! * `/callcontrol/ws`: 401 without the live Bearer token; frames
 //!   `{sequence,event:{event_type,entity,attached_data}}` with increasing `sequence`, an
 //!   Upsert (0) carrying no state (the client must GET the entity) and a Remove (1) on
-//!   hang-up.
+//!   hang-up; pings answered while the socket is read.
 //!
 //! Test controls: place, ring, answer, hold and hang up calls; change a profile "by hand";
-//! drop every socket; read the PATCHes and token requests received.
+//! drop every socket, or leave them half-open (open, but silent: no frames, no pongs); add
+//! users; read the PATCHes and token requests received.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -35,10 +56,18 @@ use tokio::sync::broadcast;
 pub const CLIENT_ID: &str = "900";
 /// The API client's secret.
 pub const SECRET: &str = "fake-3cx-client-secret";
-/// XAPI pages hold this many entries, so every listing test also tests paging.
-const PAGE: usize = 2;
-/// The status profiles every user has (V20 internal names, unconfirmed on a real PBX).
-pub const PROFILES: [&str; 5] = ["Available", "Away", "Out of office", "Custom 1", "Custom 2"];
+/// The most entries an XAPI page holds, whatever `$top` asks (reported for V20).
+pub const MAX_TOP: usize = 100;
+/// The status profiles every user has: canonical `Name` and the `CustomName` shown in the
+/// 3CX apps. The names are V20's internal ones and the custom names V20's defaults as the
+/// apps show them; both unconfirmed on a real PBX.
+pub const PROFILES: [(&str, &str); 5] = [
+    ("Available", ""),
+    ("Away", ""),
+    ("Out of office", "Do Not Disturb"),
+    ("Custom 1", "Lunch"),
+    ("Custom 2", "Business Trip"),
+];
 
 /// A user (extension) the fake knows.
 #[derive(Debug, Clone)]
@@ -60,12 +89,18 @@ pub struct Patch {
 #[derive(Default)]
 struct Pbx {
     live_token: Option<String>,
+    /// When the live token stops working.
+    live_until: Option<std::time::Instant>,
     /// Seconds, as 3CX sends it since 20.0.9.
     expires_in: u64,
+    /// Playing a build before 20.0.9: `expires_in` is sent in minutes.
+    minutes: bool,
     issued: u32,
     token_requests: u32,
     user_pages: u32,
     entity_gets: u32,
+    /// WebSocket pings received.
+    pings: u32,
     users: Vec<User>,
     native_sync: bool,
     monitored: BTreeSet<String>,
@@ -74,17 +109,20 @@ struct Pbx {
     next_participant: i64,
     sequence: u64,
     patches: Vec<Patch>,
+    /// `GET /callcontrol` also lists entries without `dn` or participant `id`.
+    nullable_entries: bool,
 }
 
 #[derive(Clone, Debug)]
 enum Push {
     Frame(String),
     Drop,
+    /// Stop answering, keep the connection: a half-open socket.
+    Stall,
 }
 
 #[derive(Clone)]
 struct Shared {
-    url: String,
     pbx: Arc<Mutex<Pbx>>,
     push: broadcast::Sender<Push>,
 }
@@ -115,7 +153,6 @@ impl FakeThreeCx {
             ..Pbx::default()
         };
         let shared = Shared {
-            url: url.clone(),
             pbx: Arc::new(Mutex::new(pbx)),
             push: broadcast::channel(256).0,
         };
@@ -147,6 +184,11 @@ impl FakeThreeCx {
         self.pbx().entity_gets
     }
 
+    /// WebSocket pings received (the client's heartbeat).
+    pub fn pings(&self) -> u32 {
+        self.pbx().pings
+    }
+
     /// PATCHes received.
     pub fn patches(&self) -> Vec<Patch> {
         self.pbx().patches.clone()
@@ -159,9 +201,38 @@ impl FakeThreeCx {
         p.live_token = Some(format!("stolen-{}", p.issued));
     }
 
-    /// The lifetime of tokens issued from now on, in seconds.
-    pub fn set_expires_in(&self, seconds: u64) {
-        self.pbx().expires_in = seconds;
+    /// Plays a build before 20.0.9: tokens live `minutes` minutes and `expires_in` says
+    /// `minutes` (3cx/xapi-tutorial's `auth.ts` read it as minutes until 20.0.9).
+    pub fn play_build_before_20_0_9(&self, minutes: u64) {
+        let mut p = self.pbx();
+        p.minutes = true;
+        p.expires_in = minutes;
+    }
+
+    /// Adds users with numbers `first..first+count` (Ids from 1000), all "Available".
+    pub fn add_users(&self, first: u32, count: u32) {
+        let mut p = self.pbx();
+        for n in first..first + count {
+            let id = 1000 + p.users.len() as i32;
+            p.users.push(User {
+                id,
+                number: n.to_string(),
+                email: format!("user{n}@example.com"),
+                profile: "Available".into(),
+            });
+        }
+    }
+
+    /// `GET /callcontrol` also lists what 3CX's types allow and our client once refused: a
+    /// DN entry with `dn: null`, and on DN 101 a participant with `id: null`.
+    pub fn add_nullable_entries(&self) {
+        self.pbx().nullable_entries = true;
+    }
+
+    /// Every open socket goes half-open: it stays connected but sends nothing and answers
+    /// no ping (a NAT or firewall dropping the flow, a PBX hanging). New sockets work.
+    pub fn half_open_all(&self) {
+        let _ = self.shared.push.send(Push::Stall);
     }
 
     /// Turns 3CX's own Microsoft 365 presence sync on or off.
@@ -267,7 +338,8 @@ fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let p = s.pbx.lock().unwrap();
-    sent.is_some() && sent == p.live_token.as_deref()
+    let fresh = p.live_until.is_none_or(|t| std::time::Instant::now() < t);
+    sent.is_some() && sent == p.live_token.as_deref() && fresh
 }
 
 async fn token(State(s): State<Shared>, Form(f): Form<HashMap<String, String>>) -> Response {
@@ -294,6 +366,9 @@ async fn token(State(s): State<Shared>, Form(f): Form<HashMap<String, String>>) 
     p.issued += 1;
     let token = format!("access-{}-{}", p.issued, uuid::Uuid::new_v4());
     p.live_token = Some(token.clone());
+    let unit = if p.minutes { 60 } else { 1 };
+    p.live_until =
+        Some(std::time::Instant::now() + Duration::from_secs(p.expires_in.max(1) * unit));
     Json(json!({
         "token_type": "Bearer",
         "expires_in": p.expires_in,
@@ -308,10 +383,10 @@ async fn socket(State(s): State<Shared>, headers: HeaderMap, ws: WebSocketUpgrad
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let rx = s.push.subscribe();
-    ws.on_upgrade(move |socket| pump(socket, rx))
+    ws.on_upgrade(move |socket| pump(socket, rx, s))
 }
 
-async fn pump(mut socket: WebSocket, mut rx: broadcast::Receiver<Push>) {
+async fn pump(mut socket: WebSocket, mut rx: broadcast::Receiver<Push>, s: Shared) {
     loop {
         tokio::select! {
             push = rx.recv() => match push {
@@ -322,10 +397,19 @@ async fn pump(mut socket: WebSocket, mut rx: broadcast::Receiver<Push>) {
                 }
                 // Dropped without a close frame, like a network failure.
                 Ok(Push::Drop) | Err(broadcast::error::RecvError::Closed) => return,
+                // Half-open: the connection stays up, but nothing is read (so no pong) or
+                // sent any more, until the client gives up on it.
+                Ok(Push::Stall) => {
+                    let _held = socket;
+                    std::future::pending::<()>().await;
+                    return;
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
             },
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                // axum answers the ping itself; counted to see the client's heartbeat.
+                Some(Ok(Message::Ping(_))) => s.pbx.lock().unwrap().pings += 1,
                 Some(Ok(_)) => {}
             },
         }
@@ -362,7 +446,19 @@ async fn rest(
     let mut p = s.pbx.lock().unwrap();
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["callcontrol"]) => {
-            let dns: Vec<Value> = p.monitored.iter().map(|dn| dn_info(&p, dn)).collect();
+            let mut dns: Vec<Value> = p.monitored.iter().map(|dn| dn_info(&p, dn)).collect();
+            if p.nullable_entries {
+                // As 3CX's `DNInfo` and `CallParticipant` allow (types.ts: `dn?: string |
+                // null`, `id?: number`): a DN without a number, a leg without an id.
+                dns.push(json!({"dn": null, "type": null, "devices": null, "participants": null}));
+                dns.push(json!({"type": "Wqueue", "participants": []}));
+                if let Some(d) = dns.iter_mut().find(|d| d["dn"] == "101") {
+                    if let Some(legs) = d["participants"].as_array_mut() {
+                        legs.push(json!({"status": "Connected", "dn": "101", "party_dn": null}));
+                        legs.push(json!({"id": null, "status": null}));
+                    }
+                }
+            }
             Json(Value::Array(dns)).into_response()
         }
         ("GET", ["callcontrol", dn]) if p.monitored.contains(*dn) => {
@@ -440,6 +536,11 @@ fn xapi(s: &Shared, method: &Method, rest: &str, q: &[(String, String)], body: &
                 None => None,
             };
             let skip: usize = param("$skip").and_then(|v| v.parse().ok()).unwrap_or(0);
+            // V20 is reported to cap `$top` at 100; without one a page is that long too.
+            let top: usize = param("$top")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(MAX_TOP)
+                .min(MAX_TOP);
             let all: Vec<&User> = p
                 .users
                 .iter()
@@ -448,21 +549,11 @@ fn xapi(s: &Shared, method: &Method, rest: &str, q: &[(String, String)], body: &
             let page: Vec<Value> = all
                 .iter()
                 .skip(skip)
-                .take(PAGE)
+                .take(top)
                 .map(|u| user_json(u, param("$select")))
                 .collect();
-            let mut out = json!({ "value": page });
-            if skip + PAGE < all.len() {
-                let mut next: Vec<(&str, &str)> = q
-                    .iter()
-                    .filter(|(k, _)| k != "$skip")
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                let skip = (skip + PAGE).to_string();
-                next.push(("$skip", &skip));
-                let query = serde_urlencoded::to_string(&next).unwrap();
-                out["@odata.nextLink"] = json!(format!("{}/xapi/v1/Users?{query}", s.url));
-            }
+            // No `@odata.nextLink`: the schema's collections have none.
+            let out = json!({ "value": page });
             p.user_pages += 1;
             Json(out).into_response()
         }
@@ -487,7 +578,10 @@ fn xapi(s: &Shared, method: &Method, rest: &str, q: &[(String, String)], body: &
                     let fps: Vec<Value> = PROFILES
                         .iter()
                         .enumerate()
-                        .map(|(i, n)| json!({"Id": i + 1, "Name": n, "CustomName": ""}))
+                        .map(|(i, (n, c))| {
+                            let custom = if c.is_empty() { Value::Null } else { json!(c) };
+                            json!({"Id": i + 1, "Name": n, "CustomName": custom})
+                        })
                         .collect();
                     Json(json!({ "value": fps })).into_response()
                 }
@@ -518,7 +612,11 @@ fn patch_user(user: &mut User, v: &Value) -> (StatusCode, Response) {
         return (s, odata_error(s, "Number cannot be changed"));
     }
     if let Some(name) = obj.get("CurrentProfileName") {
-        let Some(name) = name.as_str().filter(|n| PROFILES.contains(n)) else {
+        // Only a canonical `Name`; a `CustomName` is what the apps show, not a profile.
+        let Some(name) = name
+            .as_str()
+            .filter(|n| PROFILES.iter().any(|(p, _)| p == n))
+        else {
             let s = StatusCode::BAD_REQUEST;
             return (s, odata_error(s, "unknown forwarding profile"));
         };
