@@ -475,3 +475,64 @@ fn the_cycle_check_finds_a_planted_back_reference() {
         "a super:: path counts too"
     );
 }
+
+#[test]
+fn the_cycle_check_sees_through_re_exports_and_parent_modules() {
+    // 3CX's two modules as they are, plus a parent `mod.rs` that re-exports one of
+    // `threecx_calls`'s types, which `threecx` then takes from the parent: a cycle
+    // threecx → (pbx's re-export) → threecx_calls → threecx that no file spells out.
+    let base = || {
+        vec![
+            (
+                "clients::pbx".to_owned(),
+                "pub mod threecx;\npub mod threecx_calls;\n".to_owned(),
+            ),
+            (
+                "clients::pbx::threecx".to_owned(),
+                "use crate::core::pbx::model::Extension;\n".to_owned(),
+            ),
+            (
+                "clients::pbx::threecx_calls".to_owned(),
+                "use super::threecx::{ThreeCx, ThreeCxError};\npub struct CallControl;\n"
+                    .to_owned(),
+            ),
+            (
+                "core::pbx::model".to_owned(),
+                "pub struct Extension;\n".to_owned(),
+            ),
+        ]
+    };
+    assert_eq!(find_cycle(&graph(&base())), None);
+
+    let mut re_export = base();
+    re_export[0]
+        .1
+        .push_str("pub use threecx_calls::CallControl;\n");
+    re_export[1].1.push_str("use super::CallControl;\n");
+    let cycle = find_cycle(&graph(&re_export)).expect("a cycle through a re-export is found");
+    assert!(
+        cycle.contains(&"clients::pbx::threecx".to_owned())
+            && cycle.contains(&"clients::pbx::threecx_calls".to_owned()),
+        "{cycle:?}"
+    );
+
+    // The same through a path that starts at an imported parent module.
+    let mut via_parent = base();
+    via_parent[1]
+        .1
+        .push_str("use crate::clients::pbx;\nfn f(_: pbx::threecx_calls::CallControl) {}\n");
+    assert!(
+        find_cycle(&graph(&via_parent)).is_some(),
+        "a path through an imported parent module counts too"
+    );
+
+    // And through a glob import of the parent, which brings its child modules in scope.
+    let mut via_glob = base();
+    via_glob[1]
+        .1
+        .push_str("use super::*;\nfn f(_: threecx_calls::CallControl) {}\n");
+    assert!(
+        find_cycle(&graph(&via_glob)).is_some(),
+        "a path through a glob import counts too"
+    );
+}
