@@ -266,7 +266,7 @@ async fn notifications(
         let open_all = move |to_open: Vec<(usize, Arc<SubscriptionRecord>)>| {
             to_open
                 .into_iter()
-                .map(|(i, sub)| (i, notification::open(&all[i], &sub, &keys, now)))
+                .map(|(i, sub)| (i, notification::open(&all[i], &*sub, &keys, now)))
                 .collect::<Vec<_>>()
         };
         let opened: Vec<(usize, Result<Observation, Rejection>)> = if to_open.len() <= OPEN_INLINE {
