@@ -6,8 +6,6 @@
 //! may use which, checked by `tests/integration/architecture.rs`), the code map and the
 //! invariants.
 
-#![warn(missing_docs)]
-
 pub mod cli;
 pub mod clients;
 pub mod config;
