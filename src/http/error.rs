@@ -38,9 +38,6 @@ pub enum ApiError {
     /// 404: no such route or resource.
     #[error("not found")]
     NotFound,
-    /// 501: the capability is not built yet.
-    #[error("{0} is not implemented yet")]
-    NotImplemented(&'static str),
     /// 503: a dependency (store, Graph) is unavailable; retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -51,7 +48,6 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         (

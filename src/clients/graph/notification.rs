@@ -115,13 +115,6 @@ pub enum BatchError {
 #[serde(transparent)]
 pub struct ClientState(String);
 
-impl ClientState {
-    /// Wraps a value (tests and the sending side).
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-}
-
 impl std::fmt::Debug for ClientState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClientState([REDACTED])")
