@@ -57,7 +57,7 @@ fn parse_layers(doc: &str) -> Vec<Layer> {
                 other => panic!("layer {}: unknown rule {other:?}", cells[1]),
             };
             assert!(
-                sideways || cells[3].is_empty() == (modules.len() == 1),
+                modules.len() < 2 || !cells[3].is_empty(),
                 "layer {}: say whether its {} modules may use each other",
                 cells[1],
                 modules.len()
