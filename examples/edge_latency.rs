@@ -37,10 +37,16 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 #[path = "../tests/integration/fakes/hue.rs"]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "the fake serves every test; this program uses part of it"
+)]
 mod hue;
 #[path = "../tests/integration/fakes/servicebus.rs"]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "the fake serves every test; this program uses part of it"
+)]
 mod servicebus_fake;
 
 const CLIENT_ID: &str = "c0ffee00-0000-4000-8000-000000000001";

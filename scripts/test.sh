@@ -6,6 +6,8 @@
 #   1. Azurite (npm, pinned in tests/azurite/package-lock.json) for the Table Storage tests,
 #      and Python's `cryptography` (in .venv-test when missing) for the notification tests
 #   2. cargo fmt --check; clippy -D warnings for each feature set
+#      + the fuzz targets checked, unused dependencies (cargo-machete), licences, bans and
+#        sources (cargo-deny)
 #   3. cargo test for each feature set (default = cloud build; --no-default-features = Pi build)
 #   4. cargo doc with warnings denied
 #   5. checkov over infra/ (scripts/check-infra.sh)
@@ -64,6 +66,27 @@ step "clippy (--no-default-features: Pi build)"
 cargo clippy --locked --all-targets --no-default-features -- -D warnings
 step "clippy (--features busylight: USB busylights through hidapi; check only)"
 cargo clippy --locked --all-targets --features busylight -- -D warnings
+
+step "fuzz targets, type-checked with the stable toolchain (cargo-fuzz itself needs nightly)"
+# fuzz/ is its own workspace: sharing target/ reuses the dependencies checked above, and
+# --no-default-features leaves out libFuzzer's C++, which a check does not link.
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
+  cargo clippy --locked --manifest-path fuzz/Cargo.toml --bins --no-default-features -- -D warnings
+
+step "unused dependencies (cargo-machete); licences, bans and sources (cargo-deny, deny.toml)"
+# Installed once into a cache outside the work tree, pinned; later runs only look for the file.
+# Advisories are left out: they need the RustSec database, a git repository this machine
+# cannot fetch.
+tools="${XDG_CACHE_HOME:-$HOME/.cache}/teams-presence/cargo-tools"
+tool() { # crate version: installs when missing, prints the binary's path
+  local bin="$tools/$1-$2/bin/$1"
+  [ -x "$bin" ] || cargo install --locked --quiet --root "$tools/$1-$2" "$1" --version "$2" >&2
+  echo "$bin"
+}
+machete=$(tool cargo-machete 0.9.2)
+deny=$(tool cargo-deny 0.20.2)
+"$machete"
+"$deny" --locked check --hide-inclusion-graph licenses bans sources
 
 results=$(mktemp)
 step "tests (default features)"

@@ -9,12 +9,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(inv) = Invocation::parse(data) else {
         return;
     };
-    if let Ok(req) = inv.http_request("req") {
-        let _ = req.path_and_query("/api/notifications");
-    }
     let _ = inv.timer("timer");
     let _ = inv.service_bus("msg");
     let _ = inv.metadata_str("DeliveryCount");
     let _ = inv.metadata_map("Query");
     let _ = inv.invocation_id();
+    // Last: taking the request apart consumes the invocation.
+    if let Ok(req) = inv.into_http_request("req") {
+        let _ = req.path_and_query("/api/notifications");
+    }
 });

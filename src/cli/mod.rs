@@ -220,9 +220,6 @@ pub enum CliError {
     /// A setting is wrong or missing (exit 2).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A command that a later issue builds (exit 1).
-    #[error("`{0}` is not implemented yet")]
-    NotImplemented(&'static str),
     /// `doctor` found problems (exit 1; the problems were printed).
     #[error("doctor found problems")]
     ChecksFailed,

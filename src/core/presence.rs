@@ -18,7 +18,7 @@ macro_rules! open_enum {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub enum $name {
-            $(#[allow(missing_docs)] $variant,)+
+            $(#[doc = concat!("`", stringify!($variant), "`, as Graph spells it.")] $variant,)+
             /// A value this build does not know, kept as Graph sent it.
             Other(String),
         }

@@ -7,9 +7,9 @@
 //! racing on one user therefore produce exactly one message for one change.
 //!
 //! Publishing is at least once: the write that stores a change also marks it
-//! [`PendingPublish`]; whoever confirms the send ([`confirm_published`]: the Service Bus
-//! answer with `PUBLISH_MODE=rest`, the hand-off to the output binding, `serve`'s sinks)
-//! clears the mark, and every tick sends what is still marked again ([`resend_pending`]).
+//! [`PendingPublish`]; whoever confirms the send ([`confirm_all`] or a [`Confirmer`]: the
+//! Service Bus answer with `PUBLISH_MODE=rest`, the hand-off to the output binding, `serve`'s
+//! sinks) clears the mark, and every tick sends what is still marked again ([`resend_pending`]).
 //! Duplicates are harmless: an edge drops what is not newer than what it applied
 //! (`crate::core::judge`), and with `rest` the topic's duplicate detection drops the same
 //! `MessageId` first.
@@ -165,36 +165,6 @@ fn message_of(rec: &PresenceRecord) -> TopicMessage {
     ))
 }
 
-/// Clears the pending mark of `user_id` if it is still the one of `sequence` (a newer change
-/// keeps its own mark). Returns whether a mark was cleared. ETag-conditional like every
-/// write here: a lost race reads again.
-pub async fn confirm_published(
-    store: &Store,
-    user_id: &str,
-    sequence: &str,
-) -> Result<bool, StoreError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(current) = store.get::<PresenceRecord>(user_id, "presence").await? else {
-            return Ok(false);
-        };
-        if current.value.pending_publish.is_none() || current.value.last.sequence != sequence {
-            return Ok(false);
-        }
-        let rec = PresenceRecord {
-            pending_publish: None,
-            ..current.value
-        };
-        match store.replace(&rec, &current.etag).await {
-            Ok(_) => return Ok(true),
-            Err(StoreError::PreconditionFailed | StoreError::NotFound) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Unavailable(
-        "clearing a pending mark kept losing races; the change will be sent again".into(),
-    ))
-}
-
 /// The pending marks `msgs` stand for: user id and sequence of every `presence.changed`
 /// (other types are not stored).
 fn marks_of(msgs: &[TopicMessage]) -> Vec<(String, String)> {
@@ -206,8 +176,8 @@ fn marks_of(msgs: &[TopicMessage]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// [`confirm_published`] for every `presence.changed` in `msgs` (other types are not
-/// stored). A mark that cannot be cleared only means one more duplicate later: logged, not
+/// Clears the pending mark of every `presence.changed` in `msgs` whose record still holds
+/// that sequence (a newer change keeps its own mark; other types are not stored). A mark that cannot be cleared only means one more duplicate later: logged, not
 /// failed.
 pub async fn confirm_all(store: &Store, msgs: &[TopicMessage]) {
     clear_marks(store, marks_of(msgs)).await
@@ -223,7 +193,7 @@ async fn clear_marks(store: &Store, marks: Vec<(String, String)>) {
         .map(|(u, _)| (u.clone(), "presence".to_owned()))
         .collect();
     let sequences: Vec<String> = marks.iter().map(|(_, s)| s.clone()).collect();
-    // The same ETag-conditional clearing as `confirm_published`, record by record.
+    // ETag-conditional like every write here, record by record.
     let cleared = store
         .update_each(keys, move |i, current: Option<&PresenceRecord>| {
             let current = current?;

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clients::graph::certs::KeyRing;
 use crate::clients::graph::client::{GraphError, NewSubscription, MAX_IDS_PER_CALL};
-use crate::clients::graph::notification::LifecycleEvent;
+use crate::clients::graph::notification::{self, LifecycleEvent};
 use crate::engine::context::Context;
 use crate::engine::poller::Poller;
 use crate::store::{StoreError, SubscriptionRecord, Table, UserRecord, UserState};
@@ -757,6 +757,20 @@ async fn create(
             tracing::warn!(owner = %d.owner, error = %e, "cannot create a presence subscription; polling instead");
             report.failed += 1;
         }
+    }
+}
+
+/// The stored record is what the notification checks match an item against; the checks
+/// live with Graph's wire format, which knows nothing of the store.
+impl notification::Subscription for SubscriptionRecord {
+    fn client_state_sha256(&self) -> &str {
+        &self.client_state_sha256
+    }
+    fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+    fn user_ids(&self) -> &[String] {
+        &self.user_ids
     }
 }
 

@@ -10,9 +10,6 @@ use crate::http::state::AppState;
 /// Why a job invocation failed; the host sees a non-2xx and writes no output.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    /// The job is not built yet (answered 501, never a fake success).
-    #[error("{0} is not implemented yet")]
-    NotImplemented(&'static str),
     /// The host sent a function name we have no job for.
     #[error("no job named {0:?}")]
     Unknown(String),
@@ -26,7 +23,6 @@ impl JobError {
     /// The status answered to the host.
     pub fn status(&self) -> StatusCode {
         match self {
-            JobError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             JobError::Unknown(_) => StatusCode::NOT_FOUND,
             JobError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

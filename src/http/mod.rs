@@ -1,10 +1,12 @@
 //! The `/api/...` routes, the same in `handler` (forwarded or payload mode) and `serve`.
 //!
-//! Each capability registers its own routes in its module; this one assembles them and owns
-//! the boundary error type that turns into a response.
+//! Each capability registers its own routes in its module; this one assembles them. The
+//! boundary error type that turns into a response lives in `error.rs`, a file the routes use
+//! without reaching back into the router that uses them (tests/integration/architecture.rs).
 
 pub mod access;
 pub mod auth;
+mod error;
 pub mod pbx;
 pub mod presence;
 pub mod state;
@@ -19,28 +21,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::http::state::AppState;
-
-/// How many characters of a caller-supplied value a log line keeps.
-pub const LOGGED_VALUE_MAX: usize = 100;
-
-/// A caller-supplied value made safe for a log line: control characters (CR, LF, ESC, ...)
-/// escaped so it cannot start a forged line or drive a terminal, and at most
-/// [`LOGGED_VALUE_MAX`] characters, marked with `…` when cut.
-pub fn loggable(value: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in value.chars().enumerate() {
-        if i == LOGGED_VALUE_MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use error::{loggable, ApiError, LOGGED_VALUE_MAX};
 
 /// Requests larger than this are refused with 413 before a handler sees them.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -92,38 +73,4 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
 
 async fn not_found() -> Response {
     ApiError::NotFound.into_response()
-}
-
-/// The boundary error of every API route. Each variant's doc names its status. Messages
-/// are fixed text or ids: never a token, key, clientState or request body.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// 400: the request is malformed; nothing was changed.
-    #[error("{0}")]
-    BadRequest(String),
-    /// 404: no such route or resource.
-    #[error("not found")]
-    NotFound,
-    /// 501: the capability is not built yet.
-    #[error("{0} is not implemented yet")]
-    NotImplemented(&'static str),
-    /// 503: a dependency (store, Graph) is unavailable; retry later.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = match &self {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        };
-        (
-            status,
-            Json(json!({"error": code, "message": self.to_string()})),
-        )
-            .into_response()
-    }
 }

@@ -115,7 +115,10 @@ async fn lookup_subscriptions<'a>(
 /// The subscriptions a batch names, all from the cache with the ETags they were read at,
 /// without asking the store; `None` when one is not cached (or could not be looked up at
 /// all), and the batch takes [`lookup_subscriptions`].
-#[allow(clippy::type_complexity)]
+#[expect(
+    clippy::type_complexity,
+    reason = "the two halves of one answer, each named where it is built and taken apart"
+)]
 fn cached_subscriptions(
     state: &AppState,
     items: &[ChangeNotification],
@@ -266,7 +269,7 @@ async fn notifications(
         let open_all = move |to_open: Vec<(usize, Arc<SubscriptionRecord>)>| {
             to_open
                 .into_iter()
-                .map(|(i, sub)| (i, notification::open(&all[i], &sub, &keys, now)))
+                .map(|(i, sub)| (i, notification::open(&all[i], &*sub, &keys, now)))
                 .collect::<Vec<_>>()
         };
         let opened: Vec<(usize, Result<Observation, Rejection>)> = if to_open.len() <= OPEN_INLINE {

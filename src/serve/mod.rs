@@ -6,7 +6,7 @@
 pub mod sinks;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -19,15 +19,6 @@ use tokio::net::TcpListener;
 use crate::config::{Settings, StoreKind};
 use crate::files::write_private;
 use crate::http::state::{AppState, Mode};
-
-/// Options of the `serve` command.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    /// `--listen`.
-    pub listen: SocketAddr,
-    /// `--data-dir`.
-    pub data_dir: PathBuf,
-}
 
 /// Loads `token-key` from the data directory, generating it (32 random bytes, base64,
 /// mode 0600) on first run. Used when `TOKEN_ENCRYPTION_KEY` is not set.

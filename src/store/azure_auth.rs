@@ -2,18 +2,15 @@
 //! through azure_identity. Only the cloud build (`azure-sdk` feature) has the identity;
 //! the Pi build, which compiles with Rust 1.85, reports a clear configuration problem instead.
 
-use std::sync::Arc;
-
 use secrecy::SecretString;
 
-/// Where bearer tokens come from.
+/// Where bearer tokens come from. Without the `azure-sdk` feature there is no source at all
+/// ([`TokenSource::managed_identity`] refuses), so nothing can hold one.
 #[derive(Clone)]
 pub enum TokenSource {
     /// An azure_identity credential (managed identity in Azure).
     #[cfg(feature = "azure-sdk")]
-    Credential(Arc<dyn azure_core::credentials::TokenCredential>),
-    /// A fixed token (tests).
-    Static(Arc<SecretString>),
+    Credential(std::sync::Arc<dyn azure_core::credentials::TokenCredential>),
 }
 
 impl TokenSource {
@@ -42,16 +39,18 @@ impl TokenSource {
     /// A token for `scope` (e.g. `https://storage.azure.com/.default`). Errors are short and
     /// hold no token material.
     pub async fn token(&self, scope: &str) -> Result<SecretString, String> {
-        #[cfg(not(feature = "azure-sdk"))]
-        let _ = scope;
-        match self {
-            #[cfg(feature = "azure-sdk")]
-            TokenSource::Credential(c) => c
-                .get_token(&[scope], None)
+        #[cfg(feature = "azure-sdk")]
+        {
+            let TokenSource::Credential(c) = self;
+            c.get_token(&[scope], None)
                 .await
                 .map(|t| SecretString::from(t.token.secret().to_owned()))
-                .map_err(|e| format!("managed identity token for {scope} failed: {e}")),
-            TokenSource::Static(t) => Ok((**t).clone()),
+                .map_err(|e| format!("managed identity token for {scope} failed: {e}"))
+        }
+        #[cfg(not(feature = "azure-sdk"))]
+        {
+            let _ = scope;
+            match *self {}
         }
     }
 }

@@ -82,7 +82,7 @@ pub struct PresenceRecord {
     pub last: LastKnown,
     /// Set while the change in `last` is stored but its sending is not confirmed: written in
     /// the same ETag-conditional write as the change, cleared once the send is confirmed
-    /// (`crate::engine::pipeline::confirm_published`). While set, every tick sends it again,
+    /// (`crate::engine::pipeline::confirm_all` and its `Confirmer`). While set, every tick sends it again,
     /// so a process that dies between the two, or a topic that is down, loses nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_publish: Option<PendingPublish>,

@@ -56,7 +56,7 @@ fn every_command_answers_help() {
 fn a_wrong_setting_is_one_line_naming_it_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: &[Case] = &[
+    let cases: &[Case<'_>] = &[
         (&["serve"], &[("POLL_INTERVAL", "often")], "POLL_INTERVAL"),
         (&["serve"], &[("STORE", "mongodb")], "STORE"),
         (&["serve"], &[("GRAPH_ENDPOINT", "graph")], "GRAPH_ENDPOINT"),

@@ -1,6 +1,7 @@
 //! The one integration-test binary. Each module is one area of behaviour:
 //!
-//! - `architecture`: no import cycle, dependencies pointing down the layers, a core without I/O.
+//! - `architecture`: ARCHITECTURE.md's layer table against the code, no import cycle (through
+//!   re-exports, globs and parent modules too), a core without I/O.
 //! - `support`: the `TestApp`/host-invocation helpers, Azurite, ports, logging.
 //! - `fakes`: loopback servers standing in for Graph, Entra ID and friends.
 //! - `store`: one conformance suite run against SQLite and Azurite.

@@ -1,4 +1,5 @@
-//! Microsoft Graph over HTTP: presence reads and change-notification subscriptions. The only
+//! Microsoft Graph over HTTP: presence reads and writes (the PBX sync's session and the
+//! preferred presence), user lookups and change-notification subscriptions. The only
 //! module that speaks Graph's REST JSON; callers get typed values and errors split by what they
 //! do next (wait for `Retry-After`, refresh the token, back off, give up).
 

@@ -28,7 +28,18 @@ use serde_json::Value;
 
 use crate::clients::graph::certs::KeyRing;
 use crate::core::presence::{Observation, Presence, Source};
-use crate::store::SubscriptionRecord;
+
+/// What the checks need to know about a subscription of ours. The stored record implements
+/// it (in `engine::subscriptions`, which sees both sides), so this module, like every client,
+/// needs nothing from the store.
+pub trait Subscription {
+    /// Hex SHA-256 of the `clientState` it was created with ([`client_state_sha256_hex`]).
+    fn client_state_sha256(&self) -> &str;
+    /// The tenant of the users it covers.
+    fn tenant_id(&self) -> &str;
+    /// The users it covers, as Graph sent their ids.
+    fn user_ids(&self) -> &[String];
+}
 
 /// Why a notification item was dropped. Fixed names only: never a secret or a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,20 +115,13 @@ pub enum BatchError {
 #[serde(transparent)]
 pub struct ClientState(String);
 
-impl ClientState {
-    /// Wraps a value (tests and the sending side).
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-}
-
 impl std::fmt::Debug for ClientState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClientState([REDACTED])")
     }
 }
 
-/// Hex SHA-256 of a `clientState`: what [`SubscriptionRecord::client_state_sha256`] holds.
+/// Hex SHA-256 of a `clientState`: what [`Subscription::client_state_sha256`] answers.
 pub fn client_state_sha256_hex(client_state: &str) -> String {
     hex(&openssl::sha::sha256(client_state.as_bytes()))
 }
@@ -278,30 +282,30 @@ fn strings(values: Vec<Value>) -> Vec<String> {
 
 /// Step 1: the item belongs to `sub` (found by its `subscriptionId`), carries its
 /// `clientState` and its tenant. Returns the tenant id.
-pub fn check_subscription<'a>(
+pub fn check_subscription<'a, S: Subscription + ?Sized>(
     client_state: Option<&ClientState>,
     tenant_id: Option<&'a str>,
-    sub: Option<&SubscriptionRecord>,
+    sub: Option<&S>,
 ) -> Result<&'a str, Rejection> {
     let sub = sub.ok_or(Rejection::UnknownSubscription)?;
     let state = client_state.ok_or(Rejection::ClientStateMismatch)?;
     let received = openssl::sha::sha256(state.0.as_bytes());
-    let stored = unhex32(&sub.client_state_sha256).ok_or(Rejection::ClientStateMismatch)?;
+    let stored = unhex32(sub.client_state_sha256()).ok_or(Rejection::ClientStateMismatch)?;
     // Both are 32 bytes, so memcmp::eq cannot panic; it does not stop at the first difference.
     if !openssl::memcmp::eq(&received, &stored) {
         return Err(Rejection::ClientStateMismatch);
     }
     match tenant_id {
-        Some(t) if t.eq_ignore_ascii_case(&sub.tenant_id) => Ok(t),
+        Some(t) if t.eq_ignore_ascii_case(sub.tenant_id()) => Ok(t),
         _ => Err(Rejection::TenantMismatch),
     }
 }
 
 /// Step 3: decrypts an item already matched to `sub` and vouched for by a validation token,
 /// and turns it into an observation made at `now`.
-pub fn open(
+pub fn open<S: Subscription + ?Sized>(
     item: &ChangeNotification,
-    sub: &SubscriptionRecord,
+    sub: &S,
     keys: &KeyRing,
     now: DateTime<Utc>,
 ) -> Result<Observation, Rejection> {
@@ -315,9 +319,9 @@ pub fn open(
     let payload = parse_presence(&plaintext)?;
     // Ids are stored as Graph sends them, so the exact compare (a memcmp that stops at the
     // first differing byte) nearly always decides; the case-insensitive one is the fallback.
-    if !sub.user_ids.contains(&payload.user_id)
+    if !sub.user_ids().contains(&payload.user_id)
         && !sub
-            .user_ids
+            .user_ids()
             .iter()
             .any(|u| u.eq_ignore_ascii_case(&payload.user_id))
     {
@@ -325,7 +329,7 @@ pub fn open(
     }
     Ok(Observation {
         user_id: payload.user_id,
-        tenant_id: sub.tenant_id.clone(),
+        tenant_id: sub.tenant_id().to_owned(),
         presence: payload.presence,
         source: Source::Notification,
         observed_at: now,
@@ -348,9 +352,9 @@ pub fn item_digest(content: &EncryptedContent) -> String {
 
 /// Steps 1 and 3 for one item, given whether its tenant had a valid validation token (the
 /// fuzz target and the benchmark; the webhook runs the steps separately to batch step 2).
-pub fn process(
+pub fn process<S: Subscription + ?Sized>(
     item: &ChangeNotification,
-    sub: Option<&SubscriptionRecord>,
+    sub: Option<&S>,
     tenant_has_valid_token: impl Fn(&str) -> bool,
     keys: &KeyRing,
     now: DateTime<Utc>,
@@ -486,6 +490,7 @@ mod tests {
     use super::*;
     use crate::clients::graph::certs::generate_self_signed;
     use crate::clients::graph::testing;
+    use crate::store::SubscriptionRecord;
     use chrono::TimeZone;
     use serde_json::json;
 
@@ -622,7 +627,7 @@ mod tests {
             Rejection::NoValidToken
         );
         assert_eq!(
-            process(&n, None, |_| true, &ring, now()).unwrap_err(),
+            process(&n, None::<&SubscriptionRecord>, |_| true, &ring, now()).unwrap_err(),
             Rejection::UnknownSubscription
         );
         // The same content under another certificate: unwrapping fails.

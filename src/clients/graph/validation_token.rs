@@ -275,7 +275,6 @@ struct CacheState {
     keys: Arc<SigningKeys>,
     fetched_at: Option<Instant>,
     last_attempt: Option<Instant>,
-    fetches: u64,
 }
 
 impl JwksCache {
@@ -309,11 +308,6 @@ impl JwksCache {
         self.inner.checks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// How many times the keys were fetched (status and tests).
-    pub async fn fetch_count(&self) -> u64 {
-        self.inner.state.lock().await.fetches
-    }
-
     /// Keys able to check tokens signed with `kids`, as far as the endpoint knows them.
     /// Fetches when the cache is empty or older than the TTL, or when a kid is unknown and
     /// the last fetch was more than a minute ago. A failed fetch falls back to cached keys.
@@ -336,7 +330,6 @@ impl JwksCache {
             return Ok(st.keys.clone());
         }
         st.last_attempt = Some(now);
-        st.fetches += 1;
         match self.fetch().await {
             Ok(keys) => {
                 tracing::info!(keys = keys.len(), "fetched token signing keys");

@@ -279,12 +279,6 @@ impl ThreeCx {
         parse_call_control(&body)
     }
 
-    /// The line state of every monitored DN now (profiles are not part of Call Control:
-    /// `profile` is `None`; see [`ThreeCx::current_profiles`]).
-    pub async fn line_snapshot(&self) -> Result<Vec<ExtensionSnapshot>, ThreeCxError> {
-        Ok(Lines::default().reset(&self.call_control().await?))
-    }
-
     /// Follows call state until `shutdown` turns true (or its sender is dropped) or
     /// `events` is closed: connects the socket, emits `Health{connected:true}` and a
     /// `Snapshot`, then a `Line` per change of a DN's line state. It pings the socket every
