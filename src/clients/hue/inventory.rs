@@ -14,8 +14,6 @@
 use crate::config::HueTarget;
 use crate::core::lights::{Palette, MIREK_RANGE};
 
-use super::Endpoint;
-
 /// One lamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lamp {
@@ -351,6 +349,15 @@ pub fn describe_group(palette: Palette, lamps: &[Lamp]) -> String {
         ));
     }
     out
+}
+
+/// A resolved target: what one PUT goes to. The kind decides the rate limit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// v1 `lights/{id}/state` or v2 `light/{id}`.
+    Light(String),
+    /// v1 `groups/{id}/action` or v2 `grouped_light/{id}`.
+    Group(String),
 }
 
 #[cfg(test)]

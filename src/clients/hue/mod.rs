@@ -49,7 +49,7 @@ use url::Url;
 use crate::config::HueTarget;
 use crate::core::lights::{LampState, LightState};
 
-pub use inventory::{Inventory, Resolved};
+pub use inventory::{Endpoint, Inventory, Resolved};
 
 /// The Hue root CAs (PEM). SHA-256 fingerprints F0:BD:8E:65:… (root-bridge) and
 /// D8:B8:94:48:… (Hue Root CA 01), checked in a test.
@@ -179,15 +179,6 @@ impl Bridge {
             (Bridge::V2(c), Endpoint::Group(id)) => c.put_grouped_light(id, state).await,
         }
     }
-}
-
-/// A resolved target: what one PUT goes to. The kind decides the rate limit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// v1 `lights/{id}/state` or v2 `light/{id}`.
-    Light(String),
-    /// v1 `groups/{id}/action` or v2 `grouped_light/{id}`.
-    Group(String),
 }
 
 /// How a bridge address is reached.
