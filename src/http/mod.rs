@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod device;
 pub mod pbx;
 pub mod presence;
 pub mod state;
@@ -57,6 +58,7 @@ pub fn api_router(state: AppState) -> Router {
             )),
         )
         .merge(auth::routes())
+        .merge(device::routes(state.clone()))
         .merge(presence::routes())
         .merge(webhook::routes())
         .merge(pbx::routes())
