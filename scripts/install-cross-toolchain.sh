@@ -45,7 +45,7 @@ done
 [ -n "$LZMA" ] || LZMA=5.4.1-1+deb12u1
 pkgs=(liblzma5="$LZMA" rustc-web="$V" cargo-web="$V" libstd-rust-web-dev="$V" libstd-rust-web-1.85="$V" file)
 for arch in "$@"; do
-  pkgs+=(liblzma5:"$arch"="$LZMA" libstd-rust-web-dev:"$arch"="$V" libstd-rust-web-1.85:"$arch"="$V"
+  pkgs+=("liblzma5:$arch=$LZMA" "libstd-rust-web-dev:$arch=$V" "libstd-rust-web-1.85:$arch=$V"
          gcc-"${GCC[$arch]}" libc6-dev-"$arch"-cross qemu-user)
 done
 apt-get install -y -qq --no-install-recommends --allow-downgrades "${pkgs[@]}" >/dev/null

@@ -200,7 +200,7 @@ mod tests {
         let (a, b) = (PageSignIn::default(), PageSignIn::default());
         assert_ne!(a.form_token(), b.form_token());
         assert!(a.form_token().len() >= 32);
-        assert!(a.form_token_matches(&a.form_token().to_owned()));
+        assert!(a.form_token_matches(a.form_token()));
         assert!(!a.form_token_matches(b.form_token()));
         assert!(!a.form_token_matches(""));
         assert!(!a.form_token_matches(&a.form_token()[1..]));

@@ -82,7 +82,7 @@ pub fn next_steps(state: &AppState) -> Vec<NextStep> {
     if s.client_secret.is_none() && s.client_certificate_path.is_none() {
         out.push(NextStep {
             setting: "AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
-            why: "Needed for the browser sign-in (/api/auth/start). Not needed for teams-presence login (device code) with public client flows allowed.",
+            why: "Needed for the browser sign-in (/api/auth/start). Not needed for a device code (this page's Sign in with a code, or teams-presence login) with public client flows allowed.",
         });
     }
     if s.hue_bridge.is_none() || s.hue_application_key.is_none() {

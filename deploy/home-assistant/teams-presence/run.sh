@@ -31,15 +31,16 @@ for option in "${!SETTINGS[@]}"; do
     bashio::log.info "${SETTINGS[$option]} is set"
   fi
 done
-export RUST_LOG="$(bashio::config 'log_level' 'info')"
+RUST_LOG="$(bashio::config 'log_level' 'info')"
+export RUST_LOG
 
 if [ -z "${MQTT_URL:-}" ] && bashio::services.available mqtt; then
   scheme=mqtt
   if bashio::var.true "$(bashio::services mqtt ssl)"; then scheme=mqtts; fi
-  export MQTT_URL="${scheme}://$(bashio::services mqtt host):$(bashio::services mqtt port)"
+  MQTT_URL="${scheme}://$(bashio::services mqtt host):$(bashio::services mqtt port)"
   MQTT_USERNAME="$(bashio::services mqtt username)"
   MQTT_PASSWORD="$(bashio::services mqtt password)"
-  export MQTT_USERNAME MQTT_PASSWORD
+  export MQTT_URL MQTT_USERNAME MQTT_PASSWORD
   bashio::log.info "MQTT: Home Assistant's broker"
 fi
 
