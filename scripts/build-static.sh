@@ -27,16 +27,20 @@ esac
 bash scripts/install-cross-toolchain.sh $arch >&2
 export RUSTC=/usr/bin/rustc
 env_target=$(echo "$TARGET" | tr 'a-z-' 'A-Z_')
-# No unwind tables: a panic aborts in these builds (profile.pi), so they only served
-# backtraces; they were 1.4 MB (14 %) of the aarch64 binary, which then missed 10 MB. The same
-# for the C code (OpenSSL, SQLite); glibc's own archive keeps its tables.
-export "CARGO_TARGET_${env_target}_RUSTFLAGS=-C target-feature=+crt-static -C force-unwind-tables=no"
-export "CFLAGS_${TARGET//-/_}=-fno-asynchronous-unwind-tables -fno-unwind-tables"
+PROFILE=${PROFILE:-pi}
+rustflags="-C target-feature=+crt-static"
+if [ "$PROFILE" = pi ]; then
+  # No unwind tables: a panic aborts with this profile, so they only served backtraces; they
+  # were 1.4 MB (14 %) of the aarch64 binary, which then missed 10 MB. The same for the C
+  # code (OpenSSL, SQLite); Debian's std and glibc's archive keep theirs.
+  rustflags="$rustflags -C force-unwind-tables=no"
+  export "CFLAGS_${TARGET//-/_}=-fno-asynchronous-unwind-tables -fno-unwind-tables"
+fi
+export "CARGO_TARGET_${env_target}_RUSTFLAGS=$rustflags"
 if [ -n "$gcc" ]; then
   export "CARGO_TARGET_${env_target}_LINKER=$gcc-gcc"
   export "CC_${TARGET//-/_}=$gcc-gcc" "AR_${TARGET//-/_}=$gcc-ar"
 fi
-PROFILE=${PROFILE:-pi}
 # The Pi feature set: what the Dockerfile and the Home Assistant add-on ship too.
 FEATURES=busylight,vendored-openssl
 /usr/bin/cargo build --locked --profile "$PROFILE" --no-default-features --features "$FEATURES" \
