@@ -1,44 +1,56 @@
 # syntax=docker/dockerfile:1
-# The edge subscriber for a Raspberry Pi (linux/arm/v7, 32-bit Raspberry Pi OS).
+# The edge subscriber for a Raspberry Pi: 32-bit Raspberry Pi OS (linux/arm/v7) and 64-bit
+# Raspberry Pi OS (linux/arm64, Pi 3/4/5); linux/amd64 builds too.
 #
 # Build it on a faster machine and load it onto the Pi (docs/pi.md):
-#   docker buildx build --platform linux/arm/v7 -t teams-presence-edge --load .
+#   docker buildx build --platform linux/arm64 -t teams-presence-edge --load .    # 64-bit Pi OS
+#   docker buildx build --platform linux/arm/v7 -t teams-presence-edge --load .   # 32-bit Pi OS
 #   docker save teams-presence-edge | ssh pi docker load
 #
-# The build stage runs on the build machine's own architecture ($BUILDPLATFORM). On an
-# x86_64 (or arm64) machine it cross-compiles a static armv7 binary with the cross
-# linker; built on an armv7 machine itself it compiles natively and installs no cross
-# packages. The runtime stage is a small arm32v7 Debian with CA certificates and a
-# non-root user.
+# The build stage runs on the build machine's own architecture ($BUILDPLATFORM) and
+# cross-compiles a static binary for $TARGETPLATFORM with the cross linker; built on the
+# target architecture itself it compiles natively and installs no cross packages. The
+# binary is what scripts/build-static.sh builds: static glibc, OpenSSL compiled in, USB
+# busylights (pure Rust over hidraw), no Azure SDK crates, `--profile pi`. The runtime stage
+# is a small Debian for the target with CA certificates and a non-root user.
 
 ARG RUST_VERSION=1
 FROM --platform=$BUILDPLATFORM rust:${RUST_VERSION}-bookworm AS build
 ARG TARGETPLATFORM
 ARG BUILDPLATFORM
-# Cross packages only when the build machine is not the target (e.g. amd64 -> arm/v7).
-RUN if [ "$BUILDPLATFORM" != "$TARGETPLATFORM" ]; then \
-      rustup target add armv7-unknown-linux-gnueabihf \
-      && apt-get update \
-      && apt-get install -y --no-install-recommends gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
+# Rust target and Debian cross compiler of each platform.
+RUN case "$TARGETPLATFORM" in \
+      linux/arm/v7) echo "armv7-unknown-linux-gnueabihf arm-linux-gnueabihf armhf" ;; \
+      linux/arm64) echo "aarch64-unknown-linux-gnu aarch64-linux-gnu arm64" ;; \
+      linux/amd64) echo "x86_64-unknown-linux-gnu x86_64-linux-gnu amd64" ;; \
+      *) echo "unsupported platform $TARGETPLATFORM" >&2; exit 1 ;; \
+    esac > /target.txt
+# Cross packages only when the build machine is not the target (e.g. amd64 -> arm64).
+RUN read -r target gcc arch < /target.txt \
+ && rustup target add "$target" \
+ && if [ "$BUILDPLATFORM" != "$TARGETPLATFORM" ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends "gcc-$gcc" "libc6-dev-$arch-cross" \
       && rm -rf /var/lib/apt/lists/*; \
     else \
       echo "native build on $BUILDPLATFORM: no cross toolchain"; \
     fi
-ENV RUSTFLAGS="-C target-feature=+crt-static"
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    if [ "$BUILDPLATFORM" != "$TARGETPLATFORM" ]; then \
-      export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
-             CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc \
-             AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar; \
+    read -r target gcc arch < /target.txt \
+ && T=$(echo "$target" | tr 'a-z-' 'A-Z_') \
+ && export "CARGO_TARGET_${T}_RUSTFLAGS=-C target-feature=+crt-static" \
+ && if [ "$BUILDPLATFORM" != "$TARGETPLATFORM" ]; then \
+      export "CARGO_TARGET_${T}_LINKER=$gcc-gcc" "CC_$(echo "$target" | tr - _)=$gcc-gcc" \
+             "AR_$(echo "$target" | tr - _)=$gcc-ar"; \
     fi \
- && cargo build --profile pi --locked --no-default-features --features vendored-openssl \
-      --target armv7-unknown-linux-gnueabihf \
- && cp target/armv7-unknown-linux-gnueabihf/pi/teams-presence /teams-presence
+ && cargo build --profile pi --locked --no-default-features --features busylight,vendored-openssl \
+      --target "$target" \
+ && cp "target/$target/pi/teams-presence" /teams-presence
 
-FROM --platform=linux/arm/v7 debian:bookworm-slim AS runtime
+FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

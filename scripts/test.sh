@@ -2,20 +2,28 @@
 # The whole test suite, installing what it needs first. This is the README's test command
 # and what CI runs (.ci/run). Steps:
 #   0. Debian's chromium for the status-page browser test, Debian's mosquitto for the MQTT tests,
-#      libudev-dev for hidapi (the `busylight` feature)
+#      systemd (systemd-analyze) and python3-yaml for the packaging checks
 #   1. Azurite (npm, pinned in tests/azurite/package-lock.json) for the Table Storage tests,
 #      and Python's `cryptography` (in .venv-test when missing) for the notification tests
-#   2. cargo fmt --check; clippy -D warnings for each feature set
-#      + the fuzz targets checked, unused dependencies (cargo-machete), licences, bans and
-#        sources (cargo-deny)
-#   3. cargo test for each feature set (default = cloud build; --no-default-features = Pi build)
+#   2. cargo fmt --check; clippy -D warnings for each feature set that ships (default; the Pi
+#      builds' --no-default-features --features busylight) and the minimal one
+#      (--no-default-features), which keeps the code without busylights compiling; the fuzz
+#      targets checked, unused dependencies (cargo-machete), licences, bans and sources
+#      (cargo-deny)
+#   3. cargo test for default features and --no-default-features (together they cover the
+#      Pi feature set: it is the minimal one plus busylights, which the default has)
 #   4. cargo doc with warnings denied
 #   5. checkov over infra/ (scripts/check-infra.sh)
-#   6. the arm32v7 binary: built with Debian's toolchain, run under qemu-arm
+#   6. the Pi binaries (arm32v7 and aarch64): built with Debian's toolchain, at most 10 MB,
+#      run under qemu-arm / qemu-aarch64 (--version and the edge end to end)
+#   6b. the amd64 .deb: built, its units through systemd-analyze verify, installed into a
+#      throwaway root (dpkg --root), --version from there, upgraded, purged
+#       (scripts/deb-smoke.sh); the Home Assistant add-on's config.yaml against the
+#      Supervisor's rules (tests/addon); the default build links no libudev/libusb
 #   7. the cloud binary: static x86_64 musl build (scripts/build-cloud.sh), packaged by the
 #      azd hook, checked for dynamic dependencies, run in an empty chroot
-# Set SKIP_ARMV7=1, SKIP_CLOUD_STATIC=1 or SKIP_INFRA=1 to leave a slow step out locally
-# (CI never does).
+# Set SKIP_ARMV7=1, SKIP_AARCH64=1, SKIP_DEB=1, SKIP_CLOUD_STATIC=1 or SKIP_INFRA=1 to leave a
+# slow step out locally (CI never does).
 set -euo pipefail   # pipefail: `cargo test | tee` fails when cargo test fails
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -36,10 +44,10 @@ if [ ! -x /usr/sbin/mosquitto ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
 fi
 
-step "libudev-dev (hidapi, for the busylight feature's clippy check)"
-if ! pkg-config --exists libudev 2>/dev/null; then
+step "systemd-analyze and PyYAML (the .deb's units, the Home Assistant add-on's config)"
+if ! command -v systemd-analyze >/dev/null || ! /usr/bin/python3 -c "import yaml" 2>/dev/null; then
   $SUDO apt-get update -qq || true
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libudev-dev pkg-config >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd python3-yaml >/dev/null
 fi
 
 step "Azurite"
@@ -64,8 +72,8 @@ step "clippy (default features: cloud build)"
 cargo clippy --locked --all-targets -- -D warnings
 step "clippy (--no-default-features: Pi build)"
 cargo clippy --locked --all-targets --no-default-features -- -D warnings
-step "clippy (--features busylight: USB busylights through hidapi; check only)"
-cargo clippy --locked --all-targets --features busylight -- -D warnings
+step "clippy (--no-default-features --features busylight: the Pi builds' feature set)"
+cargo clippy --locked --all-targets --no-default-features --features busylight -- -D warnings
 
 step "fuzz targets, type-checked with the stable toolchain (cargo-fuzz itself needs nightly)"
 # fuzz/ is its own workspace: sharing target/ reuses the dependencies checked above, and
@@ -94,6 +102,16 @@ cargo test --locked 2>&1 | tee -a "$results"
 step "tests (--no-default-features)"
 cargo test --locked --no-default-features 2>&1 | tee -a "$results"
 
+step "the default build links no libudev or libusb (busylights over hidraw in Rust)"
+if ldd target/debug/teams-presence | grep -E 'libudev|libusb'; then
+  echo "the default build links a USB library" >&2
+  exit 1
+fi
+ldd target/debug/teams-presence
+
+step "Home Assistant add-on: config.yaml against the Supervisor's rules"
+/usr/bin/python3 -m unittest discover -s tests/addon -v
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 
@@ -107,6 +125,7 @@ if [ "${SKIP_ARMV7:-0}" != 1 ]; then
   bin=$(bash scripts/build-armv7.sh)
   file "$bin"
   ls -l "$bin"
+  [ "$(stat -c %s "$bin")" -le 10485760 ] || { echo "the armv7 binary is over 10 MB" >&2; exit 1; }
   step "arm32v7 smoke run under qemu-arm"
   qemu-arm "$bin" --help | head -3
   qemu-arm "$bin" --version
@@ -114,6 +133,25 @@ if [ "${SKIP_ARMV7:-0}" != 1 ]; then
     step "arm32v7 end to end under qemu-arm"
     bash scripts/armv7-e2e.sh "$bin"
   fi
+fi
+
+if [ "${SKIP_AARCH64:-0}" != 1 ]; then
+  step "aarch64 build (64-bit Raspberry Pi OS)"
+  bin64=$(bash scripts/build-aarch64.sh)
+  file "$bin64"
+  ls -l "$bin64"
+  [ "$(stat -c %s "$bin64")" -le 10485760 ] || { echo "the aarch64 binary is over 10 MB" >&2; exit 1; }
+  step "aarch64 smoke run under qemu-aarch64"
+  qemu-aarch64 "$bin64" --version
+  step "aarch64 end to end under qemu-aarch64"
+  RUNNER=qemu-aarch64 bash scripts/armv7-e2e.sh "$bin64"
+fi
+
+if [ "${SKIP_DEB:-0}" != 1 ]; then
+  step "Debian package (amd64): static x86_64 build and dpkg-deb"
+  deb=$(bash scripts/package-deb.sh amd64)
+  step "Debian package: systemd-analyze verify, throwaway-root install, --version, upgrade, purge"
+  bash scripts/deb-smoke.sh "$deb"
 fi
 
 if [ "${SKIP_CLOUD_STATIC:-0}" != 1 ]; then

@@ -4,7 +4,7 @@
 /// The one line a build without the feature prints.
 #[cfg(not(feature = "busylight"))]
 const NOT_BUILT: &str =
-    "this build has no USB busylight support (rebuild with `--features busylight`)";
+    "this build has no USB busylight support (the default build and the Pi builds have it)";
 
 /// `busylight list`.
 #[cfg(not(feature = "busylight"))]
@@ -24,17 +24,26 @@ pub fn list() -> anyhow::Result<()> {
     use crate::clients::busylight::{device, protocol};
     let found = device::list()?;
     if found.is_empty() {
-        println!("No supported busylight is plugged in (or this user may not open it: see deploy/udev/).");
+        println!("No supported busylight is plugged in.");
         println!("Supported (vendor:product):");
         for (v, p, m) in protocol::DEVICES {
             println!("  {v:04x}:{p:04x}  {}", m.name());
         }
     }
     for f in found {
-        match &f.product {
-            Some(p) => println!("{} — \"{p}\"", f.describe()),
-            None => println!("{}", f.describe()),
-        }
+        let product = f
+            .product
+            .as_deref()
+            .map(|p| format!(" — \"{p}\""))
+            .unwrap_or_default();
+        // Found through /sys, which anyone may read; opening /dev/hidraw* needs the udev rule.
+        let access = match device::can_open(&f) {
+            Ok(()) => String::new(),
+            Err(e) => format!(
+                " (cannot open it: {e}; the udev rule 60-teams-presence-busylight.rules gives access)"
+            ),
+        };
+        println!("{}{product}{access}", f.describe());
     }
     Ok(())
 }
@@ -71,7 +80,9 @@ pub async fn test() -> anyhow::Result<()> {
         }
     }
     if !any {
-        anyhow::bail!("no busylight took a command (permissions? see deploy/udev/)");
+        anyhow::bail!(
+            "no busylight took a command (permissions? the udev rule 60-teams-presence-busylight.rules gives access)"
+        );
     }
     Ok(())
 }

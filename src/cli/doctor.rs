@@ -497,6 +497,47 @@ async fn check_wled(s: &Settings) -> Verdict {
     }
 }
 
+/// The USB busylights plugged in: each one named, and whether this user may open it (the
+/// udev rule gives the service user and the desktop's user access).
+#[cfg(feature = "busylight")]
+fn check_busylights(s: &Settings) -> Verdict {
+    use crate::clients::busylight::device;
+    if s.sinks.busylight == crate::config::sinks::BusylightMode::Off {
+        return Verdict::Skip("BUSYLIGHT is off".into());
+    }
+    let found = match device::list() {
+        Ok(f) => f,
+        Err(e) => return Verdict::Warn(format!("cannot look for USB busylights: {e}")),
+    };
+    if found.is_empty() {
+        return Verdict::Skip(
+            "none plugged in (`teams-presence busylight list` names the supported ones)".into(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut denied = Vec::new();
+    for f in &found {
+        match device::can_open(f) {
+            Ok(()) => seen.push(f.describe()),
+            Err(e) => denied.push(format!("{}: {e}", f.describe())),
+        }
+    }
+    if denied.is_empty() {
+        Verdict::Ok(seen.join("; "))
+    } else {
+        fail(
+            format!("cannot open {}", denied.join("; ")),
+            "install the udev rule 60-teams-presence-busylight.rules (the .deb does; deploy/udev/ otherwise), then unplug the light and plug it in again",
+        )
+    }
+}
+
+/// Without the `busylight` feature there is nothing to look for.
+#[cfg(not(feature = "busylight"))]
+fn check_busylights(_: &Settings) -> Verdict {
+    Verdict::Skip("this build has no USB busylight support".into())
+}
+
 async fn check_service_bus(s: &Settings) -> Verdict {
     let Some(cs) = &s.service_bus_connection else {
         return Verdict::Skip(
@@ -727,6 +768,7 @@ pub async fn run(
     checks.push(("MQTT", check_mqtt(settings).await));
     checks.push(("webhook", check_webhook(settings).await));
     checks.push(("WLED", check_wled(settings).await));
+    checks.push(("busylights", check_busylights(settings)));
     checks.extend(check_pbx(settings, data_dir, default_store).await);
     let mut ok = true;
     for (name, v) in checks {

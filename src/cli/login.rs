@@ -7,10 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
 
-use crate::clients::entra::{validate_id_token, DevicePoll, TokenError};
 use crate::config::Settings;
+use crate::engine::device_code::DeviceSignInError;
 
 /// Runs the device-code flow. `poll_cap` caps the wait between polls (tests shorten it).
 pub async fn run(
@@ -36,58 +35,29 @@ pub async fn run(
     )?;
     write!(out, "Waiting for you to finish")?;
     out.flush()?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(code.expires_in);
-    let mut interval = Duration::from_secs(code.interval.max(1));
-    let tokens = loop {
-        tokio::time::sleep(interval.min(poll_cap)).await;
-        if tokio::time::Instant::now() > deadline {
-            writeln!(out)?;
-            anyhow::bail!(
-                "the code expired before sign-in finished; run `teams-presence login` again"
-            );
-        }
-        match entra.poll_device_code(&code).await {
-            Ok(DevicePoll::Pending) => {}
-            Ok(DevicePoll::SlowDown) => interval += Duration::from_secs(5),
-            Ok(DevicePoll::Done(t)) => break *t,
-            Err(TokenError::Expired) => {
-                writeln!(out)?;
-                anyhow::bail!(
-                    "the code expired before sign-in finished; run `teams-presence login` again"
-                )
-            }
-            Err(TokenError::Declined) => {
-                writeln!(out)?;
-                anyhow::bail!("the sign-in was declined")
-            }
-            Err(TokenError::Transient(e)) => {
-                tracing::debug!(error = %e, "device-code poll failed; retrying")
-            }
-            Err(e) => {
-                writeln!(out)?;
-                return Err(e).context("sign-in failed");
-            }
-        }
-        write!(out, ".")?;
-        out.flush()?;
+    let result = {
+        let dots = &mut *out;
+        crate::engine::device_code::finish(
+            &state.ctx,
+            &state.token_keys,
+            &entra,
+            &code,
+            poll_cap,
+            move || {
+                let _ = write!(dots, ".");
+                let _ = dots.flush();
+            },
+        )
+        .await
     };
     writeln!(out)?;
-    let id_token = tokens
-        .id_token
-        .as_deref()
-        .context("no id_token came back: add `openid profile` to AUTH_SCOPES")?;
-    let kid = crate::clients::graph::validation_token::key_id(id_token).unwrap_or_default();
-    let keys = state.token_keys.keys_for(&[kid]).await?;
-    let identity = validate_id_token(id_token, &keys, entra.client_id(), None, Utc::now())?;
-    anyhow::ensure!(
-        crate::engine::signins::allowed(&state.settings, &identity),
-        "{} is not in ALLOWED_TENANTS / ALLOWED_USERS; nothing was stored",
-        identity.upn
-    );
-    let user = state
-        .tokens
-        .store_sign_in(&identity, &tokens, Utc::now())
-        .await?;
+    let user = match result {
+        Ok(user) => user,
+        Err(DeviceSignInError::Expired) => anyhow::bail!(
+            "the code expired before sign-in finished; run `teams-presence login` again"
+        ),
+        Err(e) => return Err(e.into()),
+    };
     let name = if user.display_name.is_empty() {
         &user.upn
     } else {

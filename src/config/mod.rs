@@ -263,6 +263,10 @@ pub struct Settings {
     /// `ALLOWED_USERS` (comma separated object ids or UPNs, lower case): when set, only these
     /// users may sign in.
     pub allowed_users: Vec<String>,
+    /// `INGRESS_PROXY`: the one peer address whose requests to `serve`'s status page count as
+    /// authenticated, because the proxy in front authenticated the person (Home Assistant's
+    /// ingress proxy, 172.30.32.2). Compared with the socket's peer, never with a header.
+    pub ingress_proxy: Option<std::net::IpAddr>,
     /// Settings whose value was an App Service Key Vault reference left unresolved: read as
     /// unset above; the handler answers the functions that need one with its line
     /// (`references`), the other commands refuse to start.
@@ -596,6 +600,16 @@ impl Settings {
             sinks: sinks::parse(src)?,
             allowed_tenants: lower_list(src.get("ALLOWED_TENANTS")),
             allowed_users: lower_list(src.get("ALLOWED_USERS")),
+            ingress_proxy: match src.get("INGRESS_PROXY") {
+                Some(v) => Some(v.trim().parse().map_err(|_| {
+                    ConfigError::invalid(
+                        "INGRESS_PROXY",
+                        Some(&v),
+                        "one IP address (Home Assistant's ingress proxy is 172.30.32.2)",
+                    )
+                })?),
+                None => None,
+            },
             // Last: every setting above has been read by now.
             unresolved_references: src.unresolved_references(),
         })

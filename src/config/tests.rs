@@ -207,3 +207,15 @@ fn an_unresolved_key_vault_reference_in_any_setting_reads_as_unset_and_is_record
     assert!(plain.unresolved_references.is_empty());
     assert!(plain.refuse_unresolved_references().is_ok());
 }
+
+#[test]
+fn ingress_proxy_is_one_ip_address_or_a_one_line_refusal() {
+    assert_eq!(parse(&[]).unwrap().ingress_proxy, None);
+    let s = parse(&[("INGRESS_PROXY", " 172.30.32.2 ")]).unwrap();
+    assert_eq!(s.ingress_proxy, Some("172.30.32.2".parse().unwrap()));
+    for wrong in ["172.30.32.0/23", "supervisor", "172.30.32.2,10.0.0.1"] {
+        let e = parse(&[("INGRESS_PROXY", wrong)]).unwrap_err();
+        assert_eq!(e.setting, "INGRESS_PROXY", "{wrong}");
+        assert!(e.problem.contains("one IP address"), "{e}");
+    }
+}

@@ -6,7 +6,14 @@
 //! The credential comes as `Authorization: Bearer <token>`, a `presence_token` cookie, or
 //! once as `?token=<token>`: that answers with a redirect to the same page without the token
 //! in the address and sets the cookie (HttpOnly, SameSite=Strict), so a phone's browser keeps
-//! using the page.
+//! using the page. The redirect is relative, as every link of the page is, so the page also
+//! works below a path prefix (Home Assistant's ingress, `/api/hassio_ingress/<token>/`).
+//!
+//! Behind an authenticating proxy (Home Assistant's ingress: only people signed in to Home
+//! Assistant reach the add-on through it) `INGRESS_PROXY` names that proxy's address, and a
+//! request whose socket peer is exactly that address is let in. Other containers on the same
+//! network reach the same port from other addresses and still need a token; no header a
+//! client can write (`X-Forwarded-For`, `X-Remote-User-Id`) counts.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -55,16 +62,30 @@ fn same(given: &str, expected: &SecretString) -> bool {
         && openssl::memcmp::eq(given.as_bytes(), expected.as_bytes())
 }
 
-/// The decision: a local peer, or one of `tokens` in the bearer header, the cookie or the
-/// query. `peer` is `None` when the server was started without connection info: not local.
+/// Whether `peer` is the configured authenticating proxy (an IPv4 peer may arrive mapped
+/// into IPv6 on a dual-stack socket).
+pub fn is_trusted_proxy(peer: IpAddr, proxy: Option<IpAddr>) -> bool {
+    proxy.is_some_and(|p| p.to_canonical() == peer.to_canonical())
+}
+
+/// Where the `?token=` redirect goes: the same page, relative (`./` for a folder, `./status`
+/// for `/api/status`), so a path prefix in front of the server stays.
+fn relative_location(path: &str) -> String {
+    format!("./{}", path.rsplit('/').next().unwrap_or_default())
+}
+
+/// The decision: a local peer, the trusted proxy (`INGRESS_PROXY`), or one of `tokens` in the
+/// bearer header, the cookie or the query. `peer` is `None` when the server was started
+/// without connection info: not local.
 pub fn decide(
     peer: Option<IpAddr>,
+    trusted_proxy: Option<IpAddr>,
     headers: &HeaderMap,
     path: &str,
     query: Option<&str>,
     tokens: &[&SecretString],
 ) -> Access {
-    if peer.is_some_and(is_local) {
+    if peer.is_some_and(|p| is_local(p) || is_trusted_proxy(p, trusted_proxy)) {
         return Access::Allowed;
     }
     let valid = |given: &str| tokens.iter().any(|t| same(given, t));
@@ -91,7 +112,7 @@ pub fn decide(
         .any(|(k, v)| k == "token" && valid(&v));
     if from_query {
         return Access::SetCookie {
-            location: path.to_owned(),
+            location: relative_location(path),
         };
     }
     Access::Denied
@@ -115,7 +136,14 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     .flatten()
     .collect();
     let uri = req.uri();
-    match decide(peer, req.headers(), uri.path(), uri.query(), &tokens) {
+    match decide(
+        peer,
+        state.settings.ingress_proxy,
+        req.headers(),
+        uri.path(),
+        uri.query(),
+        &tokens,
+    ) {
         Access::Allowed => next.run(req).await,
         Access::SetCookie { location } => {
             let secure = req
@@ -253,14 +281,14 @@ mod tests {
                 none.clone(),
                 Some("token=s3cret-token"),
                 Access::SetCookie {
-                    location: "/".into(),
+                    location: "./".into(),
                 },
             ),
             (remote, none.clone(), Some("token=wrong"), Access::Denied),
         ];
         for (i, (peer, headers, query, want)) in cases.into_iter().enumerate() {
             assert_eq!(
-                decide(peer, &headers, "/", query, &tokens),
+                decide(peer, None, &headers, "/", query, &tokens),
                 want,
                 "case {i}"
             );
@@ -269,6 +297,7 @@ mod tests {
         assert_eq!(
             decide(
                 remote,
+                None,
                 &h(header::AUTHORIZATION, "Bearer "),
                 "/",
                 Some("token="),
@@ -276,5 +305,47 @@ mod tests {
             ),
             Access::Denied
         );
+    }
+
+    #[test]
+    fn only_the_ingress_proxy_itself_is_let_in_without_a_token() {
+        let proxy: Option<IpAddr> = Some("172.30.32.2".parse().unwrap());
+        // Headers a client (or another add-on) could write to look like the proxy.
+        let mut forged = HeaderMap::new();
+        forged.insert("x-forwarded-for", "172.30.32.2".parse().unwrap());
+        forged.insert("x-remote-user-id", "0123456789abcdef".parse().unwrap());
+        forged.insert("x-ingress-path", "/api/hassio_ingress/x".parse().unwrap());
+        let cases: [(&str, Option<IpAddr>, Access); 7] = [
+            ("172.30.32.2", proxy, Access::Allowed),
+            ("::ffff:172.30.32.2", proxy, Access::Allowed),
+            // Another add-on on the same Docker network.
+            ("172.30.33.5", proxy, Access::Denied),
+            ("172.30.32.1", proxy, Access::Denied),
+            ("192.168.1.20", proxy, Access::Denied),
+            // No INGRESS_PROXY: the proxy's address is just another remote peer.
+            ("172.30.32.2", None, Access::Denied),
+            ("127.0.0.1", proxy, Access::Allowed),
+        ];
+        for (peer, trusted, want) in cases {
+            assert_eq!(
+                decide(
+                    Some(peer.parse().unwrap()),
+                    trusted,
+                    &forged,
+                    "/",
+                    None,
+                    &[]
+                ),
+                want,
+                "{peer} with {trusted:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_redirect_stays_below_a_path_prefix() {
+        assert_eq!(relative_location("/"), "./");
+        assert_eq!(relative_location("/api/status"), "./status");
+        assert_eq!(relative_location(""), "./");
     }
 }

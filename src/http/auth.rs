@@ -37,7 +37,8 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 }
 
 fn retry_link() -> &'static str {
-    "<p><a href=\"/api/auth/start\">Start the sign-in again</a>.</p>"
+    // Relative to /api/auth/end and /api/auth/start alike, so a path prefix stays.
+    "<p><a href=\"start\">Start the sign-in again</a>.</p>"
 }
 
 #[derive(Deserialize)]

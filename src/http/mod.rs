@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod device;
 mod error;
 pub mod pbx;
 pub mod presence;
@@ -38,6 +39,7 @@ pub fn api_router(state: AppState) -> Router {
             )),
         )
         .merge(auth::routes())
+        .merge(device::routes(state.clone()))
         .merge(presence::routes())
         .merge(webhook::routes())
         .merge(pbx::routes())

@@ -54,6 +54,8 @@ pub struct AppState {
     pub admin_token: Option<secrecy::SecretString>,
     /// The rate limit of `GET /api/auth/start`.
     pub sign_in_starts: std::sync::Arc<crate::engine::signins::StartLimiter>,
+    /// The status page's device-code sign-in (`crate::http::device`).
+    pub page_sign_in: Arc<crate::engine::device_code::PageSignIn>,
     /// The subscriptions the webhook read, revalidated by ETag on every use.
     pub subscriptions: Arc<crate::store::cache::RecordCache<crate::store::SubscriptionRecord>>,
 }
@@ -82,6 +84,7 @@ impl AppState {
             pbx_replay: Default::default(),
             admin_token: None,
             sign_in_starts: Default::default(),
+            page_sign_in: Default::default(),
             subscriptions: Arc::new(crate::store::cache::RecordCache::new(1024)),
         }
     }

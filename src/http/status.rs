@@ -82,7 +82,7 @@ pub fn next_steps(state: &AppState) -> Vec<NextStep> {
     if s.client_secret.is_none() && s.client_certificate_path.is_none() {
         out.push(NextStep {
             setting: "AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
-            why: "Needed for the browser sign-in (/api/auth/start). Not needed for teams-presence login (device code) with public client flows allowed.",
+            why: "Needed for the browser sign-in (/api/auth/start). Not needed for a device code (this page's Sign in with a code, or teams-presence login) with public client flows allowed.",
         });
     }
     if s.hue_bridge.is_none() || s.hue_application_key.is_none() {
@@ -217,7 +217,11 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
     }
     body.push_str("<section><h2>People</h2>");
     if v.users.is_empty() {
-        body.push_str("<p class=\"muted\">Nobody is signed in yet. Sign in at <a href=\"/api/auth/start\">/api/auth/start</a> or run <code>teams-presence login</code>.</p>");
+        // Relative links: the page also works below a path prefix (Home Assistant's ingress).
+        body.push_str("<p class=\"muted\">Nobody is signed in yet. Sign in with a code below, in the browser at <a href=\"api/auth/start\">api/auth/start</a>, or run <code>teams-presence login</code>.</p>");
+    }
+    if state.settings.client_id.is_some() {
+        body.push_str(&render_device_sign_in(&state, now));
     }
     for u in &v.users {
         let av = u.availability.as_deref().unwrap_or("PresenceUnknown");
@@ -245,7 +249,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
             state = esc(&u.state),
             updates = esc(&u.updates),
             fix = if u.sign_in_required {
-                "<br><a class=\"fix\" href=\"/api/auth/start\">Sign in again</a> (or run <code>teams-presence login</code>)"
+                "<br><a class=\"fix\" href=\"api/auth/start\">Sign in again</a> (or with a code below, or <code>teams-presence login</code>)"
             } else {
                 ""
             },
@@ -438,4 +442,39 @@ fn render_pbx(v: &crate::http::pbx::PbxView) -> String {
     }
     out.push_str("</section>");
     out
+}
+
+/// The status page's sign-in block: the button, or the code to enter, or how the last one
+/// ended (`crate::http::device` starts it). Only rendered for people the page's guard let in.
+fn render_device_sign_in(state: &AppState, now: chrono::DateTime<chrono::Utc>) -> String {
+    use crate::engine::device_code::Flow;
+    let button = format!(
+        "<form method=\"post\" action=\"api/auth/device\" class=\"signin\"><input type=\"hidden\" name=\"form_token\" value=\"{}\"><button type=\"submit\">Sign in with a code</button> <span class=\"muted\">Microsoft shows a page where you enter the code this page then shows.</span></form>",
+        esc(state.page_sign_in.form_token())
+    );
+    match state.page_sign_in.current() {
+        Some(Flow::Starting) => "<p class=\"signin\">Asking Microsoft for a code…</p>".into(),
+        Some(Flow::Waiting {
+            user_code,
+            verification_uri,
+            expires_at,
+        }) if expires_at > now => format!(
+            "<p class=\"signin code\">Open <a href=\"{uri}\" target=\"_blank\" rel=\"noopener noreferrer\">{uri}</a> and enter the code <code id=\"device-code\">{code}</code> (valid until {until} UTC). This page shows who signed in once you are done.</p>",
+            uri = esc(&verification_uri),
+            code = esc(&user_code),
+            until = expires_at.format("%H:%M"),
+        ),
+        Some(Flow::Waiting { .. }) => format!(
+            "<p class=\"signin health bad\">The code expired before anyone entered it.</p>{button}"
+        ),
+        Some(Flow::SignedIn { who, .. }) => format!(
+            "<p class=\"signin health ok\">Signed in as {}.</p>{button}",
+            esc(&who)
+        ),
+        Some(Flow::Failed { reason, .. }) => format!(
+            "<p class=\"signin health bad\">The sign-in did not finish: {}</p>{button}",
+            esc(&reason)
+        ),
+        None => button,
+    }
 }

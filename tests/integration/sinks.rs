@@ -197,6 +197,8 @@ async fn serve_fans_one_change_out_to_hue_mqtt_webhook_and_wled() {
         ("WEBHOOK_URL", &hook.url),
         ("WEBHOOK_SECRET", "fan-out"),
         ("WLED_URL", &wled.url),
+        // The busylight sink is on by default now (issue 30); this test is about the others.
+        ("BUSYLIGHT", "off"),
     ]);
     let mut app = AppState::new(settings, store, Mode::Serve);
     app.sinks = Fanout::from_settings(&app.settings, LightMap::default()).map(Arc::new);

@@ -25,7 +25,7 @@ pub const SCAN_EVERY: Duration = Duration::from_secs(3);
 /// Why a light could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BusylightError {
-    /// hidapi failed (no permission, libusb/hidraw missing, …).
+    /// hidapi failed (no permission on /dev/hidraw*, no hidraw in the kernel, …).
     #[error("USB HID: {0}")]
     Hid(String),
     /// The sink's thread is gone.
@@ -91,6 +91,13 @@ fn supported(api: &HidApi) -> Vec<Found> {
 /// Every supported light plugged in now (`busylight list`).
 pub fn list() -> Result<Vec<Found>, BusylightError> {
     Ok(supported(&HidApi::new()?))
+}
+
+/// Whether this process may open `light` (`doctor`): opened and closed again, nothing
+/// written.
+pub fn can_open(light: &Found) -> Result<(), BusylightError> {
+    HidApi::new()?.open_path(&light.path)?;
+    Ok(())
 }
 
 /// Each light `show_once` wrote to, with its own outcome.

@@ -4,8 +4,9 @@
 //! [`protocol`] is pure: which vendor/product ids are which model, and the bytes of the HID
 //! output report that shows a colour (tested byte for byte against each vendor's published
 //! table). The device I/O (`device`: hidapi discovery, hot-plug, the sink the
-//! [`crate::engine::sinks`] fan-out drives, the Kuando keep-alive) is only built with the
-//! `busylight` cargo feature, because hidapi needs libudev-dev at build time.
+//! [`crate::engine::sinks`] fan-out drives, the Kuando keep-alive) is built with the
+//! `busylight` cargo feature, on by default and in the Pi builds: hidapi's pure Rust hidraw
+//! backend needs no system library at build or run time.
 
 #[cfg(feature = "busylight")]
 pub mod device;
