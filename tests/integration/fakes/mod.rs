@@ -6,6 +6,7 @@ pub mod entra_keys;
 pub mod graph;
 pub mod graph_presence;
 pub mod hue;
+pub mod keyvault;
 pub mod outage;
 pub mod pbx_receiver;
 pub mod servicebus;
