@@ -518,3 +518,105 @@ async fn certificates_key_vault_withheld_at_start_are_picked_up_without_a_restar
         .count();
     assert_eq!(reads, 2, "the current and the previous version: {seen:?}");
 }
+
+/// Issue 27 follow-up: a role assignment that has not reached Key Vault yet. The vault
+/// refuses the app's identity (403) at first; the handler says so in its 503 line and in
+/// `/api/health`, tries again with growing waits, and loads the certificate once the vault
+/// lets it, with no restart. (Before, a refusal at start was final until the host
+/// restarted the worker.)
+#[cfg(feature = "azure-sdk")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_key_vault_refuses_until_the_role_applies_is_loaded_then_without_a_restart() {
+    use crate::fakes::keyvault::FakeKeyVault;
+    use teams_presence::clients::graph::certs::generate_self_signed;
+
+    let kv = FakeKeyVault::start(true);
+    kv.refuse(true);
+    let cert = generate_self_signed("teams-presence notifications").unwrap();
+    kv.put_certificate(
+        "graph-notifications",
+        chrono::Utc::now().timestamp(),
+        &cert.to_pem().unwrap(),
+    );
+    let mut env: Vec<(&str, String)> = kv.env();
+    env.extend([
+        (
+            "KEY_VAULT_NOTIFICATION_CERTIFICATE",
+            "graph-notifications".into(),
+        ),
+        (
+            "AZURE_CLIENT_ID",
+            "11111111-2222-3333-4444-555555555555".into(),
+        ),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (mut h, exec) = Handler::start(&env);
+    wait_for_probe(&mut h, exec, Duration::from_secs(2));
+
+    // Three refusals, the waits between them growing (1 s, then 2 s, each ±25 %).
+    let refusals = |kv: &FakeKeyVault| kv.seen().iter().filter(|l| l.ends_with("-> 403")).count();
+    let mut at = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while at.len() < 3 {
+        assert!(Instant::now() < deadline, "{:?}\n{}", kv.seen(), h.log());
+        if refusals(&kv) > at.len() {
+            at.push(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (first, second) = (at[1] - at[0], at[2] - at[1]);
+    eprintln!("waits between refused tries: {first:?}, {second:?}");
+    assert!(
+        first >= Duration::from_millis(700) && second > first,
+        "{first:?} {second:?}"
+    );
+
+    let http = reqwest::Client::new();
+    let (status, v) = post(&http, h.url("/notifications"), &notification_batch()).await;
+    let body: Value = serde_json::from_str(v["Outputs"]["res"]["body"].as_str().unwrap()).unwrap();
+    let line = body["message"].as_str().unwrap().to_owned();
+    eprintln!(
+        "POST /notifications while refused -> {status}, res {} {line}",
+        v["Outputs"]["res"]["statusCode"]
+    );
+    assert_eq!(v["Outputs"]["res"]["statusCode"], "503", "{v}");
+    assert!(line.starts_with("notification certificate graph-notifications (KEY_VAULT_NOTIFICATION_CERTIFICATE) is not loaded from Key Vault: Key Vault refused the app's identity (403): it needs the Key Vault Secrets User role on the vault"), "{line}");
+    for leak in ["Caller", "kv-tp-test", "oid="] {
+        assert!(!line.contains(leak), "{leak}: {line}");
+    }
+    let (status, v) = get(&http, h.url("/api/health")).await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (503, Some("degraded")),
+        "{v}"
+    );
+
+    kv.refuse(false);
+    let allowed = Instant::now();
+    loop {
+        let (status, v) = get(&http, h.url("/api/health")).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            allowed.elapsed() < Duration::from_secs(30),
+            "{v}\n{}",
+            h.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "loaded {} ms after the vault let the identity in",
+        allowed.elapsed().as_millis()
+    );
+    let (_, v) = post(&http, h.url("/notifications"), &notification_batch()).await;
+    assert_eq!(v["Outputs"]["res"]["statusCode"], "202", "{v}");
+    assert!(h.still_running(), "the handler exited:\n{}", h.log());
+    let log = h.log();
+    let loaded = log
+        .lines()
+        .find(|l| l.contains("certificate loaded from Key Vault"))
+        .unwrap_or_else(|| panic!("{log}"));
+    eprintln!("log: {loaded}");
+    assert!(loaded.contains(cert.id()), "{loaded}");
+}

@@ -28,6 +28,11 @@
 //!   sdk/keyvault/keyvault-secrets/recordings/node/secret_client__list_secrets_in_various_ways/
 //!   recording_can_list_secret_properties.js; learn.microsoft.com/azure/key-vault/general/
 //!   authentication-requests-and-responses): the SDK authenticates only after that challenge.
+//!   While [`FakeKeyVault::refuse`] is on, a request with a valid token is 403 `Forbidden`
+//!   with the inner code `ForbiddenByRbac` and the role-propagation hint, as for an identity
+//!   whose Key Vault Secrets User assignment has not reached the vault yet
+//!   (learn.microsoft.com/azure/key-vault/general/common-error-codes; the same text the
+//!   Azure CLI prints, used by the `infra_hooks` stubs).
 //! * **The App Service identity endpoint** (learn.microsoft.com/azure/app-service/
 //!   overview-managed-identity, "REST endpoint reference"): `GET {IDENTITY_ENDPOINT}?resource=
 //!   ...&api-version=2019-08-01&client_id=...` with the `X-IDENTITY-HEADER` header equal to
@@ -80,6 +85,7 @@ struct Shared {
     held: Mutex<Vec<TcpStream>>,
     held_count: AtomicUsize,
     answering: AtomicBool,
+    refusing: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -205,6 +211,11 @@ impl FakeKeyVault {
         self.shared.answering.store(true, Ordering::SeqCst);
     }
 
+    /// While `on`, Key Vault refuses the app's identity (403, RBAC not propagated yet).
+    pub fn refuse(&self, on: bool) {
+        self.shared.refusing.store(on, Ordering::SeqCst);
+    }
+
     /// Connections accepted and left unanswered so far.
     pub fn held(&self) -> usize {
         self.shared.held_count.load(Ordering::SeqCst)
@@ -325,6 +336,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         _ => "Error",
     }
@@ -435,6 +447,17 @@ fn vault_route(head: &Head, bearer: Option<&str>, shared: &Shared) -> Answer {
             return error(401, "Unauthorized", "AKV10032: Invalid issuer.");
         }
         Some(_) => {}
+    }
+    if shared.refusing.load(Ordering::SeqCst) {
+        return Answer(
+            403,
+            Vec::new(),
+            json!({"error": {
+                "code": "Forbidden",
+                "message": format!("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid={IDENTITY_CLIENT_ID};oid=5b0e1c7e-0000-4000-8000-0000000000a1;iss=https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nResource: '/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg-tp/providers/microsoft.keyvault/vaults/kv-tp-test/secrets/{}'\r\nAssignment: (not found)\r\nVault: kv-tp-test;location=westeurope\r\n", head.path.trim_start_matches("/secrets/").split('/').next().unwrap_or("")),
+                "innererror": {"code": "ForbiddenByRbac"}
+            }}),
+        );
     }
     if head.method != "GET" {
         return error(400, "BadParameter", "only GET here");
