@@ -153,6 +153,7 @@ pub fn checked_vault_url(url: &url::Url) -> Result<&url::Url, LoadError> {
 }
 
 /// The vault as error chains name it: its host.
+#[cfg(feature = "azure-sdk")]
 fn vault_host(url: &url::Url) -> &str {
     url.host_str().unwrap_or("(no host)")
 }
