@@ -456,4 +456,82 @@ mod tests {
         assert!(secret_to_pem(Some("application/x-pkcs12"), "not base64!").is_err());
         assert!(secret_to_pem(None, "aGVsbG8=").is_err());
     }
+
+    #[test]
+    fn a_vault_url_with_more_than_the_address_is_refused_before_any_request() {
+        for good in [
+            "https://kv-tp.vault.azure.net",
+            "https://kv-tp.vault.azure.net/",
+        ] {
+            let u = url::Url::parse(good).unwrap();
+            assert!(checked_vault_url(&u).is_ok(), "{good}");
+        }
+        for bad in [
+            "https://user:pass@kv-tp.vault.azure.net",
+            "https://kv-tp.vault.azure.net/?sig=abc",
+            "https://kv-tp.vault.azure.net/#x",
+            "ftp://kv-tp.vault.azure.net",
+        ] {
+            let u = url::Url::parse(bad).unwrap();
+            assert_eq!(checked_vault_url(&u), Err(LoadError::BadUrl), "{bad}");
+        }
+        let line = LoadError::BadUrl.to_string();
+        assert!(
+            !line.contains("user:pass") && !line.contains("sig=abc"),
+            "{line}"
+        );
+        assert!(LoadError::BadUrl.is_permanent() && LoadError::NotBuilt.is_permanent());
+        assert!(!LoadError::Refused(403).is_permanent() && !LoadError::NoAnswer(10).is_permanent());
+    }
+
+    #[test]
+    fn a_failed_load_is_classified_through_its_context() {
+        use anyhow::Context;
+        let unusable =
+            anyhow::Error::new(LoadError::Unusable("no key".into())).context("certificate c");
+        assert_eq!(classify(&unusable), LoadError::Unusable("no key".into()));
+        let other: anyhow::Result<()> = Err(anyhow::anyhow!("boom")).context("reading");
+        assert_eq!(classify(&other.unwrap_err()), LoadError::Other);
+        #[cfg(feature = "azure-sdk")]
+        {
+            use azure_core::error::ErrorKind;
+            use azure_core::http::StatusCode;
+            let status = |code: u16| ErrorKind::HttpResponse {
+                status: StatusCode::from(code),
+                error_code: None,
+                raw_response: None,
+            };
+            let cases = [
+                (status(403), LoadError::Refused(403)),
+                (status(401), LoadError::Refused(401)),
+                (status(404), LoadError::NotFound),
+                (status(429), LoadError::Throttled),
+                (status(503), LoadError::Status(503)),
+                (ErrorKind::Credential, LoadError::Identity),
+                (ErrorKind::Connection, LoadError::Unreachable),
+                (ErrorKind::Io, LoadError::Unreachable),
+                (ErrorKind::DataConversion, LoadError::Other),
+            ];
+            for (kind, want) in cases {
+                let e = azure_core::Error::with_message(kind, "detail with https://kv/secrets/x");
+                let chained = Err::<(), _>(e)
+                    .context("cannot read certificate c from Key Vault kv")
+                    .unwrap_err();
+                let got = classify(&chained);
+                assert_eq!(got, want);
+                assert!(!got.to_string().contains("https://"), "{got}");
+            }
+        }
+        #[cfg(not(feature = "azure-sdk"))]
+        {
+            let e = futures_util::FutureExt::now_or_never(load_certificate_pem(
+                &url::Url::parse("https://kv.vault.azure.net").unwrap(),
+                "c",
+                None,
+            ))
+            .unwrap()
+            .unwrap_err();
+            assert_eq!(classify(&e), LoadError::NotBuilt);
+        }
+    }
 }
