@@ -12,6 +12,11 @@
 //! `previousVersion` when Key Vault records it (certificates created after June 2025), else
 //! the newest usable one in `GET {vault}/secrets/{name}/versions` created before the current
 //! ([`previous_version`]).
+//!
+//! A load that fails says why in [`LoadError`]'s words ([`classify`]): fit for a 503 line and
+//! `/api/health`, with neither the vault's address nor anything Key Vault answered. Error
+//! chains for the log name the vault by its host only, and a `KEY_VAULT_URL` that carries
+//! more than the vault's address (user, password, query) is refused before any request.
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -56,6 +61,103 @@ pub fn previous_version<'a>(
         .map(|v| v.version.as_str())
 }
 
+/// Why a certificate did not load, in words for a 503 line and `/api/health`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The attempt took longer than the caller allowed (the caller sets this one).
+    #[error("Key Vault did not answer within {0} s")]
+    NoAnswer(u64),
+    /// The connection failed or broke.
+    #[error("cannot reach Key Vault")]
+    Unreachable,
+    /// The managed identity endpoint gave no token.
+    #[error("the app's managed identity got no token for Key Vault (is the identity assigned to the app, and MANAGED_IDENTITY_CLIENT_ID its client id?)")]
+    Identity,
+    /// 401/403: the identity is not allowed to read the secret.
+    #[error("Key Vault refused the app's identity ({0}): it needs the Key Vault Secrets User role on the vault (a new role assignment can take minutes to apply)")]
+    Refused(u16),
+    /// 404: no such certificate.
+    #[error("Key Vault has no certificate by that name (404)")]
+    NotFound,
+    /// 429: Key Vault is throttling this client.
+    #[error("Key Vault is throttling (429)")]
+    Throttled,
+    /// Any other status.
+    #[error("Key Vault answered {0}")]
+    Status(u16),
+    /// The secret is there but is no usable certificate with its private key.
+    #[error("the certificate in Key Vault is unusable: {0}")]
+    Unusable(String),
+    /// `KEY_VAULT_URL` holds more than a vault's address; nothing was sent.
+    #[error("KEY_VAULT_URL must be the vault's address only (https://NAME.vault.azure.net), without user, password, query or fragment")]
+    BadUrl,
+    /// This build has no Key Vault client.
+    #[error("Key Vault needs the cloud build (default features); use certificate files instead")]
+    NotBuilt,
+    /// Anything else (the log has the details).
+    #[error("the load failed (the handler's log has the details)")]
+    Other,
+}
+
+impl LoadError {
+    /// Whether trying again can help: not for a build or a setting that cannot work.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, LoadError::BadUrl | LoadError::NotBuilt)
+    }
+}
+
+/// The [`LoadError`] an error chain from [`load_certificate_pem`] or
+/// [`load_certificate_versions`] stands for.
+pub fn classify(e: &anyhow::Error) -> LoadError {
+    for cause in e.chain() {
+        if let Some(known) = cause.downcast_ref::<LoadError>() {
+            return known.clone();
+        }
+        #[cfg(feature = "azure-sdk")]
+        if let Some(sdk) = cause.downcast_ref::<azure_core::Error>() {
+            return classify_sdk(sdk);
+        }
+    }
+    LoadError::Other
+}
+
+#[cfg(feature = "azure-sdk")]
+fn classify_sdk(e: &azure_core::Error) -> LoadError {
+    use azure_core::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::HttpResponse { status, .. } => match u16::from(*status) {
+            401 | 403 => LoadError::Refused(u16::from(*status)),
+            404 => LoadError::NotFound,
+            429 => LoadError::Throttled,
+            other => LoadError::Status(other),
+        },
+        ErrorKind::Credential => LoadError::Identity,
+        ErrorKind::Connection | ErrorKind::Io => LoadError::Unreachable,
+        _ => LoadError::Other,
+    }
+}
+
+/// The vault's address, checked: http(s), a host, nothing else that could be a secret.
+pub fn checked_vault_url(url: &url::Url) -> Result<&url::Url, LoadError> {
+    let clean = matches!(url.scheme(), "https" | "http")
+        && url.host_str().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if clean {
+        Ok(url)
+    } else {
+        Err(LoadError::BadUrl)
+    }
+}
+
+/// The vault as error chains name it: its host.
+#[cfg(feature = "azure-sdk")]
+fn vault_host(url: &url::Url) -> &str {
+    url.host_str().unwrap_or("(no host)")
+}
+
 /// Turns a Key Vault certificate secret into PEM (certificate + private key).
 pub fn secret_to_pem(content_type: Option<&str>, value: &str) -> Result<Vec<u8>, String> {
     let ct = content_type.unwrap_or("").to_ascii_lowercase();
@@ -96,6 +198,7 @@ fn secret_client(
     use azure_identity::{
         ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
     };
+    let vault_url = checked_vault_url(vault_url)?;
     let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
         user_assigned_id: identity_client_id.map(|c| UserAssignedId::ClientId(c.to_owned())),
         ..Default::default()
@@ -115,17 +218,19 @@ pub async fn load_certificate_pem(
     use anyhow::Context;
 
     let client = secret_client(vault_url, identity_client_id)?;
+    let host = vault_host(vault_url);
     let secret = client
         .get_secret(name, None)
         .await
-        .with_context(|| format!("cannot read certificate {name} from {vault_url}"))?
+        .with_context(|| format!("cannot read certificate {name} from Key Vault {host}"))?
         .into_model()
         .with_context(|| format!("Key Vault answered with an unreadable secret for {name}"))?;
     let value = secret
         .value
-        .with_context(|| format!("certificate {name} has no value"))?;
-    secret_to_pem(secret.content_type.as_deref(), &value)
-        .map_err(|e| anyhow::anyhow!("certificate {name}: {e}"))
+        .ok_or_else(|| LoadError::Unusable("the secret has no value".into()))?;
+    secret_to_pem(secret.content_type.as_deref(), &value).map_err(|e| {
+        anyhow::Error::new(LoadError::Unusable(e)).context(format!("certificate {name}"))
+    })
 }
 
 /// Loads the certificate named `name` as PEM, and its previous version's PEM when there is
@@ -143,10 +248,11 @@ pub async fn load_certificate_versions(
     use futures_util::TryStreamExt;
 
     let client = secret_client(vault_url, identity_client_id)?;
+    let host = vault_host(vault_url);
     let current = client
         .get_secret(name, None)
         .await
-        .with_context(|| format!("cannot read certificate {name} from {vault_url}"))?
+        .with_context(|| format!("cannot read certificate {name} from Key Vault {host}"))?
         .into_model()
         .with_context(|| format!("Key Vault answered with an unreadable secret for {name}"))?;
     let current_version = current
@@ -157,9 +263,10 @@ pub async fn load_certificate_versions(
     let value = current
         .value
         .as_deref()
-        .with_context(|| format!("certificate {name} has no value"))?;
-    let pem = secret_to_pem(current.content_type.as_deref(), value)
-        .map_err(|e| anyhow::anyhow!("certificate {name}: {e}"))?;
+        .ok_or_else(|| LoadError::Unusable("the secret has no value".into()))?;
+    let pem = secret_to_pem(current.content_type.as_deref(), value).map_err(|e| {
+        anyhow::Error::new(LoadError::Unusable(e)).context(format!("certificate {name}"))
+    })?;
 
     let to_utc = |secs: Option<i64>| secs.and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
     let previous = match current.previous_version.clone().filter(|v| !v.is_empty()) {
@@ -236,13 +343,7 @@ pub async fn load_certificate_pem(
     _name: &str,
     _identity_client_id: Option<&str>,
 ) -> anyhow::Result<Vec<u8>> {
-    Err(crate::config::ConfigError {
-        setting: "KEY_VAULT_URL".into(),
-        problem:
-            "Key Vault needs the cloud build (default features); use certificate files instead"
-                .into(),
-    }
-    .into())
+    Err(LoadError::NotBuilt.into())
 }
 
 #[cfg(test)]
@@ -354,5 +455,83 @@ mod tests {
 
         assert!(secret_to_pem(Some("application/x-pkcs12"), "not base64!").is_err());
         assert!(secret_to_pem(None, "aGVsbG8=").is_err());
+    }
+
+    #[test]
+    fn a_vault_url_with_more_than_the_address_is_refused_before_any_request() {
+        for good in [
+            "https://kv-tp.vault.azure.net",
+            "https://kv-tp.vault.azure.net/",
+        ] {
+            let u = url::Url::parse(good).unwrap();
+            assert!(checked_vault_url(&u).is_ok(), "{good}");
+        }
+        for bad in [
+            "https://user:pass@kv-tp.vault.azure.net",
+            "https://kv-tp.vault.azure.net/?sig=abc",
+            "https://kv-tp.vault.azure.net/#x",
+            "ftp://kv-tp.vault.azure.net",
+        ] {
+            let u = url::Url::parse(bad).unwrap();
+            assert_eq!(checked_vault_url(&u), Err(LoadError::BadUrl), "{bad}");
+        }
+        let line = LoadError::BadUrl.to_string();
+        assert!(
+            !line.contains("user:pass") && !line.contains("sig=abc"),
+            "{line}"
+        );
+        assert!(LoadError::BadUrl.is_permanent() && LoadError::NotBuilt.is_permanent());
+        assert!(!LoadError::Refused(403).is_permanent() && !LoadError::NoAnswer(10).is_permanent());
+    }
+
+    #[test]
+    fn a_failed_load_is_classified_through_its_context() {
+        use anyhow::Context;
+        let unusable =
+            anyhow::Error::new(LoadError::Unusable("no key".into())).context("certificate c");
+        assert_eq!(classify(&unusable), LoadError::Unusable("no key".into()));
+        let other: anyhow::Result<()> = Err(anyhow::anyhow!("boom")).context("reading");
+        assert_eq!(classify(&other.unwrap_err()), LoadError::Other);
+        #[cfg(feature = "azure-sdk")]
+        {
+            use azure_core::error::ErrorKind;
+            use azure_core::http::StatusCode;
+            let status = |code: u16| ErrorKind::HttpResponse {
+                status: StatusCode::from(code),
+                error_code: None,
+                raw_response: None,
+            };
+            let cases = [
+                (status(403), LoadError::Refused(403)),
+                (status(401), LoadError::Refused(401)),
+                (status(404), LoadError::NotFound),
+                (status(429), LoadError::Throttled),
+                (status(503), LoadError::Status(503)),
+                (ErrorKind::Credential, LoadError::Identity),
+                (ErrorKind::Connection, LoadError::Unreachable),
+                (ErrorKind::Io, LoadError::Unreachable),
+                (ErrorKind::DataConversion, LoadError::Other),
+            ];
+            for (kind, want) in cases {
+                let e = azure_core::Error::with_message(kind, "detail with https://kv/secrets/x");
+                let chained = Err::<(), _>(e)
+                    .context("cannot read certificate c from Key Vault kv")
+                    .unwrap_err();
+                let got = classify(&chained);
+                assert_eq!(got, want);
+                assert!(!got.to_string().contains("https://"), "{got}");
+            }
+        }
+        #[cfg(not(feature = "azure-sdk"))]
+        {
+            let e = futures_util::FutureExt::now_or_never(load_certificate_pem(
+                &url::Url::parse("https://kv.vault.azure.net").unwrap(),
+                "c",
+                None,
+            ))
+            .unwrap()
+            .unwrap_err();
+            assert_eq!(classify(&e), LoadError::NotBuilt);
+        }
     }
 }

@@ -22,6 +22,7 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::engine::publish::Outbox;
+use crate::host::certificates::{Certificates, Held};
 use crate::host::envelope::{HttpOutput, HttpTriggerRequest, Invocation, InvocationResponse};
 use crate::host::functions::{self, FunctionDef, Trigger};
 use crate::http::state::AppState;
@@ -36,7 +37,26 @@ struct HandlerState {
 /// forwarded `/api/...`; functions that need a setting left as an unresolved Key Vault
 /// reference answer 503 with its line ([`gate`]).
 pub fn router(app: AppState) -> Router {
-    let api = crate::http::api_router(app.clone());
+    router_with(app, Certificates::none(), Held::default())
+}
+
+/// Which Key Vault certificates one router's state holds, and why the others are missing.
+#[derive(Clone)]
+pub struct CertificateGate {
+    certs: std::sync::Arc<Certificates>,
+    held: Held,
+}
+
+/// [`router`] for a state that holds `held` of the Key Vault certificates in `certs`: the
+/// functions that need one it lacks answer 503 with that certificate's line (HTTP functions
+/// in both modes at the API router, where a validation handshake is told apart; timers in
+/// [`gate`]), and `/api/health` lists every missing one.
+pub fn router_with(app: AppState, certs: std::sync::Arc<Certificates>, held: Held) -> Router {
+    let certificates = CertificateGate { certs, held };
+    let api = crate::http::api_router(app.clone()).layer(axum::middleware::from_fn_with_state(
+        certificates.clone(),
+        certificate_gate,
+    ));
     Router::new()
         .route("/", any(ready))
         .route("/{function}", post(invoke))
@@ -48,7 +68,10 @@ pub fn router(app: AppState) -> Router {
             api: api.clone(),
         })
         .merge(api)
-        .layer(axum::middleware::from_fn_with_state(app, gate))
+        .layer(axum::middleware::from_fn_with_state(
+            (app, certificates),
+            gate,
+        ))
 }
 
 /// The host only needs *a* response on `/`; we say who we are.
@@ -251,39 +274,93 @@ fn to_http_request(
     Ok(request)
 }
 
+/// The function a request to the handler invokes, and whether it came forwarded
+/// (`/api/{route}`) rather than as a payload-mode invocation (`POST /{function}`).
+pub fn function_of(
+    method: &axum::http::Method,
+    path: &str,
+) -> Option<(&'static FunctionDef, bool)> {
+    match path.strip_prefix("/api/") {
+        Some(route) => functions::find_by_route(route).map(|f| (f, true)),
+        None if method == axum::http::Method::POST => {
+            functions::find(path.trim_start_matches('/')).map(|f| (f, false))
+        }
+        None => None,
+    }
+}
+
 /// Middleware of the ready router: a function that needs a setting left as an unresolved Key
 /// Vault reference answers 503 with that setting's line (payload mode: in `Logs` and
-/// `error`; forwarded: the API's error body), and nothing else happens.
+/// `error`; forwarded: the API's error body), and nothing else happens. So does a timer or
+/// Service Bus function that needs a Key Vault certificate this router's state lacks (HTTP
+/// functions meet [`certificate_gate`] at the API router).
 pub async fn gate(
-    State(app): State<AppState>,
+    State((app, certificates)): State<(AppState, CertificateGate)>,
     req: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response {
-    if app.settings.unresolved_references.is_empty() {
+    if app.settings.unresolved_references.is_empty() && certificates.certs.is_empty() {
+        return next.run(req).await;
+    }
+    let Some((def, forwarded)) = function_of(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let function = def.name;
+    if let Some(r) = crate::host::gate::blocking(&app.settings, function) {
+        tracing::debug!(function, setting = %r.setting, "refused: unresolved Key Vault reference");
+        let line = r.to_string();
+        return if forwarded {
+            crate::http::ApiError::Unavailable(line).into_response()
+        } else {
+            failure(StatusCode::SERVICE_UNAVAILABLE, line)
+        };
+    }
+    if !matches!(def.trigger, Trigger::Http { .. }) {
+        if let Some(line) = certificates
+            .certs
+            .blocking(certificates.held, function, false)
+        {
+            tracing::debug!(function, "refused: a Key Vault certificate is not loaded");
+            return failure(StatusCode::SERVICE_UNAVAILABLE, line);
+        }
+    }
+    next.run(req).await
+}
+
+/// Middleware of the API router (forwarded requests and payload-mode HTTP functions replayed
+/// through it): a function that needs a Key Vault certificate this router's state lacks
+/// answers 503 with its line, except Graph's validation handshake; `/api/health` gets the
+/// missing certificates' lines ([`crate::http::HealthProblems`]).
+async fn certificate_gate(
+    State(g): State<CertificateGate>,
+    mut req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    if g.certs.is_empty() {
         return next.run(req).await;
     }
     let path = req.uri().path();
-    let (function, forwarded) = match path.strip_prefix("/api/") {
-        Some(route) => (functions::find_by_route(route).map(|f| f.name), true),
-        None if req.method() == axum::http::Method::POST => (
-            functions::find(path.trim_start_matches('/')).map(|f| f.name),
-            false,
-        ),
-        None => (None, false),
-    };
-    let Some(function) = function else {
+    if path == "/api/health" {
+        let problems = crate::http::HealthProblems(g.certs.problems());
+        req.extensions_mut().insert(problems);
+        return next.run(req).await;
+    }
+    let Some(function) = path
+        .strip_prefix("/api/")
+        .and_then(functions::find_by_route)
+        .map(|f| f.name)
+    else {
         return next.run(req).await;
     };
-    match crate::host::gate::blocking(&app.settings, function) {
+    let handshake = req.uri().query().is_some_and(|q| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .is_ok_and(|pairs| pairs.iter().any(|(k, _)| k == "validationToken"))
+    });
+    match g.certs.blocking(g.held, function, handshake) {
         None => next.run(req).await,
-        Some(r) => {
-            tracing::debug!(function, setting = %r.setting, "refused: unresolved Key Vault reference");
-            let line = r.to_string();
-            if forwarded {
-                crate::http::ApiError::Unavailable(line).into_response()
-            } else {
-                failure(StatusCode::SERVICE_UNAVAILABLE, line)
-            }
+        Some(line) => {
+            tracing::debug!(function, "refused: a Key Vault certificate is not loaded");
+            crate::http::ApiError::Unavailable(line).into_response()
         }
     }
 }

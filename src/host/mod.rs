@@ -1,7 +1,9 @@
 //! The Azure Functions custom handler role (`teams-presence handler`): the host's envelope,
 //! the function registry, payload-mode dispatch, the timer / Service Bus jobs and the start
-//! (readiness first, the state behind it, unresolved Key Vault references).
+//! (readiness first, the state behind it, unresolved Key Vault references, Key Vault
+//! certificates loaded and retried behind it).
 
+pub mod certificates;
 pub mod envelope;
 pub mod functions;
 pub mod gate;

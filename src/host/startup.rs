@@ -16,9 +16,15 @@
 //! Once ready, `host::handler::gate` keeps the functions that need a setting App Service left as an
 //! unresolved Key Vault reference (`config::references`) from running without it: they
 //! answer 503 with that setting's line, and `/api/health` lists every such line.
+//!
+//! The Key Vault certificates are not part of the state's build: `host::certificates` loads
+//! them behind it, retrying until each is there, and the router is swapped for one whose
+//! state holds it. Meanwhile the functions that need one answer 503 with its line; an
+//! invocation that arrives during the first try waits up to [`STARTING_GRACE`] for it.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -30,12 +36,14 @@ use serde_json::json;
 use tower::ServiceExt;
 
 use crate::config::Settings;
+use crate::host::certificates::{Certificates, Held, Material};
+use crate::host::gate::Certificate;
 use crate::http::state::AppState;
 
-/// The longest one start-up load (the store's tables, one Key Vault certificate) may take
-/// before the start goes on without it, as it does when the load fails: its error is logged
-/// and the functions that need it report their own errors. A Key Vault that accepts
-/// connections and never answers would otherwise keep every function at 503 for good.
+/// The longest creating the store's tables may take before the start goes on without it,
+/// as it does when that fails: its error is logged and the functions that need the store
+/// report their own errors. A store that accepts connections and never answers would
+/// otherwise keep every function at 503 for good.
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a request that arrives before the state is ready waits for it before the 503.
@@ -50,9 +58,12 @@ struct Inner {
     began: Instant,
     step: Mutex<String>,
     failed: OnceLock<String>,
-    ready: OnceLock<Router>,
+    /// The router of the newest state (replaced when a Key Vault certificate arrives).
+    ready: RwLock<Option<Router>>,
     /// Woken when `ready` or `failed` is set.
     settled: tokio::sync::Notify,
+    /// The Key Vault certificates, once the settings named them.
+    certificates: OnceLock<Arc<Certificates>>,
 }
 
 impl Default for Startup {
@@ -61,8 +72,9 @@ impl Default for Startup {
             began: Instant::now(),
             step: Mutex::new("reading the settings".into()),
             failed: OnceLock::new(),
-            ready: OnceLock::new(),
+            ready: RwLock::new(None),
             settled: tokio::sync::Notify::new(),
+            certificates: OnceLock::new(),
         }))
     }
 }
@@ -73,10 +85,19 @@ impl Startup {
         *self.0.step.lock().unwrap_or_else(|p| p.into_inner()) = what.into();
     }
 
-    /// The state is built: from now on requests go to `router`.
+    /// The state is built (or rebuilt with a certificate): from now on requests go to
+    /// `router`; those already in the previous one finish there.
     pub fn ready(&self, router: Router) {
-        let _ = self.0.ready.set(router);
+        *self.0.ready.write().unwrap_or_else(|p| p.into_inner()) = Some(router);
         self.0.settled.notify_waiters();
+    }
+
+    fn current(&self) -> Option<Router> {
+        self.0
+            .ready
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The state cannot be built: every function answers 503 with `line` until a restart.
@@ -90,7 +111,7 @@ impl Startup {
         let deadline = tokio::time::Instant::now() + grace;
         loop {
             let woken = self.0.settled.notified();
-            if self.0.ready.get().is_some() || self.0.failed.get().is_some() {
+            if self.is_ready() || self.0.failed.get().is_some() {
                 return;
             }
             if tokio::time::timeout_at(deadline, woken).await.is_err() {
@@ -101,7 +122,11 @@ impl Startup {
 
     /// Whether the state is built.
     pub fn is_ready(&self) -> bool {
-        self.0.ready.get().is_some()
+        self.0
+            .ready
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// The one line of a 503 before the state is ready.
@@ -139,8 +164,14 @@ async fn dispatch(State(s): State<Startup>, req: Request) -> Response {
     if !s.is_ready() {
         s.settle(STARTING_GRACE).await;
     }
-    if let Some(router) = s.0.ready.get() {
-        return match router.clone().oneshot(req).await {
+    if let (Some(certs), Some((def, _))) = (
+        s.0.certificates.get(),
+        crate::host::handler::function_of(req.method(), req.uri().path()),
+    ) {
+        certs.settle_first(def.name, STARTING_GRACE).await;
+    }
+    if let Some(router) = s.current() {
+        return match router.oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
@@ -179,8 +210,9 @@ pub fn health_unavailable(status: &str, problems: Vec<String>) -> Response {
 }
 
 /// Binds `127.0.0.1:port`, answers the readiness probe at once and builds the state behind
-/// it ([`build_state`]); then the subscription upkeep runs once and the edge
-/// package's reconcile starts. Returns when `shutdown` completes.
+/// it ([`build_state`]); then the Key Vault certificates load (`host::certificates`), the
+/// edge package's reconcile starts, and once every certificate is in the state the
+/// subscription upkeep runs once. Returns when `shutdown` completes.
 pub async fn serve(
     settings: Settings,
     port: u16,
@@ -194,16 +226,34 @@ pub async fn serve(
         tracing::error!(setting = %r.setting, "{r}");
     }
     let startup = Startup::default();
+    let certs = Certificates::from_settings(&settings);
+    let _ = startup.0.certificates.set(certs.clone());
+    // The certificates load beside the store, not after it; one that arrives before the
+    // state is built waits in `newest` for it.
+    let newest = Arc::new(Mutex::new(Newest::default()));
+    let upkept = Arc::new(AtomicBool::new(false));
+    {
+        let (swap, wanted, newest, upkept) = (
+            startup.clone(),
+            certs.clone(),
+            newest.clone(),
+            upkept.clone(),
+        );
+        certs.spawn_loaders(&settings, move |which, material| {
+            let mut n = newest.lock().unwrap_or_else(|p| p.into_inner());
+            n.add(which, material);
+            n.publish(&swap, &wanted, &upkept);
+        });
+    }
     let loading = startup.clone();
     tokio::spawn(async move {
         match build_state(settings, &loading).await {
             Ok(app) => {
-                if crate::host::gate::blocking(&app.settings, "subscriptions-renew").is_none() {
-                    spawn_startup_upkeep(&app);
-                }
                 // The edge package (`hue-subscriber`): heal from the cloud's presence API too.
                 crate::edge::spawn_trigger_reconcile(app.settings.clone());
-                loading.ready(crate::host::handler::router(app));
+                let mut n = newest.lock().unwrap_or_else(|p| p.into_inner());
+                n.app = Some(app);
+                n.publish(&loading, &certs, &upkept);
                 tracing::info!(
                     after_ms = loading.0.began.elapsed().as_millis() as u64,
                     "handler ready"
@@ -226,15 +276,16 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("handler server failed: {e}"))
 }
 
-/// Builds the handler's state: the Table Storage store (tables created if missing), the
-/// notification certificate and the client certificate, from files or Key Vault. Runs behind
-/// the readiness probe ([`serve`]), naming each step in `progress`.
+/// Builds the handler's state: the Table Storage store (tables created if missing) and the
+/// notification certificate from a file when one is set. Runs behind the readiness probe
+/// ([`serve`]), naming each step in `progress`. The Key Vault certificates are not loaded
+/// here but behind it (`host::certificates`).
 ///
-/// It must not stall or die on a dependency that is briefly unavailable: a store or Key
-/// Vault load that fails, or takes longer than [`LOAD_TIMEOUT`], is logged and the start goes
-/// on; the functions that need it report their own errors until a restart. A setting left as
-/// an unresolved Key Vault reference is not needed here: the functions that need it answer
-/// 503 with its line (`host::handler::gate`).
+/// It must not stall or die on a dependency that is briefly unavailable: creating the tables
+/// when that fails, or takes longer than [`LOAD_TIMEOUT`], is logged and the start goes on;
+/// the functions that need the store report their own errors. A setting left as an
+/// unresolved Key Vault reference is not needed here: the functions that need it answer 503
+/// with its line (`host::handler::gate`).
 pub async fn build_state(
     settings: crate::config::Settings,
     progress: &Startup,
@@ -254,80 +305,7 @@ pub async fn build_state(
             "store not ready at start-up: no answer in time"
         ),
     }
-    let kv = settings.key_vault_url.clone();
-    let identity = settings.managed_identity_client_id.clone();
-    let kv_notification = settings.key_vault_notification_certificate.clone();
-    let kv_client = settings.key_vault_client_certificate.clone();
-    let mut keys = crate::clients::graph::certs::from_settings(&settings, None)?;
-    let mut client_credential = None;
-    if let Some(vault) = &kv {
-        if let Some(name) = &kv_notification {
-            progress.step(format!(
-                "loading the notification certificate {name} from Key Vault"
-            ));
-            // The current version and the previous one: subscriptions created before a
-            // rotation still encrypt for the previous until maintenance recreates them.
-            let loaded = tokio::time::timeout(
-                LOAD_TIMEOUT,
-                crate::clients::keyvault::load_certificate_versions(
-                    vault,
-                    name,
-                    identity.as_deref(),
-                ),
-            )
-            .await
-            .unwrap_or_else(|_| Err(no_answer(name)));
-            match loaded {
-                Ok((pem, previous)) => {
-                    match crate::clients::graph::certs::KeyRing::from_pem(&pem) {
-                        Ok(ring) => {
-                            keys = match previous
-                                .map(|p| crate::clients::graph::certs::KeyRing::from_pem(&p))
-                            {
-                                Some(Ok(old)) => ring.with_previous(old),
-                                Some(Err(e)) => {
-                                    tracing::warn!(certificate = %name, error = %e, "the previous Key Vault notification certificate is unusable; keeping the current one only");
-                                    ring
-                                }
-                                None => ring,
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(certificate = %name, error = %e, "Key Vault notification certificate unusable")
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot load the notification certificate from Key Vault")
-                }
-            }
-        }
-        if let Some(name) = &kv_client {
-            progress.step(format!(
-                "loading the client certificate {name} from Key Vault"
-            ));
-            let loaded = tokio::time::timeout(
-                LOAD_TIMEOUT,
-                crate::clients::keyvault::load_certificate_pem(vault, name, identity.as_deref()),
-            )
-            .await
-            .unwrap_or_else(|_| Err(no_answer(name)));
-            match loaded {
-                Ok(pem) => match crate::clients::entra::CertificateCredential::from_pem(
-                    &pem,
-                    settings.client_assertion_alg,
-                ) {
-                    Ok(c) => client_credential = Some(c),
-                    Err(e) => {
-                        tracing::error!(certificate = %name, error = %e, "Key Vault client certificate unusable")
-                    }
-                },
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot load the client certificate from Key Vault")
-                }
-            }
-        }
-    }
+    let keys = crate::clients::graph::certs::from_settings(&settings, None)?;
     progress.step("building the clients");
     // An unresolved `ServiceBusConnection` reference: the functions that publish answer 503
     // with its line instead (`host::handler::gate`), so there is no client to build.
@@ -342,22 +320,67 @@ pub async fn build_state(
     progress.step("loading the notification keys retired in the last hours");
     state.ctx =
         crate::engine::subscriptions::with_retired_keys(state.ctx, chrono::Utc::now()).await;
-    if let Some(c) = client_credential {
-        state = state.with_client_credential(crate::clients::entra::ClientCredential::Certificate(
-            Box::new(c),
-        ));
-    }
     if direct {
         state = state.with_direct_publishing()?;
     }
     state.with_pbx().map_err(Into::into)
 }
 
-fn no_answer(certificate: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "Key Vault did not answer within {} s for certificate {certificate}",
-        LOAD_TIMEOUT.as_secs()
-    )
+/// The newest state and the certificates it holds; certificates loaded before the state is
+/// built wait in `early`.
+#[derive(Default)]
+struct Newest {
+    app: Option<AppState>,
+    held: Held,
+    early: Vec<(Certificate, Material)>,
+}
+
+impl Newest {
+    fn add(&mut self, which: Certificate, material: Material) {
+        self.early.push((which, material));
+    }
+
+    /// Puts the certificates that arrived into the state and serves it (when it is built);
+    /// once the state holds every certificate, the upkeep runs.
+    fn publish(&mut self, startup: &Startup, certs: &Arc<Certificates>, upkept: &AtomicBool) {
+        let Some(mut app) = self.app.take() else {
+            return;
+        };
+        for (which, material) in self.early.drain(..) {
+            app = match material {
+                // Keep what the state already decrypts with (a file's certificate, keys
+                // retired in the last hours): Graph may still deliver for them.
+                Material::Notification(keys) => {
+                    let kept = (*app.ctx.notification_keys).clone();
+                    app.with_notification_keys(keys.with_previous(kept))
+                }
+                Material::Client(credential) => app.with_client_credential(credential),
+            };
+            self.held = self.held.with(which);
+        }
+        startup.ready(crate::host::handler::router_with(
+            app.clone(),
+            certs.clone(),
+            self.held,
+        ));
+        let complete = [Certificate::Notification, Certificate::Client]
+            .into_iter()
+            .all(|c| self.held.has(c) || !certs.names(c));
+        if complete {
+            upkeep_once(&app, upkept);
+        }
+        self.app = Some(app);
+    }
+}
+
+/// The subscription upkeep at start, once per process, unless an unresolved reference keeps
+/// `subscriptions-renew` from running.
+fn upkeep_once(app: &AppState, done: &AtomicBool) {
+    if crate::host::gate::blocking(&app.settings, "subscriptions-renew").is_none()
+        && !done.swap(true, Ordering::SeqCst)
+    {
+        spawn_startup_upkeep(app);
+    }
 }
 
 /// Subscription upkeep once at start, in the background (the host must get its answer on

@@ -50,16 +50,29 @@ pub fn api_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Problems a role knows of beside the settings, one line each, handed to `/api/health` as a
+/// request extension (the handler: Key Vault certificates not loaded yet, `host::certificates`).
+/// Lines hold names and fixed text only, never a value or an address with secrets.
+#[derive(Debug, Clone, Default)]
+pub struct HealthProblems(pub Vec<String>);
+
 /// 200 `ok`; 503 `degraded` with one line per setting App Service left as an unresolved Key
-/// Vault reference (the functions that need one answer 503 with the same line). Before the
-/// handler's state is built, `host::startup` answers 503 `starting` itself.
-async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    let problems: Vec<String> = state
+/// Vault reference and per [`HealthProblems`] line (the functions that need one answer 503
+/// with the same line). Before the handler's state is built, `host::startup` answers 503
+/// `starting` itself.
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    more: Option<axum::Extension<HealthProblems>>,
+) -> Response {
+    let mut problems: Vec<String> = state
         .settings
         .unresolved_references
         .iter()
         .map(ToString::to_string)
         .collect();
+    if let Some(axum::Extension(HealthProblems(more))) = more {
+        problems.extend(more);
+    }
     let mut body = json!({
         "status": if problems.is_empty() { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),

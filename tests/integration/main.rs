@@ -7,7 +7,8 @@
 //! - `store`: one conformance suite run against SQLite and Azurite.
 //! - `handler`: the custom handler as the Functions host drives it.
 //! - `handler_start`: the real handler binary's start: the readiness probe first, unresolved
-//!   Key Vault references, a Key Vault that never answers (issue 27).
+//!   Key Vault references, a Key Vault that never answers (issue 27), certificates picked up
+//!   when the vault answers later (the fake Key Vault in `fakes::keyvault`).
 //! - `serve`: the standalone server from an empty environment.
 //! - `cli`: the binary's exit codes and one-line errors.
 //! - `auth`: sign-in and tokens against the fake Entra ID.

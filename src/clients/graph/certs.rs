@@ -382,7 +382,7 @@ fn pem_blocks(pem: &[u8]) -> Vec<PemBlock<'_>> {
 /// empty ring, so encrypted notifications are rejected until a certificate is configured.
 ///
 /// Key Vault (`KEY_VAULT_NOTIFICATION_CERTIFICATE`) is not loaded here: the handler's
-/// `build_state` loads it (current and previous version) and replaces this ring.
+/// `host::certificates` loads it (current and previous version) and replaces this ring.
 pub fn from_settings(
     settings: &crate::config::Settings,
     data_dir: Option<&std::path::Path>,

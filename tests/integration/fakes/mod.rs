@@ -6,6 +6,9 @@ pub mod entra_keys;
 pub mod graph;
 pub mod graph_presence;
 pub mod hue;
+// Only the cloud build has a Key Vault client to point at it.
+#[cfg(feature = "azure-sdk")]
+pub mod keyvault;
 pub mod outage;
 pub mod pbx_receiver;
 pub mod servicebus;
