@@ -535,7 +535,7 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
 
 /// How long a notification key is kept after the last run that saw a subscription use it:
 /// Graph retries an undelivered notification for up to 4 hours, plus the
-/// [`KEY_REFRESH`] granularity of the bookkeeping and a margin.
+/// `KEY_REFRESH` granularity of the bookkeeping and a margin.
 pub const KEEP_RETIRED_KEY: Duration = Duration::minutes(4 * 60 + 30);
 
 /// A key in use has its `lastUsedAt` written at most this often.

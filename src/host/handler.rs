@@ -293,7 +293,7 @@ pub fn function_of(
 /// Vault reference answers 503 with that setting's line (payload mode: in `Logs` and
 /// `error`; forwarded: the API's error body), and nothing else happens. So does a timer or
 /// Service Bus function that needs a Key Vault certificate this router's state lacks (HTTP
-/// functions meet [`certificate_gate`] at the API router).
+/// functions meet `certificate_gate` at the API router).
 pub async fn gate(
     State((app, certificates)): State<(AppState, CertificateGate)>,
     req: Request<Body>,

@@ -95,7 +95,7 @@ where
 }
 
 /// Reads a `GET /callcontrol` body: a list of DNs, each read on its own (see
-/// [`lenient_list`]). Only a body that is not a list at all is an error.
+/// `lenient_list`). Only a body that is not a list at all is an error.
 pub fn parse_call_control(body: &[u8]) -> Result<Vec<DnInfo>, ThreeCxError> {
     #[derive(Deserialize)]
     #[serde(transparent)]
