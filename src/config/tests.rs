@@ -207,3 +207,92 @@ fn an_unresolved_key_vault_reference_in_any_setting_reads_as_unset_and_is_record
     assert!(plain.unresolved_references.is_empty());
     assert!(plain.refuse_unresolved_references().is_ok());
 }
+
+#[test]
+fn every_refusal_is_the_one_line_it_always_was() {
+    // Pinned word for word: these lines are what users see (and what docs and searches
+    // quote), so a change to how settings are read must not change one of them.
+    let kv = "@Microsoft.KeyVault(VaultName=v;SecretName=s)";
+    let long = "x".repeat(101);
+    let tenant = format!("{}…", "x".repeat(80));
+    let cx: &[(&str, &str)] = &[
+        ("PBX", "3cx"),
+        ("PBX_3CX_URL", "https://pbx.example.com"),
+        ("PBX_3CX_CLIENT_ID", "cid"),
+        ("PBX_3CX_CLIENT_SECRET", "csec"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+        cx.iter().chain(extra).copied().collect()
+    };
+    let cases: Vec<(Vec<(&str, &str)>, String)> = vec![
+        (vec![("AZURE_TENANT_ID", "a b")], "setting AZURE_TENANT_ID: \"a b\" is not valid; expected a tenant id (GUID), a domain, `organizations` or `common`".into()),
+        (vec![("AZURE_TENANT_ID", &long)], format!("setting AZURE_TENANT_ID: \"{tenant}\" is not valid; expected a tenant id (GUID), a domain, `organizations` or `common`")),
+        (vec![("TENANT_USERS", "a"), ("AZURE_TENANT_ID", "contoso.com")], "setting AZURE_TENANT_ID: \"contoso.com\" is not valid; expected the tenant's id (a GUID) in tenant mode (TENANT_USERS is set)".into()),
+        (vec![("AZURE_CLIENT_SECRET_EXPIRES", "next year")], "setting AZURE_CLIENT_SECRET_EXPIRES: \"next year\" is not valid; expected an RFC 3339 time such as 2027-05-01T00:00:00Z".into()),
+        (vec![("AZURE_CLIENT_ASSERTION_ALG", "ES256")], "setting AZURE_CLIENT_ASSERTION_ALG: \"ES256\" is not valid; expected PS256 or RS256".into()),
+        (vec![("KEY_VAULT_URL", "ftp://x")], "setting KEY_VAULT_URL: \"ftp://x\" is not valid; expected an http(s) URL".into()),
+        (vec![("AZURE_AUTHORITY_HOST", "nope")], "setting AZURE_AUTHORITY_HOST: \"nope\" is not valid; expected an http(s) URL".into()),
+        (vec![("GRAPH_ENDPOINT", "mailto:a@b")], "setting GRAPH_ENDPOINT: \"mailto:a@b\" is not valid; expected an http(s) URL".into()),
+        (vec![("PUBLIC_BASE_URL", "http://x?a=1")], "setting PUBLIC_BASE_URL: \"http://x?a=1\" is not valid; expected an origin such as https://example.com".into()),
+        (vec![("WEBSITE_HOSTNAME", "bad host/?")], "setting WEBSITE_HOSTNAME: \"https://bad host/?\" is not valid; expected an origin such as https://example.com".into()),
+        (vec![("TOKEN_ENCRYPTION_KEY", "c2VjcmV0")], "setting TOKEN_ENCRYPTION_KEY: is not valid; expected base64 of exactly 32 random bytes (e.g. `openssl rand -base64 32`)".into()),
+        (vec![("TOKEN_ENCRYPTION_KEY_PREVIOUS", "!!")], "setting TOKEN_ENCRYPTION_KEY_PREVIOUS: is not valid; expected base64 of exactly 32 random bytes (e.g. `openssl rand -base64 32`)".into()),
+        (vec![("AzureWebJobsStorage__accountName", "bad-name")], "setting AzureWebJobsStorage__accountName: \"bad-name\" is not valid; expected a storage account name (letters and digits)".into()),
+        (vec![("AzureWebJobsStorage__tableServiceUri", "nope")], "setting AzureWebJobsStorage__tableServiceUri: \"nope\" is not valid; expected an https URL".into()),
+        (vec![("STORE", "mongo")], "setting STORE: \"mongo\" is not valid; expected `table` or `sqlite`".into()),
+        (vec![("PUBLISH_MODE", "carrier pigeon")], "setting PUBLISH_MODE: \"carrier pigeon\" is not valid; expected `binding` or `rest`".into()),
+        (vec![("SERVICEBUS_ENDPOINT", "x")], "setting SERVICEBUS_ENDPOINT: \"x\" is not valid; expected an http(s) URL".into()),
+        (vec![("POLL_INTERVAL", "86401")], "setting POLL_INTERVAL: \"86401\" is not valid; expected a whole number of seconds from 1 to 86400".into()),
+        (vec![("RECONCILE_INTERVAL", "0")], "setting RECONCILE_INTERVAL: \"0\" is not valid; expected a whole number of minutes from 1 to 1440".into()),
+        (vec![("POLL_CONCURRENCY", "65")], "setting POLL_CONCURRENCY: \"65\" is not valid; expected a number from 1 to 64".into()),
+        (vec![("PRESENCE_API_URL", "c")], "setting PRESENCE_API_URL: \"c\" is not valid; expected an http(s) URL".into()),
+        (vec![("HUE_TARGETS", "light:1,lamp:2")], "setting HUE_TARGETS: \"lamp:2\" is not valid; expected a comma-separated list of light:ID, room:ID, zone:ID or group:ID".into()),
+        (vec![("FUNCTIONS_CUSTOMHANDLER_PORT", "99999")], "setting FUNCTIONS_CUSTOMHANDLER_PORT: \"99999\" is not valid; expected a TCP port number".into()),
+        (vec![("MQTT_URL", "http://u:pw@b")], "setting MQTT_URL: is not valid; expected mqtt://host[:port] or mqtts://host[:port]".into()),
+        (vec![("MQTT_URL", "mqtt://b"), ("MQTT_TOPIC_PREFIX", "/")], "setting MQTT_TOPIC_PREFIX: \"\" is not valid; expected a topic prefix without wildcards (+ or #)".into()),
+        (vec![("MQTT_URL", "mqtt://b"), ("MQTT_NAMES", "u1=A; u2")], "setting MQTT_NAMES: \"u2\" is not valid; expected `userId=Display Name` pairs separated by `;`".into()),
+        (vec![("WEBHOOK_URL", "https://h.example/x")], "setting WEBHOOK_SECRET: is not set; expected a shared secret to sign the webhook's requests with (X-Signature)".into()),
+        (vec![("WEBHOOK_URL", "ftp://h/x"), ("WEBHOOK_SECRET", "ws")], "setting WEBHOOK_URL: is not valid; expected an http(s) URL".into()),
+        (vec![("WLED_URL", "w")], "setting WLED_URL: is not valid; expected the WLED controller's http URL".into()),
+        (vec![("BUSYLIGHT", "maybe")], "setting BUSYLIGHT: \"maybe\" is not valid; expected `auto` or `off`".into()),
+        (vec![("PBX", "asterisk")], "setting PBX: \"asterisk\" is not valid; expected 3cx or http".into()),
+        (vec![("PBX", "3cx")], "setting PBX_3CX_URL: is not set; expected the 3CX V20 base URL, e.g. https://pbx.example.com".into()),
+        (vec![("PBX", "3cx"), ("PBX_3CX_URL", "pbx")], "setting PBX_3CX_URL: \"pbx\" is not valid; expected an https URL".into()),
+        (vec![("PBX", "3cx"), ("PBX_3CX_URL", "https://pbx")], "setting PBX_3CX_CLIENT_ID: is not set; expected the client id of the 3CX API client (Integrations → API)".into()),
+        (vec![("PBX", "3cx"), ("PBX_3CX_URL", "https://pbx"), ("PBX_3CX_CLIENT_ID", "c"), ("PBX_3CX_CLIENT_SECRET", kv)], "setting PBX_3CX_CLIENT_SECRET: is not set; expected the API key shown once when the 3CX API client was created".into()),
+        (with(&[("PBX_PRESET", "nope")]), "setting PBX_PRESET: \"nope\" is not valid; expected vtx, 3cx".into()),
+        (with(&[("PBX_STABLE_SECONDS", "3601")]), "setting PBX_STABLE_SECONDS: \"3601\" is not valid; expected a whole number of seconds from 0 to 3600".into()),
+        (vec![("PBX", "http"), ("PBX_PROFILE_POLL_SECONDS", "-1")], "setting PBX_PROFILE_POLL_SECONDS: \"-1\" is not valid; expected a whole number of seconds from 0 to 3600".into()),
+        // Two wrong settings: the same one is named as always.
+        (vec![("AZURE_TENANT_ID", "a b"), ("PUBLIC_BASE_URL", "x")], "setting PUBLIC_BASE_URL: \"x\" is not valid; expected an origin such as https://example.com".into()),
+    ];
+    for (env, want) in cases {
+        let e = parse(&env).unwrap_err();
+        assert_eq!(e.to_string(), want, "{env:?}");
+    }
+    let file = |toml: &str| {
+        Settings::parse(
+            &Sources::from_map(Default::default())
+                .with_toml(toml)
+                .unwrap(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    assert_eq!(
+        file("STORE = true\n"),
+        "setting STORE: \"true\" is not valid; expected `table` or `sqlite`"
+    );
+    assert_eq!(
+        file("[sinks]\nBUSYLIGHT = false\n"),
+        "setting BUSYLIGHT: \"false\" is not valid; expected `auto` or `off`"
+    );
+    assert_eq!(
+        file("[sinks]\nWEBHOOK_URL = \"https://h/x\"\nWEBHOOK_SECRET = \"  \"\n"),
+        "setting WEBHOOK_SECRET: is not set; expected a shared secret to sign the webhook's requests with (X-Signature)"
+    );
+    assert_eq!(
+        file("PBX = \"http\"\npbx = 3\n"),
+        "setting pbx: is not valid; expected a [pbx] table"
+    );
+}
