@@ -1,5 +1,7 @@
 //! Tables of settings: what parses, what is refused and how the refusal reads.
 
+use std::time::Duration;
+
 use super::*;
 
 fn parse(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -13,26 +15,27 @@ fn parse(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
 #[test]
 fn empty_environment_gives_defaults() {
     let s = parse(&[]).unwrap();
-    assert_eq!(s.tenant, "organizations");
-    assert_eq!(s.graph_endpoint.as_str(), "https://graph.microsoft.com/");
-    assert_eq!(s.poll_interval, Duration::from_secs(30));
-    assert_eq!(s.presence_topic, "presence");
+    assert_eq!(s.app.tenant, "organizations");
+    assert_eq!(s.graph.endpoint.as_str(), "https://graph.microsoft.com/");
+    assert_eq!(s.polling.interval, Duration::from_secs(30));
+    assert_eq!(s.service_bus.topic, "presence");
     assert!(s
+        .app
         .auth_scopes
         .iter()
         .any(|x| x.ends_with("Presence.Read.All")));
-    assert!(s.tables.is_none() && s.store.is_none());
+    assert!(s.store.tables.is_none() && s.store.kind.is_none());
 }
 
 #[test]
 fn tenant_sync_users_is_a_list_and_the_singular_is_an_alias() {
     let s = parse(&[("TENANT_SYNC_USERS", "a@contoso.com, 0000-b ,")]).unwrap();
-    assert_eq!(s.tenant_sync_users, vec!["a@contoso.com", "0000-b"]);
+    assert_eq!(s.polling.tenant_sync_users, vec!["a@contoso.com", "0000-b"]);
     let s = parse(&[("TENANT_SYNC_USER", "sync")]).unwrap();
-    assert_eq!(s.tenant_sync_users, vec!["sync"]);
+    assert_eq!(s.polling.tenant_sync_users, vec!["sync"]);
     let s = parse(&[("TENANT_SYNC_USERS", "a,B"), ("TENANT_SYNC_USER", "b")]).unwrap();
-    assert_eq!(s.tenant_sync_users, vec!["a", "B"]);
-    assert!(parse(&[]).unwrap().tenant_sync_users.is_empty());
+    assert_eq!(s.polling.tenant_sync_users, vec!["a", "B"]);
+    assert!(parse(&[]).unwrap().polling.tenant_sync_users.is_empty());
 }
 
 #[test]
@@ -56,7 +59,11 @@ fn publish_mode_defaults_to_rest_only_in_azure_with_a_connection_string() {
         (&[("PUBLISH_MODE", "REST")], PublishMode::Rest),
     ];
     for (env, want) in cases {
-        assert_eq!(parse(env).unwrap().publish_mode, *want, "{env:?}");
+        assert_eq!(
+            parse(env).unwrap().service_bus.publish_mode,
+            *want,
+            "{env:?}"
+        );
     }
 }
 
@@ -114,12 +121,12 @@ fn environment_wins_over_the_file_and_lists_parse() {
         )
         .unwrap();
     let s = Settings::parse(&src).unwrap();
-    assert_eq!(s.poll_interval, Duration::from_secs(45));
+    assert_eq!(s.polling.interval, Duration::from_secs(45));
     assert_eq!(
-        s.hue_targets,
+        s.hue.targets,
         vec![HueTarget::Room("abc".into()), HueTarget::Light("3".into())]
     );
-    assert_eq!(s.watch_users, vec!["a@x.com", "b"]);
+    assert_eq!(s.edge.watch_users, vec!["a@x.com", "b"]);
     assert!(s.file_tables.contains_key("lights"));
 }
 
@@ -144,7 +151,7 @@ fn public_base_url_falls_back_to_website_hostname() {
 #[test]
 fn identity_based_storage_is_recognised() {
     let s = parse(&[("AzureWebJobsStorage__accountName", "mystore")]).unwrap();
-    match s.tables {
+    match s.store.tables {
         Some(TablesConnection::Identity { endpoint, .. }) => {
             assert_eq!(endpoint.as_str(), "https://mystore.table.core.windows.net/")
         }
@@ -170,14 +177,14 @@ fn an_unresolved_key_vault_reference_in_any_setting_reads_as_unset_and_is_record
         ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
     ])
     .expect("a reference is never a parse error");
-    assert!(s.token_encryption_key.is_none());
-    assert!(s.service_bus_connection.is_none());
+    assert!(s.encryption.key.is_none());
+    assert!(s.service_bus.connection.is_none());
     assert!(
-        s.client_secret.is_none(),
+        s.app.client_secret.is_none(),
         "never sent to Entra ID as the secret"
     );
     // Without a usable connection string the REST publisher is not inferred either.
-    assert_eq!(s.publish_mode, PublishMode::Binding);
+    assert_eq!(s.service_bus.publish_mode, PublishMode::Binding);
     let names: Vec<&str> = s
         .unresolved_references
         .iter()

@@ -254,10 +254,10 @@ pub async fn build_state(
             "store not ready at start-up: no answer in time"
         ),
     }
-    let kv = settings.key_vault_url.clone();
-    let identity = settings.managed_identity_client_id.clone();
-    let kv_notification = settings.key_vault_notification_certificate.clone();
-    let kv_client = settings.key_vault_client_certificate.clone();
+    let kv = settings.key_vault.url.clone();
+    let identity = settings.key_vault.managed_identity_client_id.clone();
+    let kv_notification = settings.key_vault.notification_certificate.clone();
+    let kv_client = settings.key_vault.client_certificate.clone();
     let mut keys = crate::clients::graph::certs::from_settings(&settings, None)?;
     let mut client_credential = None;
     if let Some(vault) = &kv {
@@ -315,7 +315,7 @@ pub async fn build_state(
             match loaded {
                 Ok(pem) => match crate::clients::entra::CertificateCredential::from_pem(
                     &pem,
-                    settings.client_assertion_alg,
+                    settings.app.client_assertion_alg,
                 ) {
                     Ok(c) => client_credential = Some(c),
                     Err(e) => {
@@ -331,7 +331,7 @@ pub async fn build_state(
     progress.step("building the clients");
     // An unresolved `ServiceBusConnection` reference: the functions that publish answer 503
     // with its line instead (`host::handler::gate`), so there is no client to build.
-    let direct = settings.publish_mode == crate::config::PublishMode::Rest
+    let direct = settings.service_bus.publish_mode == crate::config::PublishMode::Rest
         && !settings
             .unresolved_references
             .iter()

@@ -108,7 +108,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let tokens: Vec<&SecretString> = [
-        state.settings.presence_api_token.as_ref(),
+        state.settings.access.presence_api_token.as_ref(),
         state.admin_token.as_ref(),
     ]
     .into_iter()
@@ -124,6 +124,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
             let token = state
                 .settings
+                .access
                 .presence_api_token
                 .as_ref()
                 .into_iter()
