@@ -194,6 +194,32 @@ mod tests {
     }
 
     #[test]
+    fn an_array_in_the_sinks_table_reads_like_one_at_the_top_level() {
+        // The table goes through the same reader as the top level: strings, numbers,
+        // booleans and arrays. An array's items are the list's items, so a display name
+        // keeps its comma.
+        let toml = "[sinks]\nMQTT_URL = \"mqtt://b\"\nMQTT_PASSWORD = 1234\n\
+                    MQTT_NAMES = [\"u1 = Vance, Adele\", \"u2=Megan Bowen\"]\n";
+        let s = parse(&src(&[]).with_toml(toml).unwrap()).unwrap();
+        let m = s.mqtt.unwrap();
+        assert_eq!(m.names.len(), 2);
+        assert_eq!(m.names["u1"], "Vance, Adele");
+        assert_eq!(m.names["u2"], "Megan Bowen");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&m.password.unwrap()),
+            "1234"
+        );
+        let top = "MQTT_URL = \"mqtt://b\"\nMQTT_NAMES = [\"u1=Ada\", \"u2=Bob\"]\n";
+        let names = parse(&src(&[]).with_toml(top).unwrap())
+            .unwrap()
+            .mqtt
+            .unwrap()
+            .names;
+        assert_eq!(names["u1"], "Ada");
+        assert_eq!(names["u2"], "Bob");
+    }
+
+    #[test]
     fn bad_values_name_the_setting_and_never_echo_credentials() {
         let e = parse(&src(&[("MQTT_URL", "http://user:hunter2@b.lan")])).unwrap_err();
         assert_eq!(e.setting, "MQTT_URL");

@@ -303,3 +303,112 @@ fn every_refusal_is_the_one_line_it_always_was() {
         "setting pbx: is not valid; expected a [pbx] table"
     );
 }
+
+#[test]
+fn a_list_given_as_a_toml_array_is_its_items_whatever_the_list_separates_them_with() {
+    // AUTH_SCOPES is separated by blanks, not commas: an array's items are its scopes.
+    let src = Sources::from_map(Default::default())
+        .with_toml(
+            "AUTH_SCOPES = [\"openid\", \"offline_access\"]\nWATCH_USERS = [\"a, b\", \"c\"]\n",
+        )
+        .unwrap();
+    let s = Settings::parse(&src).unwrap();
+    assert_eq!(s.app.auth_scopes, ["openid", "offline_access"]);
+    assert_eq!(s.edge.watch_users, ["a", "b", "c"]);
+}
+
+#[test]
+fn each_missing_setting_is_named_by_the_method_that_requires_it() {
+    let s = parse(&[]).unwrap();
+    let lines = [
+        s.require_client_id().map(drop),
+        s.require_public_base_url().map(drop),
+        s.redirect_uri().map(drop),
+        s.require_token_key().map(drop),
+        s.require_tables().map(drop),
+        s.require_service_bus_connection("Listen").map(drop),
+        s.require_receive_from().map(drop),
+        s.require_hue_bridge().map(drop),
+        s.require_hue_application_key().map(drop),
+        s.require_hue_targets().map(drop),
+        s.require_custom_handler_port().map(drop),
+        s.require_pbx().map(drop),
+    ]
+    .map(|r| r.unwrap_err().to_string());
+    assert_eq!(
+        lines,
+        [
+            "setting AZURE_CLIENT_ID: is not set; expected the app registration's client id (a GUID)",
+            "setting PUBLIC_BASE_URL: is not set; expected the public origin, e.g. https://myapp.azurewebsites.net",
+            "setting PUBLIC_BASE_URL: is not set; expected the public origin, e.g. https://myapp.azurewebsites.net",
+            "setting TOKEN_ENCRYPTION_KEY: is not set; expected base64 of 32 random bytes (openssl rand -base64 32)",
+            "setting TABLES_CONNECTION_STRING: is not set; expected an Azure Storage connection string (or AzureWebJobsStorage) because STORE=table",
+            "setting ServiceBusConnection: is not set; expected a Service Bus connection string with the Listen right",
+            "setting PRESENCE_QUEUE or PRESENCE_SUBSCRIPTION: is not set; expected this edge's queue (`edge-<name>`) or its subscription on the topic",
+            "setting HUE_BRIDGE: is not set; expected the bridge's address (see `teams-presence hue discover`)",
+            "setting HUE_APPLICATION_KEY: is not set; expected a key from `teams-presence hue pair`",
+            "setting HUE_TARGETS: is not set; expected what to colour, e.g. room:ID or light:ID (see `teams-presence hue list`)",
+            "setting FUNCTIONS_CUSTOMHANDLER_PORT: is not set; expected the port the Functions host assigns (set by `func start`)",
+            "setting PBX: is not set; expected 3cx or http: which PBX to sync with",
+        ]
+    );
+
+    let s = parse(&[
+        ("PRESENCE_SUBSCRIPTION", "edge-a"),
+        ("PRESENCE_QUEUE", "edge-b"),
+        ("HUE_TARGETS", "room:1"),
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "7071"),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.require_receive_from().unwrap(),
+        ReceiveFrom::Queue("edge-b")
+    );
+    assert_eq!(
+        s.require_hue_targets().unwrap(),
+        [HueTarget::Room("1".into())]
+    );
+    assert_eq!(s.require_custom_handler_port().unwrap(), 7071);
+}
+
+#[test]
+fn the_pbx_settings_hold_what_the_chosen_adapter_uses_and_nothing_else() {
+    assert!(matches!(parse(&[]).unwrap().pbx, PbxSettings::Off));
+    let s = parse(&[
+        ("PBX", "3cx"),
+        ("PBX_3CX_URL", "https://pbx.example.com"),
+        ("PBX_3CX_CLIENT_ID", " cid "),
+        ("PBX_3CX_CLIENT_SECRET", "csec"),
+        ("PBX_PROFILE_POLL_SECONDS", "0"),
+        ("PBX_EVENTS_SECRET", "es"),
+    ])
+    .unwrap();
+    let PbxSettings::ThreeCx { sync, api } = &s.pbx else {
+        panic!("{:?}", s.pbx)
+    };
+    assert_eq!(api.client_id, "cid");
+    assert_eq!(api.profile_poll, Duration::from_secs(1), "0 reads as 1 s");
+    assert!(sync.events_secret.is_some());
+    assert_eq!(
+        s.require_pbx().unwrap().preset,
+        crate::core::pbx::rules::Preset::ThreeCx
+    );
+
+    let s = parse(&[
+        ("PBX", "HTTP"),
+        ("PBX_HTTP_SET_URL", "https://pbx/{extension}/{status}"),
+        // Another adapter's settings are not read.
+        ("PBX_3CX_URL", "not even a URL"),
+    ])
+    .unwrap();
+    let PbxSettings::Http { sync, http } = &s.pbx else {
+        panic!("{:?}", s.pbx)
+    };
+    assert_eq!(
+        http.value("PBX_HTTP_SET_URL").as_deref(),
+        Some("https://pbx/{extension}/{status}")
+    );
+    assert_eq!(http.value("PBX_HTTP_SET_METHOD"), None);
+    assert_eq!(sync.preset, crate::core::pbx::rules::Preset::Vtx);
+    assert!(s.pbx.threecx().is_none());
+}
