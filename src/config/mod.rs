@@ -14,6 +14,12 @@
 //! [`Sources`] (`sources.rs`, the one reader of raw values) through the typed readers of
 //! `values.rs`. A command that needs an optional setting asks for it with a `require_*`
 //! method, so the line that says it is missing is written once.
+//!
+//! To add a setting: a field, its doc comment naming the variable, on the struct of its
+//! concern; read in that struct's `parse` with a typed reader
+//! (`src.setting("NAME").seconds(1..=60)?`), never from the process environment, its
+//! default beside the read; a `require_*` method here if a command cannot run without it;
+//! its refusal line in `tests.rs`' table.
 
 pub mod access;
 pub mod app;
