@@ -60,7 +60,7 @@ fn http() -> reqwest::Client {
 }
 
 async fn check_app_registration(s: &Settings) -> Verdict {
-    let Some(id) = &s.client_id else {
+    let Some(id) = &s.app.client_id else {
         return fail(
             "AZURE_CLIENT_ID is not set",
             "register an app (docs/app-registration.md) and set AZURE_CLIENT_ID to its Application (client) ID",
@@ -85,14 +85,14 @@ async fn check_app_registration(s: &Settings) -> Verdict {
 async fn check_authority(s: &Settings) -> (Verdict, Verdict) {
     let url = format!(
         "{}/{}/v2.0/.well-known/openid-configuration",
-        s.authority_host.as_str().trim_end_matches('/'),
-        s.tenant
+        s.app.authority_host.as_str().trim_end_matches('/'),
+        s.app.tenant
     );
     let before = Utc::now();
     match http().get(&url).send().await {
         Err(e) => (
             fail(
-                format!("cannot reach {}: {}", s.authority_host, net_error(e)),
+                format!("cannot reach {}: {}", s.app.authority_host, net_error(e)),
                 "check the network, a proxy, or AZURE_AUTHORITY_HOST",
             ),
             Verdict::Skip("not checked (authority unreachable)".into()),
@@ -116,11 +116,11 @@ async fn check_authority(s: &Settings) -> (Verdict, Verdict) {
             let authority = if status.is_success() {
                 Verdict::Ok(format!(
                     "{} answers for tenant {}",
-                    s.authority_host, s.tenant
+                    s.app.authority_host, s.app.tenant
                 ))
             } else if status.as_u16() == 400 {
                 fail(
-                    format!("the authority does not know tenant {:?}", s.tenant),
+                    format!("the authority does not know tenant {:?}", s.app.tenant),
                     "set AZURE_TENANT_ID to your tenant id, `organizations` or `common`",
                 )
             } else {
@@ -137,17 +137,17 @@ async fn check_authority(s: &Settings) -> (Verdict, Verdict) {
 async fn check_graph(s: &Settings) -> Verdict {
     let url = format!(
         "{}/v1.0/me/presence",
-        s.graph_endpoint.as_str().trim_end_matches('/')
+        s.graph.endpoint.as_str().trim_end_matches('/')
     );
     match http().get(&url).send().await {
         // Without a token Graph answers 401: that is reachable.
         Ok(r) => Verdict::Ok(format!(
             "{} reachable (HTTP {} without a token)",
-            s.graph_endpoint,
+            s.graph.endpoint,
             r.status().as_u16()
         )),
         Err(e) => fail(
-            format!("cannot reach {}: {}", s.graph_endpoint, net_error(e)),
+            format!("cannot reach {}: {}", s.graph.endpoint, net_error(e)),
             "check the network, a proxy, or GRAPH_ENDPOINT",
         ),
     }
@@ -228,7 +228,7 @@ async fn check_store(s: &Settings, data_dir: &Path, default: StoreKind) -> (Verd
 }
 
 fn check_certificate(s: &Settings, data_dir: &Path) -> Verdict {
-    let ring = match &s.notification_certificate_path {
+    let ring = match &s.graph.notification_certificate_path {
         Some(p) => match crate::clients::graph::certs::KeyRing::load(p) {
             Ok(r) => r,
             Err(e) => {
@@ -238,7 +238,7 @@ fn check_certificate(s: &Settings, data_dir: &Path) -> Verdict {
                 )
             }
         },
-        None if s.key_vault_notification_certificate.is_some() => {
+        None if s.key_vault.notification_certificate.is_some() => {
             return Verdict::Skip("loaded from Key Vault by the handler".into())
         }
         None => {
@@ -286,10 +286,11 @@ fn expiry(what: &str, t: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>, fix:
 fn check_client_credential_expiry(s: &Settings) -> Verdict {
     let now = Utc::now();
     let mut verdicts = Vec::new();
-    if let Some(path) = &s.client_certificate_path {
+    if let Some(path) = &s.app.client_certificate_path {
         // An unreadable certificate is the app registration check's failure.
-        if let Ok(Some(t)) = crate::clients::entra::load_certificate(path, s.client_assertion_alg)
-            .map(|c| c.not_after)
+        if let Ok(Some(t)) =
+            crate::clients::entra::load_certificate(path, s.app.client_assertion_alg)
+                .map(|c| c.not_after)
         {
             verdicts.push(expiry(
                 "the client certificate",
@@ -299,7 +300,7 @@ fn check_client_credential_expiry(s: &Settings) -> Verdict {
             ));
         }
     }
-    if let Some(t) = s.client_secret_expires {
+    if let Some(t) = s.app.client_secret_expires {
         verdicts.push(expiry(
             "the client secret",
             t,
@@ -334,7 +335,7 @@ fn check_client_credential_expiry(s: &Settings) -> Verdict {
 }
 
 fn check_public_url(s: &Settings) -> Verdict {
-    match &s.public_base_url {
+    match &s.graph.public_base_url {
         None => Verdict::Warn("PUBLIC_BASE_URL is not set: presence is polled (set an https URL, e.g. a tunnel, for change notifications)".into()),
         Some(u) if u.scheme() != "https" => Verdict::Warn(format!("PUBLIC_BASE_URL {u} is not https: Graph will not deliver change notifications there; presence is polled")),
         Some(u) => Verdict::Ok(format!("change notifications delivered to {u}api/notifications")),
@@ -346,7 +347,7 @@ fn check_public_url(s: &Settings) -> Verdict {
 /// HTTP (which would send the application key in clear).
 async fn check_hue(s: &Settings) -> Verdict {
     use crate::clients::hue::{connect, Address, HueError};
-    let Some(bridge) = &s.hue_bridge else {
+    let Some(bridge) = &s.hue.bridge else {
         return Verdict::Skip(
             "HUE_BRIDGE is not set (`teams-presence hue discover` finds it)".into(),
         );
@@ -357,7 +358,7 @@ async fn check_hue(s: &Settings) -> Verdict {
             "set HUE_BRIDGE to the bridge's IP address",
         );
     };
-    let Some(key) = &s.hue_application_key else {
+    let Some(key) = &s.hue.application_key else {
         return fail(
             "HUE_APPLICATION_KEY is not set",
             "run `teams-presence hue pair` and press the bridge's link button",
@@ -397,13 +398,13 @@ async fn check_hue(s: &Settings) -> Verdict {
         }
         Ok(Ok(read)) => read,
     };
-    if s.hue_targets.is_empty() {
+    if s.hue.targets.is_empty() {
         return fail(
             "HUE_TARGETS is not set",
             "list lights with `teams-presence hue list` and set e.g. HUE_TARGETS=light:3",
         );
     }
-    hue_targets_verdict(bridge, api, &inventory, &s.hue_targets)
+    hue_targets_verdict(bridge, api, &inventory, &s.hue.targets)
 }
 
 /// Every target resolved on the bridge, one line each: what it is and what it can show; the
@@ -539,7 +540,7 @@ fn check_busylights(_: &Settings) -> Verdict {
 }
 
 async fn check_service_bus(s: &Settings) -> Verdict {
-    let Some(cs) = &s.service_bus_connection else {
+    let Some(cs) = &s.service_bus.connection else {
         return Verdict::Skip(
             "ServiceBusConnection is not set (only edges and the cloud need it)".into(),
         );
@@ -555,7 +556,8 @@ async fn check_service_bus(s: &Settings) -> Verdict {
         }
     };
     let endpoint = s
-        .servicebus_endpoint
+        .service_bus
+        .endpoint
         .as_ref()
         .map(|u| u.to_string())
         .unwrap_or_else(|| format!("https://{}/", conn.host));
@@ -575,14 +577,11 @@ async fn check_pbx(
     data_dir: &Path,
     default_store: StoreKind,
 ) -> Vec<(&'static str, Verdict)> {
-    let Some(p) = &s.pbx else {
-        return vec![(
-            "PBX",
-            Verdict::Skip("PBX is not set (the desk-phone sync is off)".into()),
-        )];
-    };
+    if !s.pbx.is_on() {
+        return vec![("PBX", pbx_off())];
+    }
     vec![
-        ("PBX", check_pbx_connection(p).await),
+        ("PBX", check_pbx_connection(&s.pbx).await),
         ("PBX app permission", check_presence_write_role(s).await),
         (
             "PBX mapping",
@@ -591,16 +590,16 @@ async fn check_pbx(
     ]
 }
 
+fn pbx_off() -> Verdict {
+    Verdict::Skip("PBX is not set (the desk-phone sync is off)".into())
+}
+
 async fn check_pbx_connection(p: &crate::config::pbx::PbxSettings) -> Verdict {
     use crate::clients::pbx::threecx::{ThreeCx, ThreeCxError};
-    match p.kind {
-        crate::config::pbx::PbxKind::ThreeCx => {
-            let Some(t) = &p.threecx else {
-                return fail(
-                    "PBX_3CX_URL is not set",
-                    "set PBX_3CX_URL, PBX_3CX_CLIENT_ID and PBX_3CX_CLIENT_SECRET (docs/pbx.md)",
-                );
-            };
+    use crate::config::pbx::PbxSettings;
+    match p {
+        PbxSettings::Off => pbx_off(),
+        PbxSettings::ThreeCx { api: t, .. } => {
             // 3CX keeps one live token per API client, so this check's token replaces a
             // running sync's; the sync fetches a new one on its next 401, once.
             let client =
@@ -640,14 +639,14 @@ async fn check_pbx_connection(p: &crate::config::pbx::PbxSettings) -> Verdict {
                 ),
             }
         }
-        crate::config::pbx::PbxKind::Http => {
-            if p.events_secret.is_none() {
+        PbxSettings::Http { sync, http } => {
+            if sync.events_secret.is_none() {
                 return fail(
                     "PBX_EVENTS_SECRET is not set: every event posted to /api/pbx/events is refused",
                     "set PBX_EVENTS_SECRET to a long random value (`openssl rand -hex 32`) and use it in the PBX's webhook (docs/pbx.md)",
                 );
             }
-            match crate::clients::pbx::http_out::HttpPbxConfig::from_lookup(|k| p.http_value(k)) {
+            match crate::clients::pbx::http_out::HttpPbxConfig::from_lookup(|k| http.value(k)) {
                 Err(e) => fail(
                     format!("{}: {}", e.setting, e.problem),
                     "see docs/pbx.md, \"Outbound: setting the phone's status\"",
@@ -678,46 +677,49 @@ async fn check_presence_write_role(s: &Settings) -> Verdict {
         }
         Err(e) => return fail(e.to_string(), "see the app registration check"),
     };
-    if matches!(s.tenant.as_str(), "organizations" | "common" | "consumers") {
+    if matches!(
+        s.app.tenant.as_str(),
+        "organizations" | "common" | "consumers"
+    ) {
         return fail(
             format!(
                 "AZURE_TENANT_ID is {:?}: an app token needs the tenant itself",
-                s.tenant
+                s.app.tenant
             ),
             "set AZURE_TENANT_ID to your tenant id (Microsoft Entra admin center → Overview)",
         );
     }
     let token = match client
-        .app_token(&s.tenant, "https://graph.microsoft.com/.default")
+        .app_token(&s.app.tenant, "https://graph.microsoft.com/.default")
         .await
     {
         Ok(t) => t,
         Err(e) => {
             return fail(
-                format!("no app token for tenant {}: {e}", s.tenant),
+                format!("no app token for tenant {}: {e}", s.app.tenant),
                 "check AZURE_TENANT_ID and the client credential",
             )
         }
     };
     match crate::clients::entra::access_token_roles(token.access_token.expose_secret()) {
         Some(roles) if roles.iter().any(|r| r == ROLE) => {
-            Verdict::Ok(format!("the app token for tenant {} carries {ROLE}", s.tenant))
+            Verdict::Ok(format!("the app token for tenant {} carries {ROLE}", s.app.tenant))
         }
         Some(roles) if roles.is_empty() => fail(
-            format!("the app token for tenant {} carries no application permission", s.tenant),
+            format!("the app token for tenant {} carries no application permission", s.app.tenant),
             consent,
         ),
         Some(roles) => fail(
             format!(
                 "the app token for tenant {} carries {} but not {ROLE}",
-                s.tenant,
+                s.app.tenant,
                 roles.join(", ")
             ),
             consent,
         ),
         None => Verdict::Warn(format!(
             "an app token for tenant {} was issued, but it is not a JWT, so its permissions cannot be read",
-            s.tenant
+            s.app.tenant
         )),
     }
 }

@@ -14,25 +14,11 @@ use crate::config::{ConfigError, Settings};
 const PAIR_SECONDS: u64 = 30;
 
 fn address(settings: &Settings) -> Result<Address, ConfigError> {
-    let raw = settings.hue_bridge.as_deref().ok_or_else(|| {
-        ConfigError::missing(
-            "HUE_BRIDGE",
-            "the bridge's address (see `teams-presence hue discover`)",
-        )
-    })?;
-    Address::parse(raw).ok_or_else(|| ConfigError {
-        setting: "HUE_BRIDGE".into(),
-        problem: "is not valid; expected a host name, an IP address or an http(s) URL".into(),
-    })
+    Address::parse_setting(settings.require_hue_bridge()?)
 }
 
 fn key(settings: &Settings) -> Result<SecretString, ConfigError> {
-    settings.hue_application_key.clone().ok_or_else(|| {
-        ConfigError::missing(
-            "HUE_APPLICATION_KEY",
-            "a key from `teams-presence hue pair`",
-        )
-    })
+    settings.require_hue_application_key().cloned()
 }
 
 fn hostname() -> String {
@@ -117,15 +103,8 @@ pub async fn list(settings: &Settings) -> anyhow::Result<()> {
 /// `hue test`: every configured state on the targets in turn, 3 s each.
 pub async fn test(settings: &Settings) -> anyhow::Result<()> {
     let lights = crate::engine::applier::lights_from(settings)?;
-    if settings.hue_targets.is_empty() {
-        return Err(ConfigError::missing(
-            "HUE_TARGETS",
-            "what to colour (see `teams-presence hue list`)",
-        )
-        .into());
-    }
-    let mut sink =
-        HueSink::connect(&address(settings)?, &key(settings)?, &settings.hue_targets).await?;
+    let targets = settings.require_hue_targets()?;
+    let mut sink = HueSink::connect(&address(settings)?, &key(settings)?, targets).await?;
     for (name, state) in lights.showcase() {
         println!("{name}");
         match sink.apply(&state).await {

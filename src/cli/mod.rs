@@ -255,6 +255,7 @@ fn load(config: Option<&Path>) -> Result<Settings, ConfigError> {
 /// `HEALTHCHECK_FILE`, else `heartbeat` in the data directory (next to `edge-state.json`).
 fn heartbeat_file(settings: &Settings, data_dir: &Path) -> PathBuf {
     settings
+        .edge
         .healthcheck_file
         .clone()
         .unwrap_or_else(|| data_dir.join("heartbeat"))
@@ -330,12 +331,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             // parse) is made beside the start, not before the readiness probe is answered.
             crate::clients::tls::warm_up();
             let settings = load_env_only()?;
-            let port = settings.custom_handler_port.ok_or_else(|| {
-                ConfigError::missing(
-                    "FUNCTIONS_CUSTOMHANDLER_PORT",
-                    "the port the Functions host assigns (set by `func start`)",
-                )
-            })?;
+            let port = settings.require_custom_handler_port()?;
             // Bind first, build the state behind the readiness probe (host::startup).
             crate::host::startup::serve(settings, port, shutdown_signal()).await?;
             Ok(())

@@ -24,7 +24,7 @@ async fn resolve(ctx: &Context, user: &str) -> anyhow::Result<String> {
     if is_object_id(user) {
         return Ok(user.trim().to_ascii_lowercase());
     }
-    let token = ctx.tokens.app_token(&ctx.settings.tenant).await.map_err(|e| {
+    let token = ctx.tokens.app_token(&ctx.settings.app.tenant).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot look up {user}: no app token ({e}); give an object id, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and a client credential with User.ReadBasic.All"
         )
@@ -253,9 +253,7 @@ pub async fn run(
     heartbeat: std::path::PathBuf,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if settings.pbx.is_none() {
-        return Err(ConfigError::missing("PBX", "3cx or http: which PBX to sync with").into());
-    }
+    settings.require_pbx()?;
     settings.require_client_id()?;
     let (bus, options) = crate::edge::client_from(&settings)?;
     // The same heartbeat as `subscribe`, so `teams-presence healthcheck` works for this loop.
@@ -274,7 +272,7 @@ pub async fn run(
     let engine = tokio::spawn(crate::engine::pbx::run(
         sync,
         teams,
-        state.settings.poll_interval,
+        state.settings.polling.interval,
         stopped.clone(),
     ));
     if let Some(addr) = listen {

@@ -31,7 +31,7 @@ pub async fn print_list(store: &Store, settings: &crate::config::Settings) -> an
                 t.subscriptions,
                 t.sync_accounts,
                 t.polled,
-                s.poll_interval.as_secs()
+                s.polling.interval.as_secs()
             );
             for r in &t.reasons {
                 println!("  - {r}");

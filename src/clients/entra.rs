@@ -380,19 +380,22 @@ impl EntraClient {
     /// `AZURE_CLIENT_CERTIFICATE_PATH` (a public client when neither is set).
     pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
         let client_id = s.require_client_id()?.to_owned();
-        let credential = if let Some(secret) = &s.client_secret {
+        let credential = if let Some(secret) = &s.app.client_secret {
             ClientCredential::Secret(secret.clone())
-        } else if let Some(path) = &s.client_certificate_path {
-            ClientCredential::Certificate(Box::new(load_certificate(path, s.client_assertion_alg)?))
+        } else if let Some(path) = &s.app.client_certificate_path {
+            ClientCredential::Certificate(Box::new(load_certificate(
+                path,
+                s.app.client_assertion_alg,
+            )?))
         } else {
             ClientCredential::None
         };
         Ok(Self::new(
-            &s.authority_host,
-            &s.tenant,
+            &s.app.authority_host,
+            &s.app.tenant,
             &client_id,
             credential,
-            s.auth_scopes.clone(),
+            s.app.auth_scopes.clone(),
         ))
     }
 

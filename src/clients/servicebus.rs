@@ -366,7 +366,12 @@ impl Client {
         settings: &crate::config::Settings,
         right: &str,
     ) -> Result<Self, crate::config::ConfigError> {
-        Self::for_entity(settings, right, &settings.presence_topic, "PRESENCE_TOPIC")
+        Self::for_entity(
+            settings,
+            right,
+            &settings.service_bus.topic,
+            "PRESENCE_TOPIC",
+        )
     }
 
     /// The client that receives from `PRESENCE_TOPIC`'s `subscription`, from the settings.
@@ -404,12 +409,7 @@ impl Client {
                 .trim_start_matches("setting ServiceBusConnection: ")
                 .to_owned(),
         };
-        let cs = settings.service_bus_connection.as_ref().ok_or_else(|| {
-            ConfigError::missing(
-                "ServiceBusConnection",
-                &format!("a Service Bus connection string with the {right} right"),
-            )
-        })?;
+        let cs = settings.require_service_bus_connection(right)?;
         let conn = ConnectionString::parse(cs.expose_secret()).map_err(bad)?;
         if let Some(path) = &conn.entity_path {
             if !path.eq_ignore_ascii_case(entity) {
@@ -419,7 +419,7 @@ impl Client {
                 });
             }
         }
-        Self::new(conn, settings.servicebus_endpoint.clone(), entity).map_err(bad)
+        Self::new(conn, settings.service_bus.endpoint.clone(), entity).map_err(bad)
     }
 
     /// The topic or queue this client talks to.

@@ -7,21 +7,47 @@
 //! function, so tests never touch the process environment.
 //!
 //! Errors name the setting and say what is expected. Secret settings are held in
-//! [`SecretString`]/[`SecretBox`], whose `Debug` prints `[REDACTED]`, and their values never
-//! appear in an error.
+//! [`SecretString`](secrecy::SecretString)/[`SecretBox`](secrecy::SecretBox), whose `Debug`
+//! prints `[REDACTED]`, and their values never appear in an error.
+//!
+//! [`Settings`] is made of one struct per concern, each parsed by its own `parse` from
+//! [`Sources`] (`sources.rs`, the one reader of raw values) through the typed readers of
+//! `values.rs`. A command that needs an optional setting asks for it with a `require_*`
+//! method, so the line that says it is missing is written once.
+//!
+//! To add a setting: a field, its doc comment naming the variable, on the struct of its
+//! concern; read in that struct's `parse` with a typed reader
+//! (`src.setting("NAME").seconds(1..=60)?`), never from the process environment, its
+//! default beside the read; a `require_*` method here if a command cannot run without it;
+//! its refusal line in `tests.rs`' table.
 
+pub mod access;
+pub mod app;
+pub mod bus;
+pub mod edge;
+pub mod graph;
+pub mod hue;
 pub mod pbx;
+pub mod polling;
 pub mod references;
 pub mod sinks;
+mod sources;
+pub mod store;
+mod values;
 
-use std::collections::HashMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use base64::Engine;
-use secrecy::{ExposeSecret, SecretBox, SecretString};
+use secrecy::ExposeSecret;
 use url::Url;
+
+pub use access::AccessSettings;
+pub use app::{AppSettings, AssertionAlg, KeyVaultSettings, DEFAULT_SCOPES};
+pub use bus::{PublishMode, ServiceBusSettings};
+pub use edge::EdgeSettings;
+pub use graph::GraphSettings;
+pub use hue::{HueSettings, HueTarget};
+pub use pbx::PbxSettings;
+pub use polling::PollingSettings;
+pub use sources::Sources;
+pub use store::{EncryptionSettings, StoreKind, StoreSettings, TablesConnection};
 
 /// A setting that is wrong or missing. Its `Display` is the one line a user sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,7 +77,9 @@ impl ConfigError {
         }
     }
 
-    fn invalid(setting: &str, value: Option<&str>, expected: &str) -> Self {
+    /// A setting whose value is wrong; `value` is repeated unless it is `None` (secrets,
+    /// URLs that may carry credentials).
+    pub fn invalid(setting: &str, value: Option<&str>, expected: &str) -> Self {
         let problem = match value {
             Some(v) => format!("{:?} is not valid; expected {expected}", truncate(v, 80)),
             None => format!("is not valid; expected {expected}"),
@@ -71,545 +99,86 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// Which store backend to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreKind {
-    /// Azure Table Storage (the handler's default).
-    Table,
-    /// Embedded SQLite (the default of `serve`, `login`, `users`).
-    Sqlite,
-}
-
-/// Which signature a certificate client assertion uses (`AZURE_CLIENT_ASSERTION_ALG`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AssertionAlg {
-    /// RSA-PSS SHA-256 with the `x5t#S256` header: Microsoft's current guidance (default).
-    Ps256,
-    /// RSA PKCS#1 v1.5 SHA-256 with the SHA-1 `x5t` header: the long-standing format.
-    Rs256,
-}
-
-/// How changes reach the topic (`PUBLISH_MODE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublishMode {
-    /// The Functions `message` output binding (handler); in-process only (serve).
-    Binding,
-    /// Straight to Service Bus over REST, with `userId` as an application property so
-    /// subscriptions can filter per user, and a MessageId for duplicate detection.
-    Rest,
-}
-
-/// What to colour on the Hue bridge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HueTarget {
-    /// One light (`light:ID`; a v1 number or a v2 UUID).
-    Light(String),
-    /// A room (`room:ID`, through its `grouped_light`).
-    Room(String),
-    /// A zone (`zone:ID`).
-    Zone(String),
-    /// A v1 group (`group:ID`).
-    Group(String),
-}
-
-impl HueTarget {
-    fn parse(s: &str) -> Option<Self> {
-        let (kind, id) = s.trim().split_once(':')?;
-        let id = id.trim();
-        if id.is_empty() {
-            return None;
-        }
-        let id = id.to_owned();
-        match kind.trim().to_ascii_lowercase().as_str() {
-            "light" => Some(Self::Light(id)),
-            "room" => Some(Self::Room(id)),
-            "zone" => Some(Self::Zone(id)),
-            "group" => Some(Self::Group(id)),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for HueTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HueTarget::Light(id) => write!(f, "light:{id}"),
-            HueTarget::Room(id) => write!(f, "room:{id}"),
-            HueTarget::Zone(id) => write!(f, "zone:{id}"),
-            HueTarget::Group(id) => write!(f, "group:{id}"),
-        }
-    }
-}
-
-/// How to reach Azure Table Storage.
-#[derive(Debug, Clone)]
-pub enum TablesConnection {
-    /// A storage connection string (account key; `UseDevelopmentStorage=true` for Azurite).
-    ConnectionString(SecretString),
-    /// Identity-based (`AzureWebJobsStorage__accountName` / `__tableServiceUri`): bearer tokens
-    /// from the managed identity.
-    Identity {
-        /// `https://{account}.table.core.windows.net`
-        endpoint: Url,
-        /// Client id of a user-assigned identity (`AzureWebJobsStorage__clientId`).
-        client_id: Option<String>,
-    },
-}
-
-/// Every setting, parsed. Optional settings are `None` when unset; commands that need one
-/// call the matching `require_*` method, which names it in the error.
+/// Every setting, parsed, one struct per concern. Optional settings are `None` when unset;
+/// commands that need one call the matching `require_*` method, which names it in the error.
 #[derive(Debug)]
 pub struct Settings {
-    /// `AZURE_TENANT_ID` (default `organizations`).
-    pub tenant: String,
-    /// `AZURE_CLIENT_ID`.
-    pub client_id: Option<String>,
-    /// `AZURE_CLIENT_SECRET`.
-    pub client_secret: Option<SecretString>,
-    /// `AZURE_CLIENT_SECRET_EXPIRES` (RFC 3339): when the client secret expires, for
-    /// `doctor`'s warning (Entra ID does not tell the app itself).
-    pub client_secret_expires: Option<chrono::DateTime<chrono::Utc>>,
-    /// `AZURE_CLIENT_CERTIFICATE_PATH`.
-    pub client_certificate_path: Option<PathBuf>,
-    /// `AZURE_CLIENT_ASSERTION_ALG` (`PS256`, default, or `RS256`).
-    pub client_assertion_alg: AssertionAlg,
-    /// `KEY_VAULT_URL`.
-    pub key_vault_url: Option<Url>,
-    /// `KEY_VAULT_CLIENT_CERTIFICATE` (certificate name in the vault).
-    pub key_vault_client_certificate: Option<String>,
-    /// `KEY_VAULT_NOTIFICATION_CERTIFICATE` (certificate name in the vault).
-    pub key_vault_notification_certificate: Option<String>,
-    /// `MANAGED_IDENTITY_CLIENT_ID`, else `AzureWebJobsStorage__clientId`: the user-assigned
-    /// identity for Key Vault (system-assigned when unset).
-    pub managed_identity_client_id: Option<String>,
-    /// `AZURE_AUTHORITY_HOST`.
-    pub authority_host: Url,
-    /// `GRAPH_ENDPOINT`.
-    pub graph_endpoint: Url,
-    /// `PUBLIC_BASE_URL`, or `https://$WEBSITE_HOSTNAME` in Azure.
-    pub public_base_url: Option<Url>,
-    /// `NOTIFICATION_CERTIFICATE_PATH`.
-    pub notification_certificate_path: Option<PathBuf>,
-    /// `TOKEN_ENCRYPTION_KEY` (32 bytes).
-    pub token_encryption_key: Option<SecretBox<[u8; 32]>>,
-    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`: the key before a rotation, still able to open.
-    pub token_encryption_key_previous: Option<SecretBox<[u8; 32]>>,
-    /// `TABLES_CONNECTION_STRING`, else `AzureWebJobsStorage` (or its identity-based form).
-    pub tables: Option<TablesConnection>,
-    /// `STORE`.
-    pub store: Option<StoreKind>,
-    /// `ServiceBusConnection`.
-    pub service_bus_connection: Option<SecretString>,
-    /// `PUBLISH_MODE` (`binding` or `rest`). Unset: `rest` in Azure (`WEBSITE_HOSTNAME` set)
-    /// with a `ServiceBusConnection` connection string, `binding` everywhere else.
-    pub publish_mode: PublishMode,
-    /// `PRESENCE_TOPIC` (default `presence`).
-    pub presence_topic: String,
-    /// `PRESENCE_SUBSCRIPTION`.
-    pub presence_subscription: Option<String>,
-    /// `SERVICEBUS_ENDPOINT`.
-    pub servicebus_endpoint: Option<Url>,
-    /// `POLL_INTERVAL` (default 30 s).
-    pub poll_interval: Duration,
-    /// `RECONCILE_INTERVAL` (minutes, default 15): how often a user with a live
-    /// change-notification subscription is still polled, as a safety net.
-    pub reconcile_interval: Duration,
-    /// `POLL_CONCURRENCY` (default 8): Graph calls in flight at once.
-    pub poll_concurrency: usize,
-    /// `TENANT_USERS`: tenant mode, the user ids to follow in batches.
-    pub tenant_users: Vec<String>,
-    /// `TENANT_SYNC_USERS` (or its older singular alias `TENANT_SYNC_USER`): in tenant mode,
-    /// the signed-in accounts (object ids or UPNs) whose delegated tokens own the presence
-    /// subscriptions, at most 650 followed users each (Graph allows one presence subscription
-    /// per user per app). The first one that has a token also reads presence; app-only
-    /// client credentials do when the list is empty.
-    pub tenant_sync_users: Vec<String>,
-    /// `WATCH_USERS` (empty = all).
-    pub watch_users: Vec<String>,
-    /// `PRESENCE_API_TOKEN`: bearer token for `GET /api/presence/{id}` in `serve`.
-    pub presence_api_token: Option<SecretString>,
-    /// `PRESENCE_API_URL`: edge: the cloud's (or `serve`'s) base URL, where the edge reads the
-    /// current presence of the users it shows (`GET {url}/api/presence/{id}`) at start and
-    /// every `RECONCILE_INTERVAL`. Unset: no reconcile.
-    pub presence_api_url: Option<Url>,
-    /// `PRESENCE_API_KEY`: edge: the key for that request (the `presence-get` function key in
-    /// the cloud, `PRESENCE_API_TOKEN` for `serve`).
-    pub presence_api_key: Option<SecretString>,
-    /// `HUE_BRIDGE`.
-    pub hue_bridge: Option<String>,
-    /// `HUE_APPLICATION_KEY`.
-    pub hue_application_key: Option<SecretString>,
-    /// `HUE_TARGETS`.
-    pub hue_targets: Vec<HueTarget>,
-    /// `AUTH_SCOPES` (space separated).
-    pub auth_scopes: Vec<String>,
+    /// The app registration in Entra ID and its credential (`AZURE_*`, `AUTH_SCOPES`).
+    pub app: AppSettings,
+    /// Certificates in Key Vault (`KEY_VAULT_*`, `MANAGED_IDENTITY_CLIENT_ID`).
+    pub key_vault: KeyVaultSettings,
+    /// Graph and this app's public side (`GRAPH_ENDPOINT`, `PUBLIC_BASE_URL`,
+    /// `NOTIFICATION_CERTIFICATE_PATH`).
+    pub graph: GraphSettings,
+    /// The store (`STORE`, `TABLES_CONNECTION_STRING`, `AzureWebJobsStorage*`).
+    pub store: StoreSettings,
+    /// The keys sealing secrets at rest (`TOKEN_ENCRYPTION_KEY*`).
+    pub encryption: EncryptionSettings,
+    /// Service Bus (`ServiceBusConnection`, `PUBLISH_MODE`, `PRESENCE_TOPIC`, ...).
+    pub service_bus: ServiceBusSettings,
+    /// Polling and tenant mode (`POLL_*`, `RECONCILE_INTERVAL`, `TENANT_*`).
+    pub polling: PollingSettings,
+    /// Who may sign in and read presence (`ALLOWED_*`, `PRESENCE_API_TOKEN`).
+    pub access: AccessSettings,
+    /// The edge (`WATCH_USERS`, `PRESENCE_API_URL`, `PRESENCE_API_KEY`, `HEALTHCHECK_FILE`).
+    pub edge: EdgeSettings,
+    /// The Hue bridge (`HUE_*`).
+    pub hue: HueSettings,
     /// `FUNCTIONS_CUSTOMHANDLER_PORT` (set by the Functions host).
     pub custom_handler_port: Option<u16>,
-    /// Tables of the TOML file (e.g. `[lights]`) for the parts that read structured config.
-    pub file_tables: toml::Table,
-    /// `PBX` and friends: the PBX sync, when one is configured.
-    pub pbx: Option<pbx::PbxSettings>,
-    /// `PRESENCE_QUEUE`: for `subscribe` / `pbx run`, this edge's own queue instead of
-    /// `PRESENCE_SUBSCRIPTION`.
-    pub presence_queue: Option<String>,
-    /// `HEALTHCHECK_FILE`: the heartbeat file the edge loop touches and `healthcheck` reads
-    /// (default `heartbeat` in the data directory).
-    pub healthcheck_file: Option<PathBuf>,
+    /// `PBX` and friends: the PBX sync, or [`PbxSettings::Off`].
+    pub pbx: PbxSettings,
     /// The sinks beside Hue (`MQTT_*`, `WEBHOOK_*`, `WLED_URL`, `BUSYLIGHT`, `[sinks]`).
     pub sinks: sinks::SinkSettings,
-    /// `ALLOWED_TENANTS` (comma separated tenant ids, lower case): when set, only users of
-    /// these tenants may sign in.
-    pub allowed_tenants: Vec<String>,
-    /// `ALLOWED_USERS` (comma separated object ids or UPNs, lower case): when set, only these
-    /// users may sign in.
-    pub allowed_users: Vec<String>,
-    /// `INGRESS_PROXY`: the one peer address whose requests to `serve`'s status page count as
-    /// authenticated, because the proxy in front authenticated the person (Home Assistant's
-    /// ingress proxy, 172.30.32.2). Compared with the socket's peer, never with a header.
-    pub ingress_proxy: Option<std::net::IpAddr>,
+    /// Tables of the TOML file (e.g. `[lights]`) for the parts that read structured config.
+    pub file_tables: toml::Table,
     /// Settings whose value was an App Service Key Vault reference left unresolved: read as
     /// unset above; the handler answers the functions that need one with its line
     /// (`references`), the other commands refuse to start.
     pub unresolved_references: Vec<references::KeyVaultReference>,
 }
 
-/// Default scopes: delegated Presence.Read.All is what presence change notifications need
-/// (Presence.Read is not enough); offline_access yields the refresh token.
-pub const DEFAULT_SCOPES: &str =
-    "https://graph.microsoft.com/Presence.Read.All offline_access openid profile";
-
-/// Looks a setting up in the environment (or a stand-in for it in tests).
-type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// Where settings come from: the environment first, then the TOML file.
-pub struct Sources {
-    env: EnvLookup,
-    file: toml::Table,
-    /// Values that were Key Vault references, in the order first read (`references`).
-    references: std::sync::Mutex<Vec<references::KeyVaultReference>>,
-}
-
-impl Sources {
-    /// The process environment plus an optional TOML file. `explicit` says the path was given
-    /// with `--config`, in which case a missing file is an error.
-    pub fn from_env_and_file(path: Option<&Path>, explicit: bool) -> Result<Self, ConfigError> {
-        let file = match path {
-            Some(p) => read_toml(p, explicit)?,
-            None => toml::Table::new(),
-        };
-        Ok(Self {
-            env: Box::new(|k| std::env::var(k).ok()),
-            file,
-            references: Default::default(),
-        })
-    }
-
-    /// A fixed map (tests, and the handler's payload-mode unit tests).
-    pub fn from_map(map: HashMap<String, String>) -> Self {
-        Self {
-            env: Box::new(move |k| map.get(k).cloned()),
-            file: toml::Table::new(),
-            references: Default::default(),
-        }
-    }
-
-    /// Adds TOML text as the file source (tests).
-    pub fn with_toml(mut self, text: &str) -> Result<Self, ConfigError> {
-        self.file = text.parse().map_err(|e: toml::de::Error| ConfigError {
-            setting: "--config".into(),
-            problem: format!("is not valid TOML: {}", e.message()),
-        })?;
-        Ok(self)
-    }
-
-    /// The raw value of a setting: environment, then file; empty strings count as unset, and
-    /// so does an unresolved Key Vault reference, which is recorded instead (`references`).
-    pub fn get(&self, key: &str) -> Option<String> {
-        let value = self.get_raw(key)?;
-        match references::parse(key, &value) {
-            None => Some(value),
-            Some(r) => {
-                let mut seen = self.references.lock().unwrap_or_else(|p| p.into_inner());
-                if !seen.iter().any(|s| s.setting == r.setting) {
-                    seen.push(r);
-                }
-                None
-            }
-        }
-    }
-
-    /// The Key Vault references met so far by [`Sources::get`].
-    pub fn unresolved_references(&self) -> Vec<references::KeyVaultReference> {
-        self.references
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn get_raw(&self, key: &str) -> Option<String> {
-        let from_env = (self.env)(key).filter(|v| !v.trim().is_empty());
-        from_env.or_else(|| match self.file.get(key)? {
-            toml::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            toml::Value::Integer(i) => Some(i.to_string()),
-            toml::Value::Boolean(b) => Some(b.to_string()),
-            toml::Value::Array(a) => Some(
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            _ => None,
-        })
-    }
-}
-
-fn read_toml(path: &Path, explicit: bool) -> Result<toml::Table, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-            return Ok(toml::Table::new())
-        }
-        Err(e) => {
-            return Err(ConfigError {
-                setting: "--config".into(),
-                problem: format!("cannot read {}: {e}", path.display()),
-            })
-        }
-    };
-    text.parse().map_err(|e: toml::de::Error| ConfigError {
-        setting: "--config".into(),
-        problem: format!(
-            "{} is not valid TOML: {}",
-            path.display(),
-            e.message().trim()
-        ),
-    })
-}
-
 impl Settings {
     /// Parses every setting. The first wrong one is the error.
     pub fn parse(src: &Sources) -> Result<Self, ConfigError> {
-        let tables = match src.get("TABLES_CONNECTION_STRING") {
-            Some(cs) => Some(TablesConnection::ConnectionString(cs.into())),
-            None => match src.get("AzureWebJobsStorage") {
-                Some(cs) => Some(TablesConnection::ConnectionString(cs.into())),
-                None => identity_tables(src)?,
-            },
-        };
-        let public_base_url = match src.get("PUBLIC_BASE_URL") {
-            Some(v) => Some(parse_origin("PUBLIC_BASE_URL", &v)?),
-            None => match src.get("WEBSITE_HOSTNAME") {
-                Some(h) => Some(parse_origin("WEBSITE_HOSTNAME", &format!("https://{h}"))?),
-                None => None,
-            },
-        };
-        check_tenant_mode_tenant(src)?;
+        // The order is the order settings are read in, which is the order unresolved Key
+        // Vault references are listed (the first is the one a command refuses to start with).
+        let store = StoreSettings::parse(src)?;
+        let graph = GraphSettings::parse(src)?;
+        polling::check_tenant_mode_tenant(src)?;
+        let app = AppSettings::parse(src)?;
+        let key_vault = KeyVaultSettings::parse(src)?;
+        let encryption = EncryptionSettings::parse(src)?;
+        let service_bus = ServiceBusSettings::parse(src)?;
+        let polling = PollingSettings::parse(src)?;
+        let access = AccessSettings::parse(src)?;
+        let edge = EdgeSettings::parse(src)?;
+        let hue = HueSettings::parse(src)?;
+        let custom_handler_port = src
+            .setting("FUNCTIONS_CUSTOMHANDLER_PORT")
+            .parsed("a TCP port number", |v| v.parse::<u16>().ok())?;
+        let pbx = pbx::parse(src, &src.file)?;
+        let sinks = sinks::parse(src)?;
         Ok(Self {
-            tenant: src
-                .get("AZURE_TENANT_ID")
-                .map(|t| parse_tenant(&t))
-                .transpose()?
-                .unwrap_or_else(|| "organizations".into()),
-            client_id: src.get("AZURE_CLIENT_ID").map(|v| v.trim().to_owned()),
-            client_secret: src.get("AZURE_CLIENT_SECRET").map(SecretString::from),
-            client_secret_expires: match src.get("AZURE_CLIENT_SECRET_EXPIRES") {
-                None => None,
-                Some(v) => Some(
-                    chrono::DateTime::parse_from_rfc3339(v.trim())
-                        .map_err(|_| {
-                            ConfigError::invalid(
-                                "AZURE_CLIENT_SECRET_EXPIRES",
-                                Some(&v),
-                                "an RFC 3339 time such as 2027-05-01T00:00:00Z",
-                            )
-                        })?
-                        .with_timezone(&chrono::Utc),
-                ),
-            },
-            client_certificate_path: src.get("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
-            client_assertion_alg: match src.get("AZURE_CLIENT_ASSERTION_ALG") {
-                None => AssertionAlg::Ps256,
-                Some(v) if v.trim().eq_ignore_ascii_case("PS256") => AssertionAlg::Ps256,
-                Some(v) if v.trim().eq_ignore_ascii_case("RS256") => AssertionAlg::Rs256,
-                Some(v) => {
-                    return Err(ConfigError::invalid(
-                        "AZURE_CLIENT_ASSERTION_ALG",
-                        Some(&v),
-                        "PS256 or RS256",
-                    ))
-                }
-            },
-            key_vault_url: opt_url(src, "KEY_VAULT_URL")?,
-            key_vault_client_certificate: src.get("KEY_VAULT_CLIENT_CERTIFICATE"),
-            key_vault_notification_certificate: src.get("KEY_VAULT_NOTIFICATION_CERTIFICATE"),
-            managed_identity_client_id: src
-                .get("MANAGED_IDENTITY_CLIENT_ID")
-                .or_else(|| src.get("AzureWebJobsStorage__clientId")),
-            authority_host: opt_url(src, "AZURE_AUTHORITY_HOST")?
-                .unwrap_or_else(|| Url::parse("https://login.microsoftonline.com").unwrap()),
-            graph_endpoint: opt_url(src, "GRAPH_ENDPOINT")?
-                .unwrap_or_else(|| Url::parse("https://graph.microsoft.com").unwrap()),
-            public_base_url,
-            notification_certificate_path: src
-                .get("NOTIFICATION_CERTIFICATE_PATH")
-                .map(PathBuf::from),
-            token_encryption_key: src
-                .get("TOKEN_ENCRYPTION_KEY")
-                .map(|v| parse_key("TOKEN_ENCRYPTION_KEY", &v))
-                .transpose()?,
-            token_encryption_key_previous: src
-                .get("TOKEN_ENCRYPTION_KEY_PREVIOUS")
-                .map(|v| parse_key("TOKEN_ENCRYPTION_KEY_PREVIOUS", &v))
-                .transpose()?,
-            tables,
-            store: match src.get("STORE") {
-                None => None,
-                Some(v) => Some(match v.trim().to_ascii_lowercase().as_str() {
-                    "table" => StoreKind::Table,
-                    "sqlite" => StoreKind::Sqlite,
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            "STORE",
-                            Some(&v),
-                            "`table` or `sqlite`",
-                        ))
-                    }
-                }),
-            },
-            service_bus_connection: src.get("ServiceBusConnection").map(SecretString::from),
-            publish_mode: match src.get("PUBLISH_MODE") {
-                // In Azure a plain connection string can only be there for the REST publisher
-                // (infra's binding is identity-based: ServiceBusConnection__*), and only REST
-                // messages carry the `userId` the per-edge filters need. Under `func start`
-                // the connection string serves the output binding the function declares, so
-                // local runs keep the binding.
-                None if src.get("ServiceBusConnection").is_some()
-                    && src.get("WEBSITE_HOSTNAME").is_some() =>
-                {
-                    PublishMode::Rest
-                }
-                None => PublishMode::Binding,
-                Some(v) if v.trim().eq_ignore_ascii_case("binding") => PublishMode::Binding,
-                Some(v) if v.trim().eq_ignore_ascii_case("rest") => PublishMode::Rest,
-                Some(v) => {
-                    return Err(ConfigError::invalid(
-                        "PUBLISH_MODE",
-                        Some(&v),
-                        "`binding` or `rest`",
-                    ))
-                }
-            },
-            presence_topic: src
-                .get("PRESENCE_TOPIC")
-                .unwrap_or_else(|| "presence".into()),
-            presence_subscription: src.get("PRESENCE_SUBSCRIPTION"),
-            servicebus_endpoint: opt_url(src, "SERVICEBUS_ENDPOINT")?,
-            poll_interval: match src.get("POLL_INTERVAL") {
-                None => Duration::from_secs(30),
-                Some(v) => match v.trim().parse::<u64>() {
-                    Ok(n) if (1..=86_400).contains(&n) => Duration::from_secs(n),
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            "POLL_INTERVAL",
-                            Some(&v),
-                            "a whole number of seconds from 1 to 86400",
-                        ))
-                    }
-                },
-            },
-            reconcile_interval: match src.get("RECONCILE_INTERVAL") {
-                None => Duration::from_secs(15 * 60),
-                Some(v) => match v.trim().parse::<u64>() {
-                    Ok(n) if (1..=1440).contains(&n) => Duration::from_secs(n * 60),
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            "RECONCILE_INTERVAL",
-                            Some(&v),
-                            "a whole number of minutes from 1 to 1440",
-                        ))
-                    }
-                },
-            },
-            poll_concurrency: match src.get("POLL_CONCURRENCY") {
-                None => 8,
-                Some(v) => match v.trim().parse::<usize>() {
-                    Ok(n) if (1..=64).contains(&n) => n,
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            "POLL_CONCURRENCY",
-                            Some(&v),
-                            "a number from 1 to 64",
-                        ))
-                    }
-                },
-            },
-            tenant_users: list(src.get("TENANT_USERS")),
-            tenant_sync_users: {
-                // Both spellings may be set (an old one left behind): join them, once each.
-                let mut v = list(src.get("TENANT_SYNC_USERS"));
-                for u in list(src.get("TENANT_SYNC_USER")) {
-                    if !v.iter().any(|x| x.eq_ignore_ascii_case(&u)) {
-                        v.push(u);
-                    }
-                }
-                v
-            },
-            watch_users: list(src.get("WATCH_USERS")),
-            presence_api_token: src.get("PRESENCE_API_TOKEN").map(SecretString::from),
-            presence_api_url: opt_url(src, "PRESENCE_API_URL")?,
-            presence_api_key: src.get("PRESENCE_API_KEY").map(SecretString::from),
-            hue_bridge: src.get("HUE_BRIDGE").map(|v| v.trim().to_owned()),
-            hue_application_key: src.get("HUE_APPLICATION_KEY").map(SecretString::from),
-            hue_targets: list(src.get("HUE_TARGETS"))
-                .iter()
-                .map(|t| {
-                    HueTarget::parse(t).ok_or_else(|| {
-                        ConfigError::invalid(
-                            "HUE_TARGETS",
-                            Some(t),
-                            "a comma-separated list of light:ID, room:ID, zone:ID or group:ID",
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            auth_scopes: src
-                .get("AUTH_SCOPES")
-                .unwrap_or_else(|| DEFAULT_SCOPES.into())
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
-            custom_handler_port: match src.get("FUNCTIONS_CUSTOMHANDLER_PORT") {
-                None => None,
-                Some(v) => Some(v.trim().parse::<u16>().map_err(|_| {
-                    ConfigError::invalid(
-                        "FUNCTIONS_CUSTOMHANDLER_PORT",
-                        Some(&v),
-                        "a TCP port number",
-                    )
-                })?),
-            },
+            app,
+            key_vault,
+            graph,
+            store,
+            encryption,
+            service_bus,
+            polling,
+            access,
+            edge,
+            hue,
+            custom_handler_port,
+            pbx,
+            sinks,
             file_tables: src
                 .file
                 .iter()
                 .filter(|(_, v)| v.is_table())
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            pbx: pbx::parse(src, &src.file)?,
-            presence_queue: src.get("PRESENCE_QUEUE").map(|q| q.trim().to_owned()),
-            healthcheck_file: src.get("HEALTHCHECK_FILE").map(PathBuf::from),
-            sinks: sinks::parse(src)?,
-            allowed_tenants: lower_list(src.get("ALLOWED_TENANTS")),
-            allowed_users: lower_list(src.get("ALLOWED_USERS")),
-            ingress_proxy: match src.get("INGRESS_PROXY") {
-                Some(v) => Some(v.trim().parse().map_err(|_| {
-                    ConfigError::invalid(
-                        "INGRESS_PROXY",
-                        Some(&v),
-                        "one IP address (Home Assistant's ingress proxy is 172.30.32.2)",
-                    )
-                })?),
-                None => None,
-            },
             // Last: every setting above has been read by now.
             unresolved_references: src.unresolved_references(),
         })
@@ -624,9 +193,46 @@ impl Settings {
         }
     }
 
+    /// The redirect URI registered for the authorization-code flow.
+    pub fn redirect_uri(&self) -> Result<Url, ConfigError> {
+        let base = self.require_public_base_url()?;
+        Ok(base.join("api/auth/end").expect("origin joins"))
+    }
+
+    /// The store backend for a command whose default is `default`.
+    pub fn store_kind(&self, default: StoreKind) -> StoreKind {
+        self.store.kind.unwrap_or(default)
+    }
+
+    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`'s bytes, if set.
+    pub fn token_key_previous_bytes(&self) -> Option<&[u8; 32]> {
+        self.encryption
+            .previous_key
+            .as_ref()
+            .map(|k| k.expose_secret())
+    }
+
+    /// `TOKEN_ENCRYPTION_KEY`'s bytes, if set.
+    pub fn token_key_bytes(&self) -> Option<&[u8; 32]> {
+        self.encryption.key.as_ref().map(|k| k.expose_secret())
+    }
+}
+
+/// Where an edge receives its messages: its own queue, or its subscription on the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveFrom<'a> {
+    /// `PRESENCE_QUEUE`.
+    Queue(&'a str),
+    /// `PRESENCE_SUBSCRIPTION`.
+    Subscription(&'a str),
+}
+
+/// The settings a command cannot do without, each with the one line that says it is
+/// missing and what to set.
+impl Settings {
     /// `AZURE_CLIENT_ID`, required for anything that talks to Entra ID.
     pub fn require_client_id(&self) -> Result<&str, ConfigError> {
-        self.client_id.as_deref().ok_or_else(|| {
+        self.app.client_id.as_deref().ok_or_else(|| {
             ConfigError::missing(
                 "AZURE_CLIENT_ID",
                 "the app registration's client id (a GUID)",
@@ -634,163 +240,109 @@ impl Settings {
         })
     }
 
-    /// The redirect URI registered for the authorization-code flow.
-    pub fn redirect_uri(&self) -> Result<Url, ConfigError> {
-        let base = self.public_base_url.as_ref().ok_or_else(|| {
+    /// `PUBLIC_BASE_URL` (or `https://$WEBSITE_HOSTNAME`): the sign-in's redirect URI.
+    pub fn require_public_base_url(&self) -> Result<&Url, ConfigError> {
+        self.graph.public_base_url.as_ref().ok_or_else(|| {
             ConfigError::missing(
                 "PUBLIC_BASE_URL",
                 "the public origin, e.g. https://myapp.azurewebsites.net",
             )
-        })?;
-        Ok(base.join("api/auth/end").expect("origin joins"))
+        })
     }
 
-    /// The store backend for a command whose default is `default`.
-    pub fn store_kind(&self, default: StoreKind) -> StoreKind {
-        self.store.unwrap_or(default)
-    }
-
-    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`'s bytes, if set.
-    pub fn token_key_previous_bytes(&self) -> Option<&[u8; 32]> {
-        self.token_encryption_key_previous
-            .as_ref()
-            .map(|k| k.expose_secret())
-    }
-
-    /// `TOKEN_ENCRYPTION_KEY`'s bytes, if set.
-    pub fn token_key_bytes(&self) -> Option<&[u8; 32]> {
-        self.token_encryption_key
-            .as_ref()
-            .map(|k| k.expose_secret())
-    }
-}
-
-fn identity_tables(src: &Sources) -> Result<Option<TablesConnection>, ConfigError> {
-    let client_id = src.get("AzureWebJobsStorage__clientId");
-    if let Some(uri) = src.get("AzureWebJobsStorage__tableServiceUri") {
-        let endpoint = Url::parse(uri.trim()).map_err(|_| {
-            ConfigError::invalid(
-                "AzureWebJobsStorage__tableServiceUri",
-                Some(&uri),
-                "an https URL",
+    /// `TOKEN_ENCRYPTION_KEY`: sealing refresh tokens and verifiers.
+    pub fn require_token_key(&self) -> Result<&[u8; 32], ConfigError> {
+        self.token_key_bytes().ok_or_else(|| {
+            ConfigError::missing(
+                "TOKEN_ENCRYPTION_KEY",
+                "base64 of 32 random bytes (openssl rand -base64 32)",
             )
-        })?;
-        return Ok(Some(TablesConnection::Identity {
-            endpoint,
-            client_id,
-        }));
+        })
     }
-    if let Some(account) = src.get("AzureWebJobsStorage__accountName") {
-        let account = account.trim();
-        if account.is_empty() || !account.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(ConfigError::invalid(
-                "AzureWebJobsStorage__accountName",
-                Some(account),
-                "a storage account name (letters and digits)",
+
+    /// Table Storage, when the store is `table`.
+    pub fn require_tables(&self) -> Result<&TablesConnection, ConfigError> {
+        self.store.tables.as_ref().ok_or_else(|| {
+            ConfigError::missing(
+                "TABLES_CONNECTION_STRING",
+                "an Azure Storage connection string (or AzureWebJobsStorage) because STORE=table",
+            )
+        })
+    }
+
+    /// `ServiceBusConnection`, with the `right` (`Send`, `Listen`) the caller uses it for.
+    pub fn require_service_bus_connection(
+        &self,
+        right: &str,
+    ) -> Result<&secrecy::SecretString, ConfigError> {
+        self.service_bus.connection.as_ref().ok_or_else(|| {
+            ConfigError::missing(
+                "ServiceBusConnection",
+                &format!("a Service Bus connection string with the {right} right"),
+            )
+        })
+    }
+
+    /// Where an edge receives: `PRESENCE_QUEUE`, else `PRESENCE_SUBSCRIPTION`.
+    pub fn require_receive_from(&self) -> Result<ReceiveFrom<'_>, ConfigError> {
+        let bus = &self.service_bus;
+        match (&bus.queue, &bus.subscription) {
+            (Some(queue), _) => Ok(ReceiveFrom::Queue(queue)),
+            (None, Some(sub)) => Ok(ReceiveFrom::Subscription(sub)),
+            (None, None) => Err(ConfigError::missing(
+                "PRESENCE_QUEUE or PRESENCE_SUBSCRIPTION",
+                "this edge's queue (`edge-<name>`) or its subscription on the topic",
+            )),
+        }
+    }
+
+    /// `HUE_BRIDGE`, as given (`clients::hue::Address` parses it).
+    pub fn require_hue_bridge(&self) -> Result<&str, ConfigError> {
+        self.hue.bridge.as_deref().ok_or_else(|| {
+            ConfigError::missing(
+                "HUE_BRIDGE",
+                "the bridge's address (see `teams-presence hue discover`)",
+            )
+        })
+    }
+
+    /// `HUE_APPLICATION_KEY`.
+    pub fn require_hue_application_key(&self) -> Result<&secrecy::SecretString, ConfigError> {
+        self.hue.application_key.as_ref().ok_or_else(|| {
+            ConfigError::missing(
+                "HUE_APPLICATION_KEY",
+                "a key from `teams-presence hue pair`",
+            )
+        })
+    }
+
+    /// `HUE_TARGETS`, at least one.
+    pub fn require_hue_targets(&self) -> Result<&[HueTarget], ConfigError> {
+        if self.hue.targets.is_empty() {
+            return Err(ConfigError::missing(
+                "HUE_TARGETS",
+                "what to colour, e.g. room:ID or light:ID (see `teams-presence hue list`)",
             ));
         }
-        let endpoint = Url::parse(&format!("https://{account}.table.core.windows.net")).unwrap();
-        return Ok(Some(TablesConnection::Identity {
-            endpoint,
-            client_id,
-        }));
+        Ok(&self.hue.targets)
     }
-    Ok(None)
-}
 
-fn parse_tenant(v: &str) -> Result<String, ConfigError> {
-    let t = v.trim();
-    let ok = !t.is_empty()
-        && t.len() <= 100
-        && t.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if ok {
-        Ok(t.to_owned())
-    } else {
-        Err(ConfigError::invalid(
-            "AZURE_TENANT_ID",
-            Some(v),
-            "a tenant id (GUID), a domain, `organizations` or `common`",
-        ))
-    }
-}
-
-fn opt_url(src: &Sources, key: &str) -> Result<Option<Url>, ConfigError> {
-    match src.get(key) {
-        None => Ok(None),
-        Some(v) => match Url::parse(v.trim()) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(u)),
-            _ => Err(ConfigError::invalid(key, Some(&v), "an http(s) URL")),
-        },
-    }
-}
-
-fn parse_origin(key: &str, v: &str) -> Result<Url, ConfigError> {
-    let trimmed = v.trim().trim_end_matches('/');
-    match Url::parse(&format!("{trimmed}/")) {
-        Ok(u)
-            if matches!(u.scheme(), "http" | "https")
-                && u.host().is_some()
-                && u.query().is_none() =>
-        {
-            Ok(u)
-        }
-        _ => Err(ConfigError::invalid(
-            key,
-            Some(v),
-            "an origin such as https://example.com",
-        )),
-    }
-}
-
-fn parse_key(key: &str, v: &str) -> Result<SecretBox<[u8; 32]>, ConfigError> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(v.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        // Never echo the value: it is a secret.
-        .ok_or_else(|| {
-            ConfigError::invalid(
-                key,
-                None,
-                "base64 of exactly 32 random bytes (e.g. `openssl rand -base64 32`)",
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT`, for `handler`.
+    pub fn require_custom_handler_port(&self) -> Result<u16, ConfigError> {
+        self.custom_handler_port.ok_or_else(|| {
+            ConfigError::missing(
+                "FUNCTIONS_CUSTOMHANDLER_PORT",
+                "the port the Functions host assigns (set by `func start`)",
             )
-        })?;
-    Ok(SecretBox::new(Box::new(bytes)))
-}
-
-/// Tenant mode (`TENANT_USERS`) follows one tenant's users with app credentials: its
-/// `AZURE_TENANT_ID` must name that tenant by id, not a domain or `common`/`organizations`
-/// (an authority any tenant's users could sign in through).
-fn check_tenant_mode_tenant(src: &Sources) -> Result<(), ConfigError> {
-    if list(src.get("TENANT_USERS")).is_empty() {
-        return Ok(());
+        })
     }
-    match src.get("AZURE_TENANT_ID") {
-        Some(t) if t.trim().len() != 36 || uuid::Uuid::parse_str(t.trim()).is_err() => {
-            Err(ConfigError::invalid(
-                "AZURE_TENANT_ID",
-                Some(&t),
-                "the tenant's id (a GUID) in tenant mode (TENANT_USERS is set)",
-            ))
-        }
-        _ => Ok(()),
+
+    /// `PBX`, for `pbx run`: the sync's settings.
+    pub fn require_pbx(&self) -> Result<&pbx::SyncSettings, ConfigError> {
+        self.pbx
+            .sync()
+            .ok_or_else(|| ConfigError::missing("PBX", "3cx or http: which PBX to sync with"))
     }
-}
-
-fn lower_list(v: Option<String>) -> Vec<String> {
-    list(v).into_iter().map(|s| s.to_lowercase()).collect()
-}
-
-fn list(v: Option<String>) -> Vec<String> {
-    v.map(|s| {
-        s.split(',')
-            .map(str::trim)
-            .filter(|x| !x.is_empty())
-            .map(str::to_owned)
-            .collect()
-    })
-    .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 use url::Url;
 
+use super::sources::Separator;
+use super::values::{Setting, HTTP};
 use super::{ConfigError, Sources};
 
 /// `MQTT_*`: the broker and the topics.
@@ -77,69 +79,34 @@ impl SinkSettings {
     }
 }
 
-/// A value from the usual sources, else from the `[sinks]` table.
-fn get(src: &Sources, key: &str) -> Option<String> {
-    src.get(key).or_else(|| {
-        let table = src.file.get("sinks")?.as_table()?;
-        let v = table
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)?;
-        match v {
-            toml::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            toml::Value::Integer(i) => Some(i.to_string()),
-            toml::Value::Boolean(b) => Some(b.to_string()),
-            _ => None,
-        }
-    })
-}
-
-fn url(
-    src: &Sources,
-    key: &str,
-    schemes: &[&str],
-    expected: &str,
-) -> Result<Option<Url>, ConfigError> {
-    let Some(v) = get(src, key) else {
-        return Ok(None);
-    };
-    match Url::parse(v.trim()) {
-        Ok(u) if schemes.contains(&u.scheme()) && u.host().is_some() => Ok(Some(u)),
-        // The value may carry credentials (user:password@host): never echo it.
-        _ => Err(ConfigError::invalid(key, None, expected)),
-    }
+/// A sink setting: from the usual sources, else from the `[sinks]` table.
+fn setting<'a>(src: &'a Sources, key: &'a str) -> Setting<'a> {
+    src.setting(key).or_table("sinks")
 }
 
 fn topic_part(src: &Sources, key: &str, default: &str) -> Result<String, ConfigError> {
-    let v = get(src, key).map(|v| v.trim().trim_matches('/').to_owned());
-    match v {
+    let part = setting(src, key);
+    match part.text().map(|v| v.trim().trim_matches('/').to_owned()) {
         None => Ok(default.to_owned()),
         Some(v) if !v.is_empty() && !v.contains(['+', '#', '\0']) => Ok(v),
-        Some(v) => Err(ConfigError::invalid(
-            key,
-            Some(&v),
-            "a topic prefix without wildcards (+ or #)",
-        )),
+        Some(v) => Err(part.invalid(Some(&v), "a topic prefix without wildcards (+ or #)")),
     }
 }
 
-/// `MQTT_NAMES`: `id=Display Name` pairs separated by `;` (display names may hold commas).
+/// `MQTT_NAMES`: `id=Display Name` pairs separated by `;` (display names may hold commas),
+/// or a TOML array of such pairs.
 fn names(src: &Sources) -> Result<BTreeMap<String, String>, ConfigError> {
+    let names = setting(src, "MQTT_NAMES");
     let mut out = BTreeMap::new();
-    let Some(v) = get(src, "MQTT_NAMES") else {
-        return Ok(out);
-    };
-    for pair in v.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+    for pair in names.list_by(Separator::Semicolon) {
         match pair.split_once('=') {
             Some((id, name)) if !id.trim().is_empty() && !name.trim().is_empty() => {
                 out.insert(id.trim().to_owned(), name.trim().to_owned());
             }
             _ => {
-                return Err(ConfigError::invalid(
-                    "MQTT_NAMES",
-                    Some(pair),
-                    "`userId=Display Name` pairs separated by `;`",
-                ))
+                return Err(
+                    names.invalid(Some(&pair), "`userId=Display Name` pairs separated by `;`")
+                )
             }
         }
     }
@@ -148,54 +115,39 @@ fn names(src: &Sources) -> Result<BTreeMap<String, String>, ConfigError> {
 
 /// Parses the sink settings.
 pub fn parse(src: &Sources) -> Result<SinkSettings, ConfigError> {
-    let mqtt = match url(
-        src,
-        "MQTT_URL",
+    let mqtt = match setting(src, "MQTT_URL").credential_url(
         &["mqtt", "mqtts", "tcp", "ssl"],
         "mqtt://host[:port] or mqtts://host[:port]",
     )? {
         None => None,
         Some(url) => Some(MqttSettings {
             url,
-            username: get(src, "MQTT_USERNAME").map(|u| u.trim().to_owned()),
-            password: get(src, "MQTT_PASSWORD").map(SecretString::from),
+            username: setting(src, "MQTT_USERNAME").trimmed(),
+            password: setting(src, "MQTT_PASSWORD").secret(),
             topic_prefix: topic_part(src, "MQTT_TOPIC_PREFIX", "teams-presence")?,
             discovery_prefix: topic_part(src, "MQTT_DISCOVERY_PREFIX", "homeassistant")?,
             names: names(src)?,
         }),
     };
-    let webhook = match url(src, "WEBHOOK_URL", &["http", "https"], "an http(s) URL")? {
+    let webhook = match setting(src, "WEBHOOK_URL").credential_url(HTTP, "an http(s) URL")? {
         None => None,
         Some(url) => Some(WebhookSettings {
             url,
-            secret: get(src, "WEBHOOK_SECRET")
-                .map(SecretString::from)
-                .ok_or_else(|| {
-                    ConfigError::missing(
-                        "WEBHOOK_SECRET",
-                        "a shared secret to sign the webhook's requests with (X-Signature)",
-                    )
-                })?,
+            secret: setting(src, "WEBHOOK_SECRET").secret().ok_or_else(|| {
+                ConfigError::missing(
+                    "WEBHOOK_SECRET",
+                    "a shared secret to sign the webhook's requests with (X-Signature)",
+                )
+            })?,
         }),
     };
-    let wled = url(
-        src,
-        "WLED_URL",
-        &["http", "https"],
-        "the WLED controller's http URL",
-    )?;
-    let busylight = match get(src, "BUSYLIGHT") {
-        None => BusylightMode::Auto,
-        Some(v) if v.trim().eq_ignore_ascii_case("auto") => BusylightMode::Auto,
-        Some(v) if v.trim().eq_ignore_ascii_case("off") => BusylightMode::Off,
-        Some(v) => {
-            return Err(ConfigError::invalid(
-                "BUSYLIGHT",
-                Some(&v),
-                "`auto` or `off`",
-            ))
-        }
-    };
+    let wled = setting(src, "WLED_URL").credential_url(HTTP, "the WLED controller's http URL")?;
+    let busylight = setting(src, "BUSYLIGHT")
+        .keyword(
+            &[("auto", BusylightMode::Auto), ("off", BusylightMode::Off)],
+            "`auto` or `off`",
+        )?
+        .unwrap_or(BusylightMode::Auto);
     Ok(SinkSettings {
         mqtt,
         webhook,
@@ -239,6 +191,32 @@ mod tests {
         let m = s.mqtt.unwrap();
         assert_eq!(m.url.port(), Some(8883));
         assert_eq!(m.topic_prefix, "office");
+    }
+
+    #[test]
+    fn an_array_in_the_sinks_table_reads_like_one_at_the_top_level() {
+        // The table goes through the same reader as the top level: strings, numbers,
+        // booleans and arrays. An array's items are the list's items, so a display name
+        // keeps its comma.
+        let toml = "[sinks]\nMQTT_URL = \"mqtt://b\"\nMQTT_PASSWORD = 1234\n\
+                    MQTT_NAMES = [\"u1 = Vance, Adele\", \"u2=Megan Bowen\"]\n";
+        let s = parse(&src(&[]).with_toml(toml).unwrap()).unwrap();
+        let m = s.mqtt.unwrap();
+        assert_eq!(m.names.len(), 2);
+        assert_eq!(m.names["u1"], "Vance, Adele");
+        assert_eq!(m.names["u2"], "Megan Bowen");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&m.password.unwrap()),
+            "1234"
+        );
+        let top = "MQTT_URL = \"mqtt://b\"\nMQTT_NAMES = [\"u1=Ada\", \"u2=Bob\"]\n";
+        let names = parse(&src(&[]).with_toml(top).unwrap())
+            .unwrap()
+            .mqtt
+            .unwrap()
+            .names;
+        assert_eq!(names["u1"], "Ada");
+        assert_eq!(names["u2"], "Bob");
     }
 
     #[test]

@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 use crate::clients::hue::HueError;
 use crate::clients::presence_api::PresenceApi;
 use crate::clients::servicebus::{self, LockUri, ReceivedMessage, ServiceBusError};
-use crate::config::{ConfigError, Settings};
+use crate::config::{ReceiveFrom, Settings};
 use crate::core::judge::{coalesce, Verdict};
 use crate::core::message::TopicMessage;
 use crate::engine::applier::{log_skip, Applier};
@@ -71,14 +71,14 @@ impl Reconcile {
     /// From `PRESENCE_API_URL`, `PRESENCE_API_KEY` and `RECONCILE_INTERVAL`; `None` when the
     /// URL is not set.
     pub fn from_settings(settings: &Settings) -> Option<Self> {
-        let url = settings.presence_api_url.as_ref()?;
+        let url = settings.edge.presence_api_url.as_ref()?;
         Some(Self {
             api: PresenceApi::new(
                 url,
-                settings.presence_api_key.clone(),
+                settings.edge.presence_api_key.clone(),
                 Duration::from_secs(10),
             ),
-            every: settings.reconcile_interval,
+            every: settings.polling.reconcile_interval,
         })
     }
 }
@@ -522,15 +522,10 @@ async fn with_renewal<T>(
 /// The Service Bus client for `subscribe`, from settings: the edge's own queue
 /// (`PRESENCE_QUEUE`) when set, else its subscription on the topic (`PRESENCE_SUBSCRIPTION`).
 pub fn client_from(settings: &Settings) -> anyhow::Result<(servicebus::Client, Options)> {
-    let client = match (&settings.presence_queue, &settings.presence_subscription) {
-        (Some(queue), _) => servicebus::Client::queue_from_settings(settings, queue)?,
-        (None, Some(sub)) => servicebus::Client::subscription_from_settings(settings, sub)?,
-        (None, None) => {
-            return Err(ConfigError::missing(
-                "PRESENCE_QUEUE or PRESENCE_SUBSCRIPTION",
-                "this edge's queue (`edge-<name>`) or its subscription on the topic",
-            )
-            .into())
+    let client = match settings.require_receive_from()? {
+        ReceiveFrom::Queue(queue) => servicebus::Client::queue_from_settings(settings, queue)?,
+        ReceiveFrom::Subscription(sub) => {
+            servicebus::Client::subscription_from_settings(settings, sub)?
         }
     };
     Ok((
@@ -570,7 +565,7 @@ pub async fn wait_for_bridge(
         };
         let wait = backoff.step();
         if !said {
-            tracing::warn!(bridge = settings.hue_bridge.as_deref().unwrap_or(""), error = %format!("{e:#}"), "waiting for the Hue bridge; messages stay in the subscription until it answers");
+            tracing::warn!(bridge = settings.hue.bridge.as_deref().unwrap_or(""), error = %format!("{e:#}"), "waiting for the Hue bridge; messages stay in the subscription until it answers");
             said = true;
         } else {
             tracing::info!(?wait, error = %format!("{e:#}"), "still waiting for the Hue bridge");
@@ -622,7 +617,7 @@ pub async fn run_trigger(settings: &Settings, body: &[u8]) -> anyhow::Result<()>
 pub fn spawn_trigger_reconcile(
     settings: std::sync::Arc<Settings>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    settings.hue_bridge.as_ref()?;
+    settings.hue.bridge.as_ref()?;
     let r = Reconcile::from_settings(&settings)?;
     Some(tokio::spawn(async move {
         let mut every = tokio::time::interval(r.every);

@@ -105,37 +105,17 @@ impl Applier {
         ports: HostPorts,
     ) -> anyhow::Result<Self> {
         let lights = lights_from(settings)?;
-        if settings.hue_bridge.is_none() && settings.sinks.any() {
+        if settings.hue.bridge.is_none() && settings.sinks.any() {
             return Ok(Self::new_without_hue(
                 lights,
-                settings.watch_users.clone(),
+                settings.edge.watch_users.clone(),
                 state_file,
             ));
         }
-        let address = settings.hue_bridge.as_deref().ok_or_else(|| {
-            ConfigError::missing(
-                "HUE_BRIDGE",
-                "the bridge's address (see `teams-presence hue discover`)",
-            )
-        })?;
-        let raw_address = address;
-        let address = Address::parse(address).ok_or_else(|| ConfigError {
-            setting: "HUE_BRIDGE".into(),
-            problem: "is not valid; expected a host name, an IP address or an http(s) URL".into(),
-        })?;
-        let key = settings.hue_application_key.clone().ok_or_else(|| {
-            ConfigError::missing(
-                "HUE_APPLICATION_KEY",
-                "a key from `teams-presence hue pair`",
-            )
-        })?;
-        if settings.hue_targets.is_empty() {
-            return Err(ConfigError::missing(
-                "HUE_TARGETS",
-                "what to colour, e.g. room:ID or light:ID (see `teams-presence hue list`)",
-            )
-            .into());
-        }
+        let raw_address = settings.require_hue_bridge()?;
+        let address = Address::parse_setting(raw_address)?;
+        let key = settings.require_hue_application_key()?.clone();
+        settings.require_hue_targets()?;
         let (_, mut v2_bridges) = state_file.as_deref().map(load_state).unwrap_or_default();
         let remembered = v2_bridges.contains(raw_address);
         let bridge = if remembered {
@@ -148,10 +128,10 @@ impl Applier {
         let learned = !remembered
             && matches!(address, Address::Host(_))
             && matches!(bridge, crate::clients::hue::Bridge::V2(_));
-        let sink = HueSink::with_bridge(bridge, &settings.hue_targets)
+        let sink = HueSink::with_bridge(bridge, &settings.hue.targets)
             .await
             .context("cannot use the Hue bridge")?;
-        let applier = Self::new(lights, sink, settings.watch_users.clone(), state_file);
+        let applier = Self::new(lights, sink, settings.edge.watch_users.clone(), state_file);
         if learned {
             v2_bridges.insert(raw_address.to_owned());
             let applier = Self {

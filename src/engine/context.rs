@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::clients::graph::certs::KeyRing;
 use crate::clients::graph::client::GraphClient;
 use crate::clients::servicebus;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::engine::publish::Publisher;
 use crate::engine::tokens::TokenManager;
 use crate::store::Store;
@@ -77,7 +77,7 @@ impl Context {
             store.clone(),
             publisher.clone(),
         );
-        let graph = GraphClient::new(&settings.graph_endpoint, std::time::Duration::from_secs(10));
+        let graph = GraphClient::new(&settings.graph.endpoint, std::time::Duration::from_secs(10));
         Self {
             settings: Arc::new(settings),
             confirmer: crate::engine::pipeline::Confirmer::new(store.clone()),
@@ -109,7 +109,7 @@ impl Context {
             .map(|e| e.with_credential(credential));
         self.tokens = TokenManager::new(
             entra,
-            self.tokens.seal().ok().cloned(),
+            self.tokens.seal().cloned(),
             self.store.clone(),
             self.publisher.clone(),
         );
@@ -126,8 +126,8 @@ impl Context {
 
 /// The sealing key ring for refresh tokens: `TOKEN_ENCRYPTION_KEY` and, during a rotation,
 /// the previous key.
-fn seal_ring(settings: &Settings) -> Option<crate::core::seal::KeyRing> {
-    settings.token_key_bytes().map(|k| {
+fn seal_ring(settings: &Settings) -> Result<crate::core::seal::KeyRing, ConfigError> {
+    settings.require_token_key().map(|k| {
         let ring = crate::core::seal::KeyRing::new(*k);
         match settings.token_key_previous_bytes() {
             Some(old) => ring.with_previous(*old),

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::clients::pbx::http_out::{HttpPbx, HttpPbxConfig};
 use crate::clients::pbx::threecx::ThreeCx;
-use crate::config::pbx::{PbxKind, PbxSettings};
+use crate::config::pbx::PbxSettings;
 use crate::config::ConfigError;
 use crate::core::pbx::model::{Extension, PbxEvent, Profile};
 use crate::core::pbx::rules::TeamsOutcome;
@@ -45,14 +45,11 @@ pub enum Adapter {
 }
 
 impl Adapter {
-    /// The adapter the settings ask for.
-    pub fn from_settings(p: &PbxSettings) -> Result<Self, ConfigError> {
-        match p.kind {
-            PbxKind::ThreeCx => {
-                let t = p
-                    .threecx
-                    .as_ref()
-                    .ok_or_else(|| ConfigError::missing("PBX_3CX_URL", "the 3CX V20 base URL"))?;
+    /// The adapter the settings ask for; `None` when the sync is off.
+    pub fn from_settings(p: &PbxSettings) -> Result<Option<Self>, ConfigError> {
+        match p {
+            PbxSettings::Off => Ok(None),
+            PbxSettings::ThreeCx { api: t, .. } => {
                 let client = ThreeCx::new(
                     t.url.clone(),
                     t.client_id.clone(),
@@ -63,11 +60,13 @@ impl Adapter {
                     setting: "PBX_3CX_URL".into(),
                     problem: e.to_string(),
                 })?;
-                Ok(Adapter::ThreeCx(Arc::new(client)))
+                Ok(Some(Adapter::ThreeCx(Arc::new(client))))
             }
-            PbxKind::Http => {
-                let config = HttpPbxConfig::from_lookup(|k| p.http_value(k))?;
-                Ok(Adapter::Http(config.map(|c| Arc::new(HttpPbx::new(c)))))
+            PbxSettings::Http { http, .. } => {
+                let config = HttpPbxConfig::from_lookup(|k| http.value(k))?;
+                Ok(Some(Adapter::Http(
+                    config.map(|c| Arc::new(HttpPbx::new(c))),
+                )))
             }
         }
     }
@@ -123,11 +122,14 @@ impl PbxSync {
         poller: &Poller,
         stateless: bool,
     ) -> Result<Option<Arc<Self>>, ConfigError> {
-        let Some(p) = ctx.settings.pbx.as_ref() else {
+        let (Some(p), Some(adapter)) = (
+            ctx.settings.pbx.sync(),
+            Adapter::from_settings(&ctx.settings.pbx)?,
+        ) else {
             return Ok(None);
         };
         Ok(Some(Arc::new(Self {
-            adapter: Adapter::from_settings(p)?,
+            adapter,
             policy: p.policy.clone(),
             ctx: ctx.clone(),
             poller: poller.clone(),
@@ -536,15 +538,19 @@ impl PbxSync {
         now: DateTime<Utc>,
     ) -> Result<(), String> {
         let s = &self.ctx.settings;
-        let session = s.client_id.as_deref().ok_or("AZURE_CLIENT_ID is not set")?;
+        let session = s
+            .app
+            .client_id
+            .as_deref()
+            .ok_or("AZURE_CLIENT_ID is not set")?;
         // One budget with the poller: presence writes and reads share Graph's limit.
-        if !self.poller.take_pbx_budget(&s.tenant, now) {
+        if !self.poller.take_pbx_budget(&s.app.tenant, now) {
             return Err("Graph presence budget for this tenant is spent; waiting".into());
         }
         let token = self
             .ctx
             .tokens
-            .app_token(&s.tenant)
+            .app_token(&s.app.tenant)
             .await
             .map_err(|e| e.to_string())?;
         let graph = &self.ctx.graph;
@@ -587,7 +593,7 @@ impl PbxSync {
         };
         result.map_err(|e| {
             if let crate::clients::graph::client::GraphError::Throttled { retry_after } = &e {
-                self.poller.throttle(&s.tenant, now, *retry_after);
+                self.poller.throttle(&s.app.tenant, now, *retry_after);
             }
             e.to_string()
         })
@@ -605,7 +611,7 @@ impl PbxSync {
             return;
         }
         let s = &self.ctx.settings;
-        let token: SecretString = match self.ctx.tokens.app_token(&s.tenant).await {
+        let token: SecretString = match self.ctx.tokens.app_token(&s.app.tenant).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "no app token to follow the mapped users' presence");
@@ -613,7 +619,7 @@ impl PbxSync {
             }
         };
         for chunk in ids.chunks(crate::clients::graph::client::MAX_IDS_PER_CALL) {
-            if !self.poller.take_pbx_budget(&s.tenant, now) {
+            if !self.poller.take_pbx_budget(&s.app.tenant, now) {
                 return;
             }
             match self.ctx.graph.presences_by_user_id(&token, chunk).await {
@@ -621,7 +627,7 @@ impl PbxSync {
                     for p in list {
                         // With Graph's `sequenceNumber`: a notification older than this read
                         // that arrives after it must not move the presence back.
-                        let obs = p.observation(&s.tenant, now);
+                        let obs = p.observation(&s.app.tenant, now);
                         if let Err(e) = crate::engine::pipeline::record_and_publish(
                             &self.ctx.store,
                             &self.ctx.publisher,
@@ -637,7 +643,7 @@ impl PbxSync {
                 Err(e) => {
                     if let crate::clients::graph::client::GraphError::Throttled { retry_after } = &e
                     {
-                        self.poller.throttle(&s.tenant, now, *retry_after);
+                        self.poller.throttle(&s.app.tenant, now, *retry_after);
                     }
                     tracing::warn!(error = %e, "cannot read the mapped users' presence");
                     return;
@@ -704,8 +710,8 @@ pub async fn run(
                 .ctx
                 .settings
                 .pbx
-                .as_ref()
-                .map_or(Duration::from_secs(5), |p| p.profile_poll);
+                .threecx()
+                .map_or(Duration::from_secs(5), |t| t.profile_poll);
             profile_poll = Some((client, tokio::time::interval(every)));
         }
         Adapter::Http(_) => {

@@ -254,7 +254,7 @@ impl Poller {
         now: DateTime<Utc>,
     ) -> TickReport {
         let mut report = TickReport::default();
-        if !state.settings.tenant_users.is_empty() {
+        if !state.settings.polling.tenant_users.is_empty() {
             // The sync user may have been found dead by a job that could not publish.
             if let Ok(users) = state.store.list::<UserRecord>().await {
                 state.tokens.announce_pending(&users, outbox).await;
@@ -303,14 +303,14 @@ impl Poller {
                     .iter()
                     .any(|sub| sub.expires_at > now + margin && sub.user_ids.contains(&u.user_id));
                 let interval = if covered {
-                    s.reconcile_interval
+                    s.polling.reconcile_interval
                 } else {
-                    s.poll_interval
+                    s.polling.interval
                 };
                 self.due(&u.user_id, now, interval)
             })
             .collect();
-        let sem = Arc::new(tokio::sync::Semaphore::new(s.poll_concurrency));
+        let sem = Arc::new(tokio::sync::Semaphore::new(s.polling.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         for user in due {
             let (this, state, outbox, sem) =
@@ -351,7 +351,7 @@ impl Poller {
         user_id: &str,
         now: DateTime<Utc>,
     ) -> bool {
-        if !state.settings.tenant_users.is_empty() {
+        if !state.settings.polling.tenant_users.is_empty() {
             return false;
         }
         let user = match state.store.get::<UserRecord>(user_id, "user").await {
@@ -376,7 +376,7 @@ impl Poller {
         user: &UserRecord,
         now: DateTime<Utc>,
     ) -> (Outcome, usize) {
-        let base = state.settings.poll_interval;
+        let base = state.settings.polling.interval;
         let mut calls = 0;
         for attempt in 0..2 {
             let token = match state.tokens.access_token(&user.user_id, outbox).await {
@@ -456,11 +456,11 @@ impl Poller {
         state: &Context,
         outbox: Option<&Outbox>,
     ) -> Result<SecretString, String> {
-        let accounts = &state.settings.tenant_sync_users;
+        let accounts = &state.settings.polling.tenant_sync_users;
         if accounts.is_empty() {
             return state
                 .tokens
-                .app_token(&state.settings.tenant)
+                .app_token(&state.settings.app.tenant)
                 .await
                 .map_err(|e| e.to_string());
         }
@@ -492,7 +492,7 @@ impl Poller {
         report: &mut TickReport,
     ) {
         let s = &state.settings;
-        let tenant = s.tenant.clone();
+        let tenant = s.app.tenant.clone();
         // Users a live subscription covers are only reconciled every RECONCILE_INTERVAL; the
         // rest (too few sync accounts, or a subscription that could not be kept) are polled
         // every POLL_INTERVAL. Each group shares one cadence; failed batches retry next tick.
@@ -510,13 +510,18 @@ impl Poller {
             })
             .unwrap_or_default();
         let (subscribed, polled): (Vec<String>, Vec<String>) = s
+            .polling
             .tenant_users
             .iter()
             .cloned()
             .partition(|u| covered.contains(u));
         let groups: Vec<(&str, Vec<String>, Duration)> = [
-            ("tenant-mode", polled, s.poll_interval),
-            ("tenant-mode/subscribed", subscribed, s.reconcile_interval),
+            ("tenant-mode", polled, s.polling.interval),
+            (
+                "tenant-mode/subscribed",
+                subscribed,
+                s.polling.reconcile_interval,
+            ),
         ]
         .into_iter()
         .filter(|(key, users, interval)| !users.is_empty() && self.due(key, now, *interval))
@@ -554,7 +559,7 @@ impl Poller {
                     .unwrap_or_default(),
             )
         }));
-        let sem = Arc::new(tokio::sync::Semaphore::new(s.poll_concurrency));
+        let sem = Arc::new(tokio::sync::Semaphore::new(s.polling.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         let mut group_ok = vec![true; groups.len()];
         for (g, (_, users, _)) in groups.iter().enumerate() {

@@ -81,14 +81,15 @@ impl StartLimiter {
 /// Whether `ALLOWED_TENANTS` / `ALLOWED_USERS` let this verified identity sign in (an unset
 /// list allows everyone). Call it with the id_token's identity, never with `login_hint`.
 pub fn allowed(settings: &Settings, who: &Identity) -> bool {
-    let tenant_ok = settings.allowed_tenants.is_empty()
+    let tenant_ok = settings.access.allowed_tenants.is_empty()
         || settings
+            .access
             .allowed_tenants
             .contains(&who.tenant_id.to_ascii_lowercase());
-    let user_ok = settings.allowed_users.is_empty()
+    let user_ok = settings.access.allowed_users.is_empty()
         || [&who.user_id, &who.upn]
             .iter()
-            .any(|u| !u.is_empty() && settings.allowed_users.contains(&u.to_lowercase()));
+            .any(|u| !u.is_empty() && settings.access.allowed_users.contains(&u.to_lowercase()));
     tenant_ok && user_ok
 }
 

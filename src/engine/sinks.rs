@@ -269,7 +269,7 @@ impl Fanout {
         if clients.is_empty() {
             return None;
         }
-        let mut fanout = Self::with_clients(lights, settings.watch_users.clone(), clients);
+        let mut fanout = Self::with_clients(lights, settings.edge.watch_users.clone(), clients);
         if let Some(m) = &s.mqtt {
             fanout
                 .names

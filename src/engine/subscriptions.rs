@@ -111,6 +111,7 @@ struct Endpoints {
 fn urls(state: &Context) -> Result<Endpoints, String> {
     let base = state
         .settings
+        .graph
         .public_base_url
         .as_ref()
         .ok_or("PUBLIC_BASE_URL is not set: presence is polled only")?;
@@ -202,10 +203,13 @@ pub fn tenant_coverage(
     subscriptions: &[SubscriptionRecord],
     now: DateTime<Utc>,
 ) -> Option<TenantCoverage> {
-    if settings.tenant_users.is_empty() {
+    if settings.polling.tenant_users.is_empty() {
         return None;
     }
-    let plan = tenant_plan(&settings.tenant_users, &settings.tenant_sync_users);
+    let plan = tenant_plan(
+        &settings.polling.tenant_users,
+        &settings.polling.tenant_sync_users,
+    );
     let live: Vec<&SubscriptionRecord> = subscriptions
         .iter()
         .filter(|s| s.expires_at > now)
@@ -215,12 +219,13 @@ pub fn tenant_coverage(
         .flat_map(|s| s.user_ids.iter().map(String::as_str))
         .collect();
     let subscribed = settings
+        .polling
         .tenant_users
         .iter()
         .filter(|u| covered.contains(u.as_str()))
         .count();
     let mut reasons = Vec::new();
-    if settings.tenant_sync_users.is_empty() {
+    if settings.polling.tenant_sync_users.is_empty() {
         reasons.push("TENANT_SYNC_USERS is empty: app-only tokens cannot subscribe to presence, so every tenant user is polled".to_owned());
     } else if let Some(why) = plan.shortfall() {
         reasons.push(why);
@@ -241,10 +246,10 @@ pub fn tenant_coverage(
         ));
     }
     Some(TenantCoverage {
-        users: settings.tenant_users.len(),
-        sync_accounts: settings.tenant_sync_users.len(),
+        users: settings.polling.tenant_users.len(),
+        sync_accounts: settings.polling.tenant_sync_users.len(),
         subscribed,
-        polled: settings.tenant_users.len() - subscribed,
+        polled: settings.polling.tenant_users.len() - subscribed,
         subscriptions: live.len(),
         reasons,
     })
@@ -259,8 +264,8 @@ async fn desired(state: &Context) -> Result<Vec<Desired>, StoreError> {
         .into_iter()
         .map(|u| u.value)
         .collect();
-    if !s.tenant_users.is_empty() {
-        let plan = tenant_plan(&s.tenant_users, &s.tenant_sync_users);
+    if !s.polling.tenant_users.is_empty() {
+        let plan = tenant_plan(&s.polling.tenant_users, &s.polling.tenant_sync_users);
         // Said once when it starts or changes (runs come every minute in `serve`).
         static LAST_SHORTFALL: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
         let why = plan.shortfall();
@@ -269,12 +274,12 @@ async fn desired(state: &Context) -> Result<Vec<Desired>, StoreError> {
             match &why {
                 Some(why) => tracing::warn!(
                     polled = plan.unowned.len(),
-                    users = s.tenant_users.len(),
+                    users = s.polling.tenant_users.len(),
                     sync_accounts = plan.sync_accounts,
                     "{why}"
                 ),
                 None => tracing::info!(
-                    users = s.tenant_users.len(),
+                    users = s.polling.tenant_users.len(),
                     sync_accounts = plan.sync_accounts,
                     "every tenant user now has a sync account's subscription"
                 ),
@@ -291,7 +296,7 @@ async fn desired(state: &Context) -> Result<Vec<Desired>, StoreError> {
                 owner: crate::engine::tokens::resolve_account(&account, &users)
                     .map(|u| u.user_id.clone())
                     .unwrap_or(account),
-                tenant: s.tenant.clone(),
+                tenant: s.app.tenant.clone(),
                 resource: bulk_resource(&ids),
                 user_ids: ids,
             })

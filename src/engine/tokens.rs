@@ -68,7 +68,7 @@ struct Cached {
 
 struct Inner {
     entra: Result<EntraClient, ConfigError>,
-    seal: Option<KeyRing>,
+    seal: Result<KeyRing, ConfigError>,
     store: Store,
     publisher: Publisher,
     cache: Mutex<HashMap<String, Cached>>,
@@ -89,10 +89,10 @@ fn rt_aad(user_id: &str) -> String {
 
 impl TokenManager {
     /// A manager. `entra` is the configured client or why there is none; `seal` the
-    /// token-encryption keys.
+    /// token-encryption keys or why there are none.
     pub fn new(
         entra: Result<EntraClient, ConfigError>,
-        seal: Option<KeyRing>,
+        seal: Result<KeyRing, ConfigError>,
         store: Store,
         publisher: Publisher,
     ) -> Self {
@@ -108,7 +108,7 @@ impl TokenManager {
     /// A manager with other retry delays for transient failures (tests use zero).
     pub fn with_backoff(
         entra: Result<EntraClient, ConfigError>,
-        seal: Option<KeyRing>,
+        seal: Result<KeyRing, ConfigError>,
         store: Store,
         publisher: Publisher,
         backoff: Vec<Duration>,
@@ -133,12 +133,7 @@ impl TokenManager {
 
     /// The sealing keys, or the missing setting.
     pub fn seal(&self) -> Result<&KeyRing, ConfigError> {
-        self.inner.seal.as_ref().ok_or_else(|| {
-            ConfigError::missing(
-                "TOKEN_ENCRYPTION_KEY",
-                "base64 of 32 random bytes (openssl rand -base64 32)",
-            )
-        })
+        self.inner.seal.as_ref().map_err(Clone::clone)
     }
 
     /// Stores (or re-activates) a signed-in user with their refresh token sealed.

@@ -190,13 +190,13 @@ impl Certificates {
     /// about to make its first try.
     pub fn from_settings(settings: &Settings) -> Arc<Self> {
         let mut slots = Vec::new();
-        if settings.key_vault_url.is_some() {
+        if settings.key_vault.url.is_some() {
             let named = [
                 (
                     Certificate::Notification,
-                    &settings.key_vault_notification_certificate,
+                    &settings.key_vault.notification_certificate,
                 ),
-                (Certificate::Client, &settings.key_vault_client_certificate),
+                (Certificate::Client, &settings.key_vault.client_certificate),
             ];
             for (which, name) in named {
                 if let Some(name) = name {
@@ -214,8 +214,8 @@ impl Certificates {
         }
         Arc::new(Self {
             slots,
-            other_credential: settings.client_secret.is_some()
-                || settings.client_certificate_path.is_some(),
+            other_credential: settings.app.client_secret.is_some()
+                || settings.app.client_certificate_path.is_some(),
             changed: tokio::sync::Notify::new(),
         })
     }
@@ -291,13 +291,13 @@ impl Certificates {
         settings: &Settings,
         deliver: impl Fn(Certificate, Material) + Send + Sync + 'static,
     ) {
-        let Some(vault) = settings.key_vault_url.clone() else {
+        let Some(vault) = settings.key_vault.url.clone() else {
             return;
         };
         let from = Arc::new(Vault {
             url: vault,
-            identity: settings.managed_identity_client_id.clone(),
-            alg: settings.client_assertion_alg,
+            identity: settings.key_vault.managed_identity_client_id.clone(),
+            alg: settings.app.client_assertion_alg,
         });
         let deliver = Arc::new(deliver);
         for i in 0..self.slots.len() {

@@ -309,7 +309,7 @@ pub async fn build_state(
     progress.step("building the clients");
     // An unresolved `ServiceBusConnection` reference: the functions that publish answer 503
     // with its line instead (`host::handler::gate`), so there is no client to build.
-    let direct = settings.publish_mode == crate::config::PublishMode::Rest
+    let direct = settings.service_bus.publish_mode == crate::config::PublishMode::Rest
         && !settings
             .unresolved_references
             .iter()

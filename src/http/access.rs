@@ -129,7 +129,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let tokens: Vec<&SecretString> = [
-        state.settings.presence_api_token.as_ref(),
+        state.settings.access.presence_api_token.as_ref(),
         state.admin_token.as_ref(),
     ]
     .into_iter()
@@ -138,7 +138,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let uri = req.uri();
     match decide(
         peer,
-        state.settings.ingress_proxy,
+        state.settings.access.ingress_proxy,
         req.headers(),
         uri.path(),
         uri.query(),
@@ -152,6 +152,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
             let token = state
                 .settings
+                .access
                 .presence_api_token
                 .as_ref()
                 .into_iter()

@@ -29,7 +29,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     let Some(secret) = state
         .settings
         .pbx
-        .as_ref()
+        .sync()
         .and_then(|p| p.events_secret.clone())
     else {
         tracing::warn!("a PBX event arrived but PBX_EVENTS_SECRET is not set: refused");

@@ -26,7 +26,7 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     if state.mode == Mode::Handler {
         return true; // the Functions host enforced the function key
     }
-    let Some(expected) = &state.settings.presence_api_token else {
+    let Some(expected) = &state.settings.access.presence_api_token else {
         return true;
     };
     let given = headers

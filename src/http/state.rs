@@ -70,7 +70,7 @@ impl Deref for AppState {
 impl AppState {
     /// Builds the state.
     pub fn new(settings: Settings, store: Store, mode: Mode) -> Self {
-        let token_keys = JwksCache::new(&settings.authority_host);
+        let token_keys = JwksCache::new(&settings.app.authority_host);
         let ctx = Context::new(settings, store);
         Self {
             poller: Poller::new(ctx.graph.clone()),

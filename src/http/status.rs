@@ -73,25 +73,25 @@ struct StatusView {
 pub fn next_steps(state: &AppState) -> Vec<NextStep> {
     let s = &state.settings;
     let mut out = Vec::new();
-    if s.client_id.is_none() {
+    if s.app.client_id.is_none() {
         out.push(NextStep {
             setting: "AZURE_CLIENT_ID",
             why: "Register an app in Microsoft Entra ID (README, \"App registration\") and put its client id in teams-presence.toml or the environment.",
         });
     }
-    if s.client_secret.is_none() && s.client_certificate_path.is_none() {
+    if s.app.client_secret.is_none() && s.app.client_certificate_path.is_none() {
         out.push(NextStep {
             setting: "AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
             why: "Needed for the browser sign-in (/api/auth/start). Not needed for a device code (this page's Sign in with a code, or teams-presence login) with public client flows allowed.",
         });
     }
-    if s.hue_bridge.is_none() || s.hue_application_key.is_none() {
+    if s.hue.bridge.is_none() || s.hue.application_key.is_none() {
         out.push(NextStep {
             setting: "HUE_BRIDGE and HUE_APPLICATION_KEY",
             why: "Run teams-presence hue discover, then teams-presence hue pair, and press the bridge's link button.",
         });
     }
-    if s.hue_targets.is_empty() {
+    if s.hue.targets.is_empty() {
         out.push(NextStep {
             setting: "HUE_TARGETS",
             why: "Which lights to colour, e.g. light:3 or room:<id>; teams-presence hue list shows them.",
@@ -129,7 +129,7 @@ async fn gather(state: &AppState) -> StatusView {
                 .filter(|s| s.value.user_ids.contains(&u.user_id) && s.value.expires_at > now)
                 .map(|s| s.value.expires_at)
                 .max();
-            let poll = state.settings.poll_interval.as_secs();
+            let poll = state.settings.polling.interval.as_secs();
             UserView {
                 updates: match sub {
                     Some(t) => format!(
@@ -220,7 +220,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         // Relative links: the page also works below a path prefix (Home Assistant's ingress).
         body.push_str("<p class=\"muted\">Nobody is signed in yet. Sign in with a code below, in the browser at <a href=\"api/auth/start\">api/auth/start</a>, or run <code>teams-presence login</code>.</p>");
     }
-    if state.settings.client_id.is_some() {
+    if state.settings.app.client_id.is_some() {
         body.push_str(&render_device_sign_in(&state, now));
     }
     for u in &v.users {
@@ -257,7 +257,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
     }
     body.push_str("</section>");
     if let Some(t) = &v.tenant {
-        body.push_str(&render_tenant(t, state.settings.poll_interval.as_secs()));
+        body.push_str(&render_tenant(t, state.settings.polling.interval.as_secs()));
     }
     body.push_str(&format!(
         "<section><h2>Lights</h2><p>{}</p>{}",

@@ -181,7 +181,7 @@ async fn notifications(
     let vouched = if items.is_empty() {
         HashSet::new()
     } else {
-        match state.settings.client_id.as_deref() {
+        match state.settings.app.client_id.as_deref() {
             None => {
                 tracing::error!(
                     "AZURE_CLIENT_ID is not set: validation tokens cannot be checked, notifications are dropped"

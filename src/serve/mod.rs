@@ -72,15 +72,15 @@ pub fn load_or_create_admin_token(dir: &Path) -> anyhow::Result<SecretString> {
 /// Builds `serve`'s state: data directory, generated key, store.
 pub async fn build_state(mut settings: Settings, data_dir: &Path) -> anyhow::Result<AppState> {
     crate::files::prepare_data_dir(data_dir)?;
-    if settings.token_encryption_key.is_none() {
-        settings.token_encryption_key = Some(load_or_create_token_key(data_dir)?);
+    if settings.encryption.key.is_none() {
+        settings.encryption.key = Some(load_or_create_token_key(data_dir)?);
     }
     // Settings problems first, so a wrong setting is the one line the user sees.
     let store = crate::store::open(&settings, StoreKind::Sqlite, data_dir)?;
     let keys = crate::clients::graph::certs::from_settings(&settings, Some(data_dir))?;
     store.ensure_tables().await?;
-    let direct = settings.publish_mode == crate::config::PublishMode::Rest;
-    let admin = if settings.presence_api_token.is_none() {
+    let direct = settings.service_bus.publish_mode == crate::config::PublishMode::Rest;
+    let admin = if settings.access.presence_api_token.is_none() {
         Some(load_or_create_admin_token(data_dir)?)
     } else {
         None
@@ -210,7 +210,7 @@ pub fn spawn_pbx(
             }
         }
     });
-    let every = state.settings.poll_interval;
+    let every = state.settings.polling.interval;
     tracing::info!("PBX sync on");
     (
         stop,

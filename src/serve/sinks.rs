@@ -38,13 +38,13 @@ fn log(msg: &TopicMessage) {
 }
 
 async fn connect(state: &AppState) -> Option<Applier> {
-    state.settings.hue_bridge.as_ref()?;
+    state.settings.hue.bridge.as_ref()?;
     match Applier::from_settings(&state.settings, None).await {
         Ok(a) => {
             set(&state.sink_status, |s| {
                 s.description = format!(
                     "Hue bridge {}",
-                    state.settings.hue_bridge.as_deref().unwrap_or("")
+                    state.settings.hue.bridge.as_deref().unwrap_or("")
                 );
                 s.last_error = None;
                 s.last_answer_at = Some(Utc::now());
@@ -186,7 +186,7 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let pending: Pending = Arc::default();
         let wake = Arc::new(Notify::new());
-        let hue = state.settings.hue_bridge.is_some();
+        let hue = state.settings.hue.bridge.is_some();
         let mut named = std::collections::HashSet::new();
         if let Some(f) = &state.sinks {
             // People's display names first, so Home Assistant's devices are named at once.

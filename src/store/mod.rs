@@ -540,12 +540,7 @@ pub fn open(
             )?)
         }
         StoreKind::Table => {
-            let conn = settings.tables.as_ref().ok_or_else(|| {
-                crate::config::ConfigError::missing(
-                    "TABLES_CONNECTION_STRING",
-                    "an Azure Storage connection string (or AzureWebJobsStorage) because STORE=table",
-                )
-            })?;
+            let conn = settings.require_tables()?;
             Store::Table(table::TableStore::from_config(conn)?)
         }
     })

@@ -61,7 +61,7 @@ fn handler(w: &World, now: DateTime<Utc>) -> AppState {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let settings = support::settings(&pairs);
-    let rest = settings.publish_mode == teams_presence::config::PublishMode::Rest;
+    let rest = settings.service_bus.publish_mode == teams_presence::config::PublishMode::Rest;
     let mut app = AppState::new(settings, w.store.clone(), Mode::Handler);
     app.ctx.clock = Clock::manual(now);
     if rest {

@@ -387,7 +387,7 @@ pub fn from_settings(
     settings: &crate::config::Settings,
     data_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<KeyRing> {
-    if let Some(path) = &settings.notification_certificate_path {
+    if let Some(path) = &settings.graph.notification_certificate_path {
         return KeyRing::load(path).map_err(|e| {
             crate::config::ConfigError {
                 setting: "NOTIFICATION_CERTIFICATE_PATH".into(),

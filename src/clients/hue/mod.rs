@@ -208,6 +208,17 @@ impl Address {
         }
         Some(Address::Host(s.to_owned()))
     }
+
+    /// Parses `HUE_BRIDGE`'s value; the error names the setting.
+    pub fn parse_setting(s: &str) -> Result<Self, crate::config::ConfigError> {
+        Self::parse(s).ok_or_else(|| {
+            crate::config::ConfigError::invalid(
+                "HUE_BRIDGE",
+                None,
+                "a host name, an IP address or an http(s) URL",
+            )
+        })
+    }
 }
 
 fn plain_client() -> reqwest::Client {
