@@ -4,13 +4,14 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
 
+use crate::clients::servicebus::ReceivedMessage;
 use crate::config::{ConfigError, Settings, StoreKind};
 use crate::core::message::TopicMessage;
+use crate::edge::Settle;
 use crate::engine::context::Context;
 use crate::store::{PbxLinkRecord, PbxMappingRecord, Store};
 
@@ -321,49 +322,54 @@ pub async fn run(
             }
         });
     }
-    tokio::pin!(shutdown);
     tracing::info!(
         from = bus.source().unwrap_or_default(),
         "PBX sync takes Teams changes from Service Bus"
     );
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        if let Some(path) = &heartbeat {
-            crate::files::beat(path);
-        }
-        let received = tokio::select! {
-            _ = &mut shutdown => break,
-            r = bus.peek_lock(options.wait) => r,
-        };
-        match received {
-            Ok(Some(m)) => {
-                backoff = Duration::from_secs(1);
-                let parsed = TopicMessage::parse(&m.body);
-                if let (Some(f), Ok(msg)) = (&fanout, &parsed) {
-                    f.offer(msg);
-                }
-                if let Ok(TopicMessage::PresenceChanged(c)) = parsed {
-                    let read = c.source == crate::core::presence::Source::Poll;
-                    let _ = tx.send((c.user_id, c.presence, read));
-                }
-                if let Err(e) = bus.complete(&m.lock).await {
-                    tracing::warn!(error = %e, "cannot complete a message");
-                }
-            }
-            Ok(None) => backoff = Duration::from_secs(1),
-            Err(e) => {
-                tracing::warn!(error = %e, "receive failed; retrying");
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-            }
-        }
-    }
+    // The edge's receive loop (transient/permanent split, jittered back-off, lock renewal,
+    // the heartbeat), with the sync as its handler.
+    let options = crate::edge::Options {
+        heartbeat,
+        ..options
+    };
+    let mut handler = TeamsChanges { fanout, tx };
+    crate::edge::run_with(&bus, &options, &mut handler, shutdown).await?;
     let _ = stop.send(true);
     let _ = engine.await;
     Ok(())
+}
+
+/// `pbx run`'s [`crate::edge::Handler`]: every Teams change goes to the sync (and the other
+/// sinks); nothing is held or refused, so every message is completed.
+struct TeamsChanges {
+    fanout: Option<crate::engine::sinks::Fanout>,
+    tx: tokio::sync::mpsc::UnboundedSender<(String, crate::core::presence::Presence, bool)>,
+}
+
+impl crate::edge::Handler for TeamsChanges {
+    type Due = std::convert::Infallible;
+
+    fn due(&mut self) -> impl std::future::Future<Output = Self::Due> + Send {
+        std::future::pending()
+    }
+
+    async fn idle(&mut self, due: Self::Due) {
+        match due {}
+    }
+
+    async fn handle(&mut self, batch: &[ReceivedMessage]) -> Vec<Settle> {
+        for m in batch {
+            let parsed = TopicMessage::parse(&m.body);
+            if let (Some(f), Ok(msg)) = (&self.fanout, &parsed) {
+                f.offer(msg);
+            }
+            if let Ok(TopicMessage::PresenceChanged(c)) = parsed {
+                let read = c.source == crate::core::presence::Source::Poll;
+                let _ = self.tx.send((c.user_id, c.presence, read));
+            }
+        }
+        vec![Settle::Complete; batch.len()]
+    }
 }
 
 #[cfg(test)]

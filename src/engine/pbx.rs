@@ -23,6 +23,7 @@ use crate::clients::pbx::http_out::{HttpPbx, HttpPbxConfig};
 use crate::clients::pbx::threecx::ThreeCx;
 use crate::config::pbx::{PbxKind, PbxSettings};
 use crate::config::ConfigError;
+use crate::core::backoff::Backoff;
 use crate::core::pbx::model::{Extension, PbxEvent, Profile};
 use crate::core::pbx::rules::TeamsOutcome;
 use crate::core::pbx::sync::{Action, Link, Policy, Step};
@@ -31,9 +32,13 @@ use crate::engine::context::Context;
 use crate::engine::poller::Poller;
 use crate::store::{PbxLinkRecord, PbxMappingRecord, StoreError};
 
-/// How long a failed write waits before it is tried again (doubling up to 5 minutes).
+/// How long a failed write waits before it is tried again (doubling up to 5 minutes, with
+/// jitter: [`Backoff`]).
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How long the sync waits for a PBX whose preflight failed (doubling up to 5 minutes).
+const PREFLIGHT_FIRST: Duration = Duration::from_secs(5);
+const PREFLIGHT_MAX: Duration = Duration::from_secs(300);
 
 /// The PBX side of the sync.
 #[derive(Clone)]
@@ -90,12 +95,23 @@ impl Adapter {
 }
 
 /// Failed writes waiting for another try.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Retry {
     to_teams: Option<Action>,
     to_pbx: Option<Action>,
     at: Option<DateTime<Utc>>,
-    delay: Duration,
+    backoff: Backoff,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            to_teams: None,
+            to_pbx: None,
+            at: None,
+            backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
+        }
+    }
 }
 
 struct Entry {
@@ -508,7 +524,7 @@ impl PbxSync {
                     }
                     entry.rec.last_error = None;
                     if entry.retry.to_pbx.is_none() && entry.retry.to_teams.is_none() {
-                        entry.retry.delay = Duration::ZERO;
+                        entry.retry.backoff.reset();
                     }
                 }
                 Err(e) => {
@@ -519,10 +535,9 @@ impl PbxSync {
                     } else {
                         entry.retry.to_teams = Some(action);
                     }
-                    entry.retry.delay = (entry.retry.delay * 2).clamp(RETRY_FIRST, RETRY_MAX);
-                    entry.retry.at = Some(
-                        now + chrono::Duration::from_std(entry.retry.delay).unwrap_or_default(),
-                    );
+                    let delay = entry.retry.backoff.next_delay();
+                    entry.retry.at =
+                        Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
                 }
             }
         }
@@ -678,8 +693,9 @@ pub async fn run(
         tracing::error!(error = %e, "cannot load the PBX mapping");
     }
     // The PBX may come up after us (a power cut): keep trying, and say why meanwhile.
-    let mut wait = Duration::from_secs(5);
+    let mut backoff = Backoff::new(PREFLIGHT_FIRST, PREFLIGHT_MAX);
     while let Err(e) = sync.preflight().await {
+        let wait = backoff.next_delay();
         tracing::error!(error = %e, retry_in_s = wait.as_secs(), "PBX preflight failed; the sync waits until it passes");
         sync.set_health(false, format!("preflight failed: {e}"));
         tokio::select! {
@@ -690,7 +706,6 @@ pub async fn run(
                 }
             }
         }
-        wait = (wait * 2).min(Duration::from_secs(300));
     }
     sync.start(Utc::now()).await;
     let (tx, mut events) = mpsc::channel::<PbxEvent>(256);

@@ -29,6 +29,7 @@ use crate::clients::mqtt::{MqttSink, UserState};
 use crate::clients::webhook::WebhookClient;
 use crate::clients::wled::WledClient;
 use crate::config::Settings;
+use crate::core::backoff::Backoff;
 use crate::core::judge::{judge, Mark, Verdict};
 use crate::core::lights::{Desired, LightMap};
 use crate::core::message::TopicMessage;
@@ -410,17 +411,22 @@ impl Fanout {
     }
 }
 
+/// A failing sink's first retry delay; doubles up to [`RETRY_CAP`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// A failing sink's longest retry delay.
+const RETRY_CAP: Duration = Duration::from_secs(30);
+
 /// One sink's task: sends what is queued the moment it is, skipping repeats; after a failure
 /// retries the latest with back-off.
 async fn drive(client: Client, queue: Arc<Queue>, status: SharedSinkStatus) {
     let mut sent: HashMap<String, String> = HashMap::new();
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP);
     let mut failing = false;
     loop {
         if failing {
             tokio::select! {
                 _ = queue.wake.notified() => {}
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
         } else {
             queue.wake.notified().await;
@@ -457,11 +463,9 @@ async fn drive(client: Client, queue: Arc<Queue>, status: SharedSinkStatus) {
                 }
             }
         }
-        backoff = if failing {
-            (backoff * 2).min(Duration::from_secs(30))
-        } else {
-            Duration::from_secs(1)
-        };
+        if !failing {
+            backoff.reset();
+        }
         if !failing && !queue.lock().is_empty() {
             queue.wake.notify_one();
         }

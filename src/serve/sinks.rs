@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use tokio::sync::Notify;
 
+use crate::core::backoff::Backoff;
 use crate::core::judge::Verdict;
 use crate::core::message::{PresenceChanged, TopicMessage};
 use crate::engine::applier::{set_status as set, Applier};
@@ -123,18 +124,23 @@ async fn flush(state: &AppState, applier: &mut Applier, pending: &Pending) -> bo
     ok
 }
 
+/// The lights' first retry delay while the bridge is down; doubles up to [`LIGHTS_RETRY_CAP`].
+const LIGHTS_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+/// The lights' longest retry delay.
+const LIGHTS_RETRY_CAP: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Drives the lights: applies what is pending the moment it is known, and while the bridge
 /// is down retries with back-off (1 s doubling to 30 s), never sooner than the bridge's own
 /// rate limits allow.
 async fn lights(state: AppState, pending: Pending, wake: Arc<Notify>) {
     let mut applier: Option<Applier> = None;
-    let mut backoff = std::time::Duration::from_secs(1);
+    let mut backoff = Backoff::new(LIGHTS_RETRY_FIRST, LIGHTS_RETRY_CAP);
     let mut failing = false;
     loop {
         if failing {
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
         } else {
             wake.notified().await;
@@ -156,11 +162,9 @@ async fn lights(state: AppState, pending: Pending, wake: Arc<Notify>) {
             }
             None => true,
         };
-        backoff = if failing {
-            (backoff * 2).min(std::time::Duration::from_secs(30))
-        } else {
-            std::time::Duration::from_secs(1)
-        };
+        if !failing {
+            backoff.reset();
+        }
         if !lock(&pending).is_empty() && !failing {
             // Arrived while the command was in flight: go again at once.
             wake.notify_one();
