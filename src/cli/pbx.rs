@@ -283,7 +283,9 @@ pub async fn run(
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%addr, "PBX events accepted on /api/pbx/events");
-        let router = crate::http::pbx::routes().with_state(state.clone());
+        let router = crate::http::pbx::routes()
+            .with_state(state.clone())
+            .layer(crate::http::trace::layer());
         let mut stop_http = stopped.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, router)

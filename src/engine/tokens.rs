@@ -155,6 +155,7 @@ impl TokenManager {
     }
 
     /// Stores (or re-activates) a signed-in user with their refresh token sealed.
+    #[tracing::instrument(name = "sign_in_store", skip_all, fields(user_id = %id.user_id, tenant_id = %id.tenant_id))]
     pub async fn store_sign_in(
         &self,
         id: &Identity,
@@ -252,6 +253,7 @@ impl TokenManager {
     }
 
     /// An app-only Graph token for `tenant` (client credentials), cached like the others.
+    #[tracing::instrument(level = "debug", name = "app_token", skip_all, fields(tenant_id = %tenant))]
     pub async fn app_token(&self, tenant: &str) -> Result<SecretString, AccessError> {
         let key = format!("app:{tenant}");
         if let Some(t) = self.cached(&key, Utc::now()) {
@@ -294,6 +296,7 @@ impl TokenManager {
     }
 
     /// A Graph access token for the user, refreshing (and rotating) when needed.
+    #[tracing::instrument(level = "debug", name = "access_token", skip_all, fields(user_id = %user_id))]
     pub async fn access_token(
         &self,
         user_id: &str,
@@ -451,6 +454,7 @@ impl TokenManager {
     }
 
     /// Marks the user "sign-in required" and publishes one `user.signin_required`.
+    #[tracing::instrument(name = "sign_in_required", skip_all, fields(user_id = %user_id))]
     pub async fn mark_sign_in_required(
         &self,
         user_id: &str,

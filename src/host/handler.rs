@@ -49,6 +49,7 @@ pub fn router(app: AppState) -> Router {
         })
         .merge(api)
         .layer(axum::middleware::from_fn_with_state(app, gate))
+        .layer(crate::http::trace::layer())
 }
 
 /// The host only needs *a* response on `/`; we say who we are.

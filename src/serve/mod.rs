@@ -124,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         )
         .with_state(state.clone())
         .merge(crate::http::api_router(state))
+        .layer(crate::http::trace::layer())
 }
 
 /// How often `serve` sends again the changes whose publishing is not confirmed (the cloud's
