@@ -13,7 +13,9 @@ use crate::config::{ConfigError, Settings, StoreKind};
 use crate::core::message::TopicMessage;
 use crate::edge::Settle;
 use crate::engine::context::Context;
+use crate::engine::shutdown::{Stop, DRAIN_BOUND};
 use crate::store::{PbxLinkRecord, PbxMappingRecord, Store};
+use tokio_util::task::TaskTracker;
 
 /// True for an Entra object id (a GUID), which needs no lookup.
 fn is_object_id(s: &str) -> bool {
@@ -270,13 +272,16 @@ pub async fn run(
         &state.settings,
         crate::engine::applier::lights_from(&state.settings)?,
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // One stop for the sync, the events route and the reconcile; the receive loop stops
+    // first (its batch under way is finished), then they do within the bound.
+    let stop = Stop::new();
+    let tasks = TaskTracker::new();
     let (tx, teams) = tokio::sync::mpsc::unbounded_channel();
-    let engine = tokio::spawn(crate::engine::pbx::run(
+    tasks.spawn(crate::engine::pbx::run(
         sync,
         teams,
         state.settings.poll_interval,
-        stopped.clone(),
+        stop.token().clone(),
     ));
     if let Some(addr) = listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -286,12 +291,10 @@ pub async fn run(
         let router = crate::http::pbx::routes()
             .with_state(state.clone())
             .layer(crate::http::trace::layer());
-        let mut stop_http = stopped.clone();
-        tokio::spawn(async move {
+        let stopped = stop.token().clone().cancelled_owned();
+        tasks.spawn(async move {
             let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_http.changed().await;
-                })
+                .with_graceful_shutdown(stopped)
                 .await;
         });
     }
@@ -299,10 +302,14 @@ pub async fn run(
     // every RECONCILE_INTERVAL, so a missed message cannot leave a phone on the wrong status.
     if let Some(r) = crate::edge::Reconcile::from_settings(&state.settings) {
         let (sync, tx) = (state.pbx.clone().expect("PBX is set"), tx.clone());
-        tokio::spawn(async move {
+        let stopped = stop.token().clone();
+        tasks.spawn(async move {
             let mut every = tokio::time::interval(r.every);
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = stopped.cancelled() => return,
+                }
                 for user in sync.mapped_users().await {
                     match r.api.current(&user).await {
                         Ok(Some(body)) => {
@@ -336,8 +343,18 @@ pub async fn run(
     };
     let mut handler = TeamsChanges { fanout, tx };
     crate::edge::run_with(&bus, &options, &mut handler, shutdown).await?;
-    let _ = stop.send(true);
-    let _ = engine.await;
+    let deadline = stop.begin(DRAIN_BOUND);
+    crate::engine::shutdown::wait(&tasks, deadline, "the PBX sync").await;
+    if let Some(f) = &handler.fanout {
+        let dropped = f.drain(deadline).await;
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "stopping with changes the sinks did not take in time"
+            );
+        }
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

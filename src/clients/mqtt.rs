@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -600,6 +600,8 @@ impl MqttSink {
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             heard(&client, &topics, &retained, &p);
                         }
+                        // Ours ([`MqttSink::close`]): everything queued before it is out.
+                        Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                         Ok(_) => {}
                         Err(e) => {
                             let e = e.to_string();
@@ -620,6 +622,19 @@ impl MqttSink {
             connected: rx,
             driver,
         }
+    }
+
+    /// A clean stop: `offline` on the status topic (a broker drops the last will on a clean
+    /// disconnect, so it is said here), then a disconnect queued after every publish before
+    /// it; waits up to `within` for them to go out.
+    pub async fn close(mut self, within: Duration) {
+        let status = self.topics.status();
+        let _ = self
+            .client
+            .publish(status, QoS::AtLeastOnce, true, "offline")
+            .await;
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(within, &mut self.driver).await;
     }
 
     /// The topics in use.

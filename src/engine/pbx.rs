@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
 
 use crate::clients::pbx::http_out::{HttpPbx, HttpPbxConfig};
 use crate::clients::pbx::threecx::ThreeCx;
@@ -682,12 +683,12 @@ fn describe(a: &Action) -> String {
 /// Drives a [`PbxSync`] in a long-running process (`serve`, `pbx run`): the adapter's call
 /// events, profile polling (3CX pushes none), Teams presence from `teams`, PBX events from
 /// `inbound` (the HTTP route), the links' timers and following the mapped users. Returns
-/// when `shutdown` turns true.
+/// when `shutdown` is cancelled, after the step under way (a write is never cut off).
 pub async fn run(
     sync: Arc<PbxSync>,
     mut teams: mpsc::UnboundedReceiver<(String, Presence, bool)>,
     poll_interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     if let Err(e) = sync.load().await {
         tracing::error!(error = %e, "cannot load the PBX mapping");
@@ -700,11 +701,7 @@ pub async fn run(
         sync.set_health(false, format!("preflight failed: {e}"));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return;
-                }
-            }
+            _ = shutdown.cancelled() => return,
         }
     }
     sync.start(Utc::now()).await;
@@ -737,11 +734,7 @@ pub async fn run(
             None => Duration::from_secs(3600),
         };
         tokio::select! {
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return;
-                }
-            }
+            _ = shutdown.cancelled() => return,
             Some(ev) = events.recv() => sync.on_events(vec![ev], Utc::now()).await,
             Some((user, presence, read)) = teams.recv() => sync.on_teams(&user, &presence, read, Utc::now()).await,
             _ = tokio::time::sleep(sleep) => sync.tick(Utc::now()).await,

@@ -17,7 +17,7 @@
 //! unresolved Key Vault reference (`config::references`) from running without it: they
 //! answer 503 with that setting's line, and `/api/health` lists every such line.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -180,7 +180,9 @@ pub fn health_unavailable(status: &str, problems: Vec<String>) -> Response {
 
 /// Binds `127.0.0.1:port`, answers the readiness probe at once and builds the state behind
 /// it ([`build_state`]); then the subscription upkeep runs once and the edge
-/// package's reconcile starts. Returns when `shutdown` completes.
+/// package's reconcile starts. Once `shutdown` completes: no new connection, the requests
+/// under way and the start-up work (the state's build, the first upkeep) finish, within
+/// [`crate::engine::shutdown::DRAIN_BOUND`].
 pub async fn serve(
     settings: Settings,
     port: u16,
@@ -195,12 +197,13 @@ pub async fn serve(
     }
     let startup = Startup::default();
     let loading = startup.clone();
-    tokio::spawn(async move {
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(async move {
         match build_state(settings, &loading).await {
             Ok(app) => {
-                if crate::host::gate::blocking(&app.settings, "subscriptions-renew").is_none() {
-                    spawn_startup_upkeep(&app);
-                }
+                let upkeep = crate::host::gate::blocking(&app.settings, "subscriptions-renew")
+                    .is_none()
+                    .then(|| spawn_startup_upkeep(&app));
                 // The edge package (`hue-subscriber`): heal from the cloud's presence API too.
                 crate::edge::spawn_trigger_reconcile(app.settings.clone());
                 loading.ready(crate::host::handler::router(app));
@@ -208,6 +211,10 @@ pub async fn serve(
                     after_ms = loading.0.began.elapsed().as_millis() as u64,
                     "handler ready"
                 );
+                // Tracked through this task: a stop waits for its writes.
+                if let Some(upkeep) = upkeep {
+                    let _ = upkeep.await;
+                }
             }
             Err(e) => {
                 // One line: the host's log stream and every 503 carry it.
@@ -220,10 +227,27 @@ pub async fn serve(
             }
         }
     });
-    axum::serve(listener, startup.router())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!("handler server failed: {e}"))
+    let stop = crate::engine::shutdown::Stop::new();
+    let serving = axum::serve(listener, startup.router())
+        .with_graceful_shutdown(stop.token().clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(serving, shutdown);
+    let result = tokio::select! {
+        r = &mut serving => r,
+        () = &mut shutdown => {
+            let deadline = stop.begin(crate::engine::shutdown::DRAIN_BOUND);
+            match tokio::time::timeout_at(deadline, &mut serving).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("requests were still open at the bound; closing them");
+                    Ok(())
+                }
+            }
+        }
+    };
+    let deadline = stop.begin(crate::engine::shutdown::DRAIN_BOUND);
+    crate::engine::shutdown::wait(&tasks, deadline, "the start-up work").await;
+    result.map_err(|e| anyhow::anyhow!("handler server failed: {e}"))
 }
 
 /// Builds the handler's state: the Table Storage store (tables created if missing), the

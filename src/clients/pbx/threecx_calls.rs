@@ -31,11 +31,12 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
 
 pub use super::threecx::Heartbeat;
 use super::threecx::{ThreeCx, ThreeCxError};
@@ -231,11 +232,6 @@ enum Exit {
     Lost(String),
 }
 
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // A dropped sender counts as "stop" too.
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 impl ThreeCx {
     /// `GET /callcontrol`: the monitored DNs and their call legs (entries 3CX left without
     /// a DN or a participant id are skipped, see [`parse_call_control`]).
@@ -257,7 +253,7 @@ impl ThreeCx {
         Ok(Lines::default().reset(&self.call_control().await?))
     }
 
-    /// Follows call state until `shutdown` turns true (or its sender is dropped) or
+    /// Follows call state until `shutdown` is cancelled or
     /// `events` is closed: connects the socket, emits `Health{connected:true}` and a
     /// `Snapshot`, then a `Line` per change of a DN's line state. It pings the socket every
     /// [`Heartbeat::every`]; a socket silent for [`Heartbeat::timeout`] (half-open) counts as
@@ -267,7 +263,7 @@ impl ThreeCx {
     pub async fn run_call_events(
         &self,
         events: mpsc::Sender<PbxEvent>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) {
         let mut lines = Lines::default();
         let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
@@ -280,7 +276,7 @@ impl ThreeCx {
                 Ok::<_, ThreeCxError>((ws, dns))
             };
             let result = tokio::select! {
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.cancelled() => return,
                 _ = events.closed() => return,
                 r = session => r,
             };
@@ -300,7 +296,7 @@ impl ThreeCx {
                     if events.send(up).await.is_err() || events.send(snapshot).await.is_err() {
                         return;
                     }
-                    match self.pump(ws, &mut lines, &events, &mut shutdown).await {
+                    match self.pump(ws, &mut lines, &events, &shutdown).await {
                         Exit::Stop => return,
                         Exit::Lost(why) => why,
                     }
@@ -323,7 +319,7 @@ impl ThreeCx {
             }
             let delay = backoff.next_delay();
             tokio::select! {
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.cancelled() => return,
                 _ = events.closed() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
@@ -335,7 +331,7 @@ impl ThreeCx {
         mut ws: Socket,
         lines: &mut Lines,
         events: &mpsc::Sender<PbxEvent>,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &CancellationToken,
     ) -> Exit {
         let beat = self.heartbeat();
         let mut ping =
@@ -346,7 +342,7 @@ impl ThreeCx {
         let mut alive_at = tokio::time::Instant::now();
         loop {
             let msg = tokio::select! {
-                _ = stopped(shutdown) => {
+                _ = shutdown.cancelled() => {
                     let _ = ws.close(None).await;
                     return Exit::Stop;
                 }
