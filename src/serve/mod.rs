@@ -218,7 +218,7 @@ pub async fn run(
     .context("server failed");
     let deadline = stop.begin(DRAIN_BOUND);
     crate::engine::shutdown::wait(&producers, deadline, "the scheduler or the PBX sync").await;
-    drain.begin(deadline - tokio::time::Instant::now());
+    drain.begin(deadline.saturating_duration_since(tokio::time::Instant::now()));
     crate::engine::shutdown::wait(&consumers, deadline, "the sinks").await;
     tracing::info!("stopped");
     result
