@@ -306,6 +306,25 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The process's one stop: begun by SIGTERM or Ctrl-C, watched by the long-running roles
+/// only (a one-shot command keeps Ctrl-C's default). Each role stops taking work, finishes
+/// what is under way and drains within
+/// [`crate::engine::shutdown::DRAIN_BOUND`]).
+fn stop_on_signal() -> crate::engine::shutdown::Stop {
+    let stop = crate::engine::shutdown::Stop::new();
+    let begun = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        begun.begin(crate::engine::shutdown::DRAIN_BOUND);
+    });
+    stop
+}
+
+/// Resolves when `stop` begins (what the roles' `shutdown` futures are).
+fn stopped(stop: &crate::engine::shutdown::Stop) -> impl std::future::Future<Output = ()> {
+    stop.token().clone().cancelled_owned()
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -333,7 +352,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let settings = load_env_only()?;
             let port = settings.require_custom_handler_port()?;
             // Bind first, build the state behind the readiness probe (host::startup).
-            crate::host::startup::serve(settings, port, shutdown_signal()).await?;
+            let stop = stop_on_signal();
+            crate::host::startup::serve(settings, port, stopped(&stop)).await?;
             Ok(())
         }
         Command::Serve {
@@ -347,7 +367,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-            crate::serve::run(listener, state, shutdown_signal()).await?;
+            let stop = stop_on_signal();
+            crate::serve::run(listener, state, stopped(&stop)).await?;
             Ok(())
         }
         Command::Subscribe { config, data } => {
@@ -356,9 +377,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let (client, mut options) = crate::edge::client_from(&settings)?;
             options.heartbeat = Some(heartbeat_file(&settings, &data.data_dir));
             let state_file = data.data_dir.join("edge-state.json");
+            let stop = stop_on_signal();
             let Some(mut applier) =
-                crate::edge::wait_for_bridge(&settings, Some(state_file), shutdown_signal())
-                    .await?
+                crate::edge::wait_for_bridge(&settings, Some(state_file), stopped(&stop)).await?
             else {
                 return Ok(());
             };
@@ -367,7 +388,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             applier = applier.with_fanout(crate::engine::sinks::Fanout::from_settings(
                 &settings, lights,
             ));
-            crate::edge::run(&client, &mut applier, &options, shutdown_signal()).await?;
+            crate::edge::run(&client, &mut applier, &options, stopped(&stop)).await?;
+            // The batch under way was applied and settled; the other sinks deliver theirs.
+            if let Some(f) = applier.fanout() {
+                let dropped = f
+                    .drain(stop.begin(crate::engine::shutdown::DRAIN_BOUND))
+                    .await;
+                if dropped > 0 {
+                    tracing::warn!(
+                        dropped,
+                        "stopping with changes the sinks did not take in time"
+                    );
+                }
+            }
+            tracing::info!("stopped");
             Ok(())
         }
         Command::Healthcheck {
@@ -462,12 +496,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 PbxCommand::Run { listen } => {
                     init_tracing("info")?;
                     let heartbeat = heartbeat_file(&settings, &data.data_dir);
+                    let stop = stop_on_signal();
                     crate::cli::pbx::run(
                         settings,
                         &data.data_dir,
                         listen,
                         heartbeat,
-                        shutdown_signal(),
+                        stopped(&stop),
                     )
                     .await?;
                 }

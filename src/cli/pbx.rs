@@ -4,15 +4,18 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
 
+use crate::clients::servicebus::ReceivedMessage;
 use crate::config::{ConfigError, Settings, StoreKind};
 use crate::core::message::TopicMessage;
+use crate::edge::Settle;
 use crate::engine::context::Context;
+use crate::engine::shutdown::{Stop, DRAIN_BOUND};
 use crate::store::{PbxLinkRecord, PbxMappingRecord, Store};
+use tokio_util::task::TaskTracker;
 
 /// True for an Entra object id (a GUID), which needs no lookup.
 fn is_object_id(s: &str) -> bool {
@@ -267,26 +270,29 @@ pub async fn run(
         &state.settings,
         crate::engine::applier::lights_from(&state.settings)?,
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // One stop for the sync, the events route and the reconcile; the receive loop stops
+    // first (its batch under way is finished), then they do within the bound.
+    let stop = Stop::new();
+    let tasks = TaskTracker::new();
     let (tx, teams) = tokio::sync::mpsc::unbounded_channel();
-    let engine = tokio::spawn(crate::engine::pbx::run(
+    tasks.spawn(crate::engine::pbx::run(
         sync,
         teams,
         state.settings.polling.interval,
-        stopped.clone(),
+        stop.token().clone(),
     ));
     if let Some(addr) = listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%addr, "PBX events accepted on /api/pbx/events");
-        let router = crate::http::pbx::routes().with_state(state.clone());
-        let mut stop_http = stopped.clone();
-        tokio::spawn(async move {
+        let router = crate::http::pbx::routes()
+            .with_state(state.clone())
+            .layer(crate::http::trace::layer());
+        let stopped = stop.token().clone().cancelled_owned();
+        tasks.spawn(async move {
             let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_http.changed().await;
-                })
+                .with_graceful_shutdown(stopped)
                 .await;
         });
     }
@@ -294,10 +300,14 @@ pub async fn run(
     // every RECONCILE_INTERVAL, so a missed message cannot leave a phone on the wrong status.
     if let Some(r) = crate::edge::Reconcile::from_settings(&state.settings) {
         let (sync, tx) = (state.pbx.clone().expect("PBX is set"), tx.clone());
-        tokio::spawn(async move {
+        let stopped = stop.token().clone();
+        tasks.spawn(async move {
             let mut every = tokio::time::interval(r.every);
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = stopped.cancelled() => return,
+                }
                 for user in sync.mapped_users().await {
                     match r.api.current(&user).await {
                         Ok(Some(body)) => {
@@ -319,49 +329,64 @@ pub async fn run(
             }
         });
     }
-    tokio::pin!(shutdown);
     tracing::info!(
         from = bus.source().unwrap_or_default(),
         "PBX sync takes Teams changes from Service Bus"
     );
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        if let Some(path) = &heartbeat {
-            crate::files::beat(path);
-        }
-        let received = tokio::select! {
-            _ = &mut shutdown => break,
-            r = bus.peek_lock(options.wait) => r,
-        };
-        match received {
-            Ok(Some(m)) => {
-                backoff = Duration::from_secs(1);
-                let parsed = TopicMessage::parse(&m.body);
-                if let (Some(f), Ok(msg)) = (&fanout, &parsed) {
-                    f.offer(msg);
-                }
-                if let Ok(TopicMessage::PresenceChanged(c)) = parsed {
-                    let read = c.source == crate::core::presence::Source::Poll;
-                    let _ = tx.send((c.user_id, c.presence, read));
-                }
-                if let Err(e) = bus.complete(&m.lock).await {
-                    tracing::warn!(error = %e, "cannot complete a message");
-                }
-            }
-            Ok(None) => backoff = Duration::from_secs(1),
-            Err(e) => {
-                tracing::warn!(error = %e, "receive failed; retrying");
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-            }
+    // The edge's receive loop (transient/permanent split, jittered back-off, lock renewal,
+    // the heartbeat), with the sync as its handler.
+    let options = crate::edge::Options {
+        heartbeat,
+        ..options
+    };
+    let mut handler = TeamsChanges { fanout, tx };
+    crate::edge::run_with(&bus, &options, &mut handler, shutdown).await?;
+    let deadline = stop.begin(DRAIN_BOUND);
+    crate::engine::shutdown::wait(&tasks, deadline, "the PBX sync").await;
+    if let Some(f) = &handler.fanout {
+        let dropped = f.drain(deadline).await;
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "stopping with changes the sinks did not take in time"
+            );
         }
     }
-    let _ = stop.send(true);
-    let _ = engine.await;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// `pbx run`'s [`crate::edge::Handler`]: every Teams change goes to the sync (and the other
+/// sinks); nothing is held or refused, so every message is completed.
+struct TeamsChanges {
+    fanout: Option<crate::engine::sinks::Fanout>,
+    tx: tokio::sync::mpsc::UnboundedSender<(String, crate::core::presence::Presence, bool)>,
+}
+
+impl crate::edge::Handler for TeamsChanges {
+    type Due = std::convert::Infallible;
+
+    fn due(&mut self) -> impl std::future::Future<Output = Self::Due> + Send {
+        std::future::pending()
+    }
+
+    async fn idle(&mut self, due: Self::Due) {
+        match due {}
+    }
+
+    async fn handle(&mut self, batch: &[ReceivedMessage]) -> Vec<Settle> {
+        for m in batch {
+            let parsed = TopicMessage::parse(&m.body);
+            if let (Some(f), Ok(msg)) = (&self.fanout, &parsed) {
+                f.offer(msg);
+            }
+            if let Ok(TopicMessage::PresenceChanged(c)) = parsed {
+                let read = c.source == crate::core::presence::Source::Poll;
+                let _ = self.tx.send((c.user_id, c.presence, read));
+            }
+        }
+        vec![Settle::Complete; batch.len()]
+    }
 }
 
 #[cfg(test)]

@@ -474,6 +474,7 @@ impl EntraClient {
     }
 
     /// Redeems an authorization code.
+    #[tracing::instrument(name = "sign_in_redeem", skip_all)]
     pub async fn redeem_code(
         &self,
         code: &str,
@@ -491,6 +492,7 @@ impl EntraClient {
     }
 
     /// Redeems a refresh token for `tenant` (the user's home tenant).
+    #[tracing::instrument(name = "token_refresh", skip_all, fields(tenant_id = %tenant))]
     pub async fn refresh(
         &self,
         tenant: &str,
@@ -505,6 +507,7 @@ impl EntraClient {
     }
 
     /// App-only token (client credentials) for tenant-wide work.
+    #[tracing::instrument(name = "app_token_grant", skip_all, fields(tenant_id = %tenant))]
     pub async fn app_token(&self, tenant: &str, scope: &str) -> Result<TokenResponse, TokenError> {
         let form = vec![
             ("grant_type", "client_credentials".to_owned()),
@@ -514,6 +517,7 @@ impl EntraClient {
     }
 
     /// Starts a device-code sign-in.
+    #[tracing::instrument(name = "sign_in_device_code", skip_all)]
     pub async fn device_code(&self) -> Result<DeviceCode, TokenError> {
         let form = [
             ("client_id", self.client_id.as_str()),
@@ -528,6 +532,7 @@ impl EntraClient {
     }
 
     /// Polls the device-code grant once.
+    #[tracing::instrument(level = "debug", name = "sign_in_device_poll", skip_all)]
     pub async fn poll_device_code(&self, code: &DeviceCode) -> Result<DevicePoll, TokenError> {
         let form = vec![
             (

@@ -38,12 +38,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::config::sinks::MqttSettings;
+use crate::core::backoff::Backoff;
 use crate::core::presence::{Activity, Availability};
 
 /// Why a publish did not reach the broker.
@@ -561,6 +562,12 @@ fn heard(client: &AsyncClient, topics: &Topics, retained: &Mutex<Retained>, p: &
     let _ = client.try_unsubscribe(topics.removal_signal(&user));
 }
 
+/// First reconnect delay after the broker is lost; doubles per failure up to
+/// [`RECONNECT_CAP`] (with jitter: [`Backoff`]).
+const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+/// Longest reconnect delay.
+const RECONNECT_CAP: Duration = Duration::from_secs(30);
+
 impl MqttSink {
     /// Starts the connection task (returns at once; [`MqttSink::wait_connected`] waits).
     pub fn start(s: &MqttSettings, client_id: &str) -> Self {
@@ -571,12 +578,12 @@ impl MqttSink {
         let driver = {
             let (client, topics, retained) = (client.clone(), topics.clone(), retained.clone());
             tokio::spawn(async move {
-                let mut backoff = Duration::from_secs(1);
+                let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_CAP);
                 loop {
                     match eventloop.poll().await {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             tracing::info!("connected to the MQTT broker");
-                            backoff = Duration::from_secs(1);
+                            backoff.reset();
                             let _ = tx.send(Ok(()));
                             let people: Vec<(String, Shown)> = lock(&retained)
                                 .people
@@ -593,6 +600,8 @@ impl MqttSink {
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             heard(&client, &topics, &retained, &p);
                         }
+                        // Ours ([`MqttSink::close`]): everything queued before it is out.
+                        Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                         Ok(_) => {}
                         Err(e) => {
                             let e = e.to_string();
@@ -600,8 +609,7 @@ impl MqttSink {
                                 tracing::warn!(error = %e, "lost the MQTT broker; reconnecting");
                             }
                             let _ = tx.send(Err(e));
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(30));
+                            tokio::time::sleep(backoff.next_delay()).await;
                         }
                     }
                 }
@@ -614,6 +622,19 @@ impl MqttSink {
             connected: rx,
             driver,
         }
+    }
+
+    /// A clean stop: `offline` on the status topic (a broker drops the last will on a clean
+    /// disconnect, so it is said here), then a disconnect queued after every publish before
+    /// it; waits up to `within` for them to go out.
+    pub async fn close(mut self, within: Duration) {
+        let status = self.topics.status();
+        let _ = self
+            .client
+            .publish(status, QoS::AtLeastOnce, true, "offline")
+            .await;
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(within, &mut self.driver).await;
     }
 
     /// The topics in use.

@@ -17,6 +17,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use url::Url;
 
+use crate::core::backoff::Backoff;
+
 /// The header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "X-Signature";
 
@@ -162,15 +164,15 @@ impl WebhookClient {
 
     /// Delivers `body`, retrying transient failures with doubling back-off.
     pub async fn deliver(&self, body: &[u8]) -> Result<(), WebhookError> {
-        let mut wait = self.backoff;
+        // No cap: the attempts bound it.
+        let mut backoff = Backoff::new(self.backoff, Duration::MAX);
         let mut attempt = 1;
         loop {
             match self.post_once(body).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() && attempt < self.attempts => {
                     tracing::info!(error = %e, attempt, "webhook delivery failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
+                    tokio::time::sleep(backoff.next_delay()).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),

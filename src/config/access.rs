@@ -3,7 +3,8 @@
 
 use secrecy::SecretString;
 
-use super::{ConfigError, Sources};
+use super::error::ConfigError;
+use super::sources::Sources;
 
 /// Access to `serve` and the sign-in.
 #[derive(Debug)]

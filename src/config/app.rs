@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use url::Url;
 
+use super::error::ConfigError;
+use super::sources::Sources;
 use super::values::HTTP;
-use super::{ConfigError, Sources};
 
 /// Default scopes: delegated Presence.Read.All is what presence change notifications need
 /// (Presence.Read is not enough); offline_access yields the refresh token.

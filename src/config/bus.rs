@@ -5,8 +5,9 @@
 use secrecy::SecretString;
 use url::Url;
 
+use super::error::ConfigError;
+use super::sources::Sources;
 use super::values::HTTP;
-use super::{ConfigError, Sources};
 
 /// How changes reach the topic (`PUBLISH_MODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

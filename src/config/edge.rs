@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use url::Url;
 
+use super::error::ConfigError;
+use super::sources::Sources;
 use super::values::HTTP;
-use super::{ConfigError, Sources};
 
 /// The edge (`subscribe`, `hue-subscriber`, `pbx run`).
 #[derive(Debug)]

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use url::Url;
 
+use super::error::ConfigError;
+use super::sources::Sources;
 use super::values::{origin, HTTP};
-use super::{ConfigError, Sources};
 
 /// Graph, and this app's public side.
 #[derive(Debug)]

@@ -4,7 +4,8 @@ use std::fmt;
 
 use secrecy::SecretString;
 
-use super::{ConfigError, Sources};
+use super::error::ConfigError;
+use super::sources::Sources;
 
 /// What to colour on the Hue bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]

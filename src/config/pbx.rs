@@ -7,8 +7,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use super::error::ConfigError;
+use super::sources::Sources;
 use super::values::HTTP;
-use super::{ConfigError, Sources};
 use crate::core::pbx::rules::{Preset, Rules};
 use crate::core::pbx::sync::{Policy, Settings as Timing};
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, Sources};
+use super::error::ConfigError;
+use super::sources::Sources;
 
 /// How presence is polled, and whom tenant mode follows.
 #[derive(Debug)]

@@ -22,7 +22,7 @@
 
 use std::fmt;
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// A setting whose value is a Key Vault reference App Service did not resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]

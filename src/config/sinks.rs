@@ -16,9 +16,10 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 use url::Url;
 
+use super::error::ConfigError;
 use super::sources::Separator;
+use super::sources::Sources;
 use super::values::{Setting, HTTP};
-use super::{ConfigError, Sources};
 
 /// `MQTT_*`: the broker and the topics.
 #[derive(Debug, Clone)]

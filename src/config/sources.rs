@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::error::ConfigError;
 use super::references::{self, KeyVaultReference};
-use super::ConfigError;
 
 /// Looks a setting up in the environment (or a stand-in for it in tests).
 type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;

@@ -5,7 +5,8 @@
 use secrecy::{SecretBox, SecretString};
 use url::Url;
 
-use super::{ConfigError, Sources};
+use super::error::ConfigError;
+use super::sources::Sources;
 
 /// Which store backend to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

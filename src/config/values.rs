@@ -13,8 +13,8 @@ use base64::Engine;
 use secrecy::{SecretBox, SecretString};
 use url::Url;
 
+use super::error::ConfigError;
 use super::sources::{Separator, Sources};
-use super::ConfigError;
 
 /// The schemes of an ordinary web URL.
 pub(super) const HTTP: &[&str] = &["http", "https"];

@@ -16,7 +16,7 @@
 //!
 //! One target is not the lamp: a state that at least one target shows is applied, recorded
 //! and completed (so no older message can follow it), and a target that refused it is sent
-//! the newest state again, between messages, with its own back-off (1 s doubling to 30 s),
+//! the newest state again, between messages, with its own back-off (1 s doubling to 30 s, with jitter: [`Backoff`]),
 //! until it takes one ([`Applier::retry_lights`]). A bridge's 207 for an unplugged bulb is a
 //! success with a warning.
 //!
@@ -40,6 +40,7 @@ use crate::clients::hue::HueError;
 use crate::clients::presence_api::PresenceApi;
 use crate::clients::servicebus::{self, LockUri, ReceivedMessage, ServiceBusError};
 use crate::config::{ReceiveFrom, Settings};
+use crate::core::backoff::Backoff;
 use crate::core::judge::{coalesce, Verdict};
 use crate::core::message::TopicMessage;
 use crate::engine::applier::{log_skip, Applier};
@@ -95,34 +96,52 @@ impl Default for Options {
     }
 }
 
-/// Exponential back-off with ±25 % jitter.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-    min: Duration,
-    max: Duration,
+/// The receive loop's first wait after a failed receive; doubles up to [`RECEIVE_RETRY_CAP`].
+const RECEIVE_RETRY_FIRST: Duration = Duration::from_secs(1);
+const RECEIVE_RETRY_CAP: Duration = Duration::from_secs(60);
+/// The least wait after a receive failure that will not pass by itself (a wrong key, a
+/// missing entity): someone has to fix it, so there is no point asking often.
+const RECEIVE_PERMANENT_WAIT: Duration = Duration::from_secs(30);
+/// The wait before a batch the handler could not take is tried again; doubles up to
+/// [`HANDLER_RETRY_CAP`].
+const HANDLER_RETRY_FIRST: Duration = Duration::from_secs(1);
+const HANDLER_RETRY_CAP: Duration = Duration::from_secs(30);
+/// The wait before lamps that refused the newest state get it again; doubles up to
+/// [`LIGHTS_RETRY_CAP`].
+const LIGHTS_RETRY_FIRST: Duration = Duration::from_secs(1);
+const LIGHTS_RETRY_CAP: Duration = Duration::from_secs(30);
+/// The wait between tries for a Hue bridge that does not answer at start: a bridge on the
+/// LAN is cheap to ask, so at most 10 s, and the lamp is right soon after it boots.
+const BRIDGE_WAIT_FIRST: Duration = Duration::from_secs(1);
+const BRIDGE_WAIT_CAP: Duration = Duration::from_secs(10);
+
+/// What becomes of one message of a batch, as a [`Handler`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Done with (applied, superseded or skipped): completed.
+    Complete,
+    /// Refused: abandoned, so the broker redelivers it (and dead-letters it after the
+    /// subscription's max delivery count); the loop backs off before receiving again.
+    Abandon,
+    /// Worth trying again soon (the sink is away or busy): kept locked, its lock renewed,
+    /// and handed over again after a back-off together with whatever arrived meanwhile.
+    Hold,
 }
 
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            next: min,
-            min,
-            max,
-        }
-    }
-
-    fn step(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        // uuid's v4 randomness is enough for jitter; no extra crate.
-        let r = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0; // 0..1
-        base.mul_f64(0.75 + r * 0.5)
-    }
-
-    fn reset(&mut self) {
-        self.next = self.min;
-    }
+/// What the receive loop hands its messages to: `subscribe`'s lights ([`run`]) or
+/// `pbx run`'s sync. The loop owns receiving, batching, settling, lock renewal, back-off,
+/// the heartbeat and shutdown; a handler only says what became of each message.
+pub trait Handler {
+    /// Work due between batches ([`Handler::due`] says which).
+    type Due;
+    /// Resolves when work between batches is due (pending forever when there is none). It
+    /// races the next message, so it must only wait (a timer), never do the work.
+    fn due(&mut self) -> impl Future<Output = Self::Due> + Send;
+    /// Does the work [`Handler::due`] announced; not interrupted by arriving messages.
+    fn idle(&mut self, due: Self::Due) -> impl Future<Output = ()> + Send;
+    /// Handles a batch (in the order received) and says, per message in the same order,
+    /// what becomes of it. The loop renews the batch's locks while this runs.
+    fn handle(&mut self, batch: &[ReceivedMessage]) -> impl Future<Output = Vec<Settle>> + Send;
 }
 
 /// The subscribe loop; returns when `shutdown` resolves (the current batch is finished first,
@@ -140,6 +159,18 @@ pub async fn run(
     opts: &Options,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let mut lights = Lights::new(applier, opts.reconcile.clone());
+    run_with(client, opts, &mut lights, shutdown).await
+}
+
+/// The receive loop with any [`Handler`] (see [`run`] for how it works); returns when
+/// `shutdown` resolves.
+pub async fn run_with<H: Handler>(
+    client: &servicebus::Client,
+    opts: &Options,
+    handler: &mut H,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     // Receive only while the sink works: during a sink back-off, messages stay unreceived
     // (not locked in our hands, where their locks would run out).
@@ -152,7 +183,7 @@ pub async fn run(
     };
     let receiving = receive(client, opts, tx, stop_rx.clone(), healthy_rx);
     let applying = async {
-        apply_loop(client, applier, opts, &mut rx, stop_rx.clone(), healthy_tx).await;
+        apply_loop(client, handler, opts, &mut rx, stop_rx.clone(), healthy_tx).await;
         // Whatever was received but not applied goes back to the broker.
         rx.close();
         while let Some(m) = rx.recv().await {
@@ -179,7 +210,7 @@ async fn receive(
     mut stop: watch::Receiver<bool>,
     mut healthy: watch::Receiver<bool>,
 ) {
-    let mut net_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut net_backoff = Backoff::new(RECEIVE_RETRY_FIRST, RECEIVE_RETRY_CAP);
     loop {
         if let Some(path) = &opts.heartbeat {
             crate::files::beat(path);
@@ -205,10 +236,10 @@ async fn receive(
             Err(e) => {
                 let wait = if e.is_transient() {
                     tracing::warn!(error = %e, "receive failed; retrying");
-                    net_backoff.step()
+                    net_backoff.next_delay()
                 } else {
                     tracing::error!(error = %e, "receive failed");
-                    net_backoff.step().max(Duration::from_secs(30))
+                    net_backoff.next_delay().max(RECEIVE_PERMANENT_WAIT)
                 };
                 tokio::select! {
                     _ = stopped(&mut stop) => break,
@@ -219,26 +250,17 @@ async fn receive(
     }
 }
 
-/// Takes the first waiting message, everything else already there, and applies them.
-async fn apply_loop(
+/// Takes the first waiting message, everything else already there, and hands them to the
+/// handler.
+async fn apply_loop<H: Handler>(
     client: &servicebus::Client,
-    applier: &mut Applier,
+    handler: &mut H,
     opts: &Options,
     rx: &mut mpsc::Receiver<ReceivedMessage>,
     mut stop: watch::Receiver<bool>,
     healthy: watch::Sender<bool>,
 ) {
-    let mut sink_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    // Targets that refused the newest state while others took it: tried again between
-    // batches, never holding a message back.
-    let mut lights_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    let mut lights_wait = lights_backoff.step();
-    // The applier is this loop's alone, so the reconcile runs here, between batches.
-    let mut reconcile_timer = opts.reconcile.as_ref().map(|r| {
-        let mut t = tokio::time::interval(r.every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
+    let mut sink_backoff = Backoff::new(HANDLER_RETRY_FIRST, HANDLER_RETRY_CAP);
     // The newest message per user of a batch the bridge could not take (unreachable or
     // busy): kept locked (renewed) while backing off, not abandoned, so a bridge that is away
     // for minutes costs no deliveries (no dead-lettering) and only the newest state is shown
@@ -247,22 +269,10 @@ async fn apply_loop(
     loop {
         let mut batch = std::mem::take(&mut held);
         if batch.is_empty() {
-            let retrying = applier.lights_pending();
             let first = tokio::select! {
                 _ = stopped(&mut stop) => break,
-                _ = tokio::time::sleep(lights_wait), if retrying => {
-                    if applier.retry_lights().await {
-                        lights_backoff.reset();
-                    }
-                    lights_wait = lights_backoff.step();
-                    continue;
-                }
-                _ = next_tick(&mut reconcile_timer) => {
-                    if let Some(r) = &opts.reconcile {
-                        if let Err(e) = reconcile(&r.api, applier, Utc::now()).await {
-                            tracing::warn!(error = %e, "the lights did not take the reconciled state; trying again at the next reconcile");
-                        }
-                    }
+                due = handler.due() => {
+                    handler.idle(due).await;
                     continue;
                 }
                 m = rx.recv() => match m { Some(m) => m, None => break },
@@ -284,12 +294,8 @@ async fn apply_loop(
                 Err(_) => break,
             }
         }
-        let failure = match process_batch(client, applier, batch).await {
+        let failure = match process_batch(client, handler, batch).await {
             Processed::Done => {
-                if !applier.lights_pending() {
-                    lights_backoff.reset();
-                    lights_wait = lights_backoff.step();
-                }
                 sink_backoff.reset();
                 let _ = healthy.send(true);
                 continue;
@@ -311,7 +317,7 @@ async fn apply_loop(
                 log_settle_error(&e, m.props.message_id.as_deref());
             }
         }
-        let wait = sink_backoff.step();
+        let wait = sink_backoff.next_delay();
         tracing::info!(
             ?wait,
             held = held.len(),
@@ -394,83 +400,42 @@ pub async fn reconcile(
 
 /// What became of a batch.
 enum Processed {
-    /// Applied (or nothing to apply): every message completed.
+    /// Handled: every message completed.
     Done,
-    /// The bridge could not be reached or was busy: the superseded and skipped messages are
+    /// The sink could not be reached or was busy: the superseded and skipped messages are
     /// completed, these (the newest per user) are kept locked to try again.
     Held(Vec<ReceivedMessage>),
-    /// The bridge refused the command: every message to apply is abandoned (redelivered,
-    /// dead-lettered after the subscription's max delivery count).
+    /// The sink refused: the messages it refused are abandoned (redelivered, dead-lettered
+    /// after the subscription's max delivery count).
     Abandoned,
 }
 
-/// Whether a failure of the lights will pass by itself (the bridge unplugged, rebooting or
-/// rate limiting), so the state is worth keeping rather than handing back to the broker.
-fn passing(e: &HueError) -> bool {
-    matches!(e, HueError::Network(_) | HueError::RateLimited { .. })
-}
-
-/// Judges, coalesces, applies, then completes, keeps or abandons every message of a batch.
-///
-/// All users share the lights, so only the newest user's winner is shown; the other users'
-/// winners are recorded (their sequence moves on) without a command that would be
-/// overwritten at once. The applied messages share the outcome of that one command.
-async fn process_batch(
+/// Hands a batch to the handler (renewing its locks meanwhile), then completes, keeps or
+/// abandons every message as the handler said.
+async fn process_batch<H: Handler>(
     client: &servicebus::Client,
-    applier: &mut Applier,
+    handler: &mut H,
     batch: Vec<ReceivedMessage>,
 ) -> Processed {
-    let now = Utc::now();
-    let verdicts: Vec<Verdict> = batch
-        .iter()
-        .map(|m| {
-            let parsed = TopicMessage::parse(&m.body);
-            // The other sinks (MQTT, webhook, WLED) get every user's change at once, whatever
-            // Hue does with it.
-            applier.offer(&parsed);
-            applier.judge(&parsed, now)
-        })
-        .collect();
-    for (v, m) in verdicts.iter().zip(&batch) {
-        log_skip(v, m.props.message_id.as_deref());
-    }
-    let winners = coalesce(&verdicts);
-    let chosen: Vec<&Verdict> = verdicts
-        .iter()
-        .enumerate()
-        .filter(|(i, v)| winners[*i] == *i && matches!(v, Verdict::Apply { .. }))
-        .map(|(_, v)| v)
-        .collect();
-    let mut outcome = Processed::Done;
-    if let Some(shown) = chosen.last() {
-        let locks: Vec<LockUri> = batch.iter().map(|m| m.lock.clone()).collect();
-        let every = renew_interval(&batch, now);
-        match with_renewal(client, &locks, every, applier.show(shown)).await {
-            Ok(()) => {
-                applier.record(&chosen);
-                tracing::info!(messages = batch.len(), users = chosen.len(), "applied");
-            }
-            Err(e) => {
-                let deliveries = batch.iter().filter_map(|m| m.props.delivery_count).max();
-                if passing(&e) {
-                    tracing::warn!(error = %e, deliveries, "sink failed; keeping the newest state to try again");
-                    outcome = Processed::Held(Vec::new());
-                } else {
-                    tracing::warn!(error = %e, deliveries, "sink failed; abandoning");
-                    outcome = Processed::Abandoned;
-                }
-            }
-        }
-    }
-    for (i, (m, v)) in batch.into_iter().zip(&verdicts).enumerate() {
-        let to_apply = matches!(v, Verdict::Apply { .. });
-        let r = match &mut outcome {
-            // A winner is kept; what it supersedes is done with.
-            Processed::Held(kept) if to_apply && winners[i] == i => {
+    let locks: Vec<LockUri> = batch.iter().map(|m| m.lock.clone()).collect();
+    let every = renew_interval(&batch, Utc::now());
+    let mut settle = with_renewal(client, &locks, every, handler.handle(&batch)).await;
+    // A handler that says nothing of a message is done with it.
+    settle.resize(batch.len(), Settle::Complete);
+    let mut outcome = if settle.contains(&Settle::Hold) {
+        Processed::Held(Vec::new())
+    } else if settle.contains(&Settle::Abandon) {
+        Processed::Abandoned
+    } else {
+        Processed::Done
+    };
+    for (m, s) in batch.into_iter().zip(settle) {
+        let r = match (s, &mut outcome) {
+            (Settle::Hold, Processed::Held(kept)) => {
                 kept.push(m);
                 continue;
             }
-            Processed::Abandoned if to_apply => client.abandon(&m.lock).await,
+            (Settle::Abandon, _) => client.abandon(&m.lock).await,
             _ => client.complete(&m.lock).await,
         };
         if let Err(e) = r {
@@ -480,6 +445,149 @@ async fn process_batch(
         }
     }
     outcome
+}
+
+/// Whether a failure of the lights will pass by itself (the bridge unplugged, rebooting or
+/// rate limiting), so the state is worth keeping rather than handing back to the broker.
+fn passing(e: &HueError) -> bool {
+    matches!(e, HueError::Network(_) | HueError::RateLimited { .. })
+}
+
+/// `subscribe`'s [`Handler`]: topic messages judged and shown on the lamps, the other sinks
+/// offered every change, lamps that refused a state tried again between batches, and the
+/// periodic reconcile.
+struct Lights<'a> {
+    applier: &'a mut Applier,
+    reconcile: Option<Reconcile>,
+    reconcile_timer: Option<tokio::time::Interval>,
+    /// Targets that refused the newest state while others took it: tried again between
+    /// batches, never holding a message back.
+    lights_backoff: Backoff,
+    lights_wait: Duration,
+}
+
+/// Which work between batches is due for [`Lights`].
+enum LightsDue {
+    Retry,
+    Reconcile,
+}
+
+impl<'a> Lights<'a> {
+    fn new(applier: &'a mut Applier, reconcile: Option<Reconcile>) -> Self {
+        let mut lights_backoff = Backoff::new(LIGHTS_RETRY_FIRST, LIGHTS_RETRY_CAP);
+        let lights_wait = lights_backoff.next_delay();
+        // The applier is this loop's alone, so the reconcile runs here, between batches.
+        let reconcile_timer = reconcile.as_ref().map(|r| {
+            let mut t = tokio::time::interval(r.every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        Self {
+            applier,
+            reconcile,
+            reconcile_timer,
+            lights_backoff,
+            lights_wait,
+        }
+    }
+}
+
+impl Handler for Lights<'_> {
+    type Due = LightsDue;
+
+    async fn due(&mut self) -> LightsDue {
+        let retrying = self.applier.lights_pending();
+        tokio::select! {
+            _ = tokio::time::sleep(self.lights_wait), if retrying => LightsDue::Retry,
+            _ = next_tick(&mut self.reconcile_timer) => LightsDue::Reconcile,
+        }
+    }
+
+    async fn idle(&mut self, due: LightsDue) {
+        match due {
+            LightsDue::Retry => {
+                if self.applier.retry_lights().await {
+                    self.lights_backoff.reset();
+                }
+                self.lights_wait = self.lights_backoff.next_delay();
+            }
+            LightsDue::Reconcile => {
+                if let Some(r) = &self.reconcile {
+                    if let Err(e) = reconcile(&r.api, self.applier, Utc::now()).await {
+                        tracing::warn!(error = %e, "the lights did not take the reconciled state; trying again at the next reconcile");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Judges, coalesces and applies a batch.
+    ///
+    /// All users share the lights, so only the newest user's winner is shown; the other
+    /// users' winners are recorded (their sequence moves on) without a command that would be
+    /// overwritten at once. The applied messages share the outcome of that one command: the
+    /// bridge unreachable or rate limiting keeps the winners ([`Settle::Hold`]), a refusal
+    /// abandons every message to apply.
+    async fn handle(&mut self, batch: &[ReceivedMessage]) -> Vec<Settle> {
+        let applier = &mut *self.applier;
+        let now = Utc::now();
+        let verdicts: Vec<Verdict> = batch
+            .iter()
+            .map(|m| {
+                let parsed = TopicMessage::parse(&m.body);
+                // The other sinks (MQTT, webhook, WLED) get every user's change at once,
+                // whatever Hue does with it.
+                applier.offer(&parsed);
+                applier.judge(&parsed, now)
+            })
+            .collect();
+        for (v, m) in verdicts.iter().zip(batch) {
+            log_skip(v, m.props.message_id.as_deref());
+        }
+        let winners = coalesce(&verdicts);
+        let chosen: Vec<&Verdict> = verdicts
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| winners[*i] == *i && matches!(v, Verdict::Apply { .. }))
+            .map(|(_, v)| v)
+            .collect();
+        let mut failed: Option<Settle> = None;
+        if let Some(shown) = chosen.last() {
+            match applier.show(shown).await {
+                Ok(()) => {
+                    applier.record(&chosen);
+                    tracing::info!(messages = batch.len(), users = chosen.len(), "applied");
+                }
+                Err(e) => {
+                    let deliveries = batch.iter().filter_map(|m| m.props.delivery_count).max();
+                    if passing(&e) {
+                        tracing::warn!(error = %e, deliveries, "sink failed; keeping the newest state to try again");
+                        failed = Some(Settle::Hold);
+                    } else {
+                        tracing::warn!(error = %e, deliveries, "sink failed; abandoning");
+                        failed = Some(Settle::Abandon);
+                    }
+                }
+            }
+        }
+        if failed.is_none() && !applier.lights_pending() {
+            self.lights_backoff.reset();
+            self.lights_wait = self.lights_backoff.next_delay();
+        }
+        verdicts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let to_apply = matches!(v, Verdict::Apply { .. });
+                match failed {
+                    // A winner is kept; what it supersedes is done with.
+                    Some(Settle::Hold) if to_apply && winners[i] == i => Settle::Hold,
+                    Some(Settle::Abandon) if to_apply => Settle::Abandon,
+                    _ => Settle::Complete,
+                }
+            })
+            .collect()
+    }
 }
 
 fn log_settle_error(e: &ServiceBusError, message_id: Option<&str>) {
@@ -548,9 +656,7 @@ pub async fn wait_for_bridge(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Option<Applier>> {
     tokio::pin!(shutdown);
-    // A bridge on the LAN is cheap to ask: at most 10 s between tries, so the lamp is right
-    // soon after it boots.
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+    let mut backoff = Backoff::new(BRIDGE_WAIT_FIRST, BRIDGE_WAIT_CAP);
     let mut said = false;
     loop {
         let e = match Applier::from_settings(settings, state_file.clone()).await {
@@ -563,7 +669,7 @@ pub async fn wait_for_bridge(
             Err(e) if bridge_unreachable(&e) => e,
             Err(e) => return Err(e),
         };
-        let wait = backoff.step();
+        let wait = backoff.next_delay();
         if !said {
             tracing::warn!(bridge = settings.hue.bridge.as_deref().unwrap_or(""), error = %format!("{e:#}"), "waiting for the Hue bridge; messages stay in the subscription until it answers");
             said = true;
@@ -641,25 +747,4 @@ pub fn spawn_trigger_reconcile(
             }
         }
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
-        let steps: Vec<Duration> = (0..6).map(|_| b.step()).collect();
-        let bases = [1, 2, 4, 8, 8, 8];
-        for (s, base) in steps.iter().zip(bases) {
-            let base = Duration::from_secs(base);
-            assert!(
-                *s >= base.mul_f64(0.75) && *s <= base.mul_f64(1.25),
-                "{s:?} vs {base:?}"
-            );
-        }
-        b.reset();
-        assert!(b.step() <= Duration::from_millis(1250));
-    }
 }

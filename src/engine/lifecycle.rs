@@ -43,6 +43,7 @@ impl LifecycleMark {
 }
 
 /// Records a verified event for subscription management to act on.
+#[tracing::instrument(name = "lifecycle_event", skip_all, fields(subscription_id = %sub.subscription_id))]
 pub async fn on_lifecycle_event(
     store: &Store,
     sub: &SubscriptionRecord,

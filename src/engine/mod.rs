@@ -10,6 +10,7 @@ pub mod pbx;
 pub mod pipeline;
 pub mod poller;
 pub mod publish;
+pub mod shutdown;
 pub mod signins;
 pub mod sinks;
 pub mod subscriptions;

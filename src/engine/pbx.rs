@@ -17,12 +17,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
 
 use crate::clients::pbx::http_out::{HttpPbx, HttpPbxConfig};
 use crate::clients::pbx::threecx::ThreeCx;
 use crate::config::pbx::PbxSettings;
 use crate::config::ConfigError;
+use crate::core::backoff::Backoff;
 use crate::core::pbx::model::{Extension, PbxEvent, Profile};
 use crate::core::pbx::rules::TeamsOutcome;
 use crate::core::pbx::sync::{Action, Link, Policy, Step};
@@ -31,9 +33,13 @@ use crate::engine::context::Context;
 use crate::engine::poller::Poller;
 use crate::store::{PbxLinkRecord, PbxMappingRecord, StoreError};
 
-/// How long a failed write waits before it is tried again (doubling up to 5 minutes).
+/// How long a failed write waits before it is tried again (doubling up to 5 minutes, with
+/// jitter: [`Backoff`]).
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How long the sync waits for a PBX whose preflight failed (doubling up to 5 minutes).
+const PREFLIGHT_FIRST: Duration = Duration::from_secs(5);
+const PREFLIGHT_MAX: Duration = Duration::from_secs(300);
 
 /// The PBX side of the sync.
 #[derive(Clone)]
@@ -89,12 +95,23 @@ impl Adapter {
 }
 
 /// Failed writes waiting for another try.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Retry {
     to_teams: Option<Action>,
     to_pbx: Option<Action>,
     at: Option<DateTime<Utc>>,
-    delay: Duration,
+    backoff: Backoff,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            to_teams: None,
+            to_pbx: None,
+            at: None,
+            backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
+        }
+    }
 }
 
 struct Entry {
@@ -510,7 +527,7 @@ impl PbxSync {
                     }
                     entry.rec.last_error = None;
                     if entry.retry.to_pbx.is_none() && entry.retry.to_teams.is_none() {
-                        entry.retry.delay = Duration::ZERO;
+                        entry.retry.backoff.reset();
                     }
                 }
                 Err(e) => {
@@ -521,10 +538,9 @@ impl PbxSync {
                     } else {
                         entry.retry.to_teams = Some(action);
                     }
-                    entry.retry.delay = (entry.retry.delay * 2).clamp(RETRY_FIRST, RETRY_MAX);
-                    entry.retry.at = Some(
-                        now + chrono::Duration::from_std(entry.retry.delay).unwrap_or_default(),
-                    );
+                    let delay = entry.retry.backoff.next_delay();
+                    entry.retry.at =
+                        Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
                 }
             }
         }
@@ -673,30 +689,26 @@ fn describe(a: &Action) -> String {
 /// Drives a [`PbxSync`] in a long-running process (`serve`, `pbx run`): the adapter's call
 /// events, profile polling (3CX pushes none), Teams presence from `teams`, PBX events from
 /// `inbound` (the HTTP route), the links' timers and following the mapped users. Returns
-/// when `shutdown` turns true.
+/// when `shutdown` is cancelled, after the step under way (a write is never cut off).
 pub async fn run(
     sync: Arc<PbxSync>,
     mut teams: mpsc::UnboundedReceiver<(String, Presence, bool)>,
     poll_interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     if let Err(e) = sync.load().await {
         tracing::error!(error = %e, "cannot load the PBX mapping");
     }
     // The PBX may come up after us (a power cut): keep trying, and say why meanwhile.
-    let mut wait = Duration::from_secs(5);
+    let mut backoff = Backoff::new(PREFLIGHT_FIRST, PREFLIGHT_MAX);
     while let Err(e) = sync.preflight().await {
+        let wait = backoff.next_delay();
         tracing::error!(error = %e, retry_in_s = wait.as_secs(), "PBX preflight failed; the sync waits until it passes");
         sync.set_health(false, format!("preflight failed: {e}"));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return;
-                }
-            }
+            _ = shutdown.cancelled() => return,
         }
-        wait = (wait * 2).min(Duration::from_secs(300));
     }
     sync.start(Utc::now()).await;
     let (tx, mut events) = mpsc::channel::<PbxEvent>(256);
@@ -728,11 +740,7 @@ pub async fn run(
             None => Duration::from_secs(3600),
         };
         tokio::select! {
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return;
-                }
-            }
+            _ = shutdown.cancelled() => return,
             Some(ev) = events.recv() => sync.on_events(vec![ev], Utc::now()).await,
             Some((user, presence, read)) = teams.recv() => sync.on_teams(&user, &presence, read, Utc::now()).await,
             _ = tokio::time::sleep(sleep) => sync.tick(Utc::now()).await,

@@ -247,6 +247,7 @@ impl Poller {
     }
 
     /// Polls whoever is due at `now` and publishes changes (into `outbox` under the host).
+    #[tracing::instrument(name = "poll_tick", skip_all)]
     pub async fn tick(
         &self,
         state: &Context,
@@ -369,6 +370,7 @@ impl Poller {
     }
 
     /// Polls one user; returns the outcome and the number of Graph calls made.
+    #[tracing::instrument(level = "debug", name = "poll_user", skip_all, fields(user_id = %user.user_id))]
     async fn poll_user(
         &self,
         state: &Context,
@@ -484,6 +486,7 @@ impl Poller {
         Err(first_error.unwrap_or_default())
     }
 
+    #[tracing::instrument(name = "poll_tenant", skip_all, fields(tenant_id = %state.settings.app.tenant))]
     async fn tick_tenant(
         &self,
         state: &Context,

@@ -80,6 +80,7 @@ impl StartLimiter {
 
 /// Whether `ALLOWED_TENANTS` / `ALLOWED_USERS` let this verified identity sign in (an unset
 /// list allows everyone). Call it with the id_token's identity, never with `login_hint`.
+#[tracing::instrument(level = "debug", name = "sign_in_allowed", skip_all, fields(user_id = %who.user_id, tenant_id = %who.tenant_id))]
 pub fn allowed(settings: &Settings, who: &Identity) -> bool {
     let tenant_ok = settings.access.allowed_tenants.is_empty()
         || settings

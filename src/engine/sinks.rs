@@ -24,11 +24,14 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::clients::mqtt::{MqttSink, UserState};
 use crate::clients::webhook::WebhookClient;
 use crate::clients::wled::WledClient;
 use crate::config::Settings;
+use crate::core::backoff::Backoff;
 use crate::core::judge::{judge, Mark, Verdict};
 use crate::core::lights::{Desired, LightMap};
 use crate::core::message::TopicMessage;
@@ -195,7 +198,8 @@ struct Handle {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The sinks beside Hue, each in its own task. Dropping it stops them.
+/// The sinks beside Hue, each in its own task. Dropping it stops them; [`Fanout::drain`]
+/// lets them deliver what is queued first.
 #[derive(Debug)]
 pub struct Fanout {
     lights: LightMap,
@@ -203,6 +207,9 @@ pub struct Fanout {
     seen: Mutex<HashMap<String, Mark>>,
     sinks: Vec<Handle>,
     names: Mutex<Names>,
+    /// Cancelled by [`Fanout::drain`]: each sink task ends once its queue is delivered.
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 /// Display names per user: `MQTT_NAMES` (wins), then the store's; and each named person's
@@ -281,6 +288,7 @@ impl Fanout {
     }
 
     fn with_clients(lights: LightMap, watch: Vec<String>, clients: Vec<(String, Client)>) -> Self {
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
         let sinks = clients
             .into_iter()
             .map(|(description, client)| {
@@ -296,7 +304,7 @@ impl Fanout {
                     ..Default::default()
                 }));
                 let named = matches!(client, Client::Mqtt(_));
-                let task = tokio::spawn(drive(client, queue.clone(), status.clone()));
+                let task = tasks.spawn(drive(client, queue.clone(), status.clone(), stop.clone()));
                 Handle {
                     shared,
                     named,
@@ -312,7 +320,23 @@ impl Fanout {
             seen: Mutex::default(),
             sinks,
             names: Mutex::default(),
+            stop,
+            tasks,
         }
+    }
+
+    /// Stops taking changes and lets every sink deliver what it has queued (a failing sink
+    /// keeps retrying) until `deadline`. Returns how many queued changes were not delivered
+    /// by then (0: everything went out); their sinks are stopped.
+    pub async fn drain(&self, deadline: tokio::time::Instant) -> usize {
+        self.stop.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout_at(deadline, self.tasks.wait()).await;
+        let dropped = self.sinks.iter().map(|s| s.queue.lock().len()).sum();
+        for s in &self.sinks {
+            s.task.abort();
+        }
+        dropped
     }
 
     fn names(&self) -> std::sync::MutexGuard<'_, Names> {
@@ -410,20 +434,34 @@ impl Fanout {
     }
 }
 
+/// A failing sink's first retry delay; doubles up to [`RETRY_CAP`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// A failing sink's longest retry delay.
+const RETRY_CAP: Duration = Duration::from_secs(30);
+
 /// One sink's task: sends what is queued the moment it is, skipping repeats; after a failure
-/// retries the latest with back-off.
-async fn drive(client: Client, queue: Arc<Queue>, status: SharedSinkStatus) {
+/// retries the latest with back-off. Once `stop` is cancelled it ends as soon as its queue
+/// is delivered (an MQTT sink says `offline` and disconnects cleanly).
+async fn drive(
+    client: Client,
+    queue: Arc<Queue>,
+    status: SharedSinkStatus,
+    stop: CancellationToken,
+) {
     let mut sent: HashMap<String, String> = HashMap::new();
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP);
     let mut failing = false;
     loop {
         if failing {
             tokio::select! {
                 _ = queue.wake.notified() => {}
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
         } else {
-            queue.wake.notified().await;
+            tokio::select! {
+                _ = queue.wake.notified() => {}
+                _ = stop.cancelled() => {}
+            }
         }
         let taken = std::mem::take(&mut *queue.lock());
         failing = false;
@@ -457,13 +495,19 @@ async fn drive(client: Client, queue: Arc<Queue>, status: SharedSinkStatus) {
                 }
             }
         }
-        backoff = if failing {
-            (backoff * 2).min(Duration::from_secs(30))
-        } else {
-            Duration::from_secs(1)
-        };
+        if !failing {
+            backoff.reset();
+        }
         if !failing && !queue.lock().is_empty() {
             queue.wake.notify_one();
+        } else if !failing && stop.is_cancelled() {
+            if let Client::Mqtt(m) = client {
+                m.close(MQTT_CLOSE_WITHIN).await;
+            }
+            return;
         }
     }
 }
+
+/// How long a draining MQTT sink waits for its last publishes and its goodbye to go out.
+const MQTT_CLOSE_WITHIN: Duration = Duration::from_secs(2);

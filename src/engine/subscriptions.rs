@@ -315,6 +315,7 @@ async fn desired(state: &Context) -> Result<Vec<Desired>, StoreError> {
 }
 
 /// Runs one maintenance pass at `now`.
+#[tracing::instrument(name = "subscription_maintenance", skip_all)]
 pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> RenewReport {
     // One pass at a time: two passes over the same state both create a subscription for a
     // new user, and the second's 409-replace deletes the first's, leaving a dead record.
@@ -369,7 +370,7 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
         let token = match state.tokens.access_token(&rec.owner_user_id, None).await {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!(subscription = %rec.subscription_id, error = %e, "no token to act on a lifecycle event");
+                tracing::warn!(subscription_id = %rec.subscription_id, error = %e, "no token to act on a lifecycle event");
                 report.failed += 1;
                 continue;
             }
@@ -397,7 +398,7 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
                         have[pos] = updated;
                     }
                     Err(e) => {
-                        tracing::warn!(subscription = %rec.subscription_id, error = %e, "reauthorization failed; recreating");
+                        tracing::warn!(subscription_id = %rec.subscription_id, error = %e, "reauthorization failed; recreating");
                         forget(state, &rec).await;
                         have.remove(pos);
                     }
@@ -448,7 +449,7 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
         let token = match state.tokens.access_token(&d.owner, None).await {
             Ok(t) => t,
             Err(e) => {
-                tracing::debug!(owner = %d.owner, error = %e, "no token to keep a subscription");
+                tracing::debug!(user_id = %d.owner, error = %e, "no token to keep a subscription");
                 report.failed += 1;
                 continue;
             }
@@ -461,7 +462,7 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
                 let Some(cert) = state.notification_keys.current() else {
                     continue;
                 };
-                tracing::info!(subscription = %rec.subscription_id, certificate_id = %cert.id(), "the notification certificate rotated; updating the subscription");
+                tracing::info!(subscription_id = %rec.subscription_id, certificate_id = %cert.id(), "the notification certificate rotated; updating the subscription");
                 match state
                     .graph
                     .update_subscription_certificate(
@@ -486,12 +487,12 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
                         }
                     }
                     Err(GraphError::NotFound) => {
-                        tracing::info!(subscription = %rec.subscription_id, "Graph no longer knows the subscription; recreating");
+                        tracing::info!(subscription_id = %rec.subscription_id, "Graph no longer knows the subscription; recreating");
                         forget(state, &rec).await;
                         create(state, &token, &d, &endpoints, now, &known, &mut report).await;
                     }
                     Err(e) => {
-                        tracing::warn!(subscription = %rec.subscription_id, error = %e, "cannot move the subscription to the current certificate; trying again next run");
+                        tracing::warn!(subscription_id = %rec.subscription_id, error = %e, "cannot move the subscription to the current certificate; trying again next run");
                         report.failed += 1;
                     }
                 }
@@ -514,12 +515,12 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
                     }
                 }
                 Err(GraphError::NotFound) => {
-                    tracing::info!(subscription = %rec.subscription_id, "Graph no longer knows the subscription; recreating");
+                    tracing::info!(subscription_id = %rec.subscription_id, "Graph no longer knows the subscription; recreating");
                     forget(state, &rec).await;
                     create(state, &token, &d, &endpoints, now, &known, &mut report).await;
                 }
                 Err(e) => {
-                    tracing::warn!(subscription = %rec.subscription_id, error = %e, "renewal failed");
+                    tracing::warn!(subscription_id = %rec.subscription_id, error = %e, "renewal failed");
                     report.failed += 1;
                     if rec.expires_at <= now {
                         forget(state, &rec).await;
@@ -694,6 +695,7 @@ async fn forget(state: &Context, rec: &SubscriptionRecord) {
     }
 }
 
+#[tracing::instrument(name = "subscription_create", skip_all, fields(user_id = %d.owner, tenant_id = %d.tenant))]
 async fn create(
     state: &Context,
     token: &SecretString,
@@ -722,7 +724,7 @@ async fn create(
         // One presence subscription per user per app, the owner included: a leftover we
         // have no record of (same resource, or any presence subscription of this owner that
         // is not ours, e.g. after a lost store or a changed `TENANT_USERS`).
-        tracing::info!(owner = %d.owner, "a subscription for these users already exists; replacing it");
+        tracing::info!(user_id = %d.owner, "a subscription for these users already exists; replacing it");
         if let Ok(list) = state.graph.list_subscriptions(token).await {
             for old in list.iter().filter(|s| {
                 let r = s.resource.trim_start_matches('/');
@@ -759,7 +761,7 @@ async fn create(
             }
         }
         Err(e) => {
-            tracing::warn!(owner = %d.owner, error = %e, "cannot create a presence subscription; polling instead");
+            tracing::warn!(user_id = %d.owner, error = %e, "cannot create a presence subscription; polling instead");
             report.failed += 1;
         }
     }

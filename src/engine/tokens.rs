@@ -20,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::clients::entra::{EntraClient, Identity, TokenError, TokenResponse};
 use crate::config::ConfigError;
+use crate::core::backoff::Backoff;
 use crate::core::message::{SignInRequired, TopicMessage};
 use crate::core::presence::Presence;
 use crate::core::seal::KeyRing;
@@ -73,8 +74,17 @@ struct Inner {
     publisher: Publisher,
     cache: Mutex<HashMap<String, Cached>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    backoff: Vec<Duration>,
+    /// The refresh's retries after a transient failure: the back-off each refresh starts
+    /// from, and how many retries.
+    backoff: Backoff,
+    retries: usize,
 }
+
+/// A transient refresh failure is retried this often, after [`RETRY_FIRST`] and then four
+/// times as long each (500 ms, 2 s), with jitter.
+const RETRIES: usize = 2;
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_CAP: Duration = Duration::from_secs(2);
 
 /// Hands out access tokens for stored users. Cheap to clone.
 #[derive(Clone)]
@@ -101,17 +111,19 @@ impl TokenManager {
             seal,
             store,
             publisher,
-            vec![Duration::from_millis(500), Duration::from_secs(2)],
+            Backoff::new(RETRY_FIRST, RETRY_CAP).with_factor(4),
+            RETRIES,
         )
     }
 
-    /// A manager with other retry delays for transient failures (tests use zero).
+    /// A manager with another back-off and number of retries for transient failures.
     pub fn with_backoff(
         entra: Result<EntraClient, ConfigError>,
         seal: Result<KeyRing, ConfigError>,
         store: Store,
         publisher: Publisher,
-        backoff: Vec<Duration>,
+        backoff: Backoff,
+        retries: usize,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -122,6 +134,7 @@ impl TokenManager {
                 cache: Mutex::new(HashMap::new()),
                 locks: Mutex::new(HashMap::new()),
                 backoff,
+                retries,
             }),
         }
     }
@@ -137,6 +150,7 @@ impl TokenManager {
     }
 
     /// Stores (or re-activates) a signed-in user with their refresh token sealed.
+    #[tracing::instrument(name = "sign_in_store", skip_all, fields(user_id = %id.user_id, tenant_id = %id.tenant_id))]
     pub async fn store_sign_in(
         &self,
         id: &Identity,
@@ -234,6 +248,7 @@ impl TokenManager {
     }
 
     /// An app-only Graph token for `tenant` (client credentials), cached like the others.
+    #[tracing::instrument(level = "debug", name = "app_token", skip_all, fields(tenant_id = %tenant))]
     pub async fn app_token(&self, tenant: &str) -> Result<SecretString, AccessError> {
         let key = format!("app:{tenant}");
         if let Some(t) = self.cached(&key, Utc::now()) {
@@ -276,6 +291,7 @@ impl TokenManager {
     }
 
     /// A Graph access token for the user, refreshing (and rotating) when needed.
+    #[tracing::instrument(level = "debug", name = "access_token", skip_all, fields(user_id = %user_id))]
     pub async fn access_token(
         &self,
         user_id: &str,
@@ -294,6 +310,7 @@ impl TokenManager {
         let seal = self.seal()?.clone();
         let mut retried_after_rotation = false;
         let mut attempt = 0usize;
+        let mut backoff = self.inner.backoff.clone();
         loop {
             let user = self
                 .inner
@@ -338,8 +355,8 @@ impl TokenManager {
                     });
                 }
                 Err(TokenError::Transient(m)) => {
-                    if attempt < self.inner.backoff.len() {
-                        tokio::time::sleep(self.inner.backoff[attempt]).await;
+                    if attempt < self.inner.retries {
+                        tokio::time::sleep(backoff.next_delay()).await;
                         attempt += 1;
                         continue;
                     }
@@ -432,6 +449,7 @@ impl TokenManager {
     }
 
     /// Marks the user "sign-in required" and publishes one `user.signin_required`.
+    #[tracing::instrument(name = "sign_in_required", skip_all, fields(user_id = %user_id))]
     pub async fn mark_sign_in_required(
         &self,
         user_id: &str,

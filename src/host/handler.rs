@@ -72,6 +72,7 @@ pub fn router_with(app: AppState, certs: std::sync::Arc<Certificates>, held: Hel
             (app, certificates),
             gate,
         ))
+        .layer(crate::http::trace::layer())
 }
 
 /// The host only needs *a* response on `/`; we say who we are.

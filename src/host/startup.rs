@@ -22,7 +22,7 @@
 //! state holds it. Meanwhile the functions that need one answer 503 with its line; an
 //! invocation that arrives during the first try waits up to [`STARTING_GRACE`] for it.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -212,7 +212,9 @@ pub fn health_unavailable(status: &str, problems: Vec<String>) -> Response {
 /// Binds `127.0.0.1:port`, answers the readiness probe at once and builds the state behind
 /// it ([`build_state`]); then the Key Vault certificates load (`host::certificates`), the
 /// edge package's reconcile starts, and once every certificate is in the state the
-/// subscription upkeep runs once. Returns when `shutdown` completes.
+/// subscription upkeep runs once. Once `shutdown` completes: no new connection, the
+/// requests under way and the state's build finish, within
+/// [`crate::engine::shutdown::DRAIN_BOUND`].
 pub async fn serve(
     settings: Settings,
     port: u16,
@@ -246,7 +248,8 @@ pub async fn serve(
         });
     }
     let loading = startup.clone();
-    tokio::spawn(async move {
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(async move {
         match build_state(settings, &loading).await {
             Ok(app) => {
                 // The edge package (`hue-subscriber`): heal from the cloud's presence API too.
@@ -270,10 +273,27 @@ pub async fn serve(
             }
         }
     });
-    axum::serve(listener, startup.router())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!("handler server failed: {e}"))
+    let stop = crate::engine::shutdown::Stop::new();
+    let serving = axum::serve(listener, startup.router())
+        .with_graceful_shutdown(stop.token().clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(serving, shutdown);
+    let result = tokio::select! {
+        r = &mut serving => r,
+        () = &mut shutdown => {
+            let deadline = stop.begin(crate::engine::shutdown::DRAIN_BOUND);
+            match tokio::time::timeout_at(deadline, &mut serving).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("requests were still open at the bound; closing them");
+                    Ok(())
+                }
+            }
+        }
+    };
+    let deadline = stop.begin(crate::engine::shutdown::DRAIN_BOUND);
+    crate::engine::shutdown::wait(&tasks, deadline, "the start-up work").await;
+    result.map_err(|e| anyhow::anyhow!("handler server failed: {e}"))
 }
 
 /// Builds the handler's state: the Table Storage store (tables created if missing) and the

@@ -13,6 +13,7 @@ pub mod presence;
 pub mod state;
 pub mod status;
 pub mod status_words;
+pub mod trace;
 pub mod webhook;
 
 use axum::http::StatusCode;

@@ -5,6 +5,7 @@
 
 pub mod sinks;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,8 +16,11 @@ use axum::Router;
 use base64::Engine;
 use secrecy::{SecretBox, SecretString};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Settings, StoreKind};
+use crate::engine::shutdown::{Stop, DRAIN_BOUND};
 use crate::files::write_private;
 use crate::http::state::{AppState, Mode};
 
@@ -115,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         )
         .with_state(state.clone())
         .merge(crate::http::api_router(state))
+        .layer(crate::http::trace::layer())
 }
 
 /// How often `serve` sends again the changes whose publishing is not confirmed (the cloud's
@@ -124,44 +129,50 @@ pub const RESEND_EVERY: std::time::Duration = std::time::Duration::from_secs(15)
 /// `serve`'s own clock: every second, whoever is due is polled (the same code the
 /// `presence-refresh` timer runs); every minute, subscriptions are maintained (the same code
 /// as `subscriptions-renew`); every [`RESEND_EVERY`], changes still pending are sent again.
-pub fn spawn_scheduler(state: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut last_maintenance: Option<tokio::time::Instant> = None;
-        let mut last_resend: Option<tokio::time::Instant> = None;
-        loop {
-            every.tick().await;
-            // At start too: what a killed process stored but never handed on goes now.
-            if last_resend.is_none_or(|t| t.elapsed() >= RESEND_EVERY) {
-                // Changes younger than a few seconds are still on their way.
-                let before = state.clock.now() - chrono::Duration::seconds(5);
-                if let Err(e) = crate::engine::pipeline::resend_pending(
-                    &state.store,
-                    &state.publisher,
-                    None,
-                    before,
-                    None,
-                )
-                .await
-                {
-                    tracing::warn!(error = %e, "cannot send pending changes again");
-                }
-                last_resend = Some(tokio::time::Instant::now());
-            }
-            // Subscriptions first (every minute), so a fresh one is there before polling
-            // decides between the fast and the slow cadence.
-            if last_maintenance.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
-                crate::engine::subscriptions::maintain(&state, &state.poller, chrono::Utc::now())
-                    .await;
-                last_maintenance = Some(tokio::time::Instant::now());
-            }
-            state.poller.tick(&state, None, chrono::Utc::now()).await;
+/// Stops at the first tick after `stop`, never inside one.
+async fn scheduler(state: AppState, stop: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_maintenance: Option<tokio::time::Instant> = None;
+    let mut last_resend: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.cancelled() => break,
         }
-    })
+        // At start too: what a killed process stored but never handed on goes now.
+        if last_resend.is_none_or(|t| t.elapsed() >= RESEND_EVERY) {
+            // Changes younger than a few seconds are still on their way.
+            let before = state.clock.now() - chrono::Duration::seconds(5);
+            if let Err(e) = crate::engine::pipeline::resend_pending(
+                &state.store,
+                &state.publisher,
+                None,
+                before,
+                None,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "cannot send pending changes again");
+            }
+            last_resend = Some(tokio::time::Instant::now());
+        }
+        // Subscriptions first (every minute), so a fresh one is there before polling
+        // decides between the fast and the slow cadence.
+        if last_maintenance.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+            crate::engine::subscriptions::maintain(&state, &state.poller, chrono::Utc::now()).await;
+            last_maintenance = Some(tokio::time::Instant::now());
+        }
+        state.poller.tick(&state, None, chrono::Utc::now()).await;
+    }
 }
 
-/// Serves until `shutdown` resolves. The listener is injected so tests bind port 0.
+/// Serves until `shutdown` resolves, then stops in order within [`DRAIN_BOUND`]: the
+/// listener takes no new connection and the requests under way finish; the scheduler
+/// finishes its tick and the PBX sync its step; then the sinks deliver what they were handed
+/// (the lights, MQTT, webhook, WLED) and the pending marks of what they took are cleared.
+/// What is still undelivered at the bound is counted in one line. The listener is injected
+/// so tests bind port 0.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -169,35 +180,50 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %state.store.describe(), "serving; status page at http://{addr}/");
-    let sinks = crate::serve::sinks::spawn(&state);
-    let scheduler = spawn_scheduler(state.clone());
-    let (stop_pbx, pbx) = spawn_pbx(&state);
+    // Producers (the listener, the scheduler, the PBX sync) stop first; the sinks, which
+    // consume what they publish, drain after them.
+    let (stop, drain) = (Stop::new(), Stop::new());
+    let (producers, consumers) = (TaskTracker::new(), TaskTracker::new());
+    crate::serve::sinks::start(&state, &consumers, drain.clone());
+    producers.spawn(scheduler(state.clone(), stop.token().clone()));
+    start_pbx(&state, &producers, stop.token().clone());
     // The peer address decides who may read the status (crate::http::access).
-    let service = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed");
-    let _ = stop_pbx.send(true);
-    if let Some(pbx) = pbx {
-        pbx.abort();
+    let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let serving = axum::serve(listener, service)
+        .with_graceful_shutdown(stop.token().clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(serving, shutdown);
+    let result = tokio::select! {
+        r = &mut serving => r,
+        () = &mut shutdown => {
+            let deadline = stop.begin(DRAIN_BOUND);
+            match tokio::time::timeout_at(deadline, &mut serving).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("requests were still open at the bound; closing them");
+                    Ok(())
+                }
+            }
+        }
     }
-    scheduler.abort();
-    sinks.abort();
+    .context("server failed");
+    let deadline = stop.begin(DRAIN_BOUND);
+    crate::engine::shutdown::wait(&producers, deadline, "the scheduler or the PBX sync").await;
+    drain.begin(deadline.saturating_duration_since(tokio::time::Instant::now()));
+    crate::engine::shutdown::wait(&consumers, deadline, "the sinks").await;
+    tracing::info!("stopped");
     result
 }
 
-/// The PBX sync in-process, fed with every presence change `serve` publishes.
-pub fn spawn_pbx(
+/// The PBX sync in-process, fed with every presence change `serve` publishes, on `tasks`
+/// (when `PBX` is set), stopping after its step under way
+/// once `stop` is cancelled.
+fn start_pbx(
     state: &AppState,
-) -> (
-    tokio::sync::watch::Sender<bool>,
-    Option<tokio::task::JoinHandle<()>>,
-) {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let Some(sync) = state.pbx.clone() else {
-        return (stop, None);
-    };
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let sync = state.pbx.clone()?;
     let mut changes = state.publisher.subscribe();
     let (tx, teams) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -212,10 +238,5 @@ pub fn spawn_pbx(
     });
     let every = state.settings.polling.interval;
     tracing::info!("PBX sync on");
-    (
-        stop,
-        Some(tokio::spawn(crate::engine::pbx::run(
-            sync, teams, every, stopped,
-        ))),
-    )
+    Some(tasks.spawn(crate::engine::pbx::run(sync, teams, every, stop)))
 }

@@ -14,10 +14,14 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::core::backoff::Backoff;
 use crate::core::judge::Verdict;
 use crate::core::message::{PresenceChanged, TopicMessage};
 use crate::engine::applier::{set_status as set, Applier};
+use crate::engine::shutdown::Stop;
 use crate::http::state::AppState;
 use crate::store::{PresenceRecord, Store, UserRecord};
 
@@ -123,21 +127,38 @@ async fn flush(state: &AppState, applier: &mut Applier, pending: &Pending) -> bo
     ok
 }
 
+/// The lights' first retry delay while the bridge is down; doubles up to [`LIGHTS_RETRY_CAP`].
+const LIGHTS_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+/// The lights' longest retry delay.
+const LIGHTS_RETRY_CAP: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Drives the lights: applies what is pending the moment it is known, and while the bridge
 /// is down retries with back-off (1 s doubling to 30 s), never sooner than the bridge's own
-/// rate limits allow.
-async fn lights(state: AppState, pending: Pending, wake: Arc<Notify>) {
+/// rate limits allow. Returns once `all_received` is cancelled and everything handed over
+/// is shown.
+async fn lights(
+    state: AppState,
+    pending: Pending,
+    wake: Arc<Notify>,
+    all_received: CancellationToken,
+) {
     let mut applier: Option<Applier> = None;
-    let mut backoff = std::time::Duration::from_secs(1);
+    let mut backoff = Backoff::new(LIGHTS_RETRY_FIRST, LIGHTS_RETRY_CAP);
     let mut failing = false;
     loop {
         if failing {
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
         } else {
-            wake.notified().await;
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = all_received.cancelled() => {}
+            }
+        }
+        if !failing && all_received.is_cancelled() && lock(&pending).is_empty() {
+            return;
         }
         if applier.is_none() {
             applier = connect(&state).await;
@@ -156,11 +177,9 @@ async fn lights(state: AppState, pending: Pending, wake: Arc<Notify>) {
             }
             None => true,
         };
-        backoff = if failing {
-            (backoff * 2).min(std::time::Duration::from_secs(30))
-        } else {
-            std::time::Duration::from_secs(1)
-        };
+        if !failing {
+            backoff.reset();
+        }
         if !lock(&pending).is_empty() && !failing {
             // Arrived while the command was in flight: go again at once.
             wake.notify_one();
@@ -179,11 +198,23 @@ fn learn_name(store: &Store, sinks: &Arc<crate::engine::sinks::Fanout>, user: &s
     });
 }
 
-/// Subscribes (before returning, so nothing published later is missed) and runs the sinks.
+/// Subscribes (before returning, so nothing published later is missed) and runs the sinks
+/// until the task is aborted.
 pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
+    start(state, &TaskTracker::new(), Stop::new())
+}
+
+/// [`spawn`] on `tasks`, and once `drain` begins: takes what was published before, hands it
+/// to the lights and the other sinks, lets them deliver it until the drain's deadline, clears
+/// the pending marks of what they took, and ends, saying how many changes were not
+/// delivered by then (a start shows every stored presence again).
+pub fn start(state: &AppState, tasks: &TaskTracker, drain: Stop) -> tokio::task::JoinHandle<()> {
     let mut rx = state.publisher.subscribe();
     let state = state.clone();
-    tokio::spawn(async move {
+    let spawner = tasks.clone();
+    tasks.spawn(async move {
+        let tasks = spawner;
+        let all_received = CancellationToken::new();
         let pending: Pending = Arc::default();
         let wake = Arc::new(Notify::new());
         let hue = state.settings.hue.bridge.is_some();
@@ -240,15 +271,32 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
         // Receiving never waits for the lights: a slow or absent bridge only grows `pending`
         // by one entry per user. Both run in this task, so aborting it stops both.
         let driving = async {
-            if hue {
-                lights(state.clone(), pending.clone(), wake.clone()).await;
-            } else {
-                std::future::pending::<()>().await;
+            if !hue {
+                return 0;
+            }
+            let lights = lights(
+                state.clone(),
+                pending.clone(),
+                wake.clone(),
+                all_received.clone(),
+            );
+            tokio::select! {
+                () = lights => 0,
+                _ = async { tokio::time::sleep_until(drain.begun().await).await } => {
+                    lock(&pending).len()
+                }
             }
         };
         let receiving = async {
             let mut batch = Vec::new();
-            while let Some(msg) = rx.recv().await {
+            loop {
+                // Once the drain begins: only what was already published, then stop.
+                let next = tokio::select! {
+                    biased;
+                    m = rx.recv() => m,
+                    _ = drain.token().cancelled() => rx.try_recv().ok(),
+                };
+                let Some(msg) = next else { break };
                 // What arrived meanwhile goes along: one confirmation for the lot.
                 batch.push(msg);
                 while let Ok(more) = rx.try_recv() {
@@ -286,7 +334,7 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
                 match state.direct_bus.clone() {
                     Some(bus) => {
                         let store = state.store.clone();
-                        tokio::spawn(async move {
+                        tasks.spawn(async move {
                             let sent =
                                 crate::engine::pipeline::send_and_confirm(&store, &bus, &msgs)
                                     .await;
@@ -298,10 +346,27 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
                     None => state.confirmer.confirm(&msgs).await,
                 }
             }
+            all_received.cancel();
         };
-        tokio::select! {
-            _ = driving => {}
-            _ = receiving => {}
+        // The other sinks deliver their queues once everything is offered; the pending marks
+        // of what the sinks took are cleared before the end.
+        let others = async {
+            let deadline = drain.begun().await;
+            all_received.cancelled().await;
+            let dropped = match &state.sinks {
+                Some(f) => f.drain(deadline).await,
+                None => 0,
+            };
+            let _ = tokio::time::timeout_at(deadline, state.confirmer.flush()).await;
+            dropped
+        };
+        let (lights_dropped, (), others_dropped) = tokio::join!(driving, receiving, others);
+        match lights_dropped + others_dropped {
+            0 => tracing::info!("the sinks delivered every change they were handed"),
+            dropped => tracing::warn!(
+                dropped,
+                "stopping with changes the sinks did not take in time; the next start shows the stored presence again"
+            ),
         }
     })
 }

@@ -29,8 +29,14 @@ use url::Url;
 
 use super::{Entity, Etag, StoreError, Table};
 use crate::config::{ConfigError, TablesConnection};
+use crate::core::backoff::Backoff;
 
 const API_VERSION: &str = "2019-02-02";
+/// Tries per request: the first and three retries on a transient failure.
+const ATTEMPTS: u32 = 4;
+/// The first retry's delay; ×4 per retry (200 ms, 800 ms, 3.2 s), with jitter.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_CAP: Duration = Duration::from_millis(3200);
 /// Azurite's well-known development account (public, documented in the Azurite README).
 const DEV_ACCOUNT: &str = "devstoreaccount1";
 const DEV_KEY: &str =
@@ -202,6 +208,7 @@ impl TableStore {
         let body_text = body.map(Value::to_string);
         let mut attempt = 0u32;
         let mut maybe_done = false;
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP).with_factor(4);
         loop {
             attempt += 1;
             let date = Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
@@ -256,7 +263,7 @@ impl TableStore {
                 ),
                 Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
             };
-            if !transient || attempt >= 4 {
+            if !transient || attempt >= ATTEMPTS {
                 return match outcome {
                     Ok(r) => Ok((r, maybe_done)),
                     // reqwest's error text holds the URL (no credentials: auth is a header).
@@ -268,7 +275,7 @@ impl TableStore {
             }
             // A refused connection carried nothing; anything else may have been applied.
             maybe_done |= !matches!(&outcome, Err(e) if e.is_connect());
-            tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 

@@ -27,6 +27,8 @@
 //! - `sinks`: MQTT against a real mosquitto, the signed webhook, WLED, and the fan-out in `serve`.
 //! - `tenant_load`: a 10,000-user tenant-mode tick and PBX calls under Graph's throttling.
 //! - `infra_hooks`: the azd hooks with stub `az`/`azd`, and the per-edge rule plan (issue 27).
+//! - `shutdown`: the real binaries given SIGTERM: `serve` mid-burst delivers what it accepted,
+//!   `subscribe` abandons nothing it applied, `pbx run` through the edge's receive loop.
 //! - `faults`: issue 14's fault suite: outages of the store, the topic and the bridge, Graph's
 //!   throttling and 5xx, a revoked refresh token, `kill -9` during a burst, a lost peek-lock.
 
@@ -54,6 +56,7 @@ mod private_files;
 mod reliability;
 mod serve;
 mod serve_e2e;
+mod shutdown;
 mod sinks;
 mod status_page;
 mod store;

@@ -96,8 +96,9 @@ async fn pbx_http_retries_once_after_a_500_then_succeeds() {
     let got = pbx.received();
     assert_eq!(got.len(), 2, "one retry");
     assert_eq!(got[0].body, got[1].body);
+    // Equal jitter: the first retry waits between half the 20 ms step and all of it.
     assert!(
-        got[1].at - got[0].at >= Duration::from_millis(20),
+        got[1].at - got[0].at >= Duration::from_millis(10),
         "backoff"
     );
 }
@@ -133,8 +134,9 @@ async fn pbx_http_gives_up_after_three_tries_with_exponential_backoff() {
     );
     let got = pbx.received();
     assert_eq!(got.len(), 3);
+    // The second step is 40 ms; with equal jitter the wait is at least half of it.
     assert!(
-        got[2].at - got[1].at >= Duration::from_millis(40),
+        got[2].at - got[1].at >= Duration::from_millis(20),
         "doubled"
     );
     let text = e.to_string();

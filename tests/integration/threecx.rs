@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use teams_presence::clients::pbx::threecx::{ThreeCx, ThreeCxError};
 use teams_presence::clients::pbx::threecx_calls::Heartbeat;
 use teams_presence::core::pbx::model::{Extension, LineState, PbxEvent, Profile};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::fakes::threecx::{FakeThreeCx, CLIENT_ID, SECRET};
@@ -33,7 +33,8 @@ fn ext(n: &str) -> Extension {
 /// A running event task and its receiving end.
 struct Events {
     rx: mpsc::Receiver<PbxEvent>,
-    _stop: watch::Sender<bool>,
+    /// Stops the follower when the test lets go of it.
+    _stop: tokio_util::sync::DropGuard,
 }
 
 /// A client whose socket pings every 200 ms and gives up after 1 s of silence.
@@ -55,10 +56,13 @@ fn quick_heartbeat_client(fake: &FakeThreeCx) -> Arc<ThreeCx> {
 
 fn follow(c: &Arc<ThreeCx>) -> Events {
     let (tx, rx) = mpsc::channel(64);
-    let (stop, stopped) = watch::channel(false);
-    let c = c.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (c, stopped) = (c.clone(), stop.clone());
     tokio::spawn(async move { c.run_call_events(tx, stopped).await });
-    Events { rx, _stop: stop }
+    Events {
+        rx,
+        _stop: stop.drop_guard(),
+    }
 }
 
 impl Events {

@@ -47,6 +47,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::config::HueTarget;
+use crate::core::backoff::Backoff;
 use crate::core::lights::{LampState, LightState};
 
 pub use inventory::{Endpoint, Inventory, Resolved};
@@ -427,6 +428,11 @@ impl TokenBucket {
 const REMEMBER: Duration = Duration::from_secs(15 * 60);
 /// Attempts per command when the bridge says it is overloaded.
 const ATTEMPTS: u32 = 4;
+/// The wait before the next attempt when the bridge names none (no `Retry-After`); doubles
+/// per attempt, with jitter.
+const BUSY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between attempts, also for a bridge's own `Retry-After`.
+const BUSY_CAP: Duration = Duration::from_secs(10);
 
 /// One configured target and what the sink knows of it.
 #[derive(Debug)]
@@ -614,7 +620,7 @@ impl HueSink {
         endpoint: &Endpoint,
         state: &LampState,
     ) -> Result<Vec<String>, HueError> {
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = Backoff::new(BUSY_FIRST, BUSY_CAP);
         let mut attempt = 1;
         loop {
             match endpoint {
@@ -626,10 +632,10 @@ impl HueSink {
                     status,
                     retry_after,
                 }) if attempt < ATTEMPTS => {
-                    let wait = retry_after.unwrap_or(backoff).min(Duration::from_secs(10));
+                    let step = backoff.next_delay();
+                    let wait = retry_after.unwrap_or(step).min(BUSY_CAP);
                     tracing::debug!(status, ?wait, "bridge busy; backing off");
                     tokio::time::sleep(wait).await;
-                    backoff *= 2;
                     attempt += 1;
                 }
                 other => return other,

@@ -20,6 +20,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::config::ConfigError;
+use crate::core::backoff::Backoff;
 use crate::core::pbx::model::{Extension, Profile};
 
 /// Tries per status change (the first one included).
@@ -59,7 +60,7 @@ pub struct HttpPbxConfig {
     pub password: Option<SecretString>,
     /// Per-request timeout.
     pub timeout: Duration,
-    /// First retry delay; doubles with each retry.
+    /// First retry delay; doubles with each retry (with jitter: never more than this step).
     pub retry_base: Duration,
 }
 
@@ -276,7 +277,8 @@ impl HttpPbx {
         let url = render_url(&self.config.set_url, &extension.0, profile.as_str())
             .map_err(|_| HttpPbxError::InvalidUrl)?;
         let body = json!({ "extension": extension.0, "status": profile.as_str() });
-        let mut delay = self.config.retry_base;
+        // No cap: MAX_TRIES bounds it.
+        let mut backoff = Backoff::new(self.config.retry_base, Duration::MAX);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -291,16 +293,17 @@ impl HttpPbx {
                     detail,
                 });
             }
+            // The step grows with every retry, also one paced by `Retry-After`.
+            let step = backoff.next_delay();
             let pause = match wait {
                 Some(w) if w > MAX_RETRY_AFTER => {
                     return Err(HttpPbxError::Throttled { retry_after: w })
                 }
                 Some(w) => w,
-                None => delay,
+                None => step,
             };
             tracing::debug!(%extension, attempt, ?pause, %detail, "PBX status change will be retried");
             tokio::time::sleep(pause).await;
-            delay *= 2;
         }
     }
 

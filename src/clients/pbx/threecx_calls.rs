@@ -22,9 +22,7 @@
 //! derived [`LineState`] changes. After every (re)connect it emits a
 //! [`PbxEvent::Snapshot`] which consumers diff; they never replay writes because of it.
 
-use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
-use std::hash::BuildHasher;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -33,19 +31,21 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
 
 pub use super::threecx::Heartbeat;
 use super::threecx::{ThreeCx, ThreeCxError};
+use crate::core::backoff::Backoff;
 use crate::core::pbx::model::{Extension, ExtensionSnapshot, LineState, PbxEvent};
 
 /// First reconnect delay; doubles per failure up to [`BACKOFF_CAP`].
 const BACKOFF_START: Duration = Duration::from_secs(1);
-/// Longest reconnect delay (before jitter).
+/// Longest reconnect delay (the step jitter draws from).
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -225,43 +225,11 @@ impl Lines {
     }
 }
 
-/// Exponential backoff with jitter, from [`BACKOFF_START`] to [`BACKOFF_CAP`].
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Self {
-            next: BACKOFF_START,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
-
-    /// The delay to wait now: the current step plus up to a quarter of it at random (so
-    /// many clients do not reconnect in lockstep).
-    fn delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (base * 2).min(BACKOFF_CAP);
-        let random = RandomState::new().hash_one(std::time::SystemTime::now());
-        let quarter_ms = (base.as_millis() / 4).max(1) as u64;
-        base + Duration::from_millis(random % quarter_ms)
-    }
-}
-
 enum Exit {
     /// Shutdown or nobody listening: stop the task.
     Stop,
     /// The connection is gone; reconnect.
     Lost(String),
-}
-
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // A dropped sender counts as "stop" too.
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 impl ThreeCx {
@@ -279,20 +247,20 @@ impl ThreeCx {
         parse_call_control(&body)
     }
 
-    /// Follows call state until `shutdown` turns true (or its sender is dropped) or
+    /// Follows call state until `shutdown` is cancelled or
     /// `events` is closed: connects the socket, emits `Health{connected:true}` and a
     /// `Snapshot`, then a `Line` per change of a DN's line state. It pings the socket every
     /// [`Heartbeat::every`]; a socket silent for [`Heartbeat::timeout`] (half-open) counts as
     /// lost. When the connection is lost it emits `Health{connected:false}` and reconnects
-    /// with exponential backoff (1 s doubling to 30 s, with jitter), each time followed by a
+    /// with exponential backoff (1 s doubling to 30 s, with jitter: [`Backoff`]), each time followed by a
     /// fresh `Snapshot`.
     pub async fn run_call_events(
         &self,
         events: mpsc::Sender<PbxEvent>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) {
         let mut lines = Lines::default();
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
         let mut connected: Option<bool> = None;
         loop {
             let session = async {
@@ -302,7 +270,7 @@ impl ThreeCx {
                 Ok::<_, ThreeCxError>((ws, dns))
             };
             let result = tokio::select! {
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.cancelled() => return,
                 _ = events.closed() => return,
                 r = session => r,
             };
@@ -322,7 +290,7 @@ impl ThreeCx {
                     if events.send(up).await.is_err() || events.send(snapshot).await.is_err() {
                         return;
                     }
-                    match self.pump(ws, &mut lines, &events, &mut shutdown).await {
+                    match self.pump(ws, &mut lines, &events, &shutdown).await {
                         Exit::Stop => return,
                         Exit::Lost(why) => why,
                     }
@@ -343,9 +311,9 @@ impl ThreeCx {
             } else {
                 tracing::debug!(reason = %why, "3CX call control reconnect failed");
             }
-            let delay = backoff.delay();
+            let delay = backoff.next_delay();
             tokio::select! {
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.cancelled() => return,
                 _ = events.closed() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
@@ -357,7 +325,7 @@ impl ThreeCx {
         mut ws: Socket,
         lines: &mut Lines,
         events: &mpsc::Sender<PbxEvent>,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &CancellationToken,
     ) -> Exit {
         let beat = self.heartbeat();
         let mut ping =
@@ -368,7 +336,7 @@ impl ThreeCx {
         let mut alive_at = tokio::time::Instant::now();
         loop {
             let msg = tokio::select! {
-                _ = stopped(shutdown) => {
+                _ = shutdown.cancelled() => {
                     let _ = ws.close(None).await;
                     return Exit::Stop;
                 }
@@ -620,22 +588,5 @@ mod tests {
         // The leg with an id is followed: its Remove brings 101 back to idle.
         assert_eq!(l.remove("101", "7"), Some(LineState::Idle));
         assert!(parse_call_control(b"{\"error\":\"x\"}").is_err());
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
-        let mut b = Backoff::new();
-        let first = b.delay();
-        assert!(first >= BACKOFF_START && first <= BACKOFF_START * 5 / 4);
-        for _ in 0..10 {
-            b.delay();
-        }
-        let late = b.delay();
-        assert!(
-            late >= BACKOFF_CAP && late <= BACKOFF_CAP * 5 / 4,
-            "{late:?}"
-        );
-        b.reset();
-        assert!(b.delay() <= BACKOFF_START * 5 / 4);
     }
 }
