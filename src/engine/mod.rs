@@ -4,6 +4,7 @@
 
 pub mod applier;
 pub mod context;
+pub mod guards;
 pub mod lifecycle;
 pub mod pbx;
 pub mod pipeline;

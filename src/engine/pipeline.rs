@@ -15,7 +15,7 @@
 //! `MessageId` first.
 
 use crate::core::message::{PresenceChanged, TopicMessage};
-use crate::core::presence::{decide, Decision, Observation};
+use crate::core::presence::{decide, remember_item, Decision, Observation};
 use crate::engine::publish::{Outbox, Publisher};
 use chrono::{DateTime, Utc};
 
@@ -43,7 +43,7 @@ pub async fn record(
             None => store.insert(&rec).await,
         };
         match written {
-            Ok(_) => return Ok(Some(msg)),
+            Ok(_) => return Ok(msg),
             Err(StoreError::PreconditionFailed | StoreError::Conflict | StoreError::NotFound) => {
                 continue
             }
@@ -55,14 +55,26 @@ pub async fn record(
     ))
 }
 
-/// The record to write (marked pending) and the message to publish when `obs` changes
-/// `current`.
+/// The record to write when `obs` changes `current` (marked pending, with the message to
+/// publish), or when it changed nothing but is a notification item to remember (no message:
+/// [`crate::core::presence::remember_item`]). `None`: nothing to write.
 fn next_record(
     current: Option<&PresenceRecord>,
     obs: &Observation,
-) -> Option<(PresenceRecord, PresenceChanged)> {
-    let Decision::Changed { next, previous } = decide(current.map(|r| &r.last), obs) else {
-        return None;
+) -> Option<(PresenceRecord, Option<PresenceChanged>)> {
+    let (next, previous) = match decide(current.map(|r| &r.last), obs) {
+        Decision::Changed { next, previous } => (next, previous),
+        Decision::Unchanged => {
+            let current = current?;
+            let last = remember_item(&current.last, obs)?;
+            return Some((
+                PresenceRecord {
+                    last,
+                    ..current.clone()
+                },
+                None,
+            ));
+        }
     };
     let msg = PresenceChanged::from_change(&obs.user_id, &obs.tenant_id, &next, previous.clone());
     let rec = PresenceRecord {
@@ -74,7 +86,7 @@ fn next_record(
             previous,
         }),
     };
-    Some((rec, msg))
+    Some((rec, Some(msg)))
 }
 
 /// [`record`] for a batch, in order, in one store transaction where the store has them
@@ -100,13 +112,15 @@ pub async fn record_batch_if(
         .iter()
         .map(|o| (o.user_id.clone(), "presence".to_owned()))
         .collect();
-    store
+    let recorded = store
         .update_each_if(
             unchanged,
             keys,
             move |i, current: Option<&PresenceRecord>| next_record(current, &observations[i]),
         )
-        .await
+        .await?;
+    // A remembered item was written but changed nothing: no message.
+    Ok(recorded.map(|all| all.into_iter().map(|r| r.map(Option::flatten)).collect()))
 }
 
 /// [`record_batch_if`] and publish, in order. Returns, per observation, whether a message

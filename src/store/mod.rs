@@ -12,6 +12,7 @@
 
 pub mod azure_auth;
 pub mod cache;
+pub mod guards;
 pub mod records;
 pub mod sqlite;
 pub mod table;
@@ -43,11 +44,13 @@ pub enum Table {
     PbxMappings,
     /// PBX sync state per extension (echo ledger, ownership, last writes).
     PbxLinks,
+    /// Guards that hold across instances, each row until its expiry ([`guards`]).
+    Guards,
 }
 
 impl Table {
     /// Every table, for creation at start-up.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Users,
         Table::Presence,
         Table::Subscriptions,
@@ -55,6 +58,7 @@ impl Table {
         Table::Meta,
         Table::PbxMappings,
         Table::PbxLinks,
+        Table::Guards,
     ];
 
     /// The Azure table name (alphanumeric, starts with a letter) and SQLite discriminator.
@@ -67,6 +71,7 @@ impl Table {
             Table::Meta => "TeamsPresenceMeta",
             Table::PbxMappings => "TeamsPresencePbxMappings",
             Table::PbxLinks => "TeamsPresencePbxLinks",
+            Table::Guards => "TeamsPresenceGuards",
         }
     }
 }

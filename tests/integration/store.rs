@@ -67,6 +67,9 @@ conformance!(
     a_batch_is_recorded_in_order_and_stays_pending_until_confirmed,
     a_cached_record_is_revalidated_on_every_read,
     the_confirmer_clears_the_marks_of_many_hand_offs_together,
+    a_guard_is_claimed_once_until_it_expires_and_racing_claimants_get_it_once,
+    a_rate_guard_allows_its_burst_then_one_per_interval_across_racing_takers,
+    purging_guards_removes_only_the_expired_ones,
 );
 
 async fn insert_then_get_returns_the_document_and_a_second_insert_conflicts(s: Store) {
@@ -561,4 +564,125 @@ async fn update_each_if_writes_only_while_its_dependencies_are_unchanged() {
     let table = azurite_store().await;
     assert!(record(table.clone(), dep_at(&moved), 40).await.is_none());
     assert!(record(table, Vec::new(), 40).await.is_some());
+}
+
+/// Issue 32: the guards that hold across instances, on both backends.
+async fn a_guard_is_claimed_once_until_it_expires_and_racing_claimants_get_it_once(s: Store) {
+    use teams_presence::store::guards;
+    let now = Utc::now();
+    let later = now + chrono::Duration::minutes(10);
+    let k = key();
+    assert!(guards::claim(&s, "test-claim", &k, now, later)
+        .await
+        .unwrap());
+    assert!(!guards::claim(&s, "test-claim", &k, now, later)
+        .await
+        .unwrap());
+    // Another kind is another guard.
+    assert!(guards::claim(&s, "test-claim-2", &k, now, later)
+        .await
+        .unwrap());
+    // Past its expiry the key can be claimed again, once.
+    let after = later + chrono::Duration::seconds(1);
+    let until = after + chrono::Duration::minutes(10);
+    assert!(guards::claim(&s, "test-claim", &k, after, until)
+        .await
+        .unwrap());
+    assert!(!guards::claim(&s, "test-claim", &k, after, until)
+        .await
+        .unwrap());
+    // Eight claimants at once, on a fresh key and on an expired one: one wins each.
+    for (k, at) in [(key(), now), (k, until + chrono::Duration::seconds(1))] {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, k) = (s.clone(), k.clone());
+                tokio::spawn(async move {
+                    guards::claim(&s, "test-claim", &k, at, at + chrono::Duration::minutes(1))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1);
+    }
+}
+
+async fn a_rate_guard_allows_its_burst_then_one_per_interval_across_racing_takers(s: Store) {
+    use teams_presence::core::rate::Rate;
+    use teams_presence::store::guards;
+    let rate = Rate {
+        per_minute: 10,
+        burst: 10,
+    };
+    let now = Utc::now();
+    let k = key();
+    // 30 takers at once: exactly the burst passes.
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let (s, k) = (s.clone(), k.clone());
+            tokio::spawn(async move { guards::take(&s, "test-rate", &k, rate, now).await })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += usize::from(t.await.unwrap().unwrap());
+    }
+    assert_eq!(allowed, 10);
+    let at = |secs| now + chrono::Duration::seconds(secs);
+    assert!(!guards::take(&s, "test-rate", &k, rate, at(5))
+        .await
+        .unwrap());
+    assert!(guards::take(&s, "test-rate", &k, rate, at(6))
+        .await
+        .unwrap());
+    assert!(!guards::take(&s, "test-rate", &k, rate, at(6))
+        .await
+        .unwrap());
+    // Another key has its own burst.
+    assert!(guards::take(&s, "test-rate", &key(), rate, now)
+        .await
+        .unwrap());
+}
+
+async fn purging_guards_removes_only_the_expired_ones(s: Store) {
+    use teams_presence::store::guards::{self, GuardRecord};
+    // Expired in the past by the real clock, so a purge at the real time (the shared Azurite
+    // serves other tests too) takes only rows that have really expired.
+    let now = Utc::now();
+    let (gone, kept) = (key(), key());
+    let past = now - chrono::Duration::minutes(1);
+    assert!(guards::claim(
+        &s,
+        "test-purge",
+        &gone,
+        past - chrono::Duration::minutes(1),
+        past
+    )
+    .await
+    .unwrap());
+    assert!(guards::claim(
+        &s,
+        "test-purge",
+        &kept,
+        now,
+        now + chrono::Duration::minutes(5)
+    )
+    .await
+    .unwrap());
+    let purged = guards::purge(&s, now).await.unwrap();
+    assert!(purged >= 1, "{purged}");
+    assert!(s
+        .get::<GuardRecord>("test-purge", &gone)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .get::<GuardRecord>("test-purge", &kept)
+        .await
+        .unwrap()
+        .is_some());
 }
