@@ -21,6 +21,7 @@
 //! - `edge_boot`: the `subscribe` binary started before its Hue bridge.
 //! - `sinks`: MQTT against a real mosquitto, the signed webhook, WLED, and the fan-out in `serve`.
 //! - `tenant_load`: a 10,000-user tenant-mode tick and PBX calls under Graph's throttling.
+//! - `round_trips`: Table operations, Service Bus sends and Graph calls per presence change.
 //! - `instances`: the real handler binary twice on one Azurite: guards hold across instances.
 //! - `faults`: issue 14's fault suite: outages of the store, the topic and the bridge, Graph's
 //!   throttling and 5xx, a revoked refresh token, `kill -9` during a burst, a lost peek-lock.
@@ -45,6 +46,7 @@ mod pbx_notifications;
 mod presence;
 mod private_files;
 mod reliability;
+mod round_trips;
 mod serve;
 mod serve_e2e;
 mod sinks;
