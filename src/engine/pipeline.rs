@@ -21,38 +21,14 @@ use chrono::{DateTime, Utc};
 
 use crate::store::{Etag, PendingPublish, PresenceRecord, Store, StoreError, Table};
 
-/// How many times a write is retried after losing a race before giving up (each retry
-/// means another writer made progress, so this bound is never reached in practice).
-const MAX_ATTEMPTS: usize = 16;
-
 /// Stores the observation if it is a change (marked pending until its send is confirmed)
 /// and returns the message to publish.
 pub async fn record(
     store: &Store,
     obs: &Observation,
 ) -> Result<Option<PresenceChanged>, StoreError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let current = store
-            .get::<PresenceRecord>(&obs.user_id, "presence")
-            .await?;
-        let Some((rec, msg)) = next_record(current.as_ref().map(|v| &v.value), obs) else {
-            return Ok(None);
-        };
-        let written = match &current {
-            Some(v) => store.replace(&rec, &v.etag).await,
-            None => store.insert(&rec).await,
-        };
-        match written {
-            Ok(_) => return Ok(msg),
-            Err(StoreError::PreconditionFailed | StoreError::Conflict | StoreError::NotFound) => {
-                continue
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Unavailable(
-        "presence write kept losing races; will retry on the next observation".into(),
-    ))
+    let mut recorded = record_batch(store, vec![obs.clone()]).await?;
+    recorded.pop().unwrap_or(Ok(None))
 }
 
 /// The record to write when `obs` changes `current` (marked pending, with the message to
@@ -187,26 +163,26 @@ pub async fn confirm_published(
     user_id: &str,
     sequence: &str,
 ) -> Result<bool, StoreError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(current) = store.get::<PresenceRecord>(user_id, "presence").await? else {
-            return Ok(false);
-        };
-        if current.value.pending_publish.is_none() || current.value.last.sequence != sequence {
-            return Ok(false);
-        }
-        let rec = PresenceRecord {
-            pending_publish: None,
-            ..current.value
-        };
-        match store.replace(&rec, &current.etag).await {
-            Ok(_) => return Ok(true),
-            Err(StoreError::PreconditionFailed | StoreError::NotFound) => continue,
-            Err(e) => return Err(e),
-        }
+    let sequence = sequence.to_owned();
+    let mut cleared = store
+        .update_each(
+            vec![(user_id.to_owned(), "presence".to_owned())],
+            move |_, current: Option<&PresenceRecord>| without_mark(current?, &sequence),
+        )
+        .await?;
+    Ok(cleared.pop().transpose()?.flatten().is_some())
+}
+
+/// The record without its pending mark, when the mark is still the one of `sequence`.
+fn without_mark(current: &PresenceRecord, sequence: &str) -> Option<(PresenceRecord, ())> {
+    if current.pending_publish.is_none() || current.last.sequence != sequence {
+        return None;
     }
-    Err(StoreError::Unavailable(
-        "clearing a pending mark kept losing races; the change will be sent again".into(),
-    ))
+    let rec = PresenceRecord {
+        pending_publish: None,
+        ..current.clone()
+    };
+    Some((rec, ()))
 }
 
 /// The pending marks `msgs` stand for: user id and sequence of every `presence.changed`
@@ -240,15 +216,7 @@ async fn clear_marks(store: &Store, marks: Vec<(String, String)>) {
     // The same ETag-conditional clearing as `confirm_published`, record by record.
     let cleared = store
         .update_each(keys, move |i, current: Option<&PresenceRecord>| {
-            let current = current?;
-            if current.pending_publish.is_none() || current.last.sequence != sequences[i] {
-                return None;
-            }
-            let rec = PresenceRecord {
-                pending_publish: None,
-                ..current.clone()
-            };
-            Some((rec, ()))
+            without_mark(current?, &sequences[i])
         })
         .await;
     let failed: Vec<(&str, StoreError)> = match cleared {

@@ -424,9 +424,31 @@ impl Store {
         rk: &str,
         mut decide: impl FnMut(Option<&T>) -> Option<(T, R)>,
     ) -> Result<Option<R>, StoreError> {
+        // First what this process last read or wrote (Table Storage: no read when the
+        // decision is a write, which its ETag makes safe); from then on, the store.
+        let mut known = match self {
+            Store::Table(t) => t.known(T::TABLE, pk, rk).and_then(|(etag, data)| {
+                decode(Entity {
+                    pk: pk.to_owned(),
+                    rk: rk.to_owned(),
+                    data,
+                    etag,
+                })
+                .ok()
+            }),
+            Store::Sqlite(_) => None,
+        };
         for _ in 0..MAX_ATTEMPTS {
-            let current = self.get::<T>(pk, rk).await?;
+            let from_memory = known.is_some();
+            let current = match known.take() {
+                Some(v) => Some(v),
+                None => self.get::<T>(pk, rk).await?,
+            };
             let Some((next, r)) = decide(current.as_ref().map(|v| &v.value)) else {
+                if from_memory {
+                    // Leaving it alone needs the store's word, not this process's memory.
+                    continue;
+                }
                 return Ok(None);
             };
             let written = match &current {

@@ -58,7 +58,17 @@ pub struct TableStore {
     /// `http://127.0.0.1:10002/devstoreaccount1/`.
     endpoint: Url,
     auth: Auth,
+    /// What this process last read or wrote, by entity: see [`TableStore::known`].
+    known: Arc<std::sync::Mutex<Known>>,
 }
+
+/// Entities this process last read or wrote, with their ETags: (table, pk, rk) → (ETag,
+/// document). Emptied when full: it holds what is in use.
+type Known = std::collections::HashMap<(Table, String, String), (Etag, Value)>;
+
+/// At most this many entities are kept in [`TableStore::known`] (a presence record is
+/// about 1 KB: a few MB at most).
+const KNOWN_MAX: usize = 4_096;
 
 impl TableStore {
     /// Builds a client from the configured connection.
@@ -156,6 +166,39 @@ impl TableStore {
             http,
             endpoint,
             auth,
+            known: Default::default(),
+        }
+    }
+
+    /// The entity as this process last read or wrote it, and its ETag then: what a
+    /// read-decide-write loop may decide on *when it writes*, conditional on that ETag, to
+    /// save the read (a change's write followed by the write that clears its pending mark
+    /// costs two round trips instead of four). Another writer since only makes that write
+    /// fail with 412, and the loop reads again. It is no proof that nothing changed:
+    /// deciding to leave an entity alone takes a fresh read.
+    pub fn known(&self, t: Table, pk: &str, rk: &str) -> Option<(Etag, Value)> {
+        self.known_entities()
+            .get(&(t, pk.to_owned(), rk.to_owned()))
+            .cloned()
+    }
+
+    fn known_entities(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember(&self, t: Table, pk: &str, rk: &str, seen: Option<(&Etag, &Value)>) {
+        let mut known = self.known_entities();
+        let key = (t, pk.to_owned(), rk.to_owned());
+        match seen {
+            Some((etag, data)) => {
+                if known.len() >= KNOWN_MAX {
+                    known.clear();
+                }
+                known.insert(key, (etag.clone(), data.clone()));
+            }
+            None => {
+                known.remove(&key);
+            }
         }
     }
 
@@ -321,9 +364,14 @@ impl TableStore {
                     .json()
                     .await
                     .map_err(|e| StoreError::Unavailable(format!("bad table response: {e}")))?;
-                Ok(Some(entity_of(&v, Some(etag))?))
+                let e = entity_of(&v, Some(etag))?;
+                self.remember(t, pk, rk, Some((&e.etag, &e.data)));
+                Ok(Some(e))
             }
-            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::NOT_FOUND => {
+                self.remember(t, pk, rk, None);
+                Ok(None)
+            }
             _ => Err(failure("read", r).await),
         }
     }
@@ -346,7 +394,7 @@ impl TableStore {
                 &[("Prefer", "return-no-content".into())],
             )
             .await?;
-        match r.status() {
+        let written = match r.status() {
             s if s.is_success() => etag_of(&r),
             StatusCode::CONFLICT if maybe_done => self
                 .already_written(t, pk, rk, data)
@@ -354,6 +402,24 @@ impl TableStore {
                 .ok_or(StoreError::Conflict),
             StatusCode::CONFLICT => Err(StoreError::Conflict),
             _ => Err(failure("insert", r).await),
+        };
+        self.after_write(t, pk, rk, data, &written);
+        written
+    }
+
+    /// Keeps what a write left: the document and its new ETag, or nothing when the write
+    /// lost a race (the entity is not what this process knew).
+    fn after_write(
+        &self,
+        t: Table,
+        pk: &str,
+        rk: &str,
+        data: &Value,
+        written: &Result<Etag, StoreError>,
+    ) {
+        match written {
+            Ok(etag) => self.remember(t, pk, rk, Some((etag, data))),
+            Err(_) => self.remember(t, pk, rk, None),
         }
     }
 
@@ -396,7 +462,7 @@ impl TableStore {
         let (r, maybe_done) = self
             .send_tracked(Method::PUT, self.entity_url(t, pk, rk), Some(&body), &extra)
             .await?;
-        match r.status() {
+        let written = match r.status() {
             s if s.is_success() => etag_of(&r),
             StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND
                 if maybe_done && etag.is_some() =>
@@ -410,7 +476,9 @@ impl TableStore {
             StatusCode::PRECONDITION_FAILED => Err(StoreError::PreconditionFailed),
             StatusCode::NOT_FOUND if etag.is_some() => Err(StoreError::NotFound),
             _ => Err(failure("write", r).await),
-        }
+        };
+        self.after_write(t, pk, rk, data, &written);
+        written
     }
 
     /// Deletes, conditionally when an ETag is given.
@@ -430,6 +498,7 @@ impl TableStore {
                 &[("If-Match", if_match)],
             )
             .await?;
+        self.remember(t, pk, rk, None);
         match r.status() {
             s if s.is_success() => Ok(()),
             // The lost first attempt deleted it.

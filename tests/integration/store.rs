@@ -686,3 +686,39 @@ async fn purging_guards_removes_only_the_expired_ones(s: Store) {
         .unwrap()
         .is_some());
 }
+
+/// Issue 32: a Table Storage client decides a write on what it last read or wrote (no read
+/// first); another process (another client on the same account) that wrote since makes
+/// that write fail, and it reads again. Deciding to write nothing takes a fresh read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_remembers_an_older_version_decides_again_on_the_current_one() {
+    let (a, b) = (azurite_store().await, azurite_store().await);
+    let user = key();
+    let msg = pipeline::record(&a, &observation(&user, "Busy", "Busy", 0)).await;
+    assert!(msg.unwrap().is_some());
+    // B moves the user on; A still remembers Busy.
+    assert!(
+        pipeline::record(&b, &observation(&user, "Away", "Away", 10))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Busy again is a change against the store's Away, though A's memory says Busy.
+    let again = pipeline::record(&a, &observation(&user, "Busy", "Busy", 20))
+        .await
+        .unwrap()
+        .expect("a change against the current record");
+    assert_eq!(again.previous, Some(Presence::new("Away", "Away")));
+    // And a change A decides on its memory of its own write meets B's write: read again.
+    assert!(
+        pipeline::record(&b, &observation(&user, "Available", "Available", 30))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let last = pipeline::record(&a, &observation(&user, "Away", "Away", 40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.previous, Some(Presence::new("Available", "Available")));
+}
