@@ -215,7 +215,8 @@ pub struct Settings {
     pub reconcile_interval: Duration,
     /// `POLL_CONCURRENCY` (default 8): Graph calls in flight at once.
     pub poll_concurrency: usize,
-    /// `TENANT_USERS`: tenant mode, the user ids to follow in batches.
+    /// `TENANT_USERS`: tenant mode, the user ids to follow in batches; with those of
+    /// `TENANT_USERS_FILE` (a file of ids, for more than an environment variable holds).
     pub tenant_users: Vec<String>,
     /// `TENANT_SYNC_USERS` (or its older singular alias `TENANT_SYNC_USER`): in tenant mode,
     /// the signed-in accounts (object ids or UPNs) whose delegated tokens own the presence
@@ -367,7 +368,8 @@ impl Settings {
                 None => None,
             },
         };
-        check_tenant_mode_tenant(src)?;
+        let tenant_users = tenant_users(src)?;
+        check_tenant_mode_tenant(src, &tenant_users)?;
         Ok(Self {
             tenant: src
                 .get("AZURE_TENANT_ID")
@@ -507,7 +509,7 @@ impl Settings {
                     }
                 },
             },
-            tenant_users: list(src.get("TENANT_USERS")),
+            tenant_users,
             tenant_sync_users: {
                 // Both spellings may be set (an old one left behind): join them, once each.
                 let mut v = list(src.get("TENANT_SYNC_USERS"));
@@ -705,8 +707,8 @@ fn parse_key(key: &str, v: &str) -> Result<SecretBox<[u8; 32]>, ConfigError> {
 /// Tenant mode (`TENANT_USERS`) follows one tenant's users with app credentials: its
 /// `AZURE_TENANT_ID` must name that tenant by id, not a domain or `common`/`organizations`
 /// (an authority any tenant's users could sign in through).
-fn check_tenant_mode_tenant(src: &Sources) -> Result<(), ConfigError> {
-    if list(src.get("TENANT_USERS")).is_empty() {
+fn check_tenant_mode_tenant(src: &Sources, tenant_users: &[String]) -> Result<(), ConfigError> {
+    if tenant_users.is_empty() {
         return Ok(());
     }
     match src.get("AZURE_TENANT_ID") {
@@ -719,6 +721,29 @@ fn check_tenant_mode_tenant(src: &Sources) -> Result<(), ConfigError> {
         }
         _ => Ok(()),
     }
+}
+
+/// `TENANT_USERS` and the ids in the file `TENANT_USERS_FILE` names (separated by commas,
+/// spaces or new lines), once each. The file is for tenants too large for one environment
+/// variable: Linux passes a process at most 128 KiB per variable, about 3,500 ids.
+fn tenant_users(src: &Sources) -> Result<Vec<String>, ConfigError> {
+    let mut users = list(src.get("TENANT_USERS"));
+    if let Some(path) = src.get("TENANT_USERS_FILE") {
+        let text = std::fs::read_to_string(path.trim()).map_err(|e| ConfigError {
+            setting: "TENANT_USERS_FILE".into(),
+            problem: format!("cannot read {}: {}", path.trim(), e.kind()),
+        })?;
+        let mut seen: std::collections::HashSet<String> = users.iter().cloned().collect();
+        for id in text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|x| !x.is_empty())
+        {
+            if seen.insert(id.to_owned()) {
+                users.push(id.to_owned());
+            }
+        }
+    }
+    Ok(users)
 }
 
 fn lower_list(v: Option<String>) -> Vec<String> {
