@@ -385,7 +385,7 @@ impl TableStore {
         data: &Value,
     ) -> Result<Etag, StoreError> {
         let url = self.endpoint.join(t.name()).expect("joins");
-        let body = json!({"PartitionKey": encode_key(pk), "RowKey": encode_key(rk), "Data": data.to_string()});
+        let body = entity_body(pk, rk, data);
         let (r, maybe_done) = self
             .send_tracked(
                 Method::POST,
@@ -454,7 +454,7 @@ impl TableStore {
         data: &Value,
         etag: Option<&Etag>,
     ) -> Result<Etag, StoreError> {
-        let body = json!({"PartitionKey": encode_key(pk), "RowKey": encode_key(rk), "Data": data.to_string()});
+        let body = entity_body(pk, rk, data);
         let extra: Vec<(&str, String)> = etag
             .map(|e| ("If-Match", e.0.clone()))
             .into_iter()
@@ -634,13 +634,57 @@ fn entity_of(v: &Value, etag: Option<Etag>) -> Result<Entity, StoreError> {
     let etag = etag
         .or_else(|| s("odata.etag").map(Etag))
         .ok_or_else(|| StoreError::Other("entity without ETag".into()))?;
-    let data = s("Data")
-        .ok_or_else(|| StoreError::Other(format!("entity {pk}/{rk} has no Data")))
-        .and_then(|d| {
-            serde_json::from_str(&d)
-                .map_err(|e| StoreError::Other(format!("entity {pk}/{rk}: {e}")))
-        })?;
+    let mut text =
+        s("Data").ok_or_else(|| StoreError::Other(format!("entity {pk}/{rk} has no Data")))?;
+    for n in 1.. {
+        let Some(more) = v.get(format!("Data{n}")).and_then(Value::as_str) else {
+            break;
+        };
+        text.push_str(more);
+    }
+    let data = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Other(format!("entity {pk}/{rk}: {e}")))?;
     Ok(Entity { pk, rk, data, etag })
+}
+
+/// Table Storage refuses a string property over 64 KiB (32 Ki UTF-16 code units): a
+/// tenant-mode subscription (650 user ids, and a resource naming them all) is about 52,000
+/// characters of JSON. Longer documents are cut into `Data`, `Data1`, `Data2`, ... (up to
+/// the 1 MiB an entity may hold); [`entity_of`] joins them again.
+const PROPERTY_UNITS: usize = 32_000;
+
+/// The entity for a write: the keys and the document in as many properties as it needs.
+fn entity_body(pk: &str, rk: &str, data: &Value) -> Value {
+    let mut body = serde_json::Map::new();
+    body.insert("PartitionKey".into(), Value::String(encode_key(pk)));
+    body.insert("RowKey".into(), Value::String(encode_key(rk)));
+    for (n, part) in split_utf16(&data.to_string(), PROPERTY_UNITS)
+        .into_iter()
+        .enumerate()
+    {
+        let name = if n == 0 {
+            "Data".to_owned()
+        } else {
+            format!("Data{n}")
+        };
+        body.insert(name, Value::String(part));
+    }
+    Value::Object(body)
+}
+
+/// `text` in pieces of at most `units` UTF-16 code units each, cut between characters.
+fn split_utf16(text: &str, units: usize) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut used = 0;
+    for c in text.chars() {
+        if used + c.len_utf16() > units {
+            parts.push(String::new());
+            used = 0;
+        }
+        used += c.len_utf16();
+        parts.last_mut().expect("one part at least").push(c);
+    }
+    parts
 }
 
 async fn failure(op: &str, r: reqwest::Response) -> StoreError {
@@ -693,6 +737,29 @@ mod tests {
             &url,
         );
         assert_eq!(sig, "8eAALIG9c9+6NI7uwdyR0vooY4GjFtCOa3KlCaYI7JM=");
+    }
+
+    /// Issue 32: a tenant-mode subscription record is larger than one property may hold.
+    #[test]
+    fn documents_longer_than_a_property_are_split_and_joined_again() {
+        let ids: Vec<String> = (0..650)
+            .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+            .collect();
+        let doc =
+            json!({"userIds": ids, "resource": ids.join(","), "emoji": "\u{1F600}".repeat(20_000)});
+        let body = entity_body("pk", "rk", &doc);
+        let props: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert!(props.len() > 3, "{props:?}");
+        for (k, v) in body.as_object().unwrap() {
+            let units = v.as_str().unwrap().encode_utf16().count();
+            assert!(units <= 32_768, "{k} holds {units} UTF-16 units");
+        }
+        let mut read = body.clone();
+        read["odata.etag"] = json!("W/\"1\"");
+        assert_eq!(entity_of(&read, None).unwrap().data, doc);
+        // A short document stays one property, as before.
+        let small = entity_body("pk", "rk", &json!({"a": 1}));
+        assert_eq!(small.as_object().unwrap().len(), 3);
     }
 
     #[test]

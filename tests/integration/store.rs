@@ -70,6 +70,7 @@ conformance!(
     a_guard_is_claimed_once_until_it_expires_and_racing_claimants_get_it_once,
     a_rate_guard_allows_its_burst_then_one_per_interval_across_racing_takers,
     purging_guards_removes_only_the_expired_ones,
+    a_tenant_mode_subscription_of_650_users_round_trips,
 );
 
 async fn insert_then_get_returns_the_document_and_a_second_insert_conflicts(s: Store) {
@@ -721,4 +722,51 @@ async fn a_process_that_remembers_an_older_version_decides_again_on_the_current_
         .unwrap()
         .unwrap();
     assert_eq!(last.previous, Some(Presence::new("Available", "Available")));
+}
+
+/// Issue 32: a tenant-mode subscription (650 ids, and a resource naming them all) is more
+/// than Table Storage takes in one property (64 KiB); it was refused with
+/// `PropertyValueTooLarge`, so no tenant-mode subscription could be kept in the cloud.
+async fn a_tenant_mode_subscription_of_650_users_round_trips(s: Store) {
+    use teams_presence::store::SubscriptionRecord;
+    let ids: Vec<String> = (0..650).map(|_| key()).collect();
+    let quoted: Vec<String> = ids.iter().map(|i| format!("'{i}'")).collect();
+    let now = Utc::now();
+    let rec = SubscriptionRecord {
+        subscription_id: key(),
+        user_ids: ids.clone(),
+        tenant_id: "tenant".into(),
+        owner_user_id: ids[0].clone(),
+        resource: format!(
+            "/communications/presences?$filter=id in ({})",
+            quoted.join(",")
+        ),
+        client_state_sha256: "00".repeat(32),
+        expires_at: now,
+        created_at: now,
+        certificate_id: String::new(),
+    };
+    let etag = s.insert(&rec).await.unwrap();
+    let got = s
+        .get::<SubscriptionRecord>(&rec.subscription_id, "subscription")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.value, rec);
+    // Replaced by a smaller one and read back whole (no piece of the longer one left).
+    let smaller = SubscriptionRecord {
+        user_ids: ids[..3].to_vec(),
+        resource: "/communications/presences?$filter=id in ('a')".into(),
+        ..rec.clone()
+    };
+    s.replace(&smaller, &etag).await.unwrap();
+    let listed: Vec<_> = s
+        .list::<SubscriptionRecord>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|v| v.value.subscription_id == rec.subscription_id)
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].value, smaller);
 }
