@@ -48,8 +48,13 @@ const TOKEN_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const DEV_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
+/// User `n`'s object id: a GUID that looks random (Entra's do, and Table Storage's key
+/// ranges depend on it), the same in every run.
 fn user(n: usize) -> String {
-    format!("00000000-0000-4000-8000-{n:012}")
+    let mixed = (n as u128 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+    uuid::Builder::from_random_bytes(mixed.to_le_bytes())
+        .into_uuid()
+        .to_string()
 }
 
 fn sync_account(n: usize) -> String {

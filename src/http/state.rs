@@ -49,6 +49,8 @@ pub struct AppState {
     /// `serve`'s generated admin token: opens the status from another machine
     /// (`crate::http::access`).
     pub admin_token: Option<secrecy::SecretString>,
+    /// The recent changes `presence-refresh` already repeated for the output binding.
+    pub repeats: Arc<crate::engine::pipeline::Repeats>,
     /// The subscriptions the webhook read, revalidated by ETag on every use.
     pub subscriptions: Arc<crate::store::cache::RecordCache<crate::store::SubscriptionRecord>>,
 }
@@ -75,6 +77,7 @@ impl AppState {
             sinks: None,
             pbx: None,
             admin_token: None,
+            repeats: Default::default(),
             subscriptions: Arc::new(crate::store::cache::RecordCache::new(1024)),
         }
     }

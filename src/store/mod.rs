@@ -61,6 +61,16 @@ impl Table {
         Table::Guards,
     ];
 
+    /// Times in a table's documents that Table Storage also keeps as properties of their
+    /// own, so a query can filter on them ([`Store::scan_where`]): (property, JSON pointer
+    /// into the document).
+    pub fn indexed(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Table::Presence => &records::PRESENCE_INDEX,
+            _ => &[],
+        }
+    }
+
     /// The Azure table name (alphanumeric, starts with a letter) and SQLite discriminator.
     pub fn name(self) -> &'static str {
         match self {
@@ -253,15 +263,44 @@ impl Store {
         T: DeserializeOwned,
         C: FromIterator<(String, T)> + Send + 'static,
     {
-        if let Store::Sqlite(s) = self {
-            return s.scan_as(t).await;
+        match self {
+            Store::Sqlite(s) => s.scan_as(t).await,
+            Store::Table(s) => Ok(s.scan_as::<T>(t).await?.into_iter().collect()),
         }
-        Ok(self
-            .scan_entities(t, None)
-            .await?
-            .into_iter()
-            .filter_map(|e| T::deserialize(&e.data).ok().map(|v| (e.pk, v)))
-            .collect())
+    }
+
+    /// The entities of a table whose index properties ([`Table::indexed`]) meet any of
+    /// `any`. Table Storage filters them itself (after reading one whole table once per
+    /// client, for rows written before the properties existed); SQLite reads every row.
+    pub async fn scan_where(&self, t: Table, any: &[Bound]) -> Result<Vec<Entity>, StoreError> {
+        match self {
+            Store::Table(s) => s.scan_where(t, any).await,
+            Store::Sqlite(_) => Ok(self
+                .scan_entities(t, None)
+                .await?
+                .into_iter()
+                .filter(|e| meets(t, &e.data, any))
+                .collect()),
+        }
+    }
+
+    /// The record as this process last read or wrote it, when it remembers (Table Storage,
+    /// [`table::TableStore::known`]): what a caller may trust to *skip* a write only when a
+    /// stale copy cannot make that wrong (a pending mark this process cleared stays
+    /// cleared: a newer change has another sequence). `None` on SQLite, where a read is
+    /// cheap.
+    pub fn known<T: Record>(&self, pk: &str, rk: &str) -> Option<Versioned<T>> {
+        let Store::Table(s) = self else {
+            return None;
+        };
+        let (etag, data) = s.known(T::TABLE, pk, rk)?;
+        decode(Entity {
+            pk: pk.to_owned(),
+            rk: rk.to_owned(),
+            data,
+            etag,
+        })
+        .ok()
     }
 
     // --- Typed --------------------------------------------------------------------------
@@ -474,6 +513,29 @@ impl Store {
             .map(decode)
             .collect()
     }
+}
+
+/// A condition on an index property ([`Table::indexed`]) for [`Store::scan_where`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The property is set and at most this time.
+    AtMost(&'static str, chrono::DateTime<chrono::Utc>),
+    /// The property is set and at least this time.
+    AtLeast(&'static str, chrono::DateTime<chrono::Utc>),
+}
+
+/// Whether a document of table `t` meets any of `any` (what Table Storage's filter decides
+/// on its index properties, decided on the document itself).
+fn meets(t: Table, data: &Value, any: &[Bound]) -> bool {
+    let time = |name: &str| {
+        let (_, pointer) = t.indexed().iter().find(|(n, _)| *n == name)?;
+        let text = data.pointer(pointer)?.as_str()?;
+        chrono::DateTime::parse_from_rfc3339(text).ok()
+    };
+    any.iter().any(|b| match b {
+        Bound::AtMost(n, at) => time(n).is_some_and(|v| v <= *at),
+        Bound::AtLeast(n, at) => time(n).is_some_and(|v| v >= *at),
+    })
 }
 
 /// What [`Store::get_if_changed`] found.

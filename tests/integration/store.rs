@@ -71,6 +71,8 @@ conformance!(
     a_rate_guard_allows_its_burst_then_one_per_interval_across_racing_takers,
     purging_guards_removes_only_the_expired_ones,
     a_tenant_mode_subscription_of_650_users_round_trips,
+    scan_where_finds_the_pending_and_the_recent_presence_rows,
+    scan_as_reads_every_row_of_a_table,
 );
 
 async fn insert_then_get_returns_the_document_and_a_second_insert_conflicts(s: Store) {
@@ -769,4 +771,79 @@ async fn a_tenant_mode_subscription_of_650_users_round_trips(s: Store) {
         .collect();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].value, smaller);
+}
+
+/// Issue 32: the re-send reads only the rows that can qualify (Table Storage filters on the
+/// index properties), the first time a whole table (rows from before the properties).
+async fn scan_where_finds_the_pending_and_the_recent_presence_rows(s: Store) {
+    use teams_presence::store::Bound;
+    let (pending, recent, old) = (key(), key(), key());
+    let at = |secs: i64| Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap();
+    let record = |user: &str, observed, pending_since: Option<chrono::DateTime<Utc>>| {
+        let mut r = PresenceRecord {
+            user_id: user.into(),
+            tenant_id: "t".into(),
+            last: teams_presence::core::presence::LastKnown {
+                presence: Presence::new("Busy", "Busy"),
+                sequence: "1".into(),
+                observed_at: observed,
+                graph_sequence: None,
+                source: Source::Poll,
+                applied_items: Vec::new(),
+            },
+            pending_publish: None,
+        };
+        r.pending_publish = pending_since.map(|since| teams_presence::store::PendingPublish {
+            since,
+            previous: None,
+        });
+        r
+    };
+    s.insert(&record(&pending, at(0), Some(at(0))))
+        .await
+        .unwrap();
+    s.insert(&record(&recent, at(100), None)).await.unwrap();
+    s.insert(&record(&old, at(0), None)).await.unwrap();
+    let wanted = [
+        Bound::AtMost("PendingSince", at(10)),
+        Bound::AtLeast("ObservedAt", at(50)),
+    ];
+    // Twice: the first query of a client reads the table whole, the second is filtered.
+    for round in 0..2 {
+        let found: Vec<String> = s
+            .scan_where(Table::Presence, &wanted)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.pk)
+            .collect();
+        assert!(
+            found.contains(&pending) && found.contains(&recent),
+            "round {round}"
+        );
+        assert!(!found.contains(&old), "round {round}");
+    }
+    let only_pending = s
+        .scan_where(Table::Presence, &[Bound::AtMost("PendingSince", at(10))])
+        .await
+        .unwrap();
+    assert!(!only_pending.iter().any(|e| e.pk == recent));
+}
+
+async fn scan_as_reads_every_row_of_a_table(s: Store) {
+    use std::collections::HashMap;
+    // Keys starting with every hex digit and beyond (Table Storage reads key ranges).
+    let keys: Vec<String> = "0123456789abcdefABCZz~"
+        .chars()
+        .map(|c| format!("{c}{}", key()))
+        .collect();
+    for k in &keys {
+        s.insert_entity(Table::Meta, k, "r", &json!({"n": k}))
+            .await
+            .unwrap();
+    }
+    let all: HashMap<String, serde_json::Value> = s.scan_as(Table::Meta).await.unwrap();
+    for k in &keys {
+        assert_eq!(all.get(k), Some(&json!({"n": k})), "{k}");
+    }
 }
