@@ -60,7 +60,7 @@ pub struct TableStore {
     auth: Auth,
     /// What this process last read or wrote, by entity: see [`TableStore::known`].
     known: Arc<std::sync::Mutex<Known>>,
-    /// Whether [`TableStore::scan_where`] read a whole table once already.
+    /// Whether [`TableStore::scan_where`] knows the whole table was read once already.
     swept: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -527,20 +527,35 @@ impl TableStore {
 
     /// The entities of a table whose index properties ([`Table::indexed`]) meet any of
     /// `any`, filtered by Table Storage itself: a re-send looks for the few pending rows
-    /// among 100,000 without reading them all. The first such query of a client reads the
-    /// whole table instead and filters here, so rows written before the index properties
-    /// existed are not missed once after an upgrade.
+    /// among 100,000 without reading them all. Until a marker in the meta table says the
+    /// table was read whole once, the query reads it whole and filters here (page by page),
+    /// so rows written before the index properties existed are not missed after an upgrade.
     pub async fn scan_where(
         &self,
         t: Table,
         any: &[super::Bound],
     ) -> Result<Vec<Entity>, StoreError> {
-        if !self.swept.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            let all = self.scan(t, None).await?;
-            return Ok(all
-                .into_iter()
-                .filter(|e| super::meets(t, &e.data, any))
-                .collect());
+        if !self.swept.load(std::sync::atomic::Ordering::Relaxed) {
+            // Once per table and account, not per process: a marker says the whole table
+            // was read since the index properties exist (rows a version before them left
+            // pending are found by that one read; every write since sets them).
+            if self.get(Table::Meta, "indexed", t.name()).await?.is_none() {
+                let mut found = Vec::new();
+                self.query(t, None, |item| {
+                    let e = entity_of(item, None)?;
+                    if super::meets(t, &e.data, any) {
+                        found.push(e);
+                    }
+                    Ok(())
+                })
+                .await?;
+                let at = index_time(&Utc::now());
+                self.upsert(Table::Meta, "indexed", t.name(), &json!({ "at": at }))
+                    .await?;
+                self.swept.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok(found);
+            }
+            self.swept.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let filter = any
             .iter()

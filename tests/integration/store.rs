@@ -808,7 +808,7 @@ async fn scan_where_finds_the_pending_and_the_recent_presence_rows(s: Store) {
         Bound::AtMost("PendingSince", at(10)),
         Bound::AtLeast("ObservedAt", at(50)),
     ];
-    // Twice: the first query of a client reads the table whole, the second is filtered.
+    // Twice: until a marker says it was done once, a query reads the table whole.
     for round in 0..2 {
         let found: Vec<String> = s
             .scan_where(Table::Presence, &wanted)
