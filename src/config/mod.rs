@@ -97,12 +97,13 @@ impl Settings {
         // Vault references are listed (the first is the one a command refuses to start with).
         let store = StoreSettings::parse(src)?;
         let graph = GraphSettings::parse(src)?;
-        polling::check_tenant_mode_tenant(src)?;
+        let tenant_users = polling::tenant_users(src)?;
+        polling::check_tenant_mode_tenant(src, &tenant_users)?;
         let app = AppSettings::parse(src)?;
         let key_vault = KeyVaultSettings::parse(src)?;
         let encryption = EncryptionSettings::parse(src)?;
         let service_bus = ServiceBusSettings::parse(src)?;
-        let polling = PollingSettings::parse(src)?;
+        let polling = PollingSettings::parse(src, tenant_users)?;
         let access = AccessSettings::parse(src)?;
         let edge = EdgeSettings::parse(src)?;
         let hue = HueSettings::parse(src)?;

@@ -17,7 +17,8 @@ pub struct PollingSettings {
     pub reconcile_interval: Duration,
     /// `POLL_CONCURRENCY` (default 8): Graph calls in flight at once.
     pub concurrency: usize,
-    /// `TENANT_USERS`: tenant mode, the user ids to follow in batches.
+    /// `TENANT_USERS`: tenant mode, the user ids to follow in batches; with those of
+    /// `TENANT_USERS_FILE` (a file of ids, for more than an environment variable holds).
     pub tenant_users: Vec<String>,
     /// `TENANT_SYNC_USERS` (or its older singular alias `TENANT_SYNC_USER`): in tenant mode,
     /// the signed-in accounts (object ids or UPNs) whose delegated tokens own the presence
@@ -28,7 +29,9 @@ pub struct PollingSettings {
 }
 
 impl PollingSettings {
-    pub(super) fn parse(src: &Sources) -> Result<Self, ConfigError> {
+    /// `tenant_users` is [`tenant_users`]' list, read once before (tenant mode decides how
+    /// `AZURE_TENANT_ID` is checked).
+    pub(super) fn parse(src: &Sources, tenant_users: Vec<String>) -> Result<Self, ConfigError> {
         Ok(Self {
             interval: src
                 .setting("POLL_INTERVAL")
@@ -39,7 +42,7 @@ impl PollingSettings {
                 .minutes(1..=1440)?
                 .unwrap_or(Duration::from_secs(15 * 60)),
             concurrency: src.setting("POLL_CONCURRENCY").number(1..=64)?.unwrap_or(8),
-            tenant_users: src.setting("TENANT_USERS").list(),
+            tenant_users,
             tenant_sync_users: {
                 // Both spellings may be set (an old one left behind): join them, once each.
                 let mut v = src.setting("TENANT_SYNC_USERS").list();
@@ -57,8 +60,11 @@ impl PollingSettings {
 /// Tenant mode (`TENANT_USERS`) follows one tenant's users with app credentials: its
 /// `AZURE_TENANT_ID` must name that tenant by id, not a domain or `common`/`organizations`
 /// (an authority any tenant's users could sign in through).
-pub(super) fn check_tenant_mode_tenant(src: &Sources) -> Result<(), ConfigError> {
-    if src.setting("TENANT_USERS").list().is_empty() {
+pub(super) fn check_tenant_mode_tenant(
+    src: &Sources,
+    tenant_users: &[String],
+) -> Result<(), ConfigError> {
+    if tenant_users.is_empty() {
         return Ok(());
     }
     match src.get("AZURE_TENANT_ID") {
@@ -71,4 +77,27 @@ pub(super) fn check_tenant_mode_tenant(src: &Sources) -> Result<(), ConfigError>
         }
         _ => Ok(()),
     }
+}
+
+/// `TENANT_USERS` and the ids in the file `TENANT_USERS_FILE` names (separated by commas,
+/// spaces or new lines), once each. The file is for tenants too large for one environment
+/// variable: Linux passes a process at most 128 KiB per variable, about 3,500 ids.
+pub(super) fn tenant_users(src: &Sources) -> Result<Vec<String>, ConfigError> {
+    let mut users = src.setting("TENANT_USERS").list();
+    if let Some(path) = src.setting("TENANT_USERS_FILE").path() {
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+            setting: "TENANT_USERS_FILE".into(),
+            problem: format!("cannot read {}: {}", path.display(), e.kind()),
+        })?;
+        let mut seen: std::collections::HashSet<String> = users.iter().cloned().collect();
+        for id in text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|x| !x.is_empty())
+        {
+            if seen.insert(id.to_owned()) {
+                users.push(id.to_owned());
+            }
+        }
+    }
+    Ok(users)
 }

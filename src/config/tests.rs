@@ -38,6 +38,33 @@ fn tenant_sync_users_is_a_list_and_the_singular_is_an_alias() {
     assert!(parse(&[]).unwrap().polling.tenant_sync_users.is_empty());
 }
 
+/// 100,000 ids do not fit in one environment variable (128 KiB on Linux).
+#[test]
+fn tenant_users_file_adds_its_ids_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.txt");
+    std::fs::write(&path, "u2\nu3, u4\n\n  u1\n").unwrap();
+    let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    let file = path.display().to_string();
+    let s = parse(&[
+        ("TENANT_USERS", "u1,u2"),
+        ("TENANT_USERS_FILE", &file),
+        ("AZURE_TENANT_ID", tenant),
+    ])
+    .unwrap();
+    assert_eq!(s.polling.tenant_users, ["u1", "u2", "u3", "u4"]);
+    // The file alone is tenant mode too: the tenant must be a GUID.
+    let e = parse(&[
+        ("TENANT_USERS_FILE", &file),
+        ("AZURE_TENANT_ID", "organizations"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.setting, "AZURE_TENANT_ID");
+    let missing = dir.path().join("nope.txt").display().to_string();
+    let e = parse(&[("TENANT_USERS_FILE", &missing), ("AZURE_TENANT_ID", tenant)]).unwrap_err();
+    assert_eq!(e.setting, "TENANT_USERS_FILE");
+}
+
 #[test]
 fn publish_mode_defaults_to_rest_only_in_azure_with_a_connection_string() {
     let cs = (

@@ -7,4 +7,5 @@ pub mod lights;
 pub mod message;
 pub mod pbx;
 pub mod presence;
+pub mod rate;
 pub mod seal;

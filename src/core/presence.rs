@@ -263,6 +263,26 @@ pub fn decide(last: Option<&LastKnown>, obs: &Observation) -> Decision {
     }
 }
 
+/// The state to store when `obs` changed nothing ([`decide`] said [`Decision::Unchanged`])
+/// but came from a notification item without a Graph sequence number that `last` does not
+/// remember yet: `last` with the item's digest added, so a replay of the item is recognised
+/// later, whichever instance it reaches. Without this, such an item (its state already known,
+/// from a poll or an earlier item) would be taken as news on its replay after a newer state,
+/// since it is observed "now", and republish the older state. Items with a sequence number
+/// need no memory: the highest sequence seen is kept and orders them. `None`: nothing to
+/// store.
+pub fn remember_item(last: &LastKnown, obs: &Observation) -> Option<LastKnown> {
+    let digest = obs.item_digest.as_ref()?;
+    if obs.graph_sequence.is_some() || last.applied_items.contains(digest) {
+        return None;
+    }
+    let mut next = last.clone();
+    next.applied_items.push(digest.clone());
+    let excess = next.applied_items.len().saturating_sub(APPLIED_ITEMS_KEPT);
+    next.applied_items.drain(..excess);
+    Some(next)
+}
+
 /// Our per-user sequence: a fixed-width, lexicographically sortable string made of the
 /// observation time in microseconds and a counter, strictly greater than `previous` even when
 /// clocks step backwards or two changes share a timestamp.
@@ -489,6 +509,53 @@ mod tests {
             decide(Some(&e), &obs("Busy", "Busy", 7, Some("11"))),
             Decision::Unchanged
         );
+    }
+
+    /// Issue 32: an item whose state was already known (a poll got there first) changed
+    /// nothing and was forgotten; replayed after a newer state, it was news again.
+    #[test]
+    fn an_item_that_changed_nothing_is_remembered_and_its_replay_changes_nothing() {
+        let item = |av: &str, at: i64, digest: &str, seq: Option<&str>| Observation {
+            source: Source::Notification,
+            item_digest: Some(digest.into()),
+            ..obs(av, av, at, seq)
+        };
+        let Decision::Changed { next: polled, .. } = decide(None, &obs("Busy", "Busy", 0, None))
+        else {
+            panic!()
+        };
+        let x = item("Busy", 1, "X", None);
+        assert_eq!(decide(Some(&polled), &x), Decision::Unchanged);
+        let remembered = remember_item(&polled, &x).expect("X is remembered");
+        assert_eq!(remembered.applied_items, vec!["X".to_owned()]);
+        assert_eq!(
+            remembered.sequence, polled.sequence,
+            "no new sequence: nothing published"
+        );
+        assert_eq!(remember_item(&remembered, &x), None, "remembered once");
+        // A newer state, then X again: nothing.
+        let Decision::Changed { next: away, .. } =
+            decide(Some(&remembered), &obs("Away", "Away", 2, None))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            decide(Some(&away), &item("Busy", 3, "X", None)),
+            Decision::Unchanged
+        );
+        // Polls and sequenced items are not remembered this way.
+        assert_eq!(remember_item(&polled, &obs("Busy", "Busy", 1, None)), None);
+        assert_eq!(
+            remember_item(&polled, &item("Busy", 1, "Y", Some("7"))),
+            None
+        );
+        // The memory stays bounded.
+        let mut last = polled;
+        for n in 0..APPLIED_ITEMS_KEPT + 5 {
+            last = remember_item(&last, &item("Busy", 1, &format!("d{n}"), None)).unwrap();
+        }
+        assert_eq!(last.applied_items.len(), APPLIED_ITEMS_KEPT);
+        assert_eq!(last.applied_items.last().map(String::as_str), Some("d36"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod applier;
 pub mod context;
 pub mod device_code;
+pub mod guards;
 pub mod lifecycle;
 pub mod pbx;
 pub mod pipeline;

@@ -15,15 +15,11 @@
 //! `MessageId` first.
 
 use crate::core::message::{PresenceChanged, TopicMessage};
-use crate::core::presence::{decide, Decision, Observation};
+use crate::core::presence::{decide, remember_item, Decision, Observation};
 use crate::engine::publish::{Outbox, Publisher};
 use chrono::{DateTime, Utc};
 
-use crate::store::{Etag, PendingPublish, PresenceRecord, Store, StoreError, Table};
-
-/// How many times a write is retried after losing a race before giving up (each retry
-/// means another writer made progress, so this bound is never reached in practice).
-const MAX_ATTEMPTS: usize = 16;
+use crate::store::{Bound, Etag, PendingPublish, PresenceRecord, Store, StoreError, Table};
 
 /// Stores the observation if it is a change (marked pending until its send is confirmed)
 /// and returns the message to publish.
@@ -31,38 +27,30 @@ pub async fn record(
     store: &Store,
     obs: &Observation,
 ) -> Result<Option<PresenceChanged>, StoreError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let current = store
-            .get::<PresenceRecord>(&obs.user_id, "presence")
-            .await?;
-        let Some((rec, msg)) = next_record(current.as_ref().map(|v| &v.value), obs) else {
-            return Ok(None);
-        };
-        let written = match &current {
-            Some(v) => store.replace(&rec, &v.etag).await,
-            None => store.insert(&rec).await,
-        };
-        match written {
-            Ok(_) => return Ok(Some(msg)),
-            Err(StoreError::PreconditionFailed | StoreError::Conflict | StoreError::NotFound) => {
-                continue
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Unavailable(
-        "presence write kept losing races; will retry on the next observation".into(),
-    ))
+    let mut recorded = record_batch(store, vec![obs.clone()]).await?;
+    recorded.pop().unwrap_or(Ok(None))
 }
 
-/// The record to write (marked pending) and the message to publish when `obs` changes
-/// `current`.
+/// The record to write when `obs` changes `current` (marked pending, with the message to
+/// publish), or when it changed nothing but is a notification item to remember (no message:
+/// [`crate::core::presence::remember_item`]). `None`: nothing to write.
 fn next_record(
     current: Option<&PresenceRecord>,
     obs: &Observation,
-) -> Option<(PresenceRecord, PresenceChanged)> {
-    let Decision::Changed { next, previous } = decide(current.map(|r| &r.last), obs) else {
-        return None;
+) -> Option<(PresenceRecord, Option<PresenceChanged>)> {
+    let (next, previous) = match decide(current.map(|r| &r.last), obs) {
+        Decision::Changed { next, previous } => (next, previous),
+        Decision::Unchanged => {
+            let current = current?;
+            let last = remember_item(&current.last, obs)?;
+            return Some((
+                PresenceRecord {
+                    last,
+                    ..current.clone()
+                },
+                None,
+            ));
+        }
     };
     let msg = PresenceChanged::from_change(&obs.user_id, &obs.tenant_id, &next, previous.clone());
     let rec = PresenceRecord {
@@ -74,7 +62,7 @@ fn next_record(
             previous,
         }),
     };
-    Some((rec, msg))
+    Some((rec, Some(msg)))
 }
 
 /// [`record`] for a batch, in order, in one store transaction where the store has them
@@ -100,13 +88,15 @@ pub async fn record_batch_if(
         .iter()
         .map(|o| (o.user_id.clone(), "presence".to_owned()))
         .collect();
-    store
+    let recorded = store
         .update_each_if(
             unchanged,
             keys,
             move |i, current: Option<&PresenceRecord>| next_record(current, &observations[i]),
         )
-        .await
+        .await?;
+    // A remembered item was written but changed nothing: no message.
+    Ok(recorded.map(|all| all.into_iter().map(|r| r.map(Option::flatten)).collect()))
 }
 
 /// [`record_batch_if`] and publish, in order. Returns, per observation, whether a message
@@ -165,6 +155,18 @@ fn message_of(rec: &PresenceRecord) -> TopicMessage {
     ))
 }
 
+/// The record without its pending mark, when the mark is still the one of `sequence`.
+fn without_mark(current: &PresenceRecord, sequence: &str) -> Option<(PresenceRecord, ())> {
+    if current.pending_publish.is_none() || current.last.sequence != sequence {
+        return None;
+    }
+    let rec = PresenceRecord {
+        pending_publish: None,
+        ..current.clone()
+    };
+    Some((rec, ()))
+}
+
 /// The pending marks `msgs` stand for: user id and sequence of every `presence.changed`
 /// (other types are not stored).
 fn marks_of(msgs: &[TopicMessage]) -> Vec<(String, String)> {
@@ -185,6 +187,16 @@ pub async fn confirm_all(store: &Store, msgs: &[TopicMessage]) {
 
 /// Clears the marks (user id, sequence) in one transaction where the store has them.
 async fn clear_marks(store: &Store, marks: Vec<(String, String)>) {
+    // A mark this process knows it cleared (or never set) stays cleared: a newer change
+    // carries another sequence. A repeated message costs no round trip then.
+    let marks: Vec<(String, String)> = marks
+        .into_iter()
+        .filter(|(user, sequence)| {
+            store
+                .known::<PresenceRecord>(user, "presence")
+                .is_none_or(|v| without_mark(&v.value, sequence).is_some())
+        })
+        .collect();
     if marks.is_empty() {
         return;
     }
@@ -196,15 +208,7 @@ async fn clear_marks(store: &Store, marks: Vec<(String, String)>) {
     // ETag-conditional like every write here, record by record.
     let cleared = store
         .update_each(keys, move |i, current: Option<&PresenceRecord>| {
-            let current = current?;
-            if current.pending_publish.is_none() || current.last.sequence != sequences[i] {
-                return None;
-            }
-            let rec = PresenceRecord {
-                pending_publish: None,
-                ..current.clone()
-            };
-            Some((rec, ()))
+            without_mark(current?, &sequences[i])
         })
         .await;
     let failed: Vec<(&str, StoreError)> = match cleared {
@@ -329,39 +333,78 @@ pub async fn send_and_confirm(
     Ok(())
 }
 
+/// The recent changes this process already sent once more with the output binding
+/// ([`resend_pending`]): each is repeated once, on the next tick, not on every tick of the
+/// window. The Functions host never tells a custom handler whether a binding's send went
+/// through (its response carries the outputs; what the host then does with them is not
+/// reported back), so one repeat is what covers a failed invocation; a longer topic outage
+/// is healed by the edges' own reconcile (`RECONCILE_INTERVAL`).
+#[derive(Debug, Default)]
+pub struct Repeats(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+/// At most this many users' last repeats are remembered (emptied when full).
+const REPEATS_KEPT: usize = 100_000;
+
+impl Repeats {
+    /// Whether the change `sequence` of `user_id` is repeated for the first time (and
+    /// remembers that it now is).
+    pub fn first(&self, user_id: &str, sequence: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.get(user_id).is_some_and(|s| s == sequence) {
+            return false;
+        }
+        if seen.len() >= REPEATS_KEPT {
+            seen.clear();
+        }
+        seen.insert(user_id.to_owned(), sequence.to_owned());
+        true
+    }
+}
+
 /// What a re-send found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Resent {
     /// Stored changes still waiting for a confirmed send, sent again.
     pub pending: usize,
-    /// Recent changes sent again because their first send cannot be confirmed (the output
-    /// binding).
+    /// Recent changes sent again, once each, because their first send cannot be confirmed
+    /// (the output binding).
     pub recent: usize,
 }
 
 /// Sends again (into `outbox` under the host) every change still marked pending that was
-/// stored at or before `pending_before`, and, when `recent_since` is given, the current state
-/// of every user whose change was observed since then (the output binding cannot confirm a
-/// send, so recent changes are repeated for a while instead). One scan of the presence table.
+/// stored at or before `pending_before`, and, when `recent` is given, the current state of
+/// every user whose change was observed since its time, once per change ([`Repeats`]: the
+/// output binding cannot confirm a send). One query of the presence table for the rows
+/// that can qualify ([`Store::scan_where`]).
 pub async fn resend_pending(
     store: &Store,
     publisher: &Publisher,
     outbox: Option<&Outbox>,
     pending_before: DateTime<Utc>,
-    recent_since: Option<DateTime<Utc>>,
+    recent: Option<(DateTime<Utc>, &Repeats)>,
 ) -> Result<Resent, PipelineError> {
     let mut out = Resent::default();
     let mut msgs = Vec::new();
-    for rec in store.list::<PresenceRecord>().await? {
-        let rec = rec.value;
+    // Only the rows that can qualify: Table Storage filters on its index properties, so a
+    // tick reads the pending and recent rows, not every user's.
+    let mut wanted = vec![Bound::AtMost("PendingSince", pending_before)];
+    if let Some((since, _)) = recent {
+        wanted.push(Bound::AtLeast("ObservedAt", since));
+    }
+    for e in store.scan_where(Table::Presence, &wanted).await? {
+        let Ok(rec) = serde_json::from_value::<PresenceRecord>(e.data) else {
+            continue;
+        };
         let pending = rec
             .pending_publish
             .as_ref()
             .is_some_and(|p| p.since <= pending_before);
-        let recent = recent_since.is_some_and(|t| rec.last.observed_at >= t);
+        let repeat = recent.is_some_and(|(since, repeats)| {
+            rec.last.observed_at >= since && repeats.first(&rec.user_id, &rec.last.sequence)
+        });
         if pending {
             out.pending += 1;
-        } else if recent {
+        } else if repeat {
             out.recent += 1;
         } else {
             continue;

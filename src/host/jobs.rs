@@ -29,10 +29,10 @@ impl JobError {
     }
 }
 
-/// With the output binding (no confirmation of a send), how long `presence-refresh` keeps
-/// sending a change again: a topic outage shorter than this loses nothing; edges drop the
-/// duplicates (a longer outage is healed by the edges' own reconcile,
-/// `RECONCILE_INTERVAL`).
+/// With the output binding (no confirmation of a send), how recent a change must be for
+/// `presence-refresh` to send it once more (once per change: `pipeline::Repeats`); edges drop
+/// the duplicate, and a longer topic outage is healed by the edges' own reconcile
+/// (`RECONCILE_INTERVAL`).
 pub const RESEND_RECENT: chrono::Duration = chrono::Duration::minutes(2);
 
 /// Runs a timer-triggered function.
@@ -47,13 +47,16 @@ pub async fn run_timer(
             // Durable publishing: changes stored but never confirmed sent (the process died in
             // between, the topic was down) go again; with the output binding, which cannot
             // confirm, so do the recent ones.
-            let recent_since = state.direct_bus.is_none().then(|| now - RESEND_RECENT);
+            let recent = state
+                .direct_bus
+                .is_none()
+                .then(|| (now - RESEND_RECENT, &*state.repeats));
             let resent = crate::engine::pipeline::resend_pending(
                 &state.store,
                 &state.publisher,
                 Some(&outbox),
                 now,
-                recent_since,
+                recent,
             )
             .await
             .unwrap_or_else(|e| {

@@ -67,19 +67,30 @@ async fn start(
     headers: HeaderMap,
     Query(q): Query<StartQuery>,
 ) -> Response {
-    if !state
-        .sign_in_starts
-        .allow(&client_key(&headers), std::time::Instant::now())
+    // The limit is kept in the store, so every instance counts against the same one.
+    match crate::engine::guards::sign_in_start(&state.store, &client_key(&headers), Utc::now())
+        .await
     {
-        tracing::warn!("sign-in start rate limited");
-        let mut r = page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many sign-ins",
-            "<p>Too many sign-ins were started from here. Wait a minute and try again.</p>",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
-        return r;
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("sign-in start rate limited");
+            let mut r = page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-ins",
+                "<p>Too many sign-ins were started from here. Wait a minute and try again.</p>",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+            return r;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check the sign-in start limit");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again in a moment",
+                "<p>The store is not reachable right now.</p>",
+            );
+        }
     }
     let entra = match state.tokens.entra() {
         Ok(e) if e.is_confidential() => e.clone(),

@@ -1,8 +1,8 @@
 //! `POST /api/pbx/events`: the generic PBX adapter's inbound side, the same in `serve` and
 //! under the Functions host (`pbx-events`). The body, its authentication (bearer secret or
-//! HMAC signature) and replay protection are `clients::pbx::events`; this route turns the
-//! outcome into a status and hands accepted events to the sync. On any error nothing
-//! changes.
+//! HMAC signature) are `clients::pbx::events`, replay protection across instances
+//! `engine::guards`; this route turns the outcome into a status and hands accepted events to
+//! the sync. On any error nothing changes.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,7 +13,8 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::clients::pbx::events::{accept, AuthHeaders, EventsError};
+use crate::clients::pbx::events::{AuthHeaders, EventsError};
+use crate::engine::guards::{accept_pbx_events, PbxEventsError};
 use crate::http::state::AppState;
 use crate::http::ApiError;
 
@@ -41,23 +42,25 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         signature: header("x-signature"),
     };
     let now = Utc::now();
-    let accepted = {
-        let mut guard = state.pbx_replay.lock().unwrap_or_else(|p| p.into_inner());
-        accept(auth, &body, &secret, now, &mut guard)
-    };
-    match accepted {
+    // Replays are refused across instances: the guard is in the store.
+    match accept_pbx_events(&state.store, auth, &body, &secret, now).await {
         Ok(events) => {
             let n = events.len();
             sync.on_events(events, now).await;
             (StatusCode::ACCEPTED, Json(json!({ "accepted": n }))).into_response()
         }
-        Err(e @ EventsError::Unauthorized { .. }) => {
+        Err(PbxEventsError::Refused(e @ EventsError::Unauthorized { .. })) => {
             tracing::warn!(reason = %e.log_reason(), "PBX event refused");
             unauthorized()
         }
-        Err(e) => {
+        Err(PbxEventsError::Refused(e)) => {
             tracing::info!(error = %e, "malformed PBX event refused");
             ApiError::BadRequest(e.to_string()).into_response()
+        }
+        Err(PbxEventsError::Store(e)) => {
+            tracing::error!(error = %e, "cannot check PBX events for replays");
+            ApiError::Unavailable("cannot check for replays; send again later".into())
+                .into_response()
         }
     }
 }

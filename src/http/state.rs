@@ -3,13 +3,12 @@
 //! status, the signing keys of validation tokens).
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::clients::graph::certs::KeyRing;
 use crate::clients::graph::validation_token::JwksCache;
-use crate::clients::pbx::events::ReplayGuard;
 use crate::config::Settings;
 use crate::engine::applier::SharedSinkStatus;
 use crate::engine::context::Context;
@@ -47,15 +46,13 @@ pub struct AppState {
     pub sinks: Option<Arc<crate::engine::sinks::Fanout>>,
     /// The PBX sync, when a PBX is configured.
     pub pbx: Option<Arc<PbxSync>>,
-    /// Bodies of `POST /api/pbx/events` already accepted (replay protection).
-    pub pbx_replay: Arc<Mutex<ReplayGuard>>,
     /// `serve`'s generated admin token: opens the status from another machine
     /// (`crate::http::access`).
     pub admin_token: Option<secrecy::SecretString>,
-    /// The rate limit of `GET /api/auth/start`.
-    pub sign_in_starts: std::sync::Arc<crate::engine::signins::StartLimiter>,
     /// The status page's device-code sign-in (`crate::http::device`).
     pub page_sign_in: Arc<crate::engine::device_code::PageSignIn>,
+    /// The recent changes `presence-refresh` already repeated for the output binding.
+    pub repeats: Arc<crate::engine::pipeline::Repeats>,
     /// The subscriptions the webhook read, revalidated by ETag on every use.
     pub subscriptions: Arc<crate::store::cache::RecordCache<crate::store::SubscriptionRecord>>,
 }
@@ -81,10 +78,9 @@ impl AppState {
             sink_status: Default::default(),
             sinks: None,
             pbx: None,
-            pbx_replay: Default::default(),
             admin_token: None,
-            sign_in_starts: Default::default(),
             page_sign_in: Default::default(),
+            repeats: Default::default(),
             subscriptions: Arc::new(crate::store::cache::RecordCache::new(1024)),
         }
     }

@@ -12,12 +12,14 @@
 
 pub mod azure_auth;
 pub mod cache;
+pub mod guards;
 pub mod records;
 pub mod sqlite;
 pub mod table;
 
 use std::fmt;
 
+use futures_util::StreamExt;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
@@ -43,11 +45,13 @@ pub enum Table {
     PbxMappings,
     /// PBX sync state per extension (echo ledger, ownership, last writes).
     PbxLinks,
+    /// Guards that hold across instances, each row until its expiry ([`guards`]).
+    Guards,
 }
 
 impl Table {
     /// Every table, for creation at start-up.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Users,
         Table::Presence,
         Table::Subscriptions,
@@ -55,7 +59,18 @@ impl Table {
         Table::Meta,
         Table::PbxMappings,
         Table::PbxLinks,
+        Table::Guards,
     ];
+
+    /// Times in a table's documents that Table Storage also keeps as properties of their
+    /// own, so a query can filter on them ([`Store::scan_where`]): (property, JSON pointer
+    /// into the document).
+    pub fn indexed(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Table::Presence => &records::PRESENCE_INDEX,
+            _ => &[],
+        }
+    }
 
     /// The Azure table name (alphanumeric, starts with a letter) and SQLite discriminator.
     pub fn name(self) -> &'static str {
@@ -67,6 +82,7 @@ impl Table {
             Table::Meta => "TeamsPresenceMeta",
             Table::PbxMappings => "TeamsPresencePbxMappings",
             Table::PbxLinks => "TeamsPresencePbxLinks",
+            Table::Guards => "TeamsPresenceGuards",
         }
     }
 }
@@ -248,15 +264,44 @@ impl Store {
         T: DeserializeOwned,
         C: FromIterator<(String, T)> + Send + 'static,
     {
-        if let Store::Sqlite(s) = self {
-            return s.scan_as(t).await;
+        match self {
+            Store::Sqlite(s) => s.scan_as(t).await,
+            Store::Table(s) => Ok(s.scan_as::<T>(t).await?.into_iter().collect()),
         }
-        Ok(self
-            .scan_entities(t, None)
-            .await?
-            .into_iter()
-            .filter_map(|e| T::deserialize(&e.data).ok().map(|v| (e.pk, v)))
-            .collect())
+    }
+
+    /// The entities of a table whose index properties ([`Table::indexed`]) meet any of
+    /// `any`. Table Storage filters them itself (after reading the whole table once per
+    /// storage account, for rows written before the properties existed); SQLite reads every row.
+    pub async fn scan_where(&self, t: Table, any: &[Bound]) -> Result<Vec<Entity>, StoreError> {
+        match self {
+            Store::Table(s) => s.scan_where(t, any).await,
+            Store::Sqlite(_) => Ok(self
+                .scan_entities(t, None)
+                .await?
+                .into_iter()
+                .filter(|e| meets(t, &e.data, any))
+                .collect()),
+        }
+    }
+
+    /// The record as this process last read or wrote it, when it remembers (Table Storage,
+    /// [`table::TableStore::known`]): what a caller may trust to *skip* a write only when a
+    /// stale copy cannot make that wrong (a pending mark this process cleared stays
+    /// cleared: a newer change has another sequence). `None` on SQLite, where a read is
+    /// cheap.
+    pub fn known<T: Record>(&self, pk: &str, rk: &str) -> Option<Versioned<T>> {
+        let Store::Table(s) = self else {
+            return None;
+        };
+        let (etag, data) = s.known(T::TABLE, pk, rk)?;
+        decode(Entity {
+            pk: pk.to_owned(),
+            rk: rk.to_owned(),
+            data,
+            etag,
+        })
+        .ok()
     }
 
     // --- Typed --------------------------------------------------------------------------
@@ -404,11 +449,48 @@ impl Store {
             }
             Store::Table(_) if !unchanged.is_empty() => Ok(None),
             Store::Table(_) => {
-                let mut out = Vec::with_capacity(keys.len());
-                for (i, (pk, rk)) in keys.iter().enumerate() {
-                    out.push(self.update_one_async(pk, rk, |cur| decide(i, cur)).await);
+                // Distinct entities go at once (each is its own round trips; a batch of 100
+                // one after the other took 100 times the latency), the records of one
+                // entity one after the other, in batch order.
+                let mut groups: Vec<Vec<usize>> = Vec::new();
+                let mut by_key: std::collections::HashMap<&(String, String), usize> =
+                    std::collections::HashMap::new();
+                for (i, key) in keys.iter().enumerate() {
+                    let g = *by_key.entry(key).or_insert_with(|| {
+                        groups.push(Vec::new());
+                        groups.len() - 1
+                    });
+                    groups[g].push(i);
                 }
-                Ok(Some(out))
+                let decide = std::sync::Mutex::new(decide);
+                let (decide, keys) = (&decide, &keys);
+                let done: Vec<Vec<(usize, Updated<R>)>> = futures_util::stream::iter(groups)
+                    .map(|group| async move {
+                        let mut out = Vec::with_capacity(group.len());
+                        for i in group {
+                            let (pk, rk) = &keys[i];
+                            let r = self
+                                .update_one_async(pk, rk, |cur| {
+                                    let mut d = decide.lock().unwrap_or_else(|p| p.into_inner());
+                                    (*d)(i, cur)
+                                })
+                                .await;
+                            out.push((i, r));
+                        }
+                        out
+                    })
+                    .buffer_unordered(TABLE_CONCURRENCY)
+                    .collect()
+                    .await;
+                let mut out: Vec<Option<Updated<R>>> = (0..keys.len()).map(|_| None).collect();
+                for (i, r) in done.into_iter().flatten() {
+                    out[i] = Some(r);
+                }
+                Ok(Some(
+                    out.into_iter()
+                        .map(|r| r.expect("every key is done"))
+                        .collect(),
+                ))
             }
         }
     }
@@ -419,9 +501,31 @@ impl Store {
         rk: &str,
         mut decide: impl FnMut(Option<&T>) -> Option<(T, R)>,
     ) -> Result<Option<R>, StoreError> {
+        // First what this process last read or wrote (Table Storage: no read when the
+        // decision is a write, which its ETag makes safe); from then on, the store.
+        let mut known = match self {
+            Store::Table(t) => t.known(T::TABLE, pk, rk).and_then(|(etag, data)| {
+                decode(Entity {
+                    pk: pk.to_owned(),
+                    rk: rk.to_owned(),
+                    data,
+                    etag,
+                })
+                .ok()
+            }),
+            Store::Sqlite(_) => None,
+        };
         for _ in 0..MAX_ATTEMPTS {
-            let current = self.get::<T>(pk, rk).await?;
+            let from_memory = known.is_some();
+            let current = match known.take() {
+                Some(v) => Some(v),
+                None => self.get::<T>(pk, rk).await?,
+            };
             let Some((next, r)) = decide(current.as_ref().map(|v| &v.value)) else {
+                if from_memory {
+                    // Leaving it alone needs the store's word, not this process's memory.
+                    continue;
+                }
                 return Ok(None);
             };
             let written = match &current {
@@ -449,6 +553,29 @@ impl Store {
     }
 }
 
+/// A condition on an index property ([`Table::indexed`]) for [`Store::scan_where`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The property is set and at most this time.
+    AtMost(&'static str, chrono::DateTime<chrono::Utc>),
+    /// The property is set and at least this time.
+    AtLeast(&'static str, chrono::DateTime<chrono::Utc>),
+}
+
+/// Whether a document of table `t` meets any of `any` (what Table Storage's filter decides
+/// on its index properties, decided on the document itself).
+fn meets(t: Table, data: &Value, any: &[Bound]) -> bool {
+    let time = |name: &str| {
+        let (_, pointer) = t.indexed().iter().find(|(n, _)| *n == name)?;
+        let text = data.pointer(pointer)?.as_str()?;
+        chrono::DateTime::parse_from_rfc3339(text).ok()
+    };
+    any.iter().any(|b| match b {
+        Bound::AtMost(n, at) => time(n).is_some_and(|v| v <= *at),
+        Bound::AtLeast(n, at) => time(n).is_some_and(|v| v >= *at),
+    })
+}
+
 /// What [`Store::get_if_changed`] found.
 #[derive(Debug)]
 pub enum Fresh<T> {
@@ -459,6 +586,12 @@ pub enum Fresh<T> {
     /// No such record.
     Missing,
 }
+
+/// What one record of [`Store::update_each`] came to.
+type Updated<R> = Result<Option<R>, StoreError>;
+
+/// Entities a batch on Table Storage updates at once.
+const TABLE_CONCURRENCY: usize = 16;
 
 /// How many times a conditional write is retried after losing a race (each retry means
 /// another writer made progress, so this bound is never reached in practice).

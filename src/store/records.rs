@@ -163,6 +163,14 @@ impl Serialize for PresenceRecord {
     }
 }
 
+/// The presence document's times Table Storage keeps as properties of their own
+/// (`crate::store::Table::indexed`), so the re-send finds the pending and the recent rows
+/// among all users without reading them all: (property, JSON pointer).
+pub const PRESENCE_INDEX: [(&str, &str); 2] = [
+    ("PendingSince", "/pendingPublish/since"),
+    ("ObservedAt", "/observedAt"),
+];
+
 /// A stored change waiting for its publishing to be confirmed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -64,7 +64,19 @@ pub struct TableStore {
     /// `http://127.0.0.1:10002/devstoreaccount1/`.
     endpoint: Url,
     auth: Auth,
+    /// What this process last read or wrote, by entity: see [`TableStore::known`].
+    known: Arc<std::sync::Mutex<Known>>,
+    /// Whether [`TableStore::scan_where`] knows the whole table was read once already.
+    swept: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Entities this process last read or wrote, with their ETags: (table, pk, rk) → (ETag,
+/// document). Emptied when full: it holds what is in use.
+type Known = std::collections::HashMap<(Table, String, String), (Etag, Value)>;
+
+/// At most this many entities are kept in [`TableStore::known`] (a presence record is
+/// about 1 KB: a few MB at most).
+const KNOWN_MAX: usize = 4_096;
 
 impl TableStore {
     /// Builds a client from the configured connection.
@@ -162,6 +174,40 @@ impl TableStore {
             http,
             endpoint,
             auth,
+            known: Default::default(),
+            swept: Default::default(),
+        }
+    }
+
+    /// The entity as this process last read or wrote it, and its ETag then: what a
+    /// read-decide-write loop may decide on *when it writes*, conditional on that ETag, to
+    /// save the read (a change's write followed by the write that clears its pending mark
+    /// costs two round trips instead of four). Another writer since only makes that write
+    /// fail with 412, and the loop reads again. It is no proof that nothing changed:
+    /// deciding to leave an entity alone takes a fresh read.
+    pub fn known(&self, t: Table, pk: &str, rk: &str) -> Option<(Etag, Value)> {
+        self.known_entities()
+            .get(&(t, pk.to_owned(), rk.to_owned()))
+            .cloned()
+    }
+
+    fn known_entities(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember(&self, t: Table, pk: &str, rk: &str, seen: Option<(&Etag, &Value)>) {
+        let mut known = self.known_entities();
+        let key = (t, pk.to_owned(), rk.to_owned());
+        match seen {
+            Some((etag, data)) => {
+                if known.len() >= KNOWN_MAX {
+                    known.clear();
+                }
+                known.insert(key, (etag.clone(), data.clone()));
+            }
+            None => {
+                known.remove(&key);
+            }
         }
     }
 
@@ -328,9 +374,14 @@ impl TableStore {
                     .json()
                     .await
                     .map_err(|e| StoreError::Unavailable(format!("bad table response: {e}")))?;
-                Ok(Some(entity_of(&v, Some(etag))?))
+                let e = entity_of(&v, Some(etag))?;
+                self.remember(t, pk, rk, Some((&e.etag, &e.data)));
+                Ok(Some(e))
             }
-            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::NOT_FOUND => {
+                self.remember(t, pk, rk, None);
+                Ok(None)
+            }
             _ => Err(failure("read", r).await),
         }
     }
@@ -344,7 +395,7 @@ impl TableStore {
         data: &Value,
     ) -> Result<Etag, StoreError> {
         let url = self.endpoint.join(t.name()).expect("joins");
-        let body = json!({"PartitionKey": encode_key(pk), "RowKey": encode_key(rk), "Data": data.to_string()});
+        let body = entity_body(t, pk, rk, data);
         let (r, maybe_done) = self
             .send_tracked(
                 Method::POST,
@@ -353,7 +404,7 @@ impl TableStore {
                 &[("Prefer", "return-no-content".into())],
             )
             .await?;
-        match r.status() {
+        let written = match r.status() {
             s if s.is_success() => etag_of(&r),
             StatusCode::CONFLICT if maybe_done => self
                 .already_written(t, pk, rk, data)
@@ -361,6 +412,24 @@ impl TableStore {
                 .ok_or(StoreError::Conflict),
             StatusCode::CONFLICT => Err(StoreError::Conflict),
             _ => Err(failure("insert", r).await),
+        };
+        self.after_write(t, pk, rk, data, &written);
+        written
+    }
+
+    /// Keeps what a write left: the document and its new ETag, or nothing when the write
+    /// lost a race (the entity is not what this process knew).
+    fn after_write(
+        &self,
+        t: Table,
+        pk: &str,
+        rk: &str,
+        data: &Value,
+        written: &Result<Etag, StoreError>,
+    ) {
+        match written {
+            Ok(etag) => self.remember(t, pk, rk, Some((etag, data))),
+            Err(_) => self.remember(t, pk, rk, None),
         }
     }
 
@@ -395,7 +464,7 @@ impl TableStore {
         data: &Value,
         etag: Option<&Etag>,
     ) -> Result<Etag, StoreError> {
-        let body = json!({"PartitionKey": encode_key(pk), "RowKey": encode_key(rk), "Data": data.to_string()});
+        let body = entity_body(t, pk, rk, data);
         let extra: Vec<(&str, String)> = etag
             .map(|e| ("If-Match", e.0.clone()))
             .into_iter()
@@ -403,7 +472,7 @@ impl TableStore {
         let (r, maybe_done) = self
             .send_tracked(Method::PUT, self.entity_url(t, pk, rk), Some(&body), &extra)
             .await?;
-        match r.status() {
+        let written = match r.status() {
             s if s.is_success() => etag_of(&r),
             StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND
                 if maybe_done && etag.is_some() =>
@@ -417,7 +486,9 @@ impl TableStore {
             StatusCode::PRECONDITION_FAILED => Err(StoreError::PreconditionFailed),
             StatusCode::NOT_FOUND if etag.is_some() => Err(StoreError::NotFound),
             _ => Err(failure("write", r).await),
-        }
+        };
+        self.after_write(t, pk, rk, data, &written);
+        written
     }
 
     /// Deletes, conditionally when an ETag is given.
@@ -437,6 +508,7 @@ impl TableStore {
                 &[("If-Match", if_match)],
             )
             .await?;
+        self.remember(t, pk, rk, None);
         match r.status() {
             s if s.is_success() => Ok(()),
             // The lost first attempt deleted it.
@@ -449,7 +521,124 @@ impl TableStore {
 
     /// Every entity of a table or partition, following continuation tokens.
     pub async fn scan(&self, t: Table, pk: Option<&str>) -> Result<Vec<Entity>, StoreError> {
+        let filter =
+            pk.map(|pk| format!("PartitionKey eq '{}'", encode_key(pk).replace('\'', "''")));
         let mut out = Vec::new();
+        self.query(t, filter.as_deref(), |item| {
+            out.push(entity_of(item, None)?);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// The entities of a table whose index properties ([`Table::indexed`]) meet any of
+    /// `any`, filtered by Table Storage itself: a re-send looks for the few pending rows
+    /// among 100,000 without reading them all. Until a marker in the meta table says the
+    /// table was read whole once, the query reads it whole and filters here (page by page),
+    /// so rows written before the index properties existed are not missed after an upgrade.
+    pub async fn scan_where(
+        &self,
+        t: Table,
+        any: &[super::Bound],
+    ) -> Result<Vec<Entity>, StoreError> {
+        if !self.swept.load(std::sync::atomic::Ordering::Relaxed) {
+            // Once per table and account, not per process: a marker says the whole table
+            // was read since the index properties exist (rows a version before them left
+            // pending are found by that one read; every write since sets them).
+            if self.get(Table::Meta, "indexed", t.name()).await?.is_none() {
+                let mut found = Vec::new();
+                self.query(t, None, |item| {
+                    let e = entity_of(item, None)?;
+                    if super::meets(t, &e.data, any) {
+                        found.push(e);
+                    }
+                    Ok(())
+                })
+                .await?;
+                let at = index_time(&Utc::now());
+                self.upsert(Table::Meta, "indexed", t.name(), &json!({ "at": at }))
+                    .await?;
+                self.swept.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok(found);
+            }
+            self.swept.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let filter = any
+            .iter()
+            .map(|b| {
+                let (name, op, at) = match b {
+                    super::Bound::AtMost(n, at) => (n, "le", at),
+                    super::Bound::AtLeast(n, at) => (n, "ge", at),
+                };
+                format!("({name} {op} '{}')", index_time(at))
+            })
+            .collect::<Vec<_>>()
+            .join(" or ");
+        if filter.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        self.query(t, Some(&filter), |item| {
+            out.push(entity_of(item, None)?);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Every row of a table as its partition key and its document read as `T` (rows that
+    /// do not decode are left out), read as 16 key ranges at once (user ids are GUIDs, so
+    /// their first hex digit spreads them evenly) and decoded page by page: 100,000
+    /// presence rows are 100 pages, and one after the other they took seconds.
+    pub async fn scan_as<T: serde::de::DeserializeOwned>(
+        &self,
+        t: Table,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        const BOUNDS: [&str; 15] = [
+            "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f",
+        ];
+        let ranges = (0..=BOUNDS.len()).map(|i| {
+            let lo = i
+                .checked_sub(1)
+                .map(|l| format!("PartitionKey ge '{}'", BOUNDS[l]));
+            let hi = BOUNDS.get(i).map(|h| format!("PartitionKey lt '{h}'"));
+            [lo, hi]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" and ")
+        });
+        let reads = ranges.map(|filter| async move {
+            let mut rows = Vec::new();
+            self.query(t, Some(&filter), |item| {
+                let data = data_text(item);
+                let pk = item.get("PartitionKey").and_then(Value::as_str);
+                if let (Some(pk), Some(data)) = (pk, data) {
+                    if let Ok(v) = serde_json::from_str::<T>(&data) {
+                        rows.push((decode_key(pk), v));
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map(|()| rows)
+        });
+        Ok(futures_util::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// Runs a query (`$filter` when given), page after page, handing each entity's JSON to
+    /// `each` as it arrives: no page is kept once read.
+    async fn query(
+        &self,
+        t: Table,
+        filter: Option<&str>,
+        mut each: impl FnMut(&Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut next: Option<(String, Option<String>)> = None;
         loop {
             let mut url = self
@@ -458,11 +647,8 @@ impl TableStore {
                 .expect("joins");
             {
                 let mut q = url.query_pairs_mut();
-                if let Some(pk) = pk {
-                    q.append_pair(
-                        "$filter",
-                        &format!("PartitionKey eq '{}'", encode_key(pk).replace('\'', "''")),
-                    );
+                if let Some(f) = filter {
+                    q.append_pair("$filter", f);
                 }
                 if let Some((npk, nrk)) = &next {
                     q.append_pair("NextPartitionKey", npk);
@@ -496,15 +682,21 @@ impl TableStore {
                 .into_iter()
                 .flatten()
             {
-                out.push(entity_of(item, None)?);
+                each(item)?;
             }
             match cont_pk {
                 Some(p) => next = Some((p, cont_rk)),
                 None => break,
             }
         }
-        Ok(out)
+        Ok(())
     }
+}
+
+/// An index property's time as stored: RFC 3339, UTC, microseconds, so that comparing the
+/// strings (what a `$filter` on a string property does) compares the times.
+fn index_time(at: &chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// Table Storage forbids `/ \ # ?` and control characters in keys: escape them (and `%`
@@ -572,13 +764,76 @@ fn entity_of(v: &Value, etag: Option<Etag>) -> Result<Entity, StoreError> {
     let etag = etag
         .or_else(|| s("odata.etag").map(Etag))
         .ok_or_else(|| StoreError::Other("entity without ETag".into()))?;
-    let data = s("Data")
-        .ok_or_else(|| StoreError::Other(format!("entity {pk}/{rk} has no Data")))
-        .and_then(|d| {
-            serde_json::from_str(&d)
-                .map_err(|e| StoreError::Other(format!("entity {pk}/{rk}: {e}")))
-        })?;
+    let text =
+        data_text(v).ok_or_else(|| StoreError::Other(format!("entity {pk}/{rk} has no Data")))?;
+    let data = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Other(format!("entity {pk}/{rk}: {e}")))?;
     Ok(Entity { pk, rk, data, etag })
+}
+
+/// The document's JSON text: `Data`, and `Data1`, `Data2`, ... after it when it was split.
+fn data_text(v: &Value) -> Option<String> {
+    let mut text = v.get("Data").and_then(Value::as_str)?.to_owned();
+    for n in 1.. {
+        let Some(more) = v.get(format!("Data{n}")).and_then(Value::as_str) else {
+            break;
+        };
+        text.push_str(more);
+    }
+    Some(text)
+}
+
+/// Table Storage refuses a string property over 64 KiB (32 Ki UTF-16 code units): a
+/// tenant-mode subscription (650 user ids, and a resource naming them all) is about 52,000
+/// characters of JSON. Longer documents are cut into `Data`, `Data1`, `Data2`, ... (up to
+/// the 1 MiB an entity may hold); [`entity_of`] joins them again.
+const PROPERTY_UNITS: usize = 32_000;
+
+/// The entity for a write: the keys, the document in as many properties as it needs, and
+/// the table's index properties ([`Table::indexed`]) copied out of it for queries.
+fn entity_body(t: Table, pk: &str, rk: &str, data: &Value) -> Value {
+    let mut body = serde_json::Map::new();
+    body.insert("PartitionKey".into(), Value::String(encode_key(pk)));
+    body.insert("RowKey".into(), Value::String(encode_key(rk)));
+    for (name, pointer) in t.indexed() {
+        let at = data
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok());
+        if let Some(at) = at {
+            body.insert(
+                (*name).into(),
+                Value::String(index_time(&at.with_timezone(&Utc))),
+            );
+        }
+    }
+    for (n, part) in split_utf16(&data.to_string(), PROPERTY_UNITS)
+        .into_iter()
+        .enumerate()
+    {
+        let name = if n == 0 {
+            "Data".to_owned()
+        } else {
+            format!("Data{n}")
+        };
+        body.insert(name, Value::String(part));
+    }
+    Value::Object(body)
+}
+
+/// `text` in pieces of at most `units` UTF-16 code units each, cut between characters.
+fn split_utf16(text: &str, units: usize) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut used = 0;
+    for c in text.chars() {
+        if used + c.len_utf16() > units {
+            parts.push(String::new());
+            used = 0;
+        }
+        used += c.len_utf16();
+        parts.last_mut().expect("one part at least").push(c);
+    }
+    parts
 }
 
 async fn failure(op: &str, r: reqwest::Response) -> StoreError {
@@ -631,6 +886,29 @@ mod tests {
             &url,
         );
         assert_eq!(sig, "8eAALIG9c9+6NI7uwdyR0vooY4GjFtCOa3KlCaYI7JM=");
+    }
+
+    /// Issue 32: a tenant-mode subscription record is larger than one property may hold.
+    #[test]
+    fn documents_longer_than_a_property_are_split_and_joined_again() {
+        let ids: Vec<String> = (0..650)
+            .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+            .collect();
+        let doc =
+            json!({"userIds": ids, "resource": ids.join(","), "emoji": "\u{1F600}".repeat(20_000)});
+        let body = entity_body(Table::Meta, "pk", "rk", &doc);
+        let props: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert!(props.len() > 3, "{props:?}");
+        for (k, v) in body.as_object().unwrap() {
+            let units = v.as_str().unwrap().encode_utf16().count();
+            assert!(units <= 32_768, "{k} holds {units} UTF-16 units");
+        }
+        let mut read = body.clone();
+        read["odata.etag"] = json!("W/\"1\"");
+        assert_eq!(entity_of(&read, None).unwrap().data, doc);
+        // A short document stays one property, as before.
+        let small = entity_body(Table::Meta, "pk", "rk", &json!({"a": 1}));
+        assert_eq!(small.as_object().unwrap().len(), 3);
     }
 
     #[test]

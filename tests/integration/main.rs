@@ -29,6 +29,8 @@
 //! - `infra_hooks`: the azd hooks with stub `az`/`azd`, and the per-edge rule plan (issue 27).
 //! - `shutdown`: the real binaries given SIGTERM: `serve` mid-burst delivers what it accepted,
 //!   `subscribe` abandons nothing it applied, `pbx run` through the edge's receive loop.
+//! - `round_trips`: Table operations, Service Bus sends and Graph calls per presence change.
+//! - `instances`: the real handler binary twice on one Azurite: guards hold across instances.
 //! - `faults`: issue 14's fault suite: outages of the store, the topic and the bridge, Graph's
 //!   throttling and 5xx, a revoked refresh token, `kill -9` during a burst, a lost peek-lock.
 
@@ -47,6 +49,7 @@ mod handler_start;
 mod hue_bridge;
 mod hue_tls;
 mod infra_hooks;
+mod instances;
 mod pbx_e2e;
 mod pbx_generic;
 mod pbx_http;
@@ -54,6 +57,7 @@ mod pbx_notifications;
 mod presence;
 mod private_files;
 mod reliability;
+mod round_trips;
 mod serve;
 mod serve_e2e;
 mod shutdown;

@@ -200,6 +200,12 @@ async fn with_the_output_binding_presence_refresh_sends_recent_changes_again() {
     assert_eq!(again[0]["sequence"], first[0]["sequence"]);
     assert!(v["Logs"][0].as_str().unwrap().contains("1 recent"), "{v}");
 
+    // Once (issue 32): every tick of the window used to repeat it, eight times in all at the
+    // shipped 15 s schedule.
+    app.clock.set(t0() + Duration::seconds(30));
+    let (_, v) = support::presence_refresh(&app).await;
+    assert!(outputs(&v).is_empty(), "repeated twice: {v}");
+
     // Past the window, an unchanged user is not repeated.
     app.clock
         .set(t0() + teams_presence::host::jobs::RESEND_RECENT + Duration::seconds(15));

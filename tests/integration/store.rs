@@ -67,6 +67,12 @@ conformance!(
     a_batch_is_recorded_in_order_and_stays_pending_until_confirmed,
     a_cached_record_is_revalidated_on_every_read,
     the_confirmer_clears_the_marks_of_many_hand_offs_together,
+    a_guard_is_claimed_once_until_it_expires_and_racing_claimants_get_it_once,
+    a_rate_guard_allows_its_burst_then_one_per_interval_across_racing_takers,
+    purging_guards_removes_only_the_expired_ones,
+    a_tenant_mode_subscription_of_650_users_round_trips,
+    scan_where_finds_the_pending_and_the_recent_presence_rows,
+    scan_as_reads_every_row_of_a_table,
 );
 
 async fn insert_then_get_returns_the_document_and_a_second_insert_conflicts(s: Store) {
@@ -561,4 +567,283 @@ async fn update_each_if_writes_only_while_its_dependencies_are_unchanged() {
     let table = azurite_store().await;
     assert!(record(table.clone(), dep_at(&moved), 40).await.is_none());
     assert!(record(table, Vec::new(), 40).await.is_some());
+}
+
+/// Issue 32: the guards that hold across instances, on both backends.
+async fn a_guard_is_claimed_once_until_it_expires_and_racing_claimants_get_it_once(s: Store) {
+    use teams_presence::store::guards;
+    let now = Utc::now();
+    let later = now + chrono::Duration::minutes(10);
+    let k = key();
+    assert!(guards::claim(&s, "test-claim", &k, now, later)
+        .await
+        .unwrap());
+    assert!(!guards::claim(&s, "test-claim", &k, now, later)
+        .await
+        .unwrap());
+    // Another kind is another guard.
+    assert!(guards::claim(&s, "test-claim-2", &k, now, later)
+        .await
+        .unwrap());
+    // Past its expiry the key can be claimed again, once.
+    let after = later + chrono::Duration::seconds(1);
+    let until = after + chrono::Duration::minutes(10);
+    assert!(guards::claim(&s, "test-claim", &k, after, until)
+        .await
+        .unwrap());
+    assert!(!guards::claim(&s, "test-claim", &k, after, until)
+        .await
+        .unwrap());
+    // Eight claimants at once, on a fresh key and on an expired one: one wins each.
+    for (k, at) in [(key(), now), (k, until + chrono::Duration::seconds(1))] {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, k) = (s.clone(), k.clone());
+                tokio::spawn(async move {
+                    guards::claim(&s, "test-claim", &k, at, at + chrono::Duration::minutes(1))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1);
+    }
+}
+
+async fn a_rate_guard_allows_its_burst_then_one_per_interval_across_racing_takers(s: Store) {
+    use teams_presence::core::rate::Rate;
+    use teams_presence::store::guards;
+    let rate = Rate {
+        per_minute: 10,
+        burst: 10,
+    };
+    let now = Utc::now();
+    let k = key();
+    // 30 takers at once: exactly the burst passes.
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let (s, k) = (s.clone(), k.clone());
+            tokio::spawn(async move { guards::take(&s, "test-rate", &k, rate, now).await })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += usize::from(t.await.unwrap().unwrap());
+    }
+    assert_eq!(allowed, 10);
+    let at = |secs| now + chrono::Duration::seconds(secs);
+    assert!(!guards::take(&s, "test-rate", &k, rate, at(5))
+        .await
+        .unwrap());
+    assert!(guards::take(&s, "test-rate", &k, rate, at(6))
+        .await
+        .unwrap());
+    assert!(!guards::take(&s, "test-rate", &k, rate, at(6))
+        .await
+        .unwrap());
+    // Another key has its own burst.
+    assert!(guards::take(&s, "test-rate", &key(), rate, now)
+        .await
+        .unwrap());
+}
+
+async fn purging_guards_removes_only_the_expired_ones(s: Store) {
+    use teams_presence::store::guards::{self, GuardRecord};
+    // Expired in the past by the real clock, so a purge at the real time (the shared Azurite
+    // serves other tests too) takes only rows that have really expired.
+    let now = Utc::now();
+    let (gone, kept) = (key(), key());
+    let past = now - chrono::Duration::minutes(1);
+    assert!(guards::claim(
+        &s,
+        "test-purge",
+        &gone,
+        past - chrono::Duration::minutes(1),
+        past
+    )
+    .await
+    .unwrap());
+    assert!(guards::claim(
+        &s,
+        "test-purge",
+        &kept,
+        now,
+        now + chrono::Duration::minutes(5)
+    )
+    .await
+    .unwrap());
+    let purged = guards::purge(&s, now).await.unwrap();
+    assert!(purged >= 1, "{purged}");
+    assert!(s
+        .get::<GuardRecord>("test-purge", &gone)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .get::<GuardRecord>("test-purge", &kept)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// Issue 32: a Table Storage client decides a write on what it last read or wrote (no read
+/// first); another process (another client on the same account) that wrote since makes
+/// that write fail, and it reads again. Deciding to write nothing takes a fresh read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_remembers_an_older_version_decides_again_on_the_current_one() {
+    let (a, b) = (azurite_store().await, azurite_store().await);
+    let user = key();
+    let msg = pipeline::record(&a, &observation(&user, "Busy", "Busy", 0)).await;
+    assert!(msg.unwrap().is_some());
+    // B moves the user on; A still remembers Busy.
+    assert!(
+        pipeline::record(&b, &observation(&user, "Away", "Away", 10))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Busy again is a change against the store's Away, though A's memory says Busy.
+    let again = pipeline::record(&a, &observation(&user, "Busy", "Busy", 20))
+        .await
+        .unwrap()
+        .expect("a change against the current record");
+    assert_eq!(again.previous, Some(Presence::new("Away", "Away")));
+    // And a change A decides on its memory of its own write meets B's write: read again.
+    assert!(
+        pipeline::record(&b, &observation(&user, "Available", "Available", 30))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let last = pipeline::record(&a, &observation(&user, "Away", "Away", 40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.previous, Some(Presence::new("Available", "Available")));
+}
+
+/// Issue 32: a tenant-mode subscription (650 ids, and a resource naming them all) is more
+/// than Table Storage takes in one property (64 KiB); it was refused with
+/// `PropertyValueTooLarge`, so no tenant-mode subscription could be kept in the cloud.
+async fn a_tenant_mode_subscription_of_650_users_round_trips(s: Store) {
+    use teams_presence::store::SubscriptionRecord;
+    let ids: Vec<String> = (0..650).map(|_| key()).collect();
+    let quoted: Vec<String> = ids.iter().map(|i| format!("'{i}'")).collect();
+    let now = Utc::now();
+    let rec = SubscriptionRecord {
+        subscription_id: key(),
+        user_ids: ids.clone(),
+        tenant_id: "tenant".into(),
+        owner_user_id: ids[0].clone(),
+        resource: format!(
+            "/communications/presences?$filter=id in ({})",
+            quoted.join(",")
+        ),
+        client_state_sha256: "00".repeat(32),
+        expires_at: now,
+        created_at: now,
+        certificate_id: String::new(),
+    };
+    let etag = s.insert(&rec).await.unwrap();
+    let got = s
+        .get::<SubscriptionRecord>(&rec.subscription_id, "subscription")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.value, rec);
+    // Replaced by a smaller one and read back whole (no piece of the longer one left).
+    let smaller = SubscriptionRecord {
+        user_ids: ids[..3].to_vec(),
+        resource: "/communications/presences?$filter=id in ('a')".into(),
+        ..rec.clone()
+    };
+    s.replace(&smaller, &etag).await.unwrap();
+    let listed: Vec<_> = s
+        .list::<SubscriptionRecord>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|v| v.value.subscription_id == rec.subscription_id)
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].value, smaller);
+}
+
+/// Issue 32: the re-send reads only the rows that can qualify (Table Storage filters on the
+/// index properties), the first time a whole table (rows from before the properties).
+async fn scan_where_finds_the_pending_and_the_recent_presence_rows(s: Store) {
+    use teams_presence::store::Bound;
+    let (pending, recent, old) = (key(), key(), key());
+    let at = |secs: i64| Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap();
+    let record = |user: &str, observed, pending_since: Option<chrono::DateTime<Utc>>| {
+        let mut r = PresenceRecord {
+            user_id: user.into(),
+            tenant_id: "t".into(),
+            last: teams_presence::core::presence::LastKnown {
+                presence: Presence::new("Busy", "Busy"),
+                sequence: "1".into(),
+                observed_at: observed,
+                graph_sequence: None,
+                source: Source::Poll,
+                applied_items: Vec::new(),
+            },
+            pending_publish: None,
+        };
+        r.pending_publish = pending_since.map(|since| teams_presence::store::PendingPublish {
+            since,
+            previous: None,
+        });
+        r
+    };
+    s.insert(&record(&pending, at(0), Some(at(0))))
+        .await
+        .unwrap();
+    s.insert(&record(&recent, at(100), None)).await.unwrap();
+    s.insert(&record(&old, at(0), None)).await.unwrap();
+    let wanted = [
+        Bound::AtMost("PendingSince", at(10)),
+        Bound::AtLeast("ObservedAt", at(50)),
+    ];
+    // Twice: until a marker says it was done once, a query reads the table whole.
+    for round in 0..2 {
+        let found: Vec<String> = s
+            .scan_where(Table::Presence, &wanted)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.pk)
+            .collect();
+        assert!(
+            found.contains(&pending) && found.contains(&recent),
+            "round {round}"
+        );
+        assert!(!found.contains(&old), "round {round}");
+    }
+    let only_pending = s
+        .scan_where(Table::Presence, &[Bound::AtMost("PendingSince", at(10))])
+        .await
+        .unwrap();
+    assert!(!only_pending.iter().any(|e| e.pk == recent));
+}
+
+async fn scan_as_reads_every_row_of_a_table(s: Store) {
+    use std::collections::HashMap;
+    // Keys starting with every hex digit and beyond (Table Storage reads key ranges).
+    let keys: Vec<String> = "0123456789abcdefABCZz~"
+        .chars()
+        .map(|c| format!("{c}{}", key()))
+        .collect();
+    for k in &keys {
+        s.insert_entity(Table::Meta, k, "r", &json!({"n": k}))
+            .await
+            .unwrap();
+    }
+    let all: HashMap<String, serde_json::Value> = s.scan_as(Table::Meta).await.unwrap();
+    for k in &keys {
+        assert_eq!(all.get(k), Some(&json!({"n": k})), "{k}");
+    }
 }

@@ -132,37 +132,54 @@ fn azurite_bin() -> PathBuf {
 /// Starts Azurite once; panics with instructions when it is not installed.
 pub fn azurite() -> &'static Azurite {
     static AZ: OnceLock<Azurite> = OnceLock::new();
-    AZ.get_or_init(|| {
-        let bin = azurite_bin();
-        assert!(
-            bin.exists(),
-            "Azurite is not installed at {}: run `scripts/test.sh` (or `npm ci --prefix tests/azurite`)",
-            bin.display()
-        );
-        let port = free_port();
-        let me = std::process::id();
-        let script = format!(
-            "trap 'kill $child 2>/dev/null' EXIT; \"$0\" --tableHost 127.0.0.1 --tablePort {port} --inMemoryPersistence --silent --skipApiVersionCheck --disableTelemetry --loose & child=$!; \
-             while kill -0 {me} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done"
-        );
-        let child = Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .arg(&bin)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start Azurite");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        assert!(wait_for_port(addr, Duration::from_secs(30)), "Azurite did not start on {addr}");
-        Azurite {
-            connection_string: format!(
-                "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-            ),
-            _child: child,
-        }
-    })
+    AZ.get_or_init(start_azurite)
+}
+
+/// Starts an Azurite of its own (for a test that must see only its own tables), in memory,
+/// stopped when the returned value is dropped or this test process exits.
+pub fn start_azurite() -> Azurite {
+    let bin = azurite_bin();
+    assert!(
+        bin.exists(),
+        "Azurite is not installed at {}: run `scripts/test.sh` (or `npm ci --prefix tests/azurite`)",
+        bin.display()
+    );
+    let port = free_port();
+    let me = std::process::id();
+    let script = format!(
+        "trap 'kill $child 2>/dev/null' EXIT; trap 'exit' TERM; \"$0\" --tableHost 127.0.0.1 --tablePort {port} --inMemoryPersistence --silent --skipApiVersionCheck --disableTelemetry --loose & child=$!; \
+         while kill -0 {me} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done"
+    );
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg(&bin)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start Azurite");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        wait_for_port(addr, Duration::from_secs(30)),
+        "Azurite did not start on {addr}"
+    );
+    Azurite {
+        connection_string: format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        ),
+        _child: child,
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        // SIGTERM to the shell guard: its exit trap stops Azurite with it.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self._child.id().to_string()])
+            .status();
+        let _ = self._child.wait();
+    }
 }
 
 /// Path of the built binary.

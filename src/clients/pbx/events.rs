@@ -16,10 +16,13 @@
 //! `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`. Both are
 //! checked in constant time. Bodies whose signature or events are more than
 //! [`MAX_SKEW_SECS`] away from `now` are refused, and so is a body accepted once before
-//! (whichever credential came with it): see [`ReplayGuard`].
+//! (whichever credential came with it): the route keeps the digests in the store, so a replay
+//! to another instance is refused too (`crate::engine::guards`); [`ReplayGuard`] is the same
+//! rule in one process's memory.
 //!
-//! Pure code: [`accept`] takes the headers, the body, the secret, `now` and the replay
-//! guard as arguments; the HTTP route only hands them over and maps [`EventsError`].
+//! Pure code: [`verify`] takes the headers, the body, the secret and `now` as arguments and
+//! says how long the body stays replayable; the HTTP route only hands them over and maps
+//! [`EventsError`].
 
 use std::collections::{HashMap, VecDeque};
 
@@ -150,21 +153,35 @@ impl ReplayGuard {
     }
 }
 
-/// Authenticates and parses one request; on success the body is remembered by `guard` and
-/// its events are returned. Nothing is accepted when any event of a batch is bad.
+/// A request [`verify`] let through: its events, the digest of its body and the last moment a
+/// replay of it could still pass the freshness checks (what a replay guard must remember it
+/// for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The events, in body order.
+    pub events: Vec<PbxEvent>,
+    /// SHA-256 of the body.
+    pub digest: [u8; 32],
+    /// A replay after this has a stale event and is refused anyway.
+    pub replayable_until: DateTime<Utc>,
+}
+
+/// Authenticates, parses and checks the freshness of one request; whether the body was seen
+/// before is the caller's replay guard's to say (in memory: [`accept`]; across instances: the
+/// store, `crate::engine::guards`). Nothing is accepted when any event of a batch is bad.
 ///
 /// Order matters: the credential is checked before the body is parsed, so an
 /// unauthenticated client learns nothing about the format.
-pub fn accept(
+pub fn verify(
     headers: AuthHeaders<'_>,
     body: &[u8],
     secret: &SecretString,
     now: DateTime<Utc>,
-    guard: &mut ReplayGuard,
-) -> Result<Vec<PbxEvent>, EventsError> {
+) -> Result<Verified, EventsError> {
     authenticate(headers, body, secret, now)?;
     let events = parse(body)?;
     let skew = Duration::seconds(MAX_SKEW_SECS);
+    let mut oldest: Option<DateTime<Utc>> = None;
     for e in &events {
         if let PbxEvent::Line { at, .. } | PbxEvent::Profile { at, .. } = e {
             if *at < now - skew {
@@ -173,14 +190,38 @@ pub fn accept(
             if *at > now + skew {
                 return Err(unauthorized("event timestamp more than 5 minutes ahead"));
             }
+            oldest = Some(oldest.map_or(*at, |o| o.min(*at)));
         }
     }
-    let digest: [u8; 32] = Sha256::digest(body).into();
+    Ok(Verified {
+        events,
+        digest: Sha256::digest(body).into(),
+        // Every event must be fresh for a replay to pass: the oldest decides.
+        replayable_until: oldest.unwrap_or(now) + skew,
+    })
+}
+
+/// [`verify`] with a replay guard in this process's memory: on success the body is
+/// remembered by `guard` and its events are returned.
+pub fn accept(
+    headers: AuthHeaders<'_>,
+    body: &[u8],
+    secret: &SecretString,
+    now: DateTime<Utc>,
+    guard: &mut ReplayGuard,
+) -> Result<Vec<PbxEvent>, EventsError> {
+    let Verified { events, digest, .. } = verify(headers, body, secret, now)?;
     if guard.contains(&digest, now) {
-        return Err(unauthorized("replayed body"));
+        return Err(replayed());
     }
     guard.insert(digest, now);
     Ok(events)
+}
+
+/// The refusal of a body accepted once before (by this process or, through the store, by
+/// another instance).
+pub fn replayed() -> EventsError {
+    unauthorized("replayed body")
 }
 
 /// Checks the credential: the signature when `X-Signature` is present, else the bearer

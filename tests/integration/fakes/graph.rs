@@ -88,6 +88,8 @@ pub struct RateLimit {
     pub total: usize,
     /// The most accepted requests seen in one window.
     pub peak: usize,
+    /// Take the time from the system clock instead of `clock` (a benchmark in real time).
+    pub wall_clock: bool,
 }
 
 impl RateLimit {
@@ -101,6 +103,7 @@ impl RateLimit {
             provoked: 0,
             total: 0,
             peak: 0,
+            wall_clock: false,
         }
     }
 }
@@ -108,7 +111,11 @@ impl RateLimit {
 /// Counts a request against the rate limit, or answers 429 as Graph would.
 fn rate_limited(s: &mut GraphState) -> Option<Response> {
     let rl = s.rate_limit.as_mut()?;
-    let now = rl.clock;
+    let now = if rl.wall_clock {
+        chrono::Utc::now()
+    } else {
+        rl.clock
+    };
     while rl.accepted.front().is_some_and(|t| *t + rl.window <= now) {
         rl.accepted.pop_front();
     }

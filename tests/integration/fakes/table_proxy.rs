@@ -60,6 +60,19 @@ impl TableProxy {
             .join(";")
     }
 
+    /// `http://127.0.0.1:port`: the proxy in front of any loopback HTTP/1.1 service (the
+    /// Service Bus or Graph fake), to count its requests too.
+    pub fn base(&self) -> String {
+        self.endpoint
+            .trim_end_matches("/devstoreaccount1")
+            .to_owned()
+    }
+
+    /// Every `(method, path)` forwarded so far, in order.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
     /// Requests seen so far whose method is `method` and path contains `needle`.
     pub fn count(&self, method: &str, needle: &str) -> usize {
         self.state
