@@ -115,6 +115,18 @@ step "Home Assistant add-on: config.yaml against the Supervisor's rules"
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 
+# The release builds below (three static Pi-profile builds with Debian's Rust, the cloud's
+# musl build with rustup's) share one target directory kept between runs, outside the work
+# tree like the tools above: their dependencies (OpenSSL compiled in, for four targets) are
+# built once per Cargo.lock, and only this crate is compiled again. Cargo decides what is
+# stale, as in target/. Emptied when it passes 30 GB. STATIC_TARGET_DIR moves it.
+static_target="${STATIC_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/teams-presence/target-static}"
+if [ -d "$static_target" ] && [ "$(du -s -B1G "$static_target" | cut -f1)" -gt 30 ]; then
+  echo "emptying $static_target (over 30 GB)"
+  rm -rf "$static_target"
+fi
+mkdir -p "$static_target"
+
 if [ "${SKIP_INFRA:-0}" != 1 ]; then
   step "infra: checkov"
   bash scripts/check-infra.sh
@@ -122,7 +134,7 @@ fi
 
 if [ "${SKIP_ARMV7:-0}" != 1 ]; then
   step "arm32v7 build"
-  bin=$(bash scripts/build-armv7.sh)
+  bin=$(CARGO_TARGET_DIR="$static_target" bash scripts/build-armv7.sh)
   file "$bin"
   ls -l "$bin"
   [ "$(stat -c %s "$bin")" -le 10485760 ] || { echo "the armv7 binary is over 10 MB" >&2; exit 1; }
@@ -137,7 +149,7 @@ fi
 
 if [ "${SKIP_AARCH64:-0}" != 1 ]; then
   step "aarch64 build (64-bit Raspberry Pi OS)"
-  bin64=$(bash scripts/build-aarch64.sh)
+  bin64=$(CARGO_TARGET_DIR="$static_target" bash scripts/build-aarch64.sh)
   file "$bin64"
   ls -l "$bin64"
   [ "$(stat -c %s "$bin64")" -le 10485760 ] || { echo "the aarch64 binary is over 10 MB" >&2; exit 1; }
@@ -149,7 +161,7 @@ fi
 
 if [ "${SKIP_DEB:-0}" != 1 ]; then
   step "Debian package (amd64): static x86_64 build and dpkg-deb"
-  deb=$(bash scripts/package-deb.sh amd64)
+  deb=$(CARGO_TARGET_DIR="$static_target" bash scripts/package-deb.sh amd64)
   step "Debian package: systemd-analyze verify, throwaway-root install, --version, upgrade, purge"
   bash scripts/deb-smoke.sh "$deb"
 fi
@@ -160,9 +172,9 @@ if [ "${SKIP_CLOUD_STATIC:-0}" != 1 ]; then
     $SUDO apt-get update -qq || true
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends musl-tools >/dev/null
   fi
-  bash scripts/build-cloud.sh >/dev/null
+  CARGO_TARGET_DIR="$static_target" bash scripts/build-cloud.sh >/dev/null
   step "cloud package (the azd hook) and its binary's dependencies"
-  TP_SKIP_BUILD=1 sh infra/hooks/package-cloud.sh
+  CARGO_TARGET_DIR="$static_target" TP_SKIP_BUILD=1 sh infra/hooks/package-cloud.sh
   bash scripts/check-static.sh dist/cloud/teams-presence
   step "cloud package in an empty root (chroot)"
   bash scripts/cloud-chroot-smoke.sh dist/cloud/teams-presence
