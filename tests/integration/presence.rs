@@ -411,3 +411,44 @@ async fn with_publish_mode_rest_changes_go_straight_to_service_bus_with_user_id(
         .unwrap();
     assert_eq!(sb.with(|b| (b.queue.len(), b.duplicates)), (1, 1));
 }
+
+/// The fake Graph itself (moved here from the fake when the fakes became a crate of their
+/// own): the 650-id limit and scripted throttling the poller tests rely on.
+#[tokio::test]
+async fn the_fake_enforces_the_650_id_limit_and_scripts_throttling() {
+    let g = FakeGraph::start().await;
+    g.set("a", "Busy", "InACall");
+    g.state.lock().unwrap().throttle_next.push(7);
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1.0/communications/getPresencesByUserId", g.url);
+    let r = http
+        .post(&url)
+        .bearer_auth("app-1")
+        .json(&json!({"ids": ["a"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    let r: Value = http
+        .post(&url)
+        .bearer_auth("app-1")
+        .json(&json!({"ids": ["a"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["value"][0]["activity"], "inACall");
+    assert_eq!(r["value"][0]["sequenceNumber"], "00000000000000000001");
+    let ids: Vec<String> = (0..651).map(|i| i.to_string()).collect();
+    let r = http
+        .post(&url)
+        .bearer_auth("app-1")
+        .json(&json!({"ids": ids}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
