@@ -10,6 +10,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use teams_presence::config::{Settings, Sources};
 
+mod world;
+pub use world::{World, TENANT};
+
 /// Tracing output only with `TEST_LOG=1`.
 pub fn init_logging() {
     static ONCE: OnceLock<()> = OnceLock::new();

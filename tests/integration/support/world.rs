@@ -1,0 +1,274 @@
+//! One test world: the fakes a test needs, a store, the settings that point at them, and
+//! the actions tests take in it (sign people in, build the handler or `serve`'s state, run a
+//! `presence-refresh`, map a PBX extension).
+//!
+//! Built with `World::builder()`, asking only for what the test uses, then `start()`:
+//!
+//! ```ignore
+//! let w = World::builder().service_bus_rest().start().await;
+//! let app = w.handler_at(t0());
+//! w.sign_in(&app, "alice").await;
+//! w.graph.set("alice", "Busy", "InACall");
+//! let (status, body) = w.presence_refresh(&app).await;
+//! ```
+//!
+//! Settings are read when an app is built (`app`, `handler_at`), so a test may change one
+//! with `set` after the fakes have started and their URLs are known. Every world has the
+//! fake Entra ID and Graph and a SQLite store in a temporary directory that lives as long as
+//! the world.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use teams_presence::clients::graph::client::GraphClient;
+use teams_presence::config::{PublishMode, Settings};
+use teams_presence::engine::context::Clock;
+use teams_presence::http::state::{AppState, Mode};
+use teams_presence::store::{sqlite::SqliteStore, PbxMappingRecord, Store};
+
+use crate::fakes::entra::FakeEntra;
+use crate::fakes::graph::FakeGraph;
+use crate::fakes::graph_presence::PresenceWrites;
+use crate::fakes::pbx_receiver::FakePbxReceiver;
+use crate::fakes::servicebus::FakeServiceBus;
+use crate::support;
+
+/// The tenant a world signs people into unless the test names another.
+pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+/// Which fake Graph a world runs: they differ in what they enforce and record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GraphKind {
+    /// Presence reads, batches and throttling.
+    Plain,
+    /// Plus presence writes (sessions, aggregation, the record of aggregate changes).
+    PresenceWrites,
+}
+
+/// What a world is to hold, set before anything starts.
+pub struct Builder {
+    graph: GraphKind,
+    app_token: Option<(String, String)>,
+    service_bus_rest: bool,
+    pbx_receiver: bool,
+    tenant: String,
+    pairs: Vec<(String, String)>,
+}
+
+impl Builder {
+    /// The fake Graph that also takes presence writes (`World::writes`).
+    pub fn presence_writes(mut self) -> Self {
+        self.graph = GraphKind::PresenceWrites;
+        self
+    }
+
+    /// An app-only token the presence-writes Graph accepts for `app_id`.
+    pub fn app_token(mut self, token: &str, app_id: &str) -> Self {
+        self.app_token = Some((token.to_owned(), app_id.to_owned()));
+        self
+    }
+
+    /// A fake Service Bus topic (10 deliveries before dead-lettering) that changes are
+    /// published to over REST (`PUBLISH_MODE=rest`), not through the output binding.
+    pub fn service_bus_rest(mut self) -> Self {
+        self.service_bus_rest = true;
+        self
+    }
+
+    /// A loopback receiver standing in for a hosted PBX's HTTP API (`World::receiver`).
+    pub fn pbx_receiver(mut self) -> Self {
+        self.pbx_receiver = true;
+        self
+    }
+
+    /// The tenant people sign into (and `AZURE_TENANT_ID`).
+    pub fn tenant(mut self, tenant: &str) -> Self {
+        self.tenant = tenant.to_owned();
+        self
+    }
+
+    /// Settings on top of the cloud ones (a later value for the same name wins).
+    pub fn settings(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.pairs
+            .extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+
+    /// Starts the fakes and opens the store.
+    pub async fn start(self) -> World {
+        support::init_logging();
+        let entra = FakeEntra::start().await;
+        let (graph, writes) = match self.graph {
+            GraphKind::Plain => (FakeGraph::start().await, None),
+            GraphKind::PresenceWrites => {
+                let (g, w) = FakeGraph::start_with_presence_writes().await;
+                (g, Some(w))
+            }
+        };
+        if let Some((token, app_id)) = &self.app_token {
+            writes
+                .as_ref()
+                .expect("an app token is for the presence-writes Graph")
+                .register_app_token(token, app_id);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Sqlite(SqliteStore::open(&dir.path().join("world.sqlite3")).unwrap());
+        // The app registration, the fakes' URLs, a token key, and the cadence these tests
+        // assume, stated rather than inherited from a default.
+        let mut pairs: Vec<(String, String)> =
+            support::cloud_pairs(&self.tenant, &entra.url, &graph.url)
+                .iter()
+                .chain(&[("POLL_INTERVAL", "30")])
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let service_bus = if self.service_bus_rest {
+            let sb = FakeServiceBus::start(10).await;
+            pairs.extend([
+                ("PUBLISH_MODE".to_owned(), "rest".to_owned()),
+                ("ServiceBusConnection".to_owned(), sb.connection_string()),
+                ("SERVICEBUS_ENDPOINT".to_owned(), sb.url.clone()),
+            ]);
+            Some(sb)
+        } else {
+            None
+        };
+        let receiver = if self.pbx_receiver {
+            Some(FakePbxReceiver::start().await)
+        } else {
+            None
+        };
+        pairs.extend(self.pairs);
+        let graph_client = GraphClient::new(
+            &url::Url::parse(&graph.url).unwrap(),
+            StdDuration::from_secs(5),
+        );
+        World {
+            tenant: self.tenant,
+            entra,
+            graph,
+            graph_client,
+            writes,
+            service_bus,
+            receiver,
+            store,
+            pairs,
+            _dir: dir,
+        }
+    }
+}
+
+/// The fakes, the store and the settings of one test.
+pub struct World {
+    /// The tenant people sign into.
+    pub tenant: String,
+    /// The fake Entra ID (sign-in, refresh tokens, signing keys).
+    pub entra: FakeEntra,
+    /// The fake Graph.
+    pub graph: FakeGraph,
+    graph_client: GraphClient,
+    writes: Option<PresenceWrites>,
+    service_bus: Option<FakeServiceBus>,
+    receiver: Option<FakePbxReceiver>,
+    /// The store every app of this world shares (a restart keeps only the store).
+    pub store: Store,
+    pairs: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    /// A world with the fake Entra ID, the plain fake Graph and SQLite, until asked for more.
+    pub fn builder() -> Builder {
+        Builder {
+            graph: GraphKind::Plain,
+            app_token: None,
+            service_bus_rest: false,
+            pbx_receiver: false,
+            tenant: TENANT.to_owned(),
+            pairs: Vec::new(),
+        }
+    }
+
+    /// The presence-writes side of the fake Graph.
+    pub fn writes(&self) -> &PresenceWrites {
+        self.writes
+            .as_ref()
+            .expect("this world's Graph takes no presence writes: build it with .presence_writes()")
+    }
+
+    /// The fake Service Bus topic.
+    pub fn service_bus(&self) -> &FakeServiceBus {
+        self.service_bus
+            .as_ref()
+            .expect("this world has no Service Bus: build it with .service_bus_rest()")
+    }
+
+    /// The fake PBX's HTTP receiver.
+    pub fn receiver(&self) -> &FakePbxReceiver {
+        self.receiver
+            .as_ref()
+            .expect("this world has no PBX receiver: build it with .pbx_receiver()")
+    }
+
+    /// Our Graph client pointed at the fake Graph.
+    pub fn graph_client(&self) -> &GraphClient {
+        &self.graph_client
+    }
+
+    /// Sets (or replaces) one setting for the apps built from now on.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.pairs.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// The world's settings as the app reads them.
+    pub fn settings(&self) -> Settings {
+        let pairs: Vec<(&str, &str)> = self
+            .pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        support::settings(&pairs)
+    }
+
+    /// A fresh app in `mode` over the world's store, on the real clock.
+    pub fn app(&self, mode: Mode) -> AppState {
+        AppState::new(self.settings(), self.store.clone(), mode)
+    }
+
+    /// A fresh handler process over the world's store (a restart keeps only the store), on
+    /// a manual clock at `now`, publishing straight to Service Bus when `PUBLISH_MODE=rest`.
+    pub fn handler_at(&self, now: DateTime<Utc>) -> AppState {
+        let settings = self.settings();
+        let rest = settings.service_bus.publish_mode == PublishMode::Rest;
+        let mut app = AppState::new(settings, self.store.clone(), Mode::Handler);
+        app.ctx.clock = Clock::manual(now);
+        if rest {
+            app = app.with_direct_publishing().unwrap();
+        }
+        app
+    }
+
+    /// Signs `oid` in as auth-end would, with a refresh token the fake Entra ID knows.
+    pub async fn sign_in(&self, app: &AppState, oid: &str) {
+        support::sign_in_directly(app, &self.entra, oid, &self.tenant).await;
+    }
+
+    /// One `presence-refresh` invocation as the host sends it.
+    pub async fn presence_refresh(&self, app: &AppState) -> (axum::http::StatusCode, Value) {
+        support::presence_refresh(app).await
+    }
+
+    /// Maps a PBX extension to a Teams user, as `pbx map add` stores it.
+    pub async fn map_extension(&self, extension: &str, user_id: &str, user: &str) {
+        self.store.ensure_tables().await.unwrap();
+        self.store
+            .upsert(&PbxMappingRecord {
+                extension: extension.into(),
+                user_id: user_id.into(),
+                user: user.into(),
+                created_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+}
