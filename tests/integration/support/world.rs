@@ -1,6 +1,6 @@
 //! One test world: the fakes a test needs, a store, the settings that point at them, and
 //! the actions tests take in it (sign people in, build the handler or `serve`'s state, run a
-//! `presence-refresh`, map a PBX extension).
+//! `presence-refresh`, map a PBX extension, serve the app on a socket of its own).
 //!
 //! Built with `World::builder()`, asking only for what the test uses, then `start()`:
 //!
@@ -17,6 +17,7 @@
 //! fake Entra ID and Graph and a SQLite store in a temporary directory that lives as long as
 //! the world.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
@@ -28,7 +29,7 @@ use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::{sqlite::SqliteStore, PbxMappingRecord, Store};
 
 use crate::fakes::entra::FakeEntra;
-use crate::fakes::graph::FakeGraph;
+use crate::fakes::graph::{FakeGraph, Subscriptions};
 use crate::fakes::graph_presence::PresenceWrites;
 use crate::fakes::pbx_receiver::FakePbxReceiver;
 use crate::fakes::servicebus::FakeServiceBus;
@@ -44,6 +45,8 @@ enum GraphKind {
     Plain,
     /// Plus presence writes (sessions, aggregation, the record of aggregate changes).
     PresenceWrites,
+    /// Plus subscriptions, their rules and their validation handshake.
+    Subscriptions,
 }
 
 /// What a world is to hold, set before anything starts.
@@ -52,6 +55,7 @@ pub struct Builder {
     app_token: Option<(String, String)>,
     service_bus_rest: bool,
     pbx_receiver: bool,
+    public_socket: bool,
     tenant: String,
     pairs: Vec<(String, String)>,
 }
@@ -60,6 +64,19 @@ impl Builder {
     /// The fake Graph that also takes presence writes (`World::writes`).
     pub fn presence_writes(mut self) -> Self {
         self.graph = GraphKind::PresenceWrites;
+        self
+    }
+
+    /// The fake Graph that also manages subscriptions (`World::subscriptions`).
+    pub fn subscriptions(mut self) -> Self {
+        self.graph = GraphKind::Subscriptions;
+        self
+    }
+
+    /// A loopback socket for the app, bound now so that `PUBLIC_BASE_URL` can name it
+    /// (Graph's validation handshake calls it); `World::serve_public` serves on it.
+    pub fn public_socket(mut self) -> Self {
+        self.public_socket = true;
         self
     }
 
@@ -99,11 +116,15 @@ impl Builder {
     pub async fn start(self) -> World {
         support::init_logging();
         let entra = FakeEntra::start().await;
-        let (graph, writes) = match self.graph {
-            GraphKind::Plain => (FakeGraph::start().await, None),
+        let (graph, writes, subscriptions) = match self.graph {
+            GraphKind::Plain => (FakeGraph::start().await, None, None),
             GraphKind::PresenceWrites => {
                 let (g, w) = FakeGraph::start_with_presence_writes().await;
-                (g, Some(w))
+                (g, Some(w), None)
+            }
+            GraphKind::Subscriptions => {
+                let (g, s) = FakeGraph::start_with_subscriptions().await;
+                (g, None, Some(s))
             }
         };
         if let Some((token, app_id)) = &self.app_token {
@@ -138,6 +159,14 @@ impl Builder {
         } else {
             None
         };
+        let public = if self.public_socket {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            pairs.push(("PUBLIC_BASE_URL".to_owned(), base.clone()));
+            Some((Mutex::new(Some(listener)), base))
+        } else {
+            None
+        };
         pairs.extend(self.pairs);
         let graph_client = GraphClient::new(
             &url::Url::parse(&graph.url).unwrap(),
@@ -149,7 +178,9 @@ impl Builder {
             graph,
             graph_client,
             writes,
+            subscriptions,
             service_bus,
+            public,
             receiver,
             store,
             pairs,
@@ -168,7 +199,10 @@ pub struct World {
     pub graph: FakeGraph,
     graph_client: GraphClient,
     writes: Option<PresenceWrites>,
+    subscriptions: Option<Arc<Mutex<Subscriptions>>>,
     service_bus: Option<FakeServiceBus>,
+    /// The app's own socket (until served) and its base URL.
+    public: Option<(Mutex<Option<tokio::net::TcpListener>>, String)>,
     receiver: Option<FakePbxReceiver>,
     /// The store every app of this world shares (a restart keeps only the store).
     pub store: Store,
@@ -184,6 +218,7 @@ impl World {
             app_token: None,
             service_bus_rest: false,
             pbx_receiver: false,
+            public_socket: false,
             tenant: TENANT.to_owned(),
             pairs: Vec::new(),
         }
@@ -194,6 +229,36 @@ impl World {
         self.writes
             .as_ref()
             .expect("this world's Graph takes no presence writes: build it with .presence_writes()")
+    }
+
+    /// The subscriptions the fake Graph holds.
+    pub fn subscriptions(&self) -> &Arc<Mutex<Subscriptions>> {
+        self.subscriptions
+            .as_ref()
+            .expect("this world's Graph has no subscriptions: build it with .subscriptions()")
+    }
+
+    /// The base URL of the app's own socket (`PUBLIC_BASE_URL` unless a setting replaced it).
+    pub fn base(&self) -> &str {
+        &self.public_socket().1
+    }
+
+    /// Serves `router` on the app's own socket, from now until the test ends.
+    pub fn serve_public(&self, router: axum::Router) {
+        let listener = self
+            .public_socket()
+            .0
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the public socket is served once");
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    }
+
+    fn public_socket(&self) -> &(Mutex<Option<tokio::net::TcpListener>>, String) {
+        self.public
+            .as_ref()
+            .expect("this world has no socket of its own: build it with .public_socket()")
     }
 
     /// The fake Service Bus topic.
