@@ -56,6 +56,7 @@ pub struct Builder {
     service_bus_rest: bool,
     pbx_receiver: bool,
     public_socket: bool,
+    store: Option<Store>,
     tenant: String,
     pairs: Vec<(String, String)>,
 }
@@ -90,6 +91,21 @@ impl Builder {
     /// published to over REST (`PUBLISH_MODE=rest`), not through the output binding.
     pub fn service_bus_rest(mut self) -> Self {
         self.service_bus_rest = true;
+        self
+    }
+
+    /// Publishing over REST (`PUBLISH_MODE=rest`) to a Service Bus topic the test started
+    /// itself (an edge's), rather than one of the world's own.
+    pub fn publish_rest_to(self, bus: &FakeServiceBus) -> Self {
+        let pairs = rest_publishing(bus);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.settings(&pairs)
+    }
+
+    /// This store instead of a SQLite file of the world's own (Azurite, or a store behind a
+    /// fault proxy).
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -134,7 +150,10 @@ impl Builder {
                 .register_app_token(token, app_id);
         }
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::Sqlite(SqliteStore::open(&dir.path().join("world.sqlite3")).unwrap());
+        let store = match self.store {
+            Some(store) => store,
+            None => Store::Sqlite(SqliteStore::open(&dir.path().join("world.sqlite3")).unwrap()),
+        };
         // The app registration, the fakes' URLs, a token key, and the cadence these tests
         // assume, stated rather than inherited from a default.
         let mut pairs: Vec<(String, String)> =
@@ -145,11 +164,11 @@ impl Builder {
                 .collect();
         let service_bus = if self.service_bus_rest {
             let sb = FakeServiceBus::start(10).await;
-            pairs.extend([
-                ("PUBLISH_MODE".to_owned(), "rest".to_owned()),
-                ("ServiceBusConnection".to_owned(), sb.connection_string()),
-                ("SERVICEBUS_ENDPOINT".to_owned(), sb.url.clone()),
-            ]);
+            pairs.extend(
+                rest_publishing(&sb)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v)),
+            );
             Some(sb)
         } else {
             None
@@ -219,6 +238,7 @@ impl World {
             service_bus_rest: false,
             pbx_receiver: false,
             public_socket: false,
+            store: None,
             tenant: TENANT.to_owned(),
             pairs: Vec::new(),
         }
@@ -336,4 +356,13 @@ impl World {
             .await
             .unwrap();
     }
+}
+
+/// The settings that publish over REST to `bus`.
+fn rest_publishing(bus: &FakeServiceBus) -> [(&'static str, String); 3] {
+    [
+        ("PUBLISH_MODE", "rest".to_owned()),
+        ("ServiceBusConnection", bus.connection_string()),
+        ("SERVICEBUS_ENDPOINT", bus.url.clone()),
+    ]
 }
