@@ -203,7 +203,7 @@ impl Builder {
             receiver,
             store,
             pairs,
-            _dir: dir,
+            dir,
         }
     }
 }
@@ -226,7 +226,7 @@ pub struct World {
     /// The store every app of this world shares (a restart keeps only the store).
     pub store: Store,
     pairs: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl World {
@@ -318,6 +318,22 @@ impl World {
     /// A fresh app in `mode` over the world's store, on the real clock.
     pub fn app(&self, mode: Mode) -> AppState {
         AppState::new(self.settings(), self.store.clone(), mode)
+    }
+
+    /// The state the handler binary builds at its start (`host::startup::build_state`:
+    /// the store and publisher the settings name, Key Vault and certificates included).
+    pub async fn host_state(&self) -> AppState {
+        teams_presence::host::startup::build_state(
+            self.settings(),
+            &teams_presence::host::startup::Startup::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The world's temporary directory (files a setting names go here).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// A fresh handler process over the world's store (a restart keeps only the store), on
