@@ -1,6 +1,7 @@
 //! One test world: the fakes a test needs, a store, the settings that point at them, and
 //! the actions tests take in it (sign people in, build the handler or `serve`'s state, run a
-//! `presence-refresh`, map a PBX extension, serve the app on a socket of its own).
+//! `presence-refresh`, map a PBX extension, serve the app on a socket of its own, run the
+//! real binary).
 //!
 //! Built with `World::builder()`, asking only for what the test uses, then `start()`:
 //!
@@ -33,6 +34,7 @@ use crate::fakes::graph::{FakeGraph, Subscriptions};
 use crate::fakes::graph_presence::PresenceWrites;
 use crate::fakes::pbx_receiver::FakePbxReceiver;
 use crate::fakes::servicebus::FakeServiceBus;
+use crate::fakes::threecx::{self, FakeThreeCx};
 use crate::support;
 
 /// The tenant a world signs people into unless the test names another.
@@ -55,6 +57,7 @@ pub struct Builder {
     app_token: Option<(String, String)>,
     service_bus_rest: bool,
     pbx_receiver: bool,
+    threecx: bool,
     public_socket: bool,
     store: Option<Store>,
     tenant: String,
@@ -112,6 +115,13 @@ impl Builder {
     /// A loopback receiver standing in for a hosted PBX's HTTP API (`World::receiver`).
     pub fn pbx_receiver(mut self) -> Self {
         self.pbx_receiver = true;
+        self
+    }
+
+    /// A fake 3CX V20 (XAPI, Call Control socket) as the world's PBX (`PBX=3cx` and its
+    /// URL and client credentials), `World::threecx`.
+    pub fn threecx(mut self) -> Self {
+        self.threecx = true;
         self
     }
 
@@ -178,6 +188,21 @@ impl Builder {
         } else {
             None
         };
+        let threecx = if self.threecx {
+            let pbx = FakeThreeCx::start().await;
+            pairs.extend(
+                [
+                    ("PBX", "3cx"),
+                    ("PBX_3CX_URL", pbx.url.as_str()),
+                    ("PBX_3CX_CLIENT_ID", threecx::CLIENT_ID),
+                    ("PBX_3CX_CLIENT_SECRET", threecx::SECRET),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            );
+            Some(pbx)
+        } else {
+            None
+        };
         let public = if self.public_socket {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let base = format!("http://{}", listener.local_addr().unwrap());
@@ -201,6 +226,7 @@ impl Builder {
             service_bus,
             public,
             receiver,
+            threecx,
             store,
             pairs,
             dir,
@@ -223,6 +249,7 @@ pub struct World {
     /// The app's own socket (until served) and its base URL.
     public: Option<(Mutex<Option<tokio::net::TcpListener>>, String)>,
     receiver: Option<FakePbxReceiver>,
+    threecx: Option<FakeThreeCx>,
     /// The store every app of this world shares (a restart keeps only the store).
     pub store: Store,
     pairs: Vec<(String, String)>,
@@ -237,6 +264,7 @@ impl World {
             app_token: None,
             service_bus_rest: false,
             pbx_receiver: false,
+            threecx: false,
             public_socket: false,
             store: None,
             tenant: TENANT.to_owned(),
@@ -295,6 +323,13 @@ impl World {
             .expect("this world has no PBX receiver: build it with .pbx_receiver()")
     }
 
+    /// The fake 3CX.
+    pub fn threecx(&self) -> &FakeThreeCx {
+        self.threecx
+            .as_ref()
+            .expect("this world has no 3CX: build it with .threecx()")
+    }
+
     /// Our Graph client pointed at the fake Graph.
     pub fn graph_client(&self) -> &GraphClient {
         &self.graph_client
@@ -334,6 +369,12 @@ impl World {
     /// The world's temporary directory (files a setting names go here).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
+    }
+
+    /// The real binary with the world's settings as its whole environment (nothing
+    /// inherited), in the world's directory, as a user would run it.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        support::command(args, &self.pairs, self.dir.path())
     }
 
     /// A fresh handler process over the world's store (a restart keeps only the store), on
