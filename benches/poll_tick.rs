@@ -9,18 +9,8 @@ use std::time::Duration;
 
 use criterion::{criterion_main, Criterion};
 
-#[path = "../tests/integration/fakes/entra.rs"]
-#[expect(
-    dead_code,
-    reason = "the fake serves every test; this program uses part of it"
-)]
-mod entra;
-#[path = "../tests/integration/fakes/graph.rs"]
-#[expect(
-    dead_code,
-    reason = "the fake serves every test; this program uses part of it"
-)]
-mod graph;
+use test_fakes::entra;
+use test_fakes::graph;
 
 use teams_presence::config::{Settings, Sources};
 use teams_presence::http::state::{AppState, Mode};

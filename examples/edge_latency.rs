@@ -36,18 +36,8 @@ use teams_presence::engine::applier::Applier;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-#[path = "../tests/integration/fakes/hue.rs"]
-#[expect(
-    dead_code,
-    reason = "the fake serves every test; this program uses part of it"
-)]
-mod hue;
-#[path = "../tests/integration/fakes/servicebus.rs"]
-#[expect(
-    dead_code,
-    reason = "the fake serves every test; this program uses part of it"
-)]
-mod servicebus_fake;
+use test_fakes::hue;
+use test_fakes::servicebus as servicebus_fake;
 
 const CLIENT_ID: &str = "c0ffee00-0000-4000-8000-000000000001";
 const TENANT: &str = "7e7e7e7e-0000-4000-8000-000000000002";

@@ -21,15 +21,9 @@
 //! in one 30 s window, and the tenant block of `GET /api/status` (`serve`'s route, over the
 //! same store), which says how many users are subscribed and how many polled.
 
-#[path = "../tests/integration/fakes/entra.rs"]
-#[allow(dead_code, reason = "the example uses part of the shared test fake")]
-mod entra;
-#[path = "../tests/integration/fakes/graph.rs"]
-#[allow(dead_code, reason = "the example uses part of the shared test fake")]
-mod graph;
-#[path = "../tests/integration/fakes/table_proxy.rs"]
-#[allow(dead_code, reason = "the example uses part of the shared test fake")]
-mod table_proxy;
+use test_fakes::entra;
+use test_fakes::graph;
+use test_fakes::table_proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -7,66 +7,52 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use teams_presence::clients::graph::client::{GraphClient, GraphError};
-use url::Url;
+use teams_presence::clients::graph::client::GraphError;
 
-use crate::fakes::graph::FakeGraph;
-use crate::fakes::graph_presence::PresenceWrites;
-use crate::support;
+use crate::support::World;
 
 const APP_ID: &str = "11111111-2222-3333-4444-555555555555";
 const USER: &str = "8b6f1a8e-0000-4000-8000-00000000a11c";
 
-struct World {
-    graph: FakeGraph,
-    writes: PresenceWrites,
-    client: GraphClient,
-    token: SecretString,
+/// The app's token, registered with the fake Graph for `APP_ID`.
+const TOKEN: &str = "app-1";
+
+fn token() -> SecretString {
+    SecretString::from(TOKEN)
 }
 
-async fn world() -> World {
-    support::init_logging();
-    let (graph, writes) = FakeGraph::start_with_presence_writes().await;
-    writes.register_app_token("app-1", APP_ID);
-    let client = GraphClient::new(&Url::parse(&graph.url).unwrap(), StdDuration::from_secs(5));
-    World {
-        graph,
-        writes,
-        client,
-        token: SecretString::from("app-1"),
-    }
+/// Sets our session's presence for an hour.
+async fn set(w: &World, a: &str, b: &str) -> Result<(), GraphError> {
+    w.graph_client()
+        .set_presence(&token(), USER, APP_ID, a, b, Duration::hours(1))
+        .await
 }
 
-impl World {
-    async fn set(&self, a: &str, b: &str) -> Result<(), GraphError> {
-        self.client
-            .set_presence(&self.token, USER, APP_ID, a, b, Duration::hours(1))
-            .await
-    }
+async fn clear(w: &World) -> Result<(), GraphError> {
+    w.graph_client()
+        .clear_presence(&token(), USER, APP_ID)
+        .await
+}
 
-    async fn clear(&self) -> Result<(), GraphError> {
-        self.client.clear_presence(&self.token, USER, APP_ID).await
-    }
+/// What Teams shows for the user (the aggregate).
+fn shown(w: &World) -> (String, String) {
+    w.writes().aggregate(USER)
+}
 
-    fn shown(&self) -> (String, String) {
-        self.writes.aggregate(USER)
-    }
-
-    /// A raw POST, to see the fake's own status codes.
-    async fn raw(&self, action: &str, body: Value) -> u16 {
-        reqwest::Client::new()
-            .post(format!(
-                "{}/v1.0/users/{USER}/presence/{action}",
-                self.graph.url
-            ))
-            .bearer_auth("app-1")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
+/// A raw POST, to see the fake's own status codes.
+async fn raw(w: &World, action: &str, body: Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!(
+            "{}/v1.0/users/{USER}/presence/{action}",
+            w.graph.url
+        ))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -79,8 +65,12 @@ fn is_400(e: &GraphError) -> bool {
 
 #[tokio::test]
 async fn set_presence_accepts_only_the_five_session_pairs() {
-    let w = world().await;
-    w.writes.set_client_session(USER, Some(("Away", "Away")));
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
+    w.writes().set_client_session(USER, Some(("Away", "Away")));
     let cases = [
         ("Available", "Available", true),
         ("Busy", "InACall", true),
@@ -94,11 +84,11 @@ async fn set_presence_accepts_only_the_five_session_pairs() {
         ("DoNotDisturb", "DoNotDisturb", false),
     ];
     for (a, b, ok) in cases {
-        match w.set(a, b).await {
+        match set(&w, a, b).await {
             Ok(()) => {
                 assert!(ok, "{a}/{b} should be refused");
                 assert_eq!(
-                    w.shown(),
+                    shown(&w),
                     pair(a, b),
                     "our session shows over the client's Away"
                 );
@@ -110,27 +100,31 @@ async fn set_presence_accepts_only_the_five_session_pairs() {
 
 #[tokio::test]
 async fn set_presence_refuses_an_expiration_outside_pt5m_to_pt4h_before_sending() {
-    let w = world().await;
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
     for d in [
         Duration::minutes(4),
         Duration::hours(4) + Duration::seconds(1),
     ] {
         let e = w
-            .client
-            .set_presence(&w.token, USER, APP_ID, "Busy", "InACall", d)
+            .graph_client()
+            .set_presence(&token(), USER, APP_ID, "Busy", "InACall", d)
             .await
             .unwrap_err();
         assert!(matches!(e, GraphError::Invalid(_)), "{e:?}");
     }
-    assert!(w.writes.calls().is_empty(), "nothing was sent");
+    assert!(w.writes().calls().is_empty(), "nothing was sent");
     for d in [Duration::minutes(5), Duration::hours(4)] {
         let r = w
-            .client
-            .set_presence(&w.token, USER, APP_ID, "Busy", "InACall", d)
+            .graph_client()
+            .set_presence(&token(), USER, APP_ID, "Busy", "InACall", d)
             .await;
         assert_eq!(r, Ok(()));
     }
-    let sent = w.writes.calls();
+    let sent = w.writes().calls();
     assert_eq!(sent[0].2["expirationDuration"], "PT5M");
     assert_eq!(
         sent[1].2,
@@ -139,17 +133,21 @@ async fn set_presence_refuses_an_expiration_outside_pt5m_to_pt4h_before_sending(
     // The fake enforces the range too, for clients that do not check.
     for d in ["PT4M59S", "PT4H1M", "P1D", "soon"] {
         let body = json!({"sessionId": APP_ID, "availability": "Busy", "activity": "InACall", "expirationDuration": d});
-        assert_eq!(w.raw("setPresence", body).await, 400, "{d}");
+        assert_eq!(raw(&w, "setPresence", body).await, 400, "{d}");
     }
 }
 
 #[tokio::test]
 async fn set_presence_needs_the_callers_app_id_as_session_id() {
-    let w = world().await;
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
     let e = w
-        .client
+        .graph_client()
         .set_presence(
-            &w.token,
+            &token(),
             USER,
             "some-other-app",
             "Busy",
@@ -160,19 +158,23 @@ async fn set_presence_needs_the_callers_app_id_as_session_id() {
         .unwrap_err();
     assert!(is_400(&e), "{e:?}");
     let e = w
-        .client
-        .set_presence(&w.token, USER, " ", "Busy", "InACall", Duration::hours(1))
+        .graph_client()
+        .set_presence(&token(), USER, " ", "Busy", "InACall", Duration::hours(1))
         .await
         .unwrap_err();
     assert!(matches!(e, GraphError::Invalid(_)), "{e:?}");
-    w.set("Busy", "InACall").await.unwrap();
-    assert_eq!(w.writes.app_sessions(USER), [APP_ID]);
+    set(&w, "Busy", "InACall").await.unwrap();
+    assert_eq!(w.writes().app_sessions(USER), [APP_ID]);
 }
 
 #[tokio::test]
 async fn preferred_presence_accepts_only_the_six_pairs() {
-    let w = world().await;
-    w.writes
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
+    w.writes()
         .set_client_session(USER, Some(("Available", "Available")));
     let cases = [
         ("Available", "Available", true),
@@ -188,18 +190,18 @@ async fn preferred_presence_accepts_only_the_six_pairs() {
     ];
     for (a, b, ok) in cases {
         let r = w
-            .client
-            .set_user_preferred_presence(&w.token, USER, a, b, Some(Duration::hours(8)))
+            .graph_client()
+            .set_user_preferred_presence(&token(), USER, a, b, Some(Duration::hours(8)))
             .await;
         match r {
             Ok(()) => {
                 assert!(ok, "{a}/{b} should be refused");
-                assert_eq!(w.shown(), pair(a, b));
+                assert_eq!(shown(&w), pair(a, b));
             }
             Err(e) => assert!(!ok && is_400(&e), "{a}/{b}: {e:?}"),
         }
     }
-    let sent = w.writes.calls();
+    let sent = w.writes().calls();
     assert_eq!(sent[0].2["expirationDuration"], "PT8H");
     assert!(sent[0].2.get("sessionId").is_none());
 }
@@ -208,20 +210,24 @@ async fn preferred_presence_accepts_only_the_six_pairs() {
 /// clearUserPreferredPresence; we sent no body at all.
 #[tokio::test]
 async fn clear_user_preferred_presence_sends_json_and_an_empty_object() {
-    let w = world().await;
-    w.writes
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
+    w.writes()
         .set_client_session(USER, Some(("Available", "Available")));
-    w.client
-        .set_user_preferred_presence(&w.token, USER, "Away", "Away", None)
+    w.graph_client()
+        .set_user_preferred_presence(&token(), USER, "Away", "Away", None)
         .await
         .unwrap();
-    assert_eq!(w.shown(), pair("Away", "Away"));
-    w.client
-        .clear_user_preferred_presence(&w.token, USER)
+    assert_eq!(shown(&w), pair("Away", "Away"));
+    w.graph_client()
+        .clear_user_preferred_presence(&token(), USER)
         .await
         .unwrap();
-    assert_eq!(w.shown(), pair("Available", "Available"));
-    let (path, _, body) = w.writes.calls().pop().unwrap();
+    assert_eq!(shown(&w), pair("Available", "Available"));
+    let (path, _, body) = w.writes().calls().pop().unwrap();
     assert!(path.ends_with("/clearUserPreferredPresence"), "{path}");
     assert_eq!(body, json!({}));
     // What the fake refuses, as the docs ask: no JSON content type, or another body.
@@ -237,26 +243,30 @@ async fn clear_user_preferred_presence_sends_json_and_an_empty_object() {
         .unwrap();
     assert_eq!(bare.status().as_u16(), 415);
     assert_eq!(
-        w.raw("clearUserPreferredPresence", json!({"x": 1})).await,
+        raw(&w, "clearUserPreferredPresence", json!({"x": 1})).await,
         400
     );
 }
 
 #[tokio::test]
 async fn clear_presence_is_404_without_a_session_and_the_client_counts_that_as_done() {
-    let w = world().await;
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
     assert_eq!(
-        w.raw("clearPresence", json!({"sessionId": APP_ID})).await,
+        raw(&w, "clearPresence", json!({"sessionId": APP_ID})).await,
         404
     );
-    assert_eq!(w.clear().await, Ok(()));
-    w.set("Busy", "InACall").await.unwrap();
+    assert_eq!(clear(&w).await, Ok(()));
+    set(&w, "Busy", "InACall").await.unwrap();
     assert_eq!(
-        w.raw("clearPresence", json!({"sessionId": APP_ID})).await,
+        raw(&w, "clearPresence", json!({"sessionId": APP_ID})).await,
         200
     );
     assert_eq!(
-        w.shown(),
+        shown(&w),
         pair("Offline", "Offline"),
         "our session was the only one"
     );
@@ -264,86 +274,98 @@ async fn clear_presence_is_404_without_a_session_and_the_client_counts_that_as_d
 
 #[tokio::test]
 async fn aggregation_ranks_preferred_then_dnd_busy_available_away() {
-    let w = world().await;
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
     // No session: Offline, whatever the preferred state.
-    w.writes.set_preferred(USER, Some(("Busy", "Busy")));
-    assert_eq!(w.shown(), pair("Offline", "Offline"));
+    w.writes().set_preferred(USER, Some(("Busy", "Busy")));
+    assert_eq!(shown(&w), pair("Offline", "Offline"));
     // A session makes the preferred state visible; it hides ours too.
-    w.writes.set_client_session(USER, Some(("Away", "Away")));
-    assert_eq!(w.shown(), pair("Busy", "Busy"));
-    w.set("DoNotDisturb", "Presenting").await.unwrap();
-    assert_eq!(w.shown(), pair("Busy", "Busy"));
-    w.client
-        .clear_user_preferred_presence(&w.token, USER)
+    w.writes().set_client_session(USER, Some(("Away", "Away")));
+    assert_eq!(shown(&w), pair("Busy", "Busy"));
+    set(&w, "DoNotDisturb", "Presenting").await.unwrap();
+    assert_eq!(shown(&w), pair("Busy", "Busy"));
+    w.graph_client()
+        .clear_user_preferred_presence(&token(), USER)
         .await
         .unwrap();
-    assert_eq!(w.shown(), pair("DoNotDisturb", "Presenting"));
+    assert_eq!(shown(&w), pair("DoNotDisturb", "Presenting"));
     // Busy over Available over Away.
-    w.set("Available", "Available").await.unwrap();
+    set(&w, "Available", "Available").await.unwrap();
     assert_eq!(
-        w.shown(),
+        shown(&w),
         pair("Available", "Available"),
         "app Available over client Away"
     );
-    w.writes
+    w.writes()
         .set_client_session(USER, Some(("Busy", "InAMeeting")));
-    assert_eq!(w.shown(), pair("Busy", "InAMeeting"));
-    w.writes
+    assert_eq!(shown(&w), pair("Busy", "InAMeeting"));
+    w.writes()
         .set_client_session(USER, Some(("DoNotDisturb", "DoNotDisturb")));
-    w.set("Busy", "InACall").await.unwrap();
+    set(&w, "Busy", "InACall").await.unwrap();
     assert_eq!(
-        w.shown(),
+        shown(&w),
         pair("DoNotDisturb", "DoNotDisturb"),
         "DND over our Busy"
     );
-    w.writes.set_client_session(USER, None);
-    assert_eq!(w.shown(), pair("Busy", "InACall"));
-    w.clear().await.unwrap();
-    assert_eq!(w.shown(), pair("Offline", "Offline"));
+    w.writes().set_client_session(USER, None);
+    assert_eq!(shown(&w), pair("Busy", "InACall"));
+    clear(&w).await.unwrap();
+    assert_eq!(shown(&w), pair("Offline", "Offline"));
 }
 
 #[tokio::test]
 async fn an_app_available_session_goes_inactive_then_away_then_expires_to_offline() {
-    let w = world().await;
-    let t0 = w.writes.now();
-    w.set("Available", "Available").await.unwrap();
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
+    let t0 = w.writes().now();
+    set(&w, "Available", "Available").await.unwrap();
     let steps = [
         (4, pair("Available", "Available")),
         (1, pair("Available", "AvailableInactive")),
         (5, pair("Away", "Away")),
     ];
     for (minutes, want) in steps {
-        w.writes.advance(Duration::minutes(minutes));
-        assert_eq!(w.shown(), want, "after {minutes} more minutes");
+        w.writes().advance(Duration::minutes(minutes));
+        assert_eq!(shown(&w), want, "after {minutes} more minutes");
     }
-    let inactive = &w.writes.changes()[1];
+    let inactive = &w.writes().changes()[1];
     assert_eq!(inactive.activity, "AvailableInactive");
     assert!(
         inactive.at - t0 >= Duration::minutes(5),
         "stamped with the fake clock"
     );
     // Re-posting holds it at Available.
-    w.set("Available", "Available").await.unwrap();
-    assert_eq!(w.shown(), pair("Available", "Available"));
+    set(&w, "Available", "Available").await.unwrap();
+    assert_eq!(shown(&w), pair("Available", "Available"));
     // A busy session does not decay, but it expires.
-    w.set("Busy", "InACall").await.unwrap();
-    w.writes.advance(Duration::minutes(59));
-    assert_eq!(w.shown(), pair("Busy", "InACall"));
-    w.writes.advance(Duration::minutes(1));
-    assert_eq!(w.shown(), pair("Offline", "Offline"));
-    assert!(w.writes.app_sessions(USER).is_empty());
+    set(&w, "Busy", "InACall").await.unwrap();
+    w.writes().advance(Duration::minutes(59));
+    assert_eq!(shown(&w), pair("Busy", "InACall"));
+    w.writes().advance(Duration::minutes(1));
+    assert_eq!(shown(&w), pair("Offline", "Offline"));
+    assert!(w.writes().app_sessions(USER).is_empty());
 }
 
 #[tokio::test]
 async fn every_aggregate_change_is_recorded_and_sent_to_the_hook_our_writes_included() {
-    let w = world().await;
-    let mut rx = w.writes.on_change();
-    w.writes
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
+    let mut rx = w.writes().on_change();
+    w.writes()
         .set_client_session(USER, Some(("Available", "Available")));
-    w.set("Busy", "InACall").await.unwrap();
-    w.set("Busy", "InACall").await.unwrap(); // no change, no record
-    w.clear().await.unwrap();
-    w.writes.set_client_session(USER, None);
+    set(&w, "Busy", "InACall").await.unwrap();
+    set(&w, "Busy", "InACall").await.unwrap(); // no change, no record
+    clear(&w).await.unwrap();
+    w.writes().set_client_session(USER, None);
     let want = [
         pair("Available", "Available"),
         pair("Busy", "InACall"),
@@ -351,7 +373,7 @@ async fn every_aggregate_change_is_recorded_and_sent_to_the_hook_our_writes_incl
         pair("Offline", "Offline"),
     ];
     let got: Vec<_> = w
-        .writes
+        .writes()
         .changes()
         .into_iter()
         .map(|c| (c.availability, c.activity))
@@ -382,38 +404,52 @@ async fn every_aggregate_change_is_recorded_and_sent_to_the_hook_our_writes_incl
 
 #[tokio::test]
 async fn a_throttled_write_surfaces_retry_after() {
-    let w = world().await;
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
     w.graph.state.lock().unwrap().throttle_next.push(7);
-    let e = w.set("Busy", "InACall").await.unwrap_err();
+    let e = set(&w, "Busy", "InACall").await.unwrap_err();
     assert_eq!(
         e,
         GraphError::Throttled {
             retry_after: StdDuration::from_secs(7)
         }
     );
-    assert_eq!(w.set("Busy", "InACall").await, Ok(()));
+    assert_eq!(set(&w, "Busy", "InACall").await, Ok(()));
 }
 
 #[tokio::test]
 async fn resolve_user_by_upn_then_by_mail_with_odata_quotes_escaped() {
-    let w = world().await;
-    w.writes
+    let w = World::builder()
+        .presence_writes()
+        .app_token(TOKEN, APP_ID)
+        .start()
+        .await;
+    w.writes()
         .add_user("id-alice", "alice@contoso.com", "alice@contoso.com");
-    w.writes.add_user(
+    w.writes().add_user(
         "id-bob",
         "bob_fabrikam.com#EXT#@contoso.onmicrosoft.com",
         "o'brien@fabrikam.com",
     );
-    let id = w.client.resolve_user(&w.token, "alice@contoso.com").await;
+    let id = w
+        .graph_client()
+        .resolve_user(&token(), "alice@contoso.com")
+        .await;
     assert_eq!(id.as_deref(), Ok("id-alice"));
     let id = w
-        .client
-        .resolve_user(&w.token, "o'brien@fabrikam.com")
+        .graph_client()
+        .resolve_user(&token(), "o'brien@fabrikam.com")
         .await;
     assert_eq!(id.as_deref(), Ok("id-bob"));
-    let e = w.client.resolve_user(&w.token, "nobody@contoso.com").await;
+    let e = w
+        .graph_client()
+        .resolve_user(&token(), "nobody@contoso.com")
+        .await;
     assert_eq!(e, Err(GraphError::NotFound));
-    let calls = w.writes.calls();
+    let calls = w.writes().calls();
     assert_eq!(calls[0].0, "/users/alice@contoso.com");
     assert!(
         calls[0]

@@ -6,10 +6,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::fakes::entra::FakeEntra;
-use crate::fakes::graph::FakeGraph;
-use crate::fakes::threecx::{self, FakeThreeCx};
-use crate::support;
+use crate::support::{self, World};
 
 const USER: &str = "6b1f4f7e-7d3b-4b8e-9a61-2f5c0d1e3a10";
 const TENANT: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
@@ -24,26 +21,21 @@ impl Drop for Serve {
     }
 }
 
-use support::command;
-
-fn start_serve(env: &[(String, String)], cwd: &std::path::Path) -> Serve {
+fn start_serve(w: &World) -> Serve {
     let port = support::free_port();
-    let log = std::fs::File::create(cwd.join("serve.log")).unwrap();
-    let child = command(
-        &[
+    let log = std::fs::File::create(w.dir().join("serve.log")).unwrap();
+    let child = w
+        .command(&[
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",
             "data",
-        ],
-        env,
-        cwd,
-    )
-    .stdout(Stdio::null())
-    .stderr(log)
-    .spawn()
-    .unwrap();
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
     assert!(support::wait_for_port(
         format!("127.0.0.1:{port}").parse().unwrap(),
         Duration::from_secs(20)
@@ -71,51 +63,41 @@ async fn wait_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_cx_calls_make_teams_busy_and_teams_calls_put_the_phone_on_away_without_fighting_the_person(
 ) {
-    let entra = FakeEntra::start().await;
-    let (graph, teams) = FakeGraph::start_with_presence_writes().await;
-    let pbx = FakeThreeCx::start().await;
+    let w = World::builder()
+        .presence_writes()
+        .threecx()
+        .tenant(TENANT)
+        .settings(&[
+            ("AZURE_CLIENT_ID", CLIENT),
+            ("AZURE_CLIENT_SECRET", "app-secret"),
+            ("POLL_INTERVAL", "1"),
+            ("PBX_STABLE_SECONDS", "1"),
+            ("PBX_HOLD_SECONDS", "2"),
+            ("PBX_PROFILE_POLL_SECONDS", "1"),
+            ("RUST_LOG", "info"),
+        ])
+        .start()
+        .await;
+    let (teams, pbx, cwd) = (w.writes(), w.threecx(), w.dir());
     teams.set_client_session(USER, Some(("Available", "Available")));
-    let dir = tempfile::tempdir().unwrap();
-    let cwd = dir.path();
-    let env: Vec<(String, String)> = [
-        ("AZURE_TENANT_ID", TENANT),
-        ("AZURE_CLIENT_ID", CLIENT),
-        ("AZURE_CLIENT_SECRET", "app-secret"),
-        ("AZURE_AUTHORITY_HOST", entra.url.as_str()),
-        ("GRAPH_ENDPOINT", graph.url.as_str()),
-        ("POLL_INTERVAL", "1"),
-        ("PBX", "3cx"),
-        ("PBX_3CX_URL", pbx.url.as_str()),
-        ("PBX_3CX_CLIENT_ID", threecx::CLIENT_ID),
-        ("PBX_3CX_CLIENT_SECRET", threecx::SECRET),
-        ("PBX_STABLE_SECONDS", "1"),
-        ("PBX_HOLD_SECONDS", "2"),
-        ("PBX_PROFILE_POLL_SECONDS", "1"),
-        ("RUST_LOG", "info"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
 
     // The admin maps extension 101 to the Teams user (an object id: no lookup needed).
-    let out = command(
-        &["pbx", "map", "add", "101", USER, "--data-dir", "data"],
-        &env,
-        cwd,
-    )
-    .output()
-    .unwrap();
+    let out = w
+        .command(&["pbx", "map", "add", "101", USER, "--data-dir", "data"])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = command(&["pbx", "map", "list", "--data-dir", "data"], &env, cwd)
+    let out = w
+        .command(&["pbx", "map", "list", "--data-dir", "data"])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(USER));
 
-    let serve = start_serve(&env, cwd);
+    let serve = start_serve(&w);
     // Connected: the Call Control socket is up once the first token was fetched and the
     // profiles have been read.
     wait_until("3CX connected", Duration::from_secs(10), cwd, || {

@@ -13,69 +13,46 @@ use tower::ServiceExt;
 use teams_presence::clients::pbx::events::sign;
 use teams_presence::core::presence::Presence;
 use teams_presence::http::state::{AppState, Mode};
-use teams_presence::store::{sqlite::SqliteStore, PbxMappingRecord, Store};
 
-use crate::fakes::entra::FakeEntra;
-use crate::fakes::graph::FakeGraph;
-use crate::fakes::graph_presence::PresenceWrites;
-use crate::fakes::pbx_receiver::FakePbxReceiver;
-use crate::support;
+use crate::support::World;
 
 const USER: &str = "6b1f4f7e-7d3b-4b8e-9a61-2f5c0d1e3a10";
 const SECRET: &str = "pbx-events-secret-0123456789";
 
-struct World {
-    state: AppState,
-    teams: PresenceWrites,
-    receiver: FakePbxReceiver,
-    _fakes: (FakeEntra, FakeGraph),
-}
-
-async fn world(mode: Mode) -> World {
-    support::init_logging();
-    let entra = FakeEntra::start().await;
-    let (graph, teams) = FakeGraph::start_with_presence_writes().await;
-    let receiver = FakePbxReceiver::start().await;
-    teams.set_client_session(USER, Some(("Available", "Available")));
-    let set_url = format!("{}/api/users/{{extension}}/status/{{status}}", receiver.url);
-    let settings = support::settings(&[
-        ("STORE", "sqlite"),
-        ("AZURE_TENANT_ID", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"),
-        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
-        ("AZURE_CLIENT_SECRET", "app-secret"),
-        ("AZURE_AUTHORITY_HOST", &entra.url),
-        ("GRAPH_ENDPOINT", &graph.url),
-        ("PBX", "http"),
-        ("PBX_EVENTS_SECRET", SECRET),
-        ("PBX_HTTP_SET_URL", &set_url),
-        (
-            "PBX_HTTP_HEADERS",
-            "X-C5-Application: 2f6d1c3e-0000-4000-8000-000000000001",
-        ),
-        ("PBX_HTTP_USERNAME", "openapi@1234.bus.ent"),
-        ("PBX_HTTP_PASSWORD", "vtx-password"),
-        ("PBX_STABLE_SECONDS", "1"),
-    ]);
-    let dir = tempfile::tempdir().unwrap().keep();
-    let store = Store::Sqlite(SqliteStore::open(&dir.join("p.sqlite3")).unwrap());
-    store.ensure_tables().await.unwrap();
-    store
-        .upsert(&PbxMappingRecord {
-            extension: "101".into(),
-            user_id: USER.into(),
-            user: "jane@contoso.com".into(),
-            created_at: Utc::now(),
-        })
-        .await
-        .unwrap();
-    let state = AppState::new(settings, store, mode).with_pbx().unwrap();
+/// The world every test here starts from: the fake Entra ID, a Graph that takes presence
+/// writes (the user's own client showing Available), a receiver standing in for VTX's API,
+/// the `vtx` preset's settings and extension 101 mapped to the user; the PBX sync loaded.
+async fn vtx_world(mode: Mode) -> (World, AppState) {
+    let mut w = World::builder()
+        .presence_writes()
+        .pbx_receiver()
+        .tenant("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
+        .settings(&[
+            ("STORE", "sqlite"),
+            ("AZURE_CLIENT_SECRET", "app-secret"),
+            ("PBX", "http"),
+            ("PBX_EVENTS_SECRET", SECRET),
+            (
+                "PBX_HTTP_HEADERS",
+                "X-C5-Application: 2f6d1c3e-0000-4000-8000-000000000001",
+            ),
+            ("PBX_HTTP_USERNAME", "openapi@1234.bus.ent"),
+            ("PBX_HTTP_PASSWORD", "vtx-password"),
+            ("PBX_STABLE_SECONDS", "1"),
+        ])
+        .start()
+        .await;
+    w.writes()
+        .set_client_session(USER, Some(("Available", "Available")));
+    let set_url = format!(
+        "{}/api/users/{{extension}}/status/{{status}}",
+        w.receiver().url
+    );
+    w.set("PBX_HTTP_SET_URL", &set_url);
+    w.map_extension("101", USER, "jane@contoso.com").await;
+    let state = w.app(mode).with_pbx().unwrap();
     state.pbx.as_ref().unwrap().load().await.unwrap();
-    World {
-        state,
-        teams,
-        receiver,
-        _fakes: (entra, graph),
-    }
+    (w, state)
 }
 
 fn event(state: &str, at: chrono::DateTime<Utc>) -> String {
@@ -102,7 +79,7 @@ fn signature(body: &str, t: i64) -> String {
 /// and replayed events are 401 and change nothing, malformed ones 400.
 async fn inbound_rules(router: axum::Router, w: &World) {
     let now = Utc::now();
-    let writes_before = w.teams.calls().len();
+    let writes_before = w.writes().calls().len();
     let body = event("in_call", now);
     let refused: Vec<(&str, Request<Body>)> = vec![
         ("unsigned", post(&body, &[])),
@@ -144,11 +121,11 @@ async fn inbound_rules(router: axum::Router, w: &World) {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
-        w.teams.calls().len(),
+        w.writes().calls().len(),
         writes_before,
         "a refused event wrote to Graph"
     );
-    assert!(w.teams.app_sessions(USER).is_empty());
+    assert!(w.writes().app_sessions(USER).is_empty());
 
     let resp = router
         .clone()
@@ -159,8 +136,11 @@ async fn inbound_rules(router: axum::Router, w: &World) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    assert_eq!(w.teams.aggregate(USER), ("Busy".into(), "InACall".into()));
-    let writes = w.teams.calls().len();
+    assert_eq!(
+        w.writes().aggregate(USER),
+        ("Busy".into(), "InACall".into())
+    );
+    let writes = w.writes().calls().len();
     let replay = router
         .clone()
         .oneshot(post(
@@ -170,28 +150,28 @@ async fn inbound_rules(router: axum::Router, w: &World) {
         .await
         .unwrap();
     assert_eq!(replay.status(), StatusCode::UNAUTHORIZED, "replayed");
-    assert_eq!(w.teams.calls().len(), writes, "a replay wrote to Graph");
+    assert_eq!(w.writes().calls().len(), writes, "a replay wrote to Graph");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_accepts_only_signed_fresh_pbx_events_and_a_call_makes_teams_busy() {
-    let w = world(Mode::Serve).await;
-    let router = teams_presence::serve::router(w.state.clone());
+    let (w, state) = vtx_world(Mode::Serve).await;
+    let router = teams_presence::serve::router(state.clone());
     inbound_rules(router, &w).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pbx_events_function_under_the_host_follows_the_same_rules() {
-    let w = world(Mode::Handler).await;
+    let (w, state) = vtx_world(Mode::Handler).await;
     // The host forwards `pbx-events` (an HTTP-only function) to the same path.
-    let router = teams_presence::host::handler::router(w.state.clone());
+    let router = teams_presence::host::handler::router(state.clone());
     inbound_rules(router, &w).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vtx_preset_sends_the_documented_status_for_every_teams_state() {
-    let w = world(Mode::Serve).await;
-    let sync = w.state.pbx.clone().unwrap();
+    let (w, state) = vtx_world(Mode::Serve).await;
+    let sync = state.pbx.clone().unwrap();
     // The VTX table, row by row: Teams state → the VTX status the phone gets.
     let table = [
         ("BeRightBack", "BeRightBack", "On Break"),
@@ -212,7 +192,7 @@ async fn vtx_preset_sends_the_documented_status_for_every_teams_state() {
         sync.on_teams(USER, &Presence::new(availability, activity), true, t)
             .await;
         sync.tick(t + TimeDelta::seconds(2)).await;
-        let got = w.receiver.received();
+        let got = w.receiver().received();
         if status == previous {
             // The phone already shows it: nothing to send.
             assert_eq!(
@@ -245,7 +225,7 @@ async fn vtx_preset_sends_the_documented_status_for_every_teams_state() {
         t += TimeDelta::minutes(1);
     }
     assert_eq!(
-        w.receiver.received().len(),
+        w.receiver().received().len(),
         expected,
         "one request per change of status"
     );

@@ -13,57 +13,25 @@ use teams_presence::core::message::TopicMessage;
 use teams_presence::core::presence::{Observation, Presence, Source};
 use teams_presence::engine::publish::Outbox;
 use teams_presence::http::state::{AppState, Mode};
-use teams_presence::store::{sqlite::SqliteStore, Store, SubscriptionRecord};
+use teams_presence::store::SubscriptionRecord;
 
-use crate::fakes::entra::FakeEntra;
 use crate::fakes::graph::FakeGraph;
-use crate::support;
-
-const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-
-struct World {
-    app: AppState,
-    graph: FakeGraph,
-    entra: FakeEntra,
-    _dir: tempfile::TempDir,
-}
-
-async fn world(extra: &[(&str, &str)]) -> World {
-    support::init_logging();
-    let graph = FakeGraph::start().await;
-    let entra = FakeEntra::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("p.sqlite3")).unwrap());
-    let mut pairs = support::cloud_pairs(TENANT, &entra.url, &graph.url);
-    pairs.push(("POLL_INTERVAL", "30"));
-    pairs.extend_from_slice(extra);
-    let app = AppState::new(support::settings(&pairs), store, Mode::Handler);
-    World {
-        app,
-        graph,
-        entra,
-        _dir: dir,
-    }
-}
-
-/// A signed-in user whose seed refresh token the fake Entra knows.
-async fn add_user(w: &World, oid: &str) {
-    support::sign_in_directly(&w.app, &w.entra, oid, TENANT).await;
-}
+use crate::support::{self, World, TENANT};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
 }
 
+/// One poll tick of the handler at `now`, with the messages it published.
 async fn tick(
-    w: &World,
+    app: &AppState,
     now: DateTime<Utc>,
 ) -> (
     teams_presence::engine::poller::TickReport,
     Vec<TopicMessage>,
 ) {
     let outbox = Outbox::default();
-    let r = w.app.poller.tick(&w.app, Some(&outbox), now).await;
+    let r = app.poller.tick(app, Some(&outbox), now).await;
     (r, outbox.drain())
 }
 
@@ -76,27 +44,28 @@ fn changed(m: &TopicMessage) -> &teams_presence::core::message::PresenceChanged 
 
 #[tokio::test]
 async fn a_change_gives_one_message_no_change_none_and_a_change_back_carries_previous() {
-    let w = world(&[]).await;
-    add_user(&w, "alice").await;
+    let w = World::builder().start().await;
+    let app = w.app(Mode::Handler);
+    w.sign_in(&app, "alice").await;
     w.graph.set("alice", "Available", "Available");
-    let (_, msgs) = tick(&w, t0()).await;
+    let (_, msgs) = tick(&app, t0()).await;
     assert_eq!(msgs.len(), 1, "first sighting");
     let first = changed(&msgs[0]).clone();
     assert_eq!(first.previous, None);
 
     // Not due yet: no Graph call at all.
     let calls = w.graph.state.lock().unwrap().calls.len();
-    let (r, msgs) = tick(&w, t0() + Duration::seconds(10)).await;
+    let (r, msgs) = tick(&app, t0() + Duration::seconds(10)).await;
     assert_eq!((r.calls, msgs.len()), (0, 0));
     assert_eq!(w.graph.state.lock().unwrap().calls.len(), calls);
 
     // Due, but unchanged: a call, no message.
-    let (r, msgs) = tick(&w, t0() + Duration::seconds(30)).await;
+    let (r, msgs) = tick(&app, t0() + Duration::seconds(30)).await;
     assert_eq!((r.calls, r.polled, msgs.len()), (1, 1, 0));
 
     // A real change: exactly one message with every contract field.
     w.graph.set("alice", "Busy", "InACall");
-    let (_, msgs) = tick(&w, t0() + Duration::seconds(60)).await;
+    let (_, msgs) = tick(&app, t0() + Duration::seconds(60)).await;
     assert_eq!(msgs.len(), 1);
     let v = msgs[0].to_json();
     for field in [
@@ -130,7 +99,7 @@ async fn a_change_gives_one_message_no_change_none_and_a_change_back_carries_pre
 
     // And back.
     w.graph.set("alice", "Available", "Available");
-    let (_, msgs) = tick(&w, t0() + Duration::seconds(90)).await;
+    let (_, msgs) = tick(&app, t0() + Duration::seconds(90)).await;
     assert_eq!(msgs.len(), 1);
     assert_eq!(
         changed(&msgs[0]).previous,
@@ -140,10 +109,11 @@ async fn a_change_gives_one_message_no_change_none_and_a_change_back_carries_pre
 
 #[tokio::test]
 async fn unknown_activity_values_pass_through() {
-    let w = world(&[]).await;
-    add_user(&w, "bob").await;
+    let w = World::builder().start().await;
+    let app = w.app(Mode::Handler);
+    w.sign_in(&app, "bob").await;
     w.graph.set("bob", "Busy", "InASpaceWalk");
-    let (_, msgs) = tick(&w, t0()).await;
+    let (_, msgs) = tick(&app, t0()).await;
     let v = msgs[0].to_json();
     assert_eq!(v["activity"], "InASpaceWalk");
     assert_eq!(v["availability"], "Busy");
@@ -151,31 +121,33 @@ async fn unknown_activity_values_pass_through() {
 
 #[tokio::test]
 async fn throttling_with_retry_after_blocks_the_tenant_until_it_elapses() {
-    let w = world(&[]).await;
-    add_user(&w, "carol").await;
+    let w = World::builder().start().await;
+    let app = w.app(Mode::Handler);
+    w.sign_in(&app, "carol").await;
     w.graph.set("carol", "Away", "Away");
     w.graph.state.lock().unwrap().throttle_next.push(120);
-    let (r, msgs) = tick(&w, t0()).await;
+    let (r, msgs) = tick(&app, t0()).await;
     assert_eq!((r.calls, r.deferred, msgs.len()), (1, 1, 0));
     assert_eq!(
-        w.app.poller.blocked_until(TENANT),
+        app.poller.blocked_until(TENANT),
         Some(t0() + Duration::seconds(120))
     );
     // Due again by POLL_INTERVAL, but the tenant is still blocked: nothing is sent.
     for secs in [30, 60, 119] {
-        let (r, _) = tick(&w, t0() + Duration::seconds(secs)).await;
+        let (r, _) = tick(&app, t0() + Duration::seconds(secs)).await;
         assert_eq!(r.calls, 0, "at +{secs}s");
     }
     assert_eq!(w.graph.state.lock().unwrap().calls.len(), 1);
-    let (r, msgs) = tick(&w, t0() + Duration::seconds(121)).await;
+    let (r, msgs) = tick(&app, t0() + Duration::seconds(121)).await;
     assert_eq!((r.calls, msgs.len()), (1, 1));
 }
 
 #[tokio::test]
 async fn a_failing_user_does_not_block_the_others_and_backs_off() {
-    let w = world(&[]).await;
+    let w = World::builder().start().await;
+    let app = w.app(Mode::Handler);
     for u in ["u1", "u2", "u3"] {
-        add_user(&w, u).await;
+        w.sign_in(&app, u).await;
         w.graph.set(u, "Available", "Available");
     }
     w.graph
@@ -184,19 +156,23 @@ async fn a_failing_user_does_not_block_the_others_and_backs_off() {
         .unwrap()
         .failing_users
         .insert("u2".into());
-    let (r, msgs) = tick(&w, t0()).await;
+    let (r, msgs) = tick(&app, t0()).await;
     assert_eq!((r.polled, r.failed, msgs.len()), (2, 1, 2));
     // u2 recovers; it is retried after its backoff (one poll interval for a first failure).
     w.graph.state.lock().unwrap().failing_users.clear();
-    let (r, msgs) = tick(&w, t0() + Duration::seconds(30)).await;
+    let (r, msgs) = tick(&app, t0() + Duration::seconds(30)).await;
     assert_eq!(r.failed, 0);
     assert!(msgs.iter().any(|m| m.user_id() == Some("u2")));
 }
 
 #[tokio::test]
 async fn users_with_a_live_subscription_are_only_reconciled_rarely() {
-    let w = world(&[("RECONCILE_INTERVAL", "15")]).await;
-    add_user(&w, "dave").await;
+    let w = World::builder()
+        .settings(&[("RECONCILE_INTERVAL", "15")])
+        .start()
+        .await;
+    let app = w.app(Mode::Handler);
+    w.sign_in(&app, "dave").await;
     w.graph.set("dave", "Available", "Available");
     let sub = SubscriptionRecord {
         subscription_id: "sub-1".into(),
@@ -209,12 +185,12 @@ async fn users_with_a_live_subscription_are_only_reconciled_rarely() {
         created_at: t0(),
         certificate_id: String::new(),
     };
-    w.app.store.insert(&sub).await.unwrap();
-    let (r, _) = tick(&w, t0()).await;
+    app.store.insert(&sub).await.unwrap();
+    let (r, _) = tick(&app, t0()).await;
     assert_eq!(r.calls, 1, "first reconcile");
-    let (r, _) = tick(&w, t0() + Duration::minutes(5)).await;
+    let (r, _) = tick(&app, t0() + Duration::minutes(5)).await;
     assert_eq!(r.calls, 0, "covered by the subscription");
-    let (r, _) = tick(&w, t0() + Duration::minutes(15)).await;
+    let (r, _) = tick(&app, t0() + Duration::minutes(15)).await;
     assert_eq!(r.calls, 1, "reconciled after RECONCILE_INTERVAL");
 }
 
@@ -222,11 +198,15 @@ async fn users_with_a_live_subscription_are_only_reconciled_rarely() {
 async fn two_thousand_tenant_mode_users_take_four_batch_calls() {
     let ids: Vec<String> = (0..2000).map(|i| format!("user-{i:04}")).collect();
     let list = ids.join(",");
-    let w = world(&[("TENANT_USERS", list.as_str())]).await;
+    let w = World::builder()
+        .settings(&[("TENANT_USERS", list.as_str())])
+        .start()
+        .await;
+    let app = w.app(Mode::Handler);
     for id in &ids {
         w.graph.set(id, "Available", "Available");
     }
-    let (r, msgs) = tick(&w, t0()).await;
+    let (r, msgs) = tick(&app, t0()).await;
     assert_eq!(r.calls, 4);
     assert_eq!(r.polled, 2000);
     assert_eq!(msgs.len(), 2000);
@@ -247,8 +227,9 @@ async fn two_thousand_tenant_mode_users_take_four_batch_calls() {
 
 #[tokio::test]
 async fn a_poll_and_a_notification_racing_on_one_user_publish_once() {
-    let w = world(&[]).await;
-    add_user(&w, "erin").await;
+    let w = World::builder().start().await;
+    let app = w.app(Mode::Handler);
+    w.sign_in(&app, "erin").await;
     w.graph.set("erin", "Busy", "InACall");
     let outbox = Outbox::default();
     let notification = Observation {
@@ -261,10 +242,10 @@ async fn a_poll_and_a_notification_racing_on_one_user_publish_once() {
         item_digest: None,
     };
     let (_, published) = tokio::join!(
-        w.app.poller.tick(&w.app, Some(&outbox), t0()),
+        app.poller.tick(&app, Some(&outbox), t0()),
         teams_presence::engine::pipeline::record_and_publish(
-            &w.app.store,
-            &w.app.publisher,
+            &app.store,
+            &app.publisher,
             Some(&outbox),
             &notification
         ),
@@ -275,11 +256,12 @@ async fn a_poll_and_a_notification_racing_on_one_user_publish_once() {
 
 #[tokio::test]
 async fn presence_refresh_under_the_host_returns_messages_as_json_objects() {
-    let w = world(&[]).await;
-    add_user(&w, "fred").await;
+    let w = World::builder().start().await;
+    let app = w.app(Mode::Handler);
+    w.sign_in(&app, "fred").await;
     w.graph.set("fred", "DoNotDisturb", "Presenting");
     let body = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "IsPastDue": false}}, "Metadata": {}});
-    let resp = teams_presence::host::handler::router(w.app.clone())
+    let resp = teams_presence::host::handler::router(app.clone())
         .oneshot(
             Request::post("/presence-refresh")
                 .body(Body::from(body.to_string()))
@@ -301,10 +283,11 @@ async fn presence_refresh_under_the_host_returns_messages_as_json_objects() {
 
 #[tokio::test]
 async fn the_presence_api_returns_the_last_known_state_and_honours_its_token() {
-    let w = world(&[]).await;
-    add_user(&w, "gina").await;
+    let w = World::builder().start().await;
+    let app = w.app(Mode::Handler);
+    w.sign_in(&app, "gina").await;
     w.graph.set("gina", "Busy", "InAMeeting");
-    tick(&w, t0()).await;
+    tick(&app, t0()).await;
     let get = |app: AppState, auth: Option<&'static str>| async move {
         let mut req = Request::get("/api/presence/gina");
         if let Some(a) = auth {
@@ -320,13 +303,13 @@ async fn the_presence_api_returns_the_last_known_state_and_honours_its_token() {
                 .unwrap_or(Value::Null);
         (status, v)
     };
-    let (status, v) = get(w.app.clone(), None).await;
+    let (status, v) = get(app.clone(), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         (v["type"].as_str(), v["activity"].as_str()),
         (Some("presence.changed"), Some("InAMeeting"))
     );
-    let missing = teams_presence::serve::router(w.app.clone())
+    let missing = teams_presence::serve::router(app.clone())
         .oneshot(
             Request::get("/api/presence/nobody")
                 .body(Body::empty())
@@ -340,7 +323,7 @@ async fn the_presence_api_returns_the_last_known_state_and_honours_its_token() {
     let dir = tempfile::tempdir().unwrap();
     let serve_state = AppState::new(
         support::settings(&[("PRESENCE_API_TOKEN", "s3cret-token")]),
-        w.app.store.clone(),
+        app.store.clone(),
         Mode::Serve,
     );
     let _ = dir;
@@ -360,16 +343,10 @@ async fn the_presence_api_returns_the_last_known_state_and_honours_its_token() {
 
 #[tokio::test]
 async fn with_publish_mode_rest_changes_go_straight_to_service_bus_with_user_id() {
-    let sb = crate::fakes::servicebus::FakeServiceBus::start(10).await;
-    let cs = sb.connection_string();
-    let w = world(&[
-        ("PUBLISH_MODE", "rest"),
-        ("ServiceBusConnection", cs.as_str()),
-        ("SERVICEBUS_ENDPOINT", sb.url.as_str()),
-    ])
-    .await;
-    let app = w.app.clone().with_direct_publishing().unwrap();
-    add_user(&w, "hana").await;
+    let w = World::builder().service_bus_rest().start().await;
+    let sb = w.service_bus();
+    let app = w.app(Mode::Handler).with_direct_publishing().unwrap();
+    w.sign_in(&app, "hana").await;
     w.graph.set("hana", "Busy", "InACall");
     let body = json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}});
     let resp = teams_presence::host::handler::router(app.clone())
@@ -410,4 +387,45 @@ async fn with_publish_mode_rest_changes_go_straight_to_service_bus_with_user_id(
         .await
         .unwrap();
     assert_eq!(sb.with(|b| (b.queue.len(), b.duplicates)), (1, 1));
+}
+
+/// The fake Graph itself (moved here from the fake when the fakes became a crate of their
+/// own): the 650-id limit and scripted throttling the poller tests rely on.
+#[tokio::test]
+async fn the_fake_enforces_the_650_id_limit_and_scripts_throttling() {
+    let g = FakeGraph::start().await;
+    g.set("a", "Busy", "InACall");
+    g.state.lock().unwrap().throttle_next.push(7);
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1.0/communications/getPresencesByUserId", g.url);
+    let r = http
+        .post(&url)
+        .bearer_auth("app-1")
+        .json(&json!({"ids": ["a"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    let r: Value = http
+        .post(&url)
+        .bearer_auth("app-1")
+        .json(&json!({"ids": ["a"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["value"][0]["activity"], "inACall");
+    assert_eq!(r["value"][0]["sequenceNumber"], "00000000000000000001");
+    let ids: Vec<String> = (0..651).map(|i| i.to_string()).collect();
+    let r = http
+        .post(&url)
+        .bearer_auth("app-1")
+        .json(&json!({"ids": ids}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }

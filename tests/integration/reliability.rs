@@ -8,66 +8,14 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 
 use teams_presence::core::presence::{Observation, Presence, Source};
-use teams_presence::engine::context::Clock;
 use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::{sqlite::SqliteStore, PresenceRecord, Store};
 
-use crate::fakes::entra::FakeEntra;
-use crate::fakes::graph::FakeGraph;
 use crate::fakes::servicebus::FakeServiceBus;
-use crate::support;
-
-const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-
-struct World {
-    graph: FakeGraph,
-    entra: FakeEntra,
-    store: Store,
-    pairs: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
-}
+use crate::support::{self, World, TENANT};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
-}
-
-async fn world(extra: &[(&str, &str)]) -> World {
-    support::init_logging();
-    let graph = FakeGraph::start().await;
-    let entra = FakeEntra::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("r.sqlite3")).unwrap());
-    let mut pairs: Vec<(String, String)> = support::cloud_pairs(TENANT, &entra.url, &graph.url)
-        .iter()
-        .chain(&[("POLL_INTERVAL", "30")])
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    World {
-        graph,
-        entra,
-        store,
-        pairs,
-        _dir: dir,
-    }
-}
-
-/// A fresh handler process over the world's store (a restart keeps only the store), on a
-/// manual clock.
-fn handler(w: &World, now: DateTime<Utc>) -> AppState {
-    let pairs: Vec<(&str, &str)> = w
-        .pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let settings = support::settings(&pairs);
-    let rest = settings.service_bus.publish_mode == teams_presence::config::PublishMode::Rest;
-    let mut app = AppState::new(settings, w.store.clone(), Mode::Handler);
-    app.ctx.clock = Clock::manual(now);
-    if rest {
-        app = app.with_direct_publishing().unwrap();
-    }
-    app
 }
 
 /// The `message` output binding's messages (one object, or an array).
@@ -97,28 +45,17 @@ fn sent_bodies(sb: &FakeServiceBus) -> Vec<Value> {
     })
 }
 
-async fn rest_world() -> (World, FakeServiceBus) {
-    let sb = FakeServiceBus::start(10).await;
-    let cs = sb.connection_string();
-    let w = world(&[
-        ("PUBLISH_MODE", "rest"),
-        ("ServiceBusConnection", cs.as_str()),
-        ("SERVICEBUS_ENDPOINT", sb.url.as_str()),
-    ])
-    .await;
-    (w, sb)
-}
-
 #[tokio::test]
 async fn a_change_stored_while_service_bus_answers_500_is_published_by_the_next_tick() {
-    let (w, sb) = rest_world().await;
-    let app = handler(&w, t0());
-    support::sign_in_directly(&app, &w.entra, "alice", TENANT).await;
+    let w = World::builder().service_bus_rest().start().await;
+    let sb = w.service_bus();
+    let app = w.handler_at(t0());
+    w.sign_in(&app, "alice").await;
     w.graph.set("alice", "Busy", "InACall");
     sb.set_failing_sends(true);
 
     // The change is stored, the send fails: the invocation fails and the mark stays.
-    let (status, _) = support::presence_refresh(&app).await;
+    let (status, _) = w.presence_refresh(&app).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(sb.with(|b| b.failed_sends) >= 1);
     let rec = stored(&w.store, "alice").await;
@@ -131,9 +68,9 @@ async fn a_change_stored_while_service_bus_answers_500_is_published_by_the_next_
     // The next tick (15 s later, nothing new from Graph and alice not due) sends it.
     sb.set_failing_sends(false);
     app.clock.set(t0() + Duration::seconds(15));
-    let (status, v) = support::presence_refresh(&app).await;
+    let (status, v) = w.presence_refresh(&app).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    let sent = sent_bodies(&sb);
+    let sent = sent_bodies(sb);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["activity"], "InACall");
     assert_eq!(sent[0]["sequence"], rec.last.sequence.as_str());
@@ -141,13 +78,14 @@ async fn a_change_stored_while_service_bus_answers_500_is_published_by_the_next_
 
     // Confirmed: the tick after sends nothing again.
     app.clock.set(t0() + Duration::seconds(20));
-    support::presence_refresh(&app).await;
-    assert_eq!(sent_bodies(&sb).len(), 1);
+    w.presence_refresh(&app).await;
+    assert_eq!(sent_bodies(sb).len(), 1);
 }
 
 #[tokio::test]
 async fn a_change_stored_by_a_process_that_died_before_publishing_is_published_after_restart() {
-    let (w, sb) = rest_world().await;
+    let w = World::builder().service_bus_rest().start().await;
+    let sb = w.service_bus();
     // The dying process: the change is stored (pipeline::record), then nothing.
     let obs = Observation {
         user_id: "bob".into(),
@@ -162,13 +100,13 @@ async fn a_change_stored_by_a_process_that_died_before_publishing_is_published_a
         .await
         .unwrap()
         .expect("a change");
-    assert!(sent_bodies(&sb).is_empty());
+    assert!(sent_bodies(sb).is_empty());
 
     // A new process; its first presence-refresh sends what was left pending.
-    let app = handler(&w, t0() + Duration::seconds(15));
-    let (status, v) = support::presence_refresh(&app).await;
+    let app = w.handler_at(t0() + Duration::seconds(15));
+    let (status, v) = w.presence_refresh(&app).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    let sent = sent_bodies(&sb);
+    let sent = sent_bodies(sb);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["userId"], "bob");
     assert_eq!(sent[0]["activity"], "Presenting");
@@ -179,11 +117,11 @@ async fn a_change_stored_by_a_process_that_died_before_publishing_is_published_a
 
 #[tokio::test]
 async fn with_the_output_binding_presence_refresh_sends_recent_changes_again() {
-    let w = world(&[]).await;
-    let app = handler(&w, t0());
-    support::sign_in_directly(&app, &w.entra, "carol", TENANT).await;
+    let w = World::builder().start().await;
+    let app = w.handler_at(t0());
+    w.sign_in(&app, "carol").await;
     w.graph.set("carol", "Busy", "InAMeeting");
-    let (_, v) = support::presence_refresh(&app).await;
+    let (_, v) = w.presence_refresh(&app).await;
     let first = outputs(&v);
     assert_eq!(first.len(), 1);
     // Handed to the binding: no longer pending once the confirmer has cleared the marks
@@ -194,7 +132,7 @@ async fn with_the_output_binding_presence_refresh_sends_recent_changes_again() {
     // Suppose the binding then failed: the next invocation repeats the change (carol is not
     // due, Graph is not asked); edges drop it if they had it.
     app.clock.set(t0() + Duration::seconds(15));
-    let (_, v) = support::presence_refresh(&app).await;
+    let (_, v) = w.presence_refresh(&app).await;
     let again = outputs(&v);
     assert_eq!(again.len(), 1, "{v}");
     assert_eq!(again[0]["sequence"], first[0]["sequence"]);
@@ -203,13 +141,13 @@ async fn with_the_output_binding_presence_refresh_sends_recent_changes_again() {
     // Once (issue 32): every tick of the window used to repeat it, eight times in all at the
     // shipped 15 s schedule.
     app.clock.set(t0() + Duration::seconds(30));
-    let (_, v) = support::presence_refresh(&app).await;
+    let (_, v) = w.presence_refresh(&app).await;
     assert!(outputs(&v).is_empty(), "repeated twice: {v}");
 
     // Past the window, an unchanged user is not repeated.
     app.clock
         .set(t0() + teams_presence::host::jobs::RESEND_RECENT + Duration::seconds(15));
-    let (_, v) = support::presence_refresh(&app).await;
+    let (_, v) = w.presence_refresh(&app).await;
     assert!(outputs(&v).is_empty(), "{v}");
 }
 
@@ -246,9 +184,9 @@ fn shipped_tick() -> i64 {
 async fn under_the_host_poll_interval_30_holds_for_a_user_without_a_subscription() {
     let tick = shipped_tick();
     assert!(tick <= 15, "presence-refresh every {tick} s");
-    let w = world(&[]).await;
-    let app = handler(&w, t0());
-    support::sign_in_directly(&app, &w.entra, "dan", TENANT).await;
+    let w = World::builder().start().await;
+    let app = w.handler_at(t0());
+    w.sign_in(&app, "dan").await;
     w.graph.set("dan", "Available", "Available");
 
     // Sign-in in the cloud (auth-end calls this): no PUBLIC_BASE_URL, so no subscription;
@@ -258,7 +196,7 @@ async fn under_the_host_poll_interval_30_holds_for_a_user_without_a_subscription
     assert!(stored(&w.store, "dan").await.pending_publish.is_some());
     let mut now = t0() + Duration::seconds(tick);
     app.clock.set(now);
-    let (_, v) = support::presence_refresh(&app).await;
+    let (_, v) = w.presence_refresh(&app).await;
     let first = outputs(&v);
     assert!(
         first.iter().any(|m| m["activity"] == "Available"),
@@ -281,7 +219,7 @@ async fn under_the_host_poll_interval_30_holds_for_a_user_without_a_subscription
         let mut at = now + Duration::seconds(tick);
         while at < changed_at {
             app.clock.set(at);
-            assert_eq!(support::presence_refresh(&app).await.0, StatusCode::OK);
+            assert_eq!(w.presence_refresh(&app).await.0, StatusCode::OK);
             at += Duration::seconds(tick);
         }
         w.graph.set("dan", availability, activity);
@@ -291,7 +229,7 @@ async fn under_the_host_poll_interval_30_holds_for_a_user_without_a_subscription
                 "{activity}: not published within 30 s + one tick"
             );
             app.clock.set(at);
-            let (status, v) = support::presence_refresh(&app).await;
+            let (status, v) = w.presence_refresh(&app).await;
             assert_eq!(status, StatusCode::OK);
             let new = outputs(&v).into_iter().find(|m| {
                 m["activity"] == activity

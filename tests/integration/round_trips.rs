@@ -25,11 +25,9 @@ use teams_presence::engine::context::Clock;
 use teams_presence::http::state::AppState;
 use teams_presence::store::{PbxMappingRecord, SubscriptionRecord};
 
-use crate::fakes::entra::{FakeEntra, Person};
-use crate::fakes::graph::FakeGraph;
-use crate::fakes::servicebus::FakeServiceBus;
+use crate::fakes::entra::Person;
 use crate::fakes::table_proxy::{upstream_of, TableProxy};
-use crate::support;
+use crate::support::{self, World};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
@@ -101,85 +99,52 @@ impl Counters {
     }
 }
 
-/// A handler as the host runs it, on a socket of its own (Graph's validation handshake must
-/// reach it), over its own Azurite, with every outside service behind a counting proxy.
-struct World {
+/// A handler as the host runs it, on the world's socket (Graph's validation handshake must
+/// reach it), over an Azurite of its own, with every outside service behind a counting
+/// proxy: the world's Graph, its Service Bus and the Table service.
+struct Measured {
+    w: World,
     app: AppState,
-    base: String,
     counters: Counters,
-    entra: FakeEntra,
     key: teams_presence::clients::graph::certs::NotificationKey,
     _azurite: support::Azurite,
-    _sb: FakeServiceBus,
-    _dir: tempfile::TempDir,
 }
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
 }
 
-async fn world(graph_url: &str, extra: &[(&str, String)]) -> World {
-    support::init_logging();
+/// `w` (built with `.public_socket().service_bus_rest()`) measured: the proxies in front of
+/// its services, the handler built by the host's own start path on a manual clock, served.
+async fn measured(mut w: World) -> Measured {
     let azurite = support::start_azurite();
     let table = TableProxy::start(upstream_of(&azurite.connection_string)).await;
-    let sb = FakeServiceBus::start(10).await;
-    let bus = TableProxy::start(sb.url.trim_start_matches("http://").to_owned()).await;
-    let graph = TableProxy::start(graph_url.trim_start_matches("http://").to_owned()).await;
-    let entra = FakeEntra::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let bus = TableProxy::start(w.service_bus().url.trim_start_matches("http://").to_owned()).await;
+    let graph = TableProxy::start(w.graph.url.trim_start_matches("http://").to_owned()).await;
     let key = generate_self_signed("round trips").unwrap();
-    let pem = dir.path().join("notification.pem");
+    let pem = w.dir().join("notification.pem");
     std::fs::write(&pem, testing::key_pem(&key)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut pairs: Vec<(String, String)> = support::cloud_pairs(TENANT, &entra.url, &graph.base())
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    pairs.extend(
-        [
-            ("STORE", "table".to_owned()),
-            (
-                "TABLES_CONNECTION_STRING",
-                table.connection_string(&azurite.connection_string),
-            ),
-            ("PUBLISH_MODE", "rest".to_owned()),
-            ("ServiceBusConnection", sb.connection_string()),
-            ("SERVICEBUS_ENDPOINT", bus.base()),
-            ("PUBLIC_BASE_URL", base.clone()),
-            ("NOTIFICATION_CERTIFICATE_PATH", pem.display().to_string()),
-            ("POLL_INTERVAL", "30".to_owned()),
-        ]
-        .into_iter()
-        .chain(extra.iter().cloned())
-        .map(|(k, v)| (k.to_owned(), v)),
+    w.set("GRAPH_ENDPOINT", &graph.base());
+    w.set("STORE", "table");
+    w.set(
+        "TABLES_CONNECTION_STRING",
+        &table.connection_string(&azurite.connection_string),
     );
-    let pairs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut app = teams_presence::host::startup::build_state(
-        support::settings(&pairs),
-        &teams_presence::host::startup::Startup::default(),
-    )
-    .await
-    .unwrap();
+    w.set("SERVICEBUS_ENDPOINT", &bus.base());
+    w.set("NOTIFICATION_CERTIFICATE_PATH", &pem.display().to_string());
+    let mut app = w.host_state().await;
     app.ctx.clock = Clock::manual(t0());
-    let router = teams_presence::host::handler::router(app.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    World {
+    w.serve_public(teams_presence::host::handler::router(app.clone()));
+    Measured {
+        w,
         app,
-        base,
         counters: Counters { table, bus, graph },
-        entra,
         key,
         _azurite: azurite,
-        _sb: sb,
-        _dir: dir,
     }
 }
 
-impl World {
+impl Measured {
     /// What `f` cost.
     async fn cost<F: std::future::Future<Output = ()>>(&self, f: F) -> Cost {
         // Work started before (the background upkeep at start, a confirmer's window) ends.
@@ -201,7 +166,7 @@ impl World {
                 testing::notification_json(subscription, CLIENT_STATE, TENANT, user, &content)
             })
             .collect();
-        let batch = json!({"value": items, "validationTokens": [self.entra.validation_token(CLIENT_ID, TENANT)]});
+        let batch = json!({"value": items, "validationTokens": [self.w.entra.validation_token(CLIENT_ID, TENANT)]});
         let inv = support::host_http_invocation(
             "POST",
             "https://presence.example/api/notifications",
@@ -209,7 +174,7 @@ impl World {
             &batch.to_string(),
         );
         let out: serde_json::Value = reqwest::Client::new()
-            .post(format!("{}/notifications", self.base))
+            .post(format!("{}/notifications", self.w.base()))
             .json(&inv)
             .send()
             .await
@@ -292,8 +257,14 @@ async fn round_trips_per_change_for_each_kind_of_change() {
     let mut rows = Vec::new();
 
     // --- Change notifications and polls: one world over the plain Graph fake. -------------
-    let graph = FakeGraph::start().await;
-    let w = world(&graph.url, &[]).await;
+    let w = measured(
+        World::builder()
+            .public_socket()
+            .service_bus_rest()
+            .start()
+            .await,
+    )
+    .await;
     let one = vec![user(1)];
     let sub = w.subscribe(&one).await;
     w.notify(&sub, &[(user(1), "Available")]).await;
@@ -319,10 +290,10 @@ async fn round_trips_per_change_for_each_kind_of_change() {
 
     // A poll: a signed-in user without a subscription, due every POLL_INTERVAL (30 s).
     let polled = "0000000b-0000-4000-8000-000000000001";
-    support::sign_in_directly(&w.app, &w.entra, polled, TENANT).await;
-    graph.set(polled, "Available", "Available");
+    w.w.sign_in(&w.app, polled).await;
+    w.w.graph.set(polled, "Available", "Available");
     w.presence_refresh().await;
-    graph.set(polled, "Busy", "InACall");
+    w.w.graph.set(polled, "Busy", "InACall");
     w.app.clock.set(t0() + chrono::Duration::seconds(30));
     let with_change = w.cost(w.presence_refresh()).await;
     w.app.clock.set(t0() + chrono::Duration::seconds(60));
@@ -342,15 +313,22 @@ async fn round_trips_per_change_for_each_kind_of_change() {
     drop(w);
 
     // --- A sign-in: the Graph fake with subscriptions and its validation handshake. --------
-    let (graph, _subs) = FakeGraph::start_with_subscriptions().await;
-    let w = world(&graph.url, &[]).await;
+    let w = measured(
+        World::builder()
+            .subscriptions()
+            .public_socket()
+            .service_bus_rest()
+            .start()
+            .await,
+    )
+    .await;
     let person = Person {
         oid: "0000000c-0000-4000-8000-000000000001".into(),
         tid: TENANT.into(),
         upn: "ada@contoso.example".into(),
         name: "Ada".into(),
     };
-    graph.set(&person.oid, "Available", "Available");
+    w.w.graph.set(&person.oid, "Available", "Available");
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -358,7 +336,7 @@ async fn round_trips_per_change_for_each_kind_of_change() {
     let cost = w
         .cost(async {
             let r = http
-                .get(format!("{}/api/auth/start", w.base))
+                .get(format!("{}/api/auth/start", w.w.base()))
                 .send()
                 .await
                 .unwrap();
@@ -366,14 +344,14 @@ async fn round_trips_per_change_for_each_kind_of_change() {
             let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
             let q: std::collections::HashMap<String, String> =
                 location.query_pairs().into_owned().collect();
-            let code = w.entra.issue_code(
+            let code = w.w.entra.issue_code(
                 &person,
                 &q["code_challenge"],
                 &q["redirect_uri"],
                 Some(&q["nonce"]),
             );
             let r = http
-                .post(format!("{}/api/auth/end", w.base))
+                .post(format!("{}/api/auth/end", w.w.base()))
                 .form(&[("code", code.as_str()), ("state", q["state"].as_str())])
                 .send()
                 .await
@@ -390,22 +368,27 @@ async fn round_trips_per_change_for_each_kind_of_change() {
     drop(w);
 
     // --- A PBX event: the generic adapter, one mapped extension. ---------------------------
-    let (graph, teams) = FakeGraph::start_with_presence_writes().await;
-    let pbx_user = "0000000d-0000-4000-8000-000000000001";
-    teams.set_client_session(pbx_user, Some(("Available", "Available")));
-    let w = world(
-        &graph.url,
-        &[
-            ("PBX", "http".into()),
-            ("PBX_EVENTS_SECRET", PBX_SECRET.into()),
-            (
-                "PBX_HTTP_SET_URL",
-                "http://127.0.0.1:9/{extension}/{status}".into(),
-            ),
-            ("PBX_STABLE_SECONDS", "1".into()),
-        ],
+    let w = measured(
+        World::builder()
+            .presence_writes()
+            .public_socket()
+            .service_bus_rest()
+            .settings(&[
+                ("PBX", "http"),
+                ("PBX_EVENTS_SECRET", PBX_SECRET),
+                (
+                    "PBX_HTTP_SET_URL",
+                    "http://127.0.0.1:9/{extension}/{status}",
+                ),
+                ("PBX_STABLE_SECONDS", "1"),
+            ])
+            .start()
+            .await,
     )
     .await;
+    let pbx_user = "0000000d-0000-4000-8000-000000000001";
+    w.w.writes()
+        .set_client_session(pbx_user, Some(("Available", "Available")));
     w.app
         .store
         .upsert(&PbxMappingRecord {
@@ -425,7 +408,7 @@ async fn round_trips_per_change_for_each_kind_of_change() {
             "t={t},v1={}",
             teams_presence::clients::pbx::events::sign(&PBX_SECRET.into(), t, body.as_bytes())
         );
-        let base = w.base.clone();
+        let base = w.w.base().to_owned();
         async move {
             let r = reqwest::Client::new()
                 .post(format!("{base}/api/pbx/events"))
@@ -440,7 +423,7 @@ async fn round_trips_per_change_for_each_kind_of_change() {
     };
     let cost = w.cost(event("in_call")).await;
     assert_eq!(
-        teams.aggregate(pbx_user),
+        w.w.writes().aggregate(pbx_user),
         ("Busy".into(), "InACall".into()),
         "the call reached Teams"
     );

@@ -5,8 +5,6 @@
 //! subscription with the old key kept for Graph's 4 hours of retries, and tenant mode's bulk
 //! subscriptions, one per sync account, with the rest polled visibly.
 
-use std::sync::{Arc, Mutex};
-
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
@@ -17,55 +15,24 @@ use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::{sqlite::SqliteStore, Store, SubscriptionRecord};
 
 use crate::fakes::entra::FakeEntra;
-use crate::fakes::graph::{retry_deliveries, FakeGraph, Subscriptions};
-use crate::support;
+use crate::fakes::graph::{retry_deliveries, FakeGraph};
+use crate::support::{self, World};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
-struct Live {
-    app: AppState,
-    entra: FakeEntra,
-    subs: Arc<Mutex<Subscriptions>>,
-    base: String,
-    _graph: FakeGraph,
-    _dir: tempfile::TempDir,
-}
-
-/// Our app on a real socket (Graph's handshake calls it), with fakes around it.
-async fn live(extra: &[(&str, &str)]) -> Live {
-    support::init_logging();
-    let (graph, subs) = FakeGraph::start_with_subscriptions().await;
-    let entra = FakeEntra::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut pairs = vec![
-        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
-        ("AZURE_CLIENT_SECRET", "test-secret"),
-        ("AZURE_TENANT_ID", TENANT),
-        ("AZURE_AUTHORITY_HOST", entra.url.as_str()),
-        ("GRAPH_ENDPOINT", graph.url.as_str()),
-        ("PUBLIC_BASE_URL", base.as_str()),
-        (
-            "TOKEN_ENCRYPTION_KEY",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        ),
-    ];
-    pairs.extend_from_slice(extra);
-    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
+/// Our app (`serve`) on a socket of its own (Graph's handshake calls it), with a fresh
+/// notification key, in a world whose Graph manages subscriptions.
+async fn live(extra: &[(&str, &str)]) -> (World, AppState) {
+    let w = World::builder()
+        .subscriptions()
+        .public_socket()
+        .settings(extra)
+        .start()
+        .await;
     let keys = KeyRing::from_keys(vec![generate_self_signed("teams-presence-test").unwrap()]);
-    let app =
-        AppState::new(support::settings(&pairs), store, Mode::Serve).with_notification_keys(keys);
-    let router = teams_presence::serve::router(app.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    Live {
-        app,
-        entra,
-        subs,
-        base,
-        _graph: graph,
-        _dir: dir,
-    }
+    let app = w.app(Mode::Serve).with_notification_keys(keys);
+    w.serve_public(teams_presence::serve::router(app.clone()));
+    (w, app)
 }
 
 async fn records(app: &AppState) -> Vec<SubscriptionRecord> {
@@ -78,22 +45,22 @@ async fn records(app: &AppState) -> Vec<SubscriptionRecord> {
         .collect()
 }
 
-fn at(l: &Live, now: DateTime<Utc>) {
-    l.subs.lock().unwrap().now = Some(now);
+fn at(l: &World, now: DateTime<Utc>) {
+    l.subscriptions().lock().unwrap().now = Some(now);
 }
 
 #[tokio::test]
 async fn create_renew_recreate_after_404_and_replace_after_409() {
-    let l = live(&[]).await;
-    support::sign_in_directly(&l.app, &l.entra, "alice", TENANT).await;
+    let (l, app) = live(&[]).await;
+    l.sign_in(&app, "alice").await;
     let t0 = Utc::now();
     at(&l, t0);
 
     // Create: the fake ran the handshake against our webhook and checked every rule.
-    let r = maintain(&l.app, &l.app.poller, t0).await;
+    let r = maintain(&app, &app.poller, t0).await;
     assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
     let fake = l
-        .subs
+        .subscriptions()
         .lock()
         .unwrap()
         .items
@@ -105,21 +72,20 @@ async fn create_renew_recreate_after_404_and_replace_after_409() {
     assert!(fake.expires <= t0 + Duration::minutes(60));
     assert_eq!(
         fake.notification_url,
-        format!("{}/api/notifications", l.base)
+        format!("{}/api/notifications", l.base())
     );
-    assert_eq!(fake.lifecycle_url, format!("{}/api/lifecycle", l.base));
-    let cert = l.app.notification_keys.current().unwrap();
+    assert_eq!(fake.lifecycle_url, format!("{}/api/lifecycle", l.base()));
+    let cert = app.notification_keys.current().unwrap();
     assert_eq!(fake.certificate_id, cert.id());
     assert_eq!(fake.certificate, cert.certificate_base64());
-    let rec = records(&l.app).await.pop().unwrap();
+    let rec = records(&app).await.pop().unwrap();
     assert_eq!(rec.subscription_id, fake.id);
     // Only the digest of clientState is stored.
     assert_eq!(
         rec.client_state_sha256,
         client_state_sha256_hex(&fake.client_state)
     );
-    let raw = l
-        .app
+    let raw = app
         .store
         .scan_entities(teams_presence::store::Table::Subscriptions, None)
         .await
@@ -127,51 +93,50 @@ async fn create_renew_recreate_after_404_and_replace_after_409() {
     assert!(!raw[0].data.to_string().contains(&fake.client_state));
 
     // Nothing to do while plenty of time is left.
-    let r = maintain(&l.app, &l.app.poller, t0 + Duration::minutes(10)).await;
+    let r = maintain(&app, &app.poller, t0 + Duration::minutes(10)).await;
     assert_eq!((r.created, r.renewed), (0, 0));
 
     // Renew when less than 20 minutes are left.
     let t1 = t0 + Duration::minutes(45);
     at(&l, t1);
-    let r = maintain(&l.app, &l.app.poller, t1).await;
+    let r = maintain(&app, &app.poller, t1).await;
     assert_eq!(r.renewed, 1, "{r:?}");
-    assert!(l.subs.lock().unwrap().items[&fake.id].expires > t1 + Duration::minutes(55));
+    assert!(l.subscriptions().lock().unwrap().items[&fake.id].expires > t1 + Duration::minutes(55));
 
     // Graph forgot it: PATCH answers 404, we create a new one.
-    l.subs.lock().unwrap().items.clear();
+    l.subscriptions().lock().unwrap().items.clear();
     let t2 = t1 + Duration::minutes(45);
     at(&l, t2);
-    let r = maintain(&l.app, &l.app.poller, t2).await;
+    let r = maintain(&app, &app.poller, t2).await;
     assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
-    assert_eq!(records(&l.app).await.len(), 1);
+    assert_eq!(records(&app).await.len(), 1);
 
     // Our record was lost (a new store): creating answers 409; we replace the leftover.
-    for rec in records(&l.app).await {
-        l.app
-            .store
+    for rec in records(&app).await {
+        app.store
             .delete::<SubscriptionRecord>(&rec.subscription_id, "subscription", None)
             .await
             .unwrap();
     }
-    let r = maintain(&l.app, &l.app.poller, t2).await;
+    let r = maintain(&app, &app.poller, t2).await;
     assert_eq!((r.created, r.failed), (1, 0), "{r:?}");
     let rec_id = {
-        let s = l.subs.lock().unwrap();
+        let s = l.subscriptions().lock().unwrap();
         assert_eq!(s.items.len(), 1, "exactly one subscription for the user");
         assert!(s.calls.iter().any(|(m, _)| m == "DELETE"));
         s.items.keys().next().unwrap().clone()
     };
-    assert_eq!(records(&l.app).await[0].subscription_id, rec_id);
+    assert_eq!(records(&app).await[0].subscription_id, rec_id);
 }
 
 #[tokio::test]
 async fn a_reauthorization_required_event_is_answered_with_reauthorize() {
-    let l = live(&[]).await;
-    support::sign_in_directly(&l.app, &l.entra, "bob", TENANT).await;
+    let (l, app) = live(&[]).await;
+    l.sign_in(&app, "bob").await;
     let t0 = Utc::now();
-    maintain(&l.app, &l.app.poller, t0).await;
+    maintain(&app, &app.poller, t0).await;
     let fake = l
-        .subs
+        .subscriptions()
         .lock()
         .unwrap()
         .items
@@ -186,31 +151,39 @@ async fn a_reauthorization_required_event_is_answered_with_reauthorize() {
         "tenantId": TENANT, "clientState": fake.client_state, "lifecycleEvent": "reauthorizationRequired"
     }]});
     let r = reqwest::Client::new()
-        .post(format!("{}/api/lifecycle", l.base))
+        .post(format!("{}/api/lifecycle", l.base()))
         .json(&body)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
 
-    let r = maintain(&l.app, &l.app.poller, t0 + Duration::minutes(1)).await;
+    let r = maintain(&app, &app.poller, t0 + Duration::minutes(1)).await;
     assert_eq!(r.reauthorized, 1, "{r:?}");
-    assert_eq!(l.subs.lock().unwrap().items[&fake.id].reauthorized, 1);
+    assert_eq!(
+        l.subscriptions().lock().unwrap().items[&fake.id].reauthorized,
+        1
+    );
     // The mark is cleared: the next run does nothing more.
-    let r = maintain(&l.app, &l.app.poller, t0 + Duration::minutes(2)).await;
+    let r = maintain(&app, &app.poller, t0 + Duration::minutes(2)).await;
     assert_eq!(r.reauthorized, 0);
 
     // A forged event (wrong clientState) leaves no mark.
     let forged = json!({"value": [{"subscriptionId": fake.id, "tenantId": TENANT, "clientState": "guess", "lifecycleEvent": "subscriptionRemoved"}]});
     reqwest::Client::new()
-        .post(format!("{}/api/lifecycle", l.base))
+        .post(format!("{}/api/lifecycle", l.base()))
         .json(&forged)
         .send()
         .await
         .unwrap();
-    let r = maintain(&l.app, &l.app.poller, t0 + Duration::minutes(3)).await;
+    let r = maintain(&app, &app.poller, t0 + Duration::minutes(3)).await;
     assert_eq!((r.created, r.removed), (0, 0));
-    assert!(l.subs.lock().unwrap().items.contains_key(&fake.id));
+    assert!(l
+        .subscriptions()
+        .lock()
+        .unwrap()
+        .items
+        .contains_key(&fake.id));
 }
 
 /// `GET /api/status` as a loopback peer would.
@@ -246,20 +219,20 @@ fn tenant_ids(n: usize) -> String {
 async fn two_sync_accounts_for_1400_tenant_users_own_two_subscriptions_and_100_are_polled() {
     let list = tenant_ids(1400);
     // One account by UPN, one by object id; the old singular setting still counts.
-    let l = live(&[
+    let (l, app) = live(&[
         ("TENANT_USERS", list.as_str()),
         ("TENANT_SYNC_USERS", "sync-a@contoso.example"),
         ("TENANT_SYNC_USER", "sync-b"),
         ("POLL_INTERVAL", "30"),
     ])
     .await;
-    support::sign_in_directly(&l.app, &l.entra, "sync-a", TENANT).await;
-    support::sign_in_directly(&l.app, &l.entra, "sync-b", TENANT).await;
+    l.sign_in(&app, "sync-a").await;
+    l.sign_in(&app, "sync-b").await;
     let t0 = Utc::now();
-    let r = maintain(&l.app, &l.app.poller, t0).await;
+    let r = maintain(&app, &app.poller, t0).await;
     assert_eq!((r.created, r.failed), (2, 0), "{r:?}");
     let mut subs: Vec<(String, usize)> = l
-        .subs
+        .subscriptions()
         .lock()
         .unwrap()
         .items
@@ -273,7 +246,7 @@ async fn two_sync_accounts_for_1400_tenant_users_own_two_subscriptions_and_100_a
     );
 
     // The status says how many are polled and why.
-    let v = status_json(&l.app).await;
+    let v = status_json(&app).await;
     let t = &v["tenant"];
     assert_eq!(t["users"], 1400, "{t}");
     assert_eq!(t["syncAccounts"], 2);
@@ -288,24 +261,23 @@ async fn two_sync_accounts_for_1400_tenant_users_own_two_subscriptions_and_100_a
     assert!(why.contains("sign in 1 more"), "{why}");
 
     // The poller reads the 100 every POLL_INTERVAL, the 1,300 only when reconciling.
-    let first = l.app.poller.tick(&l.app, None, t0).await;
+    let first = app.poller.tick(&app, None, t0).await;
     assert_eq!((first.calls, first.polled), (3, 1400), "{first:?}");
-    let again = l
-        .app
+    let again = app
         .poller
-        .tick(&l.app, None, t0 + Duration::seconds(30))
+        .tick(&app, None, t0 + Duration::seconds(30))
         .await;
     assert_eq!((again.calls, again.polled), (1, 100), "{again:?}");
 
     // Graph's rule, as the fake enforces it: the account already owns one; a second is 409.
-    let cert = l.app.notification_keys.current().unwrap();
+    let cert = app.notification_keys.current().unwrap();
     let r = reqwest::Client::new()
-        .post(format!("{}/v1.0/subscriptions", l._graph.url))
+        .post(format!("{}/v1.0/subscriptions", l.graph.url))
         .bearer_auth("at-sync-a-99")
         .json(&json!({
             "changeType": "updated", "resource": "/communications/presences/member-1399",
-            "notificationUrl": format!("{}/api/notifications", l.base),
-            "lifecycleNotificationUrl": format!("{}/api/lifecycle", l.base),
+            "notificationUrl": format!("{}/api/notifications", l.base()),
+            "lifecycleNotificationUrl": format!("{}/api/lifecycle", l.base()),
             "expirationDateTime": (Utc::now() + Duration::minutes(30)).to_rfc3339(),
             "includeResourceData": true, "encryptionCertificate": cert.certificate_base64(),
             "encryptionCertificateId": cert.id(), "clientState": "x",
@@ -319,19 +291,19 @@ async fn two_sync_accounts_for_1400_tenant_users_own_two_subscriptions_and_100_a
 #[tokio::test]
 async fn three_sync_accounts_cover_1400_tenant_users_and_nobody_is_polled() {
     let list = tenant_ids(1400);
-    let l = live(&[
+    let (l, app) = live(&[
         ("TENANT_USERS", list.as_str()),
         ("TENANT_SYNC_USERS", "sync-a,sync-b,sync-c@contoso.example"),
     ])
     .await;
     for a in ["sync-a", "sync-b", "sync-c"] {
-        support::sign_in_directly(&l.app, &l.entra, a, TENANT).await;
+        l.sign_in(&app, a).await;
     }
     let t0 = Utc::now();
-    let r = maintain(&l.app, &l.app.poller, t0).await;
+    let r = maintain(&app, &app.poller, t0).await;
     assert_eq!((r.created, r.failed), (3, 0), "{r:?}");
     let mut sizes: Vec<usize> = l
-        .subs
+        .subscriptions()
         .lock()
         .unwrap()
         .items
@@ -340,7 +312,7 @@ async fn three_sync_accounts_cover_1400_tenant_users_and_nobody_is_polled() {
         .collect();
     sizes.sort();
     assert_eq!(sizes, vec![100, 650, 650]);
-    let t = status_json(&l.app).await["tenant"].clone();
+    let t = status_json(&app).await["tenant"].clone();
     assert_eq!(
         (t["subscribed"].as_u64(), t["polled"].as_u64()),
         (Some(1400), Some(0)),
@@ -348,11 +320,10 @@ async fn three_sync_accounts_cover_1400_tenant_users_and_nobody_is_polled() {
     );
     assert_eq!(t["reasons"], json!([]));
     // Nothing due at POLL_INTERVAL: every user is covered.
-    l.app.poller.tick(&l.app, None, t0).await;
-    let r = l
-        .app
+    app.poller.tick(&app, None, t0).await;
+    let r = app
         .poller
-        .tick(&l.app, None, t0 + Duration::seconds(30))
+        .tick(&app, None, t0 + Duration::seconds(30))
         .await;
     assert_eq!(r.calls, 0, "{r:?}");
 }
@@ -360,15 +331,15 @@ async fn three_sync_accounts_cover_1400_tenant_users_and_nobody_is_polled() {
 #[tokio::test]
 async fn a_sync_account_that_has_not_signed_in_leaves_its_users_polled_and_says_so() {
     let list = tenant_ids(700);
-    let l = live(&[
+    let (l, app) = live(&[
         ("TENANT_USERS", list.as_str()),
         ("TENANT_SYNC_USERS", "sync-a,nobody@contoso.example"),
     ])
     .await;
-    support::sign_in_directly(&l.app, &l.entra, "sync-a", TENANT).await;
-    let r = maintain(&l.app, &l.app.poller, Utc::now()).await;
+    l.sign_in(&app, "sync-a").await;
+    let r = maintain(&app, &app.poller, Utc::now()).await;
     assert_eq!((r.created, r.failed), (1, 1), "{r:?}");
-    let t = status_json(&l.app).await["tenant"].clone();
+    let t = status_json(&app).await["tenant"].clone();
     assert_eq!(t["polled"], 50, "{t}");
     assert_eq!(
         t["reasons"],
@@ -380,29 +351,29 @@ async fn a_sync_account_that_has_not_signed_in_leaves_its_users_polled_and_says_
 /// `encryptionCertificateId` on the live subscription; we deleted and recreated it.
 #[tokio::test]
 async fn a_rotated_certificate_is_patched_onto_the_live_subscription() {
-    let l = live(&[]).await;
-    support::sign_in_directly(&l.app, &l.entra, "gina", TENANT).await;
+    let (l, app) = live(&[]).await;
+    l.sign_in(&app, "gina").await;
     let t0 = Utc::now();
     at(&l, t0);
-    maintain(&l.app, &l.app.poller, t0).await;
-    let old = l.app.notification_keys.current().unwrap().id().to_owned();
-    let before = records(&l.app).await;
+    maintain(&app, &app.poller, t0).await;
+    let old = app.notification_keys.current().unwrap().id().to_owned();
+    let before = records(&app).await;
     assert_eq!(before[0].certificate_id, old);
 
     // A restart after the rotation: a new current certificate, the old one kept as previous.
     let new = generate_self_signed("teams-presence-rotated").unwrap();
     let new_id = new.id().to_owned();
     let ring = KeyRing::from_keys(vec![new]);
-    let old_pem = l.app.notification_keys.current().unwrap().to_pem().unwrap();
+    let old_pem = app.notification_keys.current().unwrap().to_pem().unwrap();
     let ring = ring.with_previous(KeyRing::from_pem(&old_pem).unwrap());
-    let rotated = l.app.clone().with_notification_keys(ring);
+    let rotated = app.clone().with_notification_keys(ring);
 
     let t1 = t0 + Duration::minutes(5);
     at(&l, t1);
     let r = maintain(&rotated, &rotated.poller, t1).await;
     assert_eq!((r.rekeyed, r.created, r.failed), (1, 0, 0), "{r:?}");
     let (calls, fakes) = {
-        let s = l.subs.lock().unwrap();
+        let s = l.subscriptions().lock().unwrap();
         let fakes: Vec<_> = s.items.values().cloned().collect();
         (s.calls.clone(), fakes)
     };
@@ -567,11 +538,11 @@ async fn a_notification_graph_retries_3_hours_after_a_key_switch_is_still_opened
 
 #[tokio::test]
 async fn without_https_or_a_certificate_presence_is_polled_and_nothing_is_created() {
-    let l = live(&[("PUBLIC_BASE_URL", "http://presence.example")]).await;
-    support::sign_in_directly(&l.app, &l.entra, "carol", TENANT).await;
-    let r = maintain(&l.app, &l.app.poller, Utc::now()).await;
+    let (l, app) = live(&[("PUBLIC_BASE_URL", "http://presence.example")]).await;
+    l.sign_in(&app, "carol").await;
+    let r = maintain(&app, &app.poller, Utc::now()).await;
     assert!(r.disabled.unwrap().contains("https"));
-    assert!(l.subs.lock().unwrap().calls.is_empty());
+    assert!(l.subscriptions().lock().unwrap().calls.is_empty());
 }
 
 /// Issue 13, item 6: under the Functions host `subscriptions-renew` has no output binding, so
@@ -584,27 +555,16 @@ async fn signin_required_found_by_subscriptions_renew_still_reaches_the_topic() 
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    support::init_logging();
-    let (graph, _subs) = FakeGraph::start_with_subscriptions().await;
-    let entra = FakeEntra::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
-    let settings = support::settings(&[
-        ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
-        ("AZURE_CLIENT_SECRET", "test-secret"),
-        ("AZURE_AUTHORITY_HOST", entra.url.as_str()),
-        ("GRAPH_ENDPOINT", graph.url.as_str()),
-        ("PUBLIC_BASE_URL", "https://presence.example"),
-        (
-            "TOKEN_ENCRYPTION_KEY",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        ),
-    ]);
+    let w = World::builder()
+        .subscriptions()
+        .settings(&[("PUBLIC_BASE_URL", "https://presence.example")])
+        .start()
+        .await;
     let keys = KeyRing::from_keys(vec![generate_self_signed("teams-presence-test").unwrap()]);
-    let app = AppState::new(settings, store, Mode::Handler).with_notification_keys(keys);
-    support::sign_in_directly(&app, &entra, "bob", TENANT).await;
+    let app = w.app(Mode::Handler).with_notification_keys(keys);
+    w.sign_in(&app, "bob").await;
     // The user revokes the app's consent: the refresh token is dead.
-    entra.state.lock().unwrap().refresh_tokens.clear();
+    w.entra.state.lock().unwrap().refresh_tokens.clear();
 
     let timer = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}});
     let mut messages = Vec::new();
@@ -639,17 +599,24 @@ async fn signin_required_found_by_subscriptions_renew_still_reaches_the_topic() 
 /// (Graph's 409) and one dead record was left behind.
 #[tokio::test]
 async fn concurrent_maintenance_for_a_new_user_leaves_one_live_subscription() {
-    let l = live(&[]).await;
-    support::sign_in_directly(&l.app, &l.entra, "carol", TENANT).await;
+    let (l, app) = live(&[]).await;
+    l.sign_in(&app, "carol").await;
     let t0 = Utc::now();
     at(&l, t0);
     let (a, b) = tokio::join!(
-        maintain(&l.app, &l.app.poller, t0),
-        maintain(&l.app, &l.app.poller, t0)
+        maintain(&app, &app.poller, t0),
+        maintain(&app, &app.poller, t0)
     );
     assert_eq!(a.failed + b.failed, 0, "{a:?} {b:?}");
-    let recs = records(&l.app).await;
+    let recs = records(&app).await;
     assert_eq!(recs.len(), 1, "{recs:?}");
-    let live_ids: Vec<String> = l.subs.lock().unwrap().items.keys().cloned().collect();
+    let live_ids: Vec<String> = l
+        .subscriptions()
+        .lock()
+        .unwrap()
+        .items
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(live_ids, vec![recs[0].subscription_id.clone()]);
 }

@@ -5,10 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use teams_presence::config::{Settings, Sources};
+
+mod world;
+pub use world::{World, TENANT};
 
 /// Tracing output only with `TEST_LOG=1`.
 pub fn init_logging() {
@@ -92,26 +95,8 @@ pub fn host_http_invocation(
     })
 }
 
-/// A free loopback port (bind :0, read it, release it).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until something accepts TCP connections on `addr`.
-pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
+// The fakes start on ports of their own with the same two helpers.
+pub use test_fakes::net::{free_port, wait_for_port};
 
 /// One Azurite table server for the whole test binary, on a free port, in memory. A small
 /// shell guard kills it when this test process exits.

@@ -6,8 +6,7 @@ use axum::http::StatusCode;
 use chrono::Duration;
 use teams_presence::store::{sqlite::SqliteStore, Store};
 
-use super::{assert_no_repeats, t0, Cloud, Lamp, TENANT};
-use crate::support;
+use super::{assert_no_repeats, t0, Cloud, Lamp};
 
 async fn cloud(lamp: &Lamp, poll_interval: &str) -> (Cloud, Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -25,15 +24,22 @@ async fn graph_429_with_retry_after_and_a_5xx_storm_pause_back_off_and_end_right
     let started = std::time::Instant::now();
     let lamp = Lamp::start().await;
     let (cloud, _store, _dir) = cloud(&lamp, "10").await;
-    support::sign_in_directly(&cloud.app, &cloud.entra, "bob", TENANT).await;
-    cloud.graph.set("bob", "Available", "Available");
+    cloud.world.sign_in(&cloud.app, "bob").await;
+    cloud.world.graph.set("bob", "Available", "Available");
     let mut now = t0();
     assert_eq!(cloud.tick(now).await.0, StatusCode::OK);
     lamp.wait_for(15, "green").await;
 
     // 429, Retry-After 20.
-    cloud.graph.set("bob", "Busy", "InACall");
-    cloud.graph.state.lock().unwrap().throttle_next.push(20);
+    cloud.world.graph.set("bob", "Busy", "InACall");
+    cloud
+        .world
+        .graph
+        .state
+        .lock()
+        .unwrap()
+        .throttle_next
+        .push(20);
     now += Duration::seconds(10);
     let calls = cloud.graph_calls();
     cloud.tick(now).await;
@@ -60,13 +66,14 @@ async fn graph_429_with_retry_after_and_a_5xx_storm_pause_back_off_and_end_right
 
     // A storm of 500s for 2 minutes; bob changes at its start.
     cloud
+        .world
         .graph
         .state
         .lock()
         .unwrap()
         .failing_users
         .insert("bob".into());
-    cloud.graph.set("bob", "Busy", "InAMeeting");
+    cloud.world.graph.set("bob", "Busy", "InAMeeting");
     let storm_start = now;
     let mut storm_calls = Vec::new();
     while now < storm_start + Duration::seconds(120) {
@@ -87,7 +94,14 @@ async fn graph_429_with_retry_after_and_a_5xx_storm_pause_back_off_and_end_right
     );
 
     // The storm ends; the next try (at most the last back-off later) publishes the change.
-    cloud.graph.state.lock().unwrap().failing_users.clear();
+    cloud
+        .world
+        .graph
+        .state
+        .lock()
+        .unwrap()
+        .failing_users
+        .clear();
     let end = now;
     while lamp.shown().last() != Some(&"orange") {
         assert!(
@@ -125,20 +139,21 @@ async fn a_revoked_refresh_token_marks_sign_in_required_and_a_new_sign_in_restor
     let started = std::time::Instant::now();
     let lamp = Lamp::start().await;
     let (cloud, _store, _dir) = cloud(&lamp, "30").await;
-    support::sign_in_directly(&cloud.app, &cloud.entra, "carol", TENANT).await;
-    cloud.graph.set("carol", "Busy", "InACall");
+    cloud.world.sign_in(&cloud.app, "carol").await;
+    cloud.world.graph.set("carol", "Busy", "InACall");
     let mut now = t0();
     assert_eq!(cloud.tick(now).await.0, StatusCode::OK);
     lamp.wait_for(15, "red").await;
 
     // Revoked: every refresh token of carol's is dead, and Graph refuses her access token.
     {
-        let mut e = cloud.entra.state.lock().unwrap();
+        let mut e = cloud.world.entra.state.lock().unwrap();
         e.refresh_tokens.retain(|_, p| p.oid != "carol");
     }
-    cloud.graph.state.lock().unwrap().reject_tokens = true;
+    cloud.world.graph.state.lock().unwrap().reject_tokens = true;
     let refreshes = || {
         cloud
+            .world
             .entra
             .state
             .lock()
@@ -167,8 +182,8 @@ async fn a_revoked_refresh_token_marks_sign_in_required_and_a_new_sign_in_restor
     assert_eq!(lamp.sb.all_bodies().len(), sent);
 
     // A fresh sign-in (the same presence as before the revocation): the lamp is red again.
-    cloud.graph.state.lock().unwrap().reject_tokens = false;
-    support::sign_in_directly(&cloud.app, &cloud.entra, "carol", TENANT).await;
+    cloud.world.graph.state.lock().unwrap().reject_tokens = false;
+    cloud.world.sign_in(&cloud.app, "carol").await;
     cloud.app.on_signed_in("carol").await;
     now += Duration::seconds(15);
     cloud.tick(now).await;

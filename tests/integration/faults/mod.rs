@@ -30,16 +30,13 @@ use teams_presence::config::HueTarget;
 use teams_presence::core::lights::LightMap;
 use teams_presence::edge::{self, Options};
 use teams_presence::engine::applier::Applier;
-use teams_presence::engine::context::Clock;
 use teams_presence::http::state::{AppState, Mode};
 use teams_presence::store::Store;
 
-use crate::fakes::entra::FakeEntra;
-use crate::fakes::graph::FakeGraph;
 use crate::fakes::hue::{Api, FakeHue, KEY as HUE_KEY};
 use crate::fakes::outage::Outage;
 use crate::fakes::servicebus::FakeServiceBus;
-use crate::support;
+use crate::support::{self, World};
 
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
@@ -270,27 +267,21 @@ pub fn assert_no_repeats(shown: &[&str]) {
 /// The cloud side: the Functions handler's state over a store, with fake Graph and Entra,
 /// publishing straight to the lamp's Service Bus (`PUBLISH_MODE=rest`), on a manual clock.
 pub struct Cloud {
-    pub graph: FakeGraph,
-    pub entra: FakeEntra,
+    /// The fakes and settings around the handler.
+    pub world: World,
     pub app: AppState,
 }
 
 impl Cloud {
     pub async fn start(lamp: &Lamp, store: Store, extra: &[(&str, &str)]) -> Self {
-        let graph = FakeGraph::start().await;
-        let entra = FakeEntra::start().await;
-        let cs = lamp.sb.connection_string();
-        let mut pairs: Vec<(&str, &str)> = support::cloud_pairs(TENANT, &entra.url, &graph.url);
-        pairs.extend([
-            ("PUBLISH_MODE", "rest"),
-            ("ServiceBusConnection", cs.as_str()),
-            ("SERVICEBUS_ENDPOINT", lamp.sb.url.as_str()),
-        ]);
-        pairs.extend_from_slice(extra);
-        let mut app = AppState::new(support::settings(&pairs), store, Mode::Handler);
-        app.ctx.clock = Clock::manual(t0());
-        let app = app.with_direct_publishing().unwrap();
-        Self { graph, entra, app }
+        let world = World::builder()
+            .store(store)
+            .publish_rest_to(&lamp.sb)
+            .settings(extra)
+            .start()
+            .await;
+        let app = world.handler_at(t0());
+        Self { world, app }
     }
 
     /// One `presence-refresh` invocation at `now`, as the host sends it.
@@ -301,7 +292,7 @@ impl Cloud {
 
     /// Graph calls so far.
     pub fn graph_calls(&self) -> usize {
-        self.graph.state.lock().unwrap().calls.len()
+        self.world.graph.state.lock().unwrap().calls.len()
     }
 }
 

@@ -127,8 +127,8 @@ async fn service_bus_answering_500_then_timing_out_for_30_s_loses_nothing_and_re
     let dir = tempfile::tempdir().unwrap();
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("c.sqlite3")).unwrap());
     let cloud = Cloud::start(&lamp, store.clone(), &[("POLL_INTERVAL", "30")]).await;
-    support::sign_in_directly(&cloud.app, &cloud.entra, "alice", TENANT).await;
-    cloud.graph.set("alice", "Available", "Available");
+    cloud.world.sign_in(&cloud.app, "alice").await;
+    cloud.world.graph.set("alice", "Available", "Available");
     let mut now = t0();
     assert_eq!(cloud.tick(now).await.0, StatusCode::OK);
     lamp.wait_for(15, "green").await;
@@ -142,7 +142,7 @@ async fn service_bus_answering_500_then_timing_out_for_30_s_loses_nothing_and_re
         ("Away", "Away"),
         ("Busy", "InAMeeting"),
     ] {
-        cloud.graph.set("alice", availability, activity);
+        cloud.world.graph.set("alice", availability, activity);
         now += chrono::Duration::seconds(30);
         let (status, v) = cloud.tick(now).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{v}");
@@ -324,8 +324,8 @@ async fn azurite_killed_for_20_s_then_restarted_ends_with_the_last_change_on_the
     .unwrap();
     store.ensure_tables().await.unwrap();
     let cloud = Cloud::start(&lamp, store.clone(), &[("POLL_INTERVAL", "30")]).await;
-    support::sign_in_directly(&cloud.app, &cloud.entra, "alice", TENANT).await;
-    cloud.graph.set("alice", "Available", "Available");
+    cloud.world.sign_in(&cloud.app, "alice").await;
+    cloud.world.graph.set("alice", "Available", "Available");
     let mut now = t0();
     assert_eq!(cloud.tick(now).await.0, StatusCode::OK);
     lamp.wait_for(15, "green").await;
@@ -337,7 +337,7 @@ async fn azurite_killed_for_20_s_then_restarted_ends_with_the_last_change_on_the
     let down = Instant::now();
     let mut failed = 0;
     for (availability, activity) in [("Busy", "InACall"), ("Busy", "InAMeeting")] {
-        cloud.graph.set("alice", availability, activity);
+        cloud.world.graph.set("alice", availability, activity);
         for _ in 0..2 {
             now += chrono::Duration::seconds(15);
             let (status, v) = cloud.tick(now).await;

@@ -17,7 +17,7 @@ use axum::Json;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 
-use crate::support;
+use crate::net;
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
@@ -36,7 +36,7 @@ impl Mosquitto {
             "{MOSQUITTO} is missing: apt-get install mosquitto (scripts/test.sh does)"
         );
         let mut m = Self {
-            port: support::free_port(),
+            port: net::free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };
@@ -63,7 +63,7 @@ impl Mosquitto {
             .expect("mosquitto starts");
         self.child = Some(child);
         assert!(
-            support::wait_for_port(
+            net::wait_for_port(
                 format!("127.0.0.1:{}", self.port).parse().unwrap(),
                 Duration::from_secs(10)
             ),

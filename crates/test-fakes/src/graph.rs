@@ -315,45 +315,6 @@ fn batch_answer(state: &Mutex<GraphState>, headers: &HeaderMap, body: &Value) ->
     Json(json!({"value": value})).into_response()
 }
 
-#[tokio::test]
-async fn the_fake_enforces_the_650_id_limit_and_scripts_throttling() {
-    let g = FakeGraph::start().await;
-    g.set("a", "Busy", "InACall");
-    g.state.lock().unwrap().throttle_next.push(7);
-    let http = reqwest::Client::new();
-    let url = format!("{}/v1.0/communications/getPresencesByUserId", g.url);
-    let r = http
-        .post(&url)
-        .bearer_auth("app-1")
-        .json(&json!({"ids": ["a"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 429);
-    assert_eq!(r.headers()["retry-after"], "7");
-    let r: Value = http
-        .post(&url)
-        .bearer_auth("app-1")
-        .json(&json!({"ids": ["a"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(r["value"][0]["activity"], "inACall");
-    assert_eq!(r["value"][0]["sequenceNumber"], "00000000000000000001");
-    let ids: Vec<String> = (0..651).map(|i| i.to_string()).collect();
-    let r = http
-        .post(&url)
-        .bearer_auth("app-1")
-        .json(&json!({"ids": ids}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-}
-
 /// A subscription the fake holds.
 #[derive(Clone, Debug)]
 pub struct FakeSubscription {

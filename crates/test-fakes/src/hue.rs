@@ -37,7 +37,7 @@ use tokio::time::Instant;
 pub const KEY: &str = "fake-hue-application-key";
 
 /// The real bridge's resources (see the file's `_source`).
-const REAL_BRIDGE: &str = include_str!("../../fixtures/hue/v2_resources.json");
+const REAL_BRIDGE: &str = include_str!("../../../tests/fixtures/hue/v2_resources.json");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
