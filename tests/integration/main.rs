@@ -16,6 +16,7 @@
 //! - `reliability`: at-least-once publishing (pending marks, re-sends) and the cloud cadence.
 //! - `graph_presence_writes`: presence writes and user lookups against the fake Graph's rules.
 //! - `webhook`: change notifications, decryption and validation tokens.
+//! - `notification_accept`: the webhook's acceptance steps called without HTTP.
 //! - `pbx_http`: the generic HTTP PBX adapter's outbound requests against a fake PBX.
 //! - `pbx_notifications`: the PBX sync in `serve` with Teams learnt from change
 //!   notifications that carry our own writes back, duplicated and reordered.
@@ -50,6 +51,7 @@ mod hue_bridge;
 mod hue_tls;
 mod infra_hooks;
 mod instances;
+mod notification_accept;
 mod pbx_e2e;
 mod pbx_generic;
 mod pbx_http;
