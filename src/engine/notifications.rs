@@ -49,7 +49,7 @@ use crate::clients::graph::notification::{
 use crate::clients::graph::validation_token::{self, JwksCache, KeysUnavailable};
 use crate::core::presence::Observation;
 use crate::engine::context::Context;
-use crate::engine::pipeline::{self, PipelineError};
+use crate::engine::pipeline::{self, BatchOutcome, Outcome, PipelineError};
 use crate::engine::publish::Outbox;
 use crate::store::cache::RecordCache;
 use crate::store::{Etag, Store, StoreError, SubscriptionRecord, Table};
@@ -439,8 +439,8 @@ async fn record(
     )
     .await
     {
-        Ok(Some(results)) => results,
-        Ok(None) => return Ok(Recorded::Stale),
+        Ok(BatchOutcome::Done(results)) => results,
+        Ok(BatchOutcome::Stale) => return Ok(Recorded::Stale),
         Err(error) => {
             return Err(DeliverAgain::Record {
                 tally,
@@ -452,8 +452,8 @@ async fn record(
     let mut failed: Option<(Vec<String>, StoreError)> = None;
     for (user_id, r) in user_ids.into_iter().zip(results) {
         match r {
-            Ok(true) => tally.published += 1,
-            Ok(false) => {}
+            Ok(Outcome::Published) => tally.published += 1,
+            Ok(Outcome::NothingNew) => {}
             Err(PipelineError::Store(e)) => match &mut failed {
                 Some((users, _)) => users.push(user_id),
                 None => failed = Some((vec![user_id], e)),

@@ -319,13 +319,12 @@ impl PbxSync {
     }
 
     /// What Teams said about a user (a presence change, ours included: the links tell
-    /// our echo from the person's own changes). `read` is true for a value read from Graph
-    /// just now (a poll), false for a change notification, which may be a late copy.
+    /// our echo from the person's own changes), and how fresh it is.
     pub async fn on_teams(
         &self,
         user_id: &str,
         presence: &Presence,
-        read: bool,
+        freshness: Freshness,
         now: DateTime<Utc>,
     ) {
         let text = presence.to_string();
@@ -333,7 +332,7 @@ impl PbxSync {
             .with_links(
                 now,
                 |link, policy| {
-                    if read {
+                    if freshness == Freshness::ReadNow {
                         link.observe_teams_read(policy, presence.clone(), now)
                     } else {
                         link.observe_teams(policy, presence.clone(), now)
@@ -686,13 +685,43 @@ fn describe(a: &Action) -> String {
     }
 }
 
+/// How fresh a Teams presence handed to the sync is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Read from Graph just now (a poll): it is the presence now.
+    ReadNow,
+    /// A change notification, or a copy kept elsewhere: it may be a late copy.
+    MayBeLate,
+}
+
+impl Freshness {
+    /// How fresh a published change is, by where it came from.
+    pub fn of(source: crate::core::presence::Source) -> Self {
+        match source {
+            crate::core::presence::Source::Poll => Self::ReadNow,
+            crate::core::presence::Source::Notification => Self::MayBeLate,
+        }
+    }
+}
+
+/// A Teams presence for [`run`]'s sync: whose, what, how fresh.
+#[derive(Debug, Clone)]
+pub struct TeamsPresence {
+    /// Entra object id.
+    pub user_id: String,
+    /// The presence.
+    pub presence: Presence,
+    /// How fresh it is.
+    pub freshness: Freshness,
+}
+
 /// Drives a [`PbxSync`] in a long-running process (`serve`, `pbx run`): the adapter's call
 /// events, profile polling (3CX pushes none), Teams presence from `teams`, PBX events from
 /// `inbound` (the HTTP route), the links' timers and following the mapped users. Returns
 /// when `shutdown` is cancelled, after the step under way (a write is never cut off).
 pub async fn run(
     sync: Arc<PbxSync>,
-    mut teams: mpsc::UnboundedReceiver<(String, Presence, bool)>,
+    mut teams: mpsc::UnboundedReceiver<TeamsPresence>,
     poll_interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -742,7 +771,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             Some(ev) = events.recv() => sync.on_events(vec![ev], Utc::now()).await,
-            Some((user, presence, read)) = teams.recv() => sync.on_teams(&user, &presence, read, Utc::now()).await,
+            Some(t) = teams.recv() => sync.on_teams(&t.user_id, &t.presence, t.freshness, Utc::now()).await,
             _ = tokio::time::sleep(sleep) => sync.tick(Utc::now()).await,
             _ = follow.tick() => sync.follow(None, Utc::now()).await,
             Some(()) = async {

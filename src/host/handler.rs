@@ -203,8 +203,8 @@ async fn deliver(
         let now = chrono::Utc::now();
         for m in &msgs {
             if let crate::core::message::TopicMessage::PresenceChanged(c) = m {
-                let read = c.source == crate::core::presence::Source::Poll;
-                sync.on_teams(&c.user_id, &c.presence, read, now).await;
+                let freshness = crate::engine::pbx::Freshness::of(c.source);
+                sync.on_teams(&c.user_id, &c.presence, freshness, now).await;
             }
         }
     }

@@ -22,6 +22,7 @@ use crate::clients::entra::{
 use crate::clients::graph::validation_token::KeysUnavailable;
 use crate::config::ConfigError;
 use crate::core::seal::{KeyRing, SealError};
+use crate::engine::guards::{self, SignInStart};
 use crate::engine::tokens::AccessError;
 use crate::http::html::{esc, Frame, SIGN_IN_CSS};
 use crate::http::state::AppState;
@@ -339,13 +340,13 @@ async fn begin(
     now: DateTime<Utc>,
 ) -> Result<Response, SignInError> {
     // The limit is kept in the store, so every instance counts against the same one.
-    let allowed = crate::engine::guards::sign_in_start(&state.store, &client_key(headers), now)
+    let start = guards::sign_in_start(&state.store, &client_key(headers), now)
         .await
         .map_err(|source| SignInError::Store {
             doing: "cannot check the sign-in start limit",
             source,
         })?;
-    if !allowed {
+    if start == SignInStart::Limited {
         return Err(SignInError::RateLimited);
     }
     let entra = match state.tokens.entra() {
