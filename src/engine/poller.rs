@@ -463,14 +463,10 @@ impl Poller {
         &self,
         state: &Context,
         outbox: Option<&Outbox>,
-    ) -> Result<SecretString, String> {
+    ) -> Result<SecretString, TenantTokenError> {
         let accounts = &state.settings.polling.tenant_sync_users;
         if accounts.is_empty() {
-            return state
-                .tokens
-                .app_token(&state.settings.app.tenant)
-                .await
-                .map_err(|e| e.to_string());
+            return Ok(state.tokens.app_token(&state.settings.app.tenant).await?);
         }
         let users: Vec<UserRecord> = state
             .store
@@ -484,12 +480,15 @@ impl Poller {
                 .map_or(account.as_str(), |u| u.user_id.as_str());
             match state.tokens.access_token(id, outbox).await {
                 Ok(t) => return Ok(t),
-                Err(e) => {
-                    first_error.get_or_insert_with(|| format!("sync account {account}: {e}"));
+                Err(source) => {
+                    first_error.get_or_insert(TenantTokenError::SyncAccount {
+                        account: account.clone(),
+                        source,
+                    });
                 }
             }
         }
-        Err(first_error.unwrap_or_default())
+        Err(first_error.unwrap_or(TenantTokenError::NoSyncAccount))
     }
 
     #[tracing::instrument(name = "poll_tenant", skip_all, fields(tenant_id = %state.settings.app.tenant))]
@@ -657,6 +656,25 @@ impl Poller {
             self.record_result(key, now, ok, *interval);
         }
     }
+}
+
+/// Why tenant-mode polling has no token this tick.
+#[derive(Debug, thiserror::Error)]
+enum TenantTokenError {
+    /// No sync account is configured and the app token cannot be had.
+    #[error(transparent)]
+    App(#[from] AccessError),
+    /// No sync account gave a token: the first one's reason.
+    #[error("sync account {account}: {source}")]
+    SyncAccount {
+        /// As `TENANT_SYNC_USERS` names it.
+        account: String,
+        /// Why it gave none.
+        source: AccessError,
+    },
+    /// `TENANT_SYNC_USERS` lists no account (never: the app token is used then).
+    #[error("no sync account")]
+    NoSyncAccount,
 }
 
 /// How one presence batch of a tenant's tick went.
