@@ -275,16 +275,24 @@ fn to_http_request(
     Ok(request)
 }
 
-/// The function a request to the handler invokes, and whether it came forwarded
-/// (`/api/{route}`) rather than as a payload-mode invocation (`POST /{function}`).
+/// How a request reached the handler from the Functions host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// A forwarded HTTP request (`/api/{route}`), answered as the API answers.
+    Forwarded,
+    /// A payload-mode invocation (`POST /{function}`), answered with an envelope.
+    Payload,
+}
+
+/// The function a request to the handler invokes, and how it arrived.
 pub fn function_of(
     method: &axum::http::Method,
     path: &str,
-) -> Option<(&'static FunctionDef, bool)> {
+) -> Option<(&'static FunctionDef, Arrival)> {
     match path.strip_prefix("/api/") {
-        Some(route) => functions::find_by_route(route).map(|f| (f, true)),
+        Some(route) => functions::find_by_route(route).map(|f| (f, Arrival::Forwarded)),
         None if method == axum::http::Method::POST => {
-            functions::find(path.trim_start_matches('/')).map(|f| (f, false))
+            functions::find(path.trim_start_matches('/')).map(|f| (f, Arrival::Payload))
         }
         None => None,
     }
@@ -303,17 +311,16 @@ pub async fn gate(
     if app.settings.unresolved_references.is_empty() && certificates.certs.is_empty() {
         return next.run(req).await;
     }
-    let Some((def, forwarded)) = function_of(req.method(), req.uri().path()) else {
+    let Some((def, arrival)) = function_of(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
     let function = def.name;
     if let Some(r) = crate::host::gate::blocking(&app.settings, function) {
         tracing::debug!(function, setting = %r.setting, "refused: unresolved Key Vault reference");
         let line = r.to_string();
-        return if forwarded {
-            crate::http::ApiError::Unavailable(line).into_response()
-        } else {
-            failure(StatusCode::SERVICE_UNAVAILABLE, line)
+        return match arrival {
+            Arrival::Forwarded => crate::http::ApiError::Unavailable(line).into_response(),
+            Arrival::Payload => failure(StatusCode::SERVICE_UNAVAILABLE, line),
         };
     }
     if !matches!(def.trigger, Trigger::Http { .. }) {
