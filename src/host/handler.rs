@@ -150,7 +150,7 @@ async fn invoke_http(hs: &HandlerState, def: &FunctionDef, inv: Invocation) -> R
     let outbox = Outbox::default();
     let request = match to_http_request(def, req, outbox.clone()) {
         Ok(r) => r,
-        Err(msg) => return failure(StatusCode::BAD_REQUEST, msg),
+        Err(e) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let response = match hs.api.clone().oneshot(request).await {
         Ok(r) => r,
@@ -250,11 +250,17 @@ fn function_path(def: &FunctionDef, params: &BTreeMap<String, String>) -> String
     path
 }
 
+/// An invocation whose request axum cannot build (a header name or value HTTP forbids):
+/// answered 400.
+#[derive(Debug, thiserror::Error)]
+#[error("invocation holds an invalid HTTP request: {0}")]
+struct InvalidInvocation(#[source] axum::http::Error);
+
 fn to_http_request(
     def: &FunctionDef,
     req: HttpTriggerRequest,
     outbox: Outbox,
-) -> Result<Request<Body>, String> {
+) -> Result<Request<Body>, InvalidInvocation> {
     // The invoked function decides the route; the envelope's URL only contributes its query.
     let uri = req.path_and_query(&function_path(def, &req.params));
     let mut builder = Request::builder().method(req.method.as_str()).uri(uri);
@@ -270,7 +276,7 @@ fn to_http_request(
     }
     let mut request = builder
         .body(Body::from(req.body))
-        .map_err(|e| format!("invocation holds an invalid HTTP request: {e}"))?;
+        .map_err(InvalidInvocation)?;
     request.extensions_mut().insert(outbox);
     Ok(request)
 }
