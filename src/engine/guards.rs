@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::clients::pbx::events::{self, AuthHeaders, EventsError, Verified};
 use crate::core::pbx::model::PbxEvent;
 use crate::core::rate::Rate;
-use crate::store::{guards, Store, StoreError};
+use crate::store::guards::{self, Claim, Take};
+use crate::store::{Store, StoreError};
 
 /// Sign-in starts one client may make: 10 at once, then one every six seconds.
 pub const START_PER_CLIENT: Rate = Rate {
@@ -67,7 +68,8 @@ pub async fn sign_in_start(
     // The row names a digest: the store holds no client addresses.
     let key = hex(&Sha256::digest(client.as_bytes())[..16]);
     let allowed = guards::take(store, SIGN_IN_CLIENT, &key, START_PER_CLIENT, now).await?
-        && guards::take(store, SIGN_IN_ALL, "all", START_OVERALL, now).await?;
+        == Take::Allowed
+        && guards::take(store, SIGN_IN_ALL, "all", START_OVERALL, now).await? == Take::Allowed;
     Ok(if allowed {
         SignInStart::Allowed
     } else {
@@ -101,7 +103,8 @@ pub async fn accept_pbx_events(
         digest,
         replayable_until,
     } = events::verify(headers, body, secret, now)?;
-    if guards::claim(store, PBX_BODY, &hex(&digest), now, replayable_until).await? {
+    if guards::claim(store, PBX_BODY, &hex(&digest), now, replayable_until).await? == Claim::Claimed
+    {
         Ok(events)
     } else {
         Err(events::replayed().into())
