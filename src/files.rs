@@ -98,16 +98,35 @@ pub fn beat(path: &Path) {
     }
 }
 
-/// When the heartbeat at `path` was last written; `Err` is a one-line reason.
-pub fn last_beat(path: &Path) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!(
-            "no heartbeat file {} (the loop has not started, or writes elsewhere: HEALTHCHECK_FILE)",
-            path.display()
-        ),
-        _ => format!("cannot read heartbeat file {}: {e}", path.display()),
+/// Why there is no heartbeat to judge (one line each, for `healthcheck`).
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    /// No file at all.
+    #[error("no heartbeat file {} (the loop has not started, or writes elsewhere: HEALTHCHECK_FILE)", .0.display())]
+    Missing(std::path::PathBuf),
+    /// The file cannot be read.
+    #[error("cannot read heartbeat file {}: {source}", .path.display())]
+    Unreadable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file holds no RFC 3339 time.
+    #[error("heartbeat file {} holds no time", .0.display())]
+    NoTime(std::path::PathBuf),
+}
+
+/// When the heartbeat at `path` was last written.
+pub fn last_beat(path: &Path) -> Result<chrono::DateTime<chrono::Utc>, HeartbeatError> {
+    let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => HeartbeatError::Missing(path.to_owned()),
+        _ => HeartbeatError::Unreadable {
+            path: path.to_owned(),
+            source,
+        },
     })?;
     chrono::DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|_| format!("heartbeat file {} holds no time", path.display()))
+        .map_err(|_| HeartbeatError::NoTime(path.to_owned()))
 }

@@ -625,11 +625,11 @@ async fn check_pbx_connection(p: &crate::config::pbx::PbxSettings) -> Verdict {
                 return fail(format!("{}: {e}", t.url), fix);
             }
             match client.native_presence_sync().await {
-                Ok(false) => Verdict::Ok(format!(
+                Ok(crate::clients::pbx::threecx::NativeSync::Off) => Verdict::Ok(format!(
                     "3CX at {} accepts the API client {}; its own Microsoft 365 presence sync is off",
                     t.url, t.client_id
                 )),
-                Ok(true) => fail(
+                Ok(crate::clients::pbx::threecx::NativeSync::On) => fail(
                     "3CX's own Microsoft 365 presence sync is on: two writers would overwrite each other, so the sync refuses to start",
                     "turn it off in the 3CX Admin Console → Integrations → Microsoft 365 (untick \"Set Teams presence\"), then run doctor again",
                 ),

@@ -412,7 +412,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let settings =
                 load(config.config.as_deref()).map_err(|e| CliError::Unhealthy(e.to_string()))?;
             let path = heartbeat_file(&settings, &data.data_dir);
-            let last = crate::files::last_beat(&path).map_err(CliError::Unhealthy)?;
+            let last =
+                crate::files::last_beat(&path).map_err(|e| CliError::Unhealthy(e.to_string()))?;
             let age = (chrono::Utc::now() - last).num_seconds().max(0);
             if age > i64::try_from(max_age).unwrap_or(i64::MAX) {
                 return Err(CliError::Unhealthy(format!(

@@ -13,6 +13,7 @@ use crate::config::{ConfigError, Settings, StoreKind};
 use crate::core::message::TopicMessage;
 use crate::edge::Settle;
 use crate::engine::context::Context;
+use crate::engine::pbx::{Freshness, TeamsPresence};
 use crate::engine::shutdown::{Stop, DRAIN_BOUND};
 use crate::store::{PbxLinkRecord, PbxMappingRecord, Store};
 use tokio_util::task::TaskTracker;
@@ -315,7 +316,12 @@ pub async fn run(
                             {
                                 // What the cloud stored may be older than a message in flight:
                                 // not a fresh read.
-                                if tx.send((c.user_id, c.presence, false)).is_err() {
+                                let t = TeamsPresence {
+                                    user_id: c.user_id,
+                                    presence: c.presence,
+                                    freshness: Freshness::MayBeLate,
+                                };
+                                if tx.send(t).is_err() {
                                     return;
                                 }
                             }
@@ -360,7 +366,7 @@ pub async fn run(
 /// sinks); nothing is held or refused, so every message is completed.
 struct TeamsChanges {
     fanout: Option<crate::engine::sinks::Fanout>,
-    tx: tokio::sync::mpsc::UnboundedSender<(String, crate::core::presence::Presence, bool)>,
+    tx: tokio::sync::mpsc::UnboundedSender<TeamsPresence>,
 }
 
 impl crate::edge::Handler for TeamsChanges {
@@ -381,8 +387,11 @@ impl crate::edge::Handler for TeamsChanges {
                 f.offer(msg);
             }
             if let Ok(TopicMessage::PresenceChanged(c)) = parsed {
-                let read = c.source == crate::core::presence::Source::Poll;
-                let _ = self.tx.send((c.user_id, c.presence, read));
+                let _ = self.tx.send(TeamsPresence {
+                    freshness: Freshness::of(c.source),
+                    user_id: c.user_id,
+                    presence: c.presence,
+                });
             }
         }
         vec![Settle::Complete; batch.len()]

@@ -67,23 +67,44 @@ pub struct CertificateCredential {
     pub not_after: Option<DateTime<Utc>>,
 }
 
+/// Why a client certificate cannot be used (one line; never the key itself).
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// The PEM holds no certificate.
+    #[error("no certificate in the PEM file")]
+    NoCertificate,
+    /// The PEM holds no private key.
+    #[error("no private key in the PEM file")]
+    NoPrivateKey,
+    /// The private key is not an RSA key.
+    #[error("the private key is not RSA")]
+    NotRsa,
+    /// The RSA key cannot be encoded.
+    #[error("unusable private key")]
+    UnusableKey,
+    /// The certificate's thumbprint cannot be computed.
+    #[error("cannot hash the certificate")]
+    Unhashable,
+    /// The client assertion could not be signed.
+    #[error("cannot sign the client assertion: {0}")]
+    Unsigned(#[source] jsonwebtoken::errors::Error),
+}
+
 impl CertificateCredential {
     /// From a PEM holding the certificate and its RSA private key (any order).
-    pub fn from_pem(pem: &[u8], alg: AssertionAlg) -> Result<Self, String> {
-        let cert = openssl::x509::X509::from_pem(pem)
-            .map_err(|_| "no certificate in the PEM file".to_owned())?;
+    pub fn from_pem(pem: &[u8], alg: AssertionAlg) -> Result<Self, CredentialError> {
+        let cert =
+            openssl::x509::X509::from_pem(pem).map_err(|_| CredentialError::NoCertificate)?;
         let key = openssl::pkey::PKey::private_key_from_pem(pem)
-            .map_err(|_| "no private key in the PEM file".to_owned())?;
-        let rsa = key
-            .rsa()
-            .map_err(|_| "the private key is not RSA".to_owned())?;
+            .map_err(|_| CredentialError::NoPrivateKey)?;
+        let rsa = key.rsa().map_err(|_| CredentialError::NotRsa)?;
         let der = rsa
             .private_key_to_der()
-            .map_err(|_| "unusable private key".to_owned())?;
+            .map_err(|_| CredentialError::UnusableKey)?;
         let thumb = |md| {
             cert.digest(md)
                 .map(|d| B64URL.encode(d))
-                .map_err(|_| "cannot hash the certificate".to_owned())
+                .map_err(|_| CredentialError::Unhashable)
         };
         Ok(Self {
             key: EncodingKey::from_rsa_der(&der),
@@ -100,7 +121,7 @@ impl CertificateCredential {
         client_id: &str,
         audience: &str,
         now: DateTime<Utc>,
-    ) -> Result<String, String> {
+    ) -> Result<String, CredentialError> {
         #[derive(Serialize)]
         struct Claims<'a> {
             aud: &'a str,
@@ -129,8 +150,7 @@ impl CertificateCredential {
             iat: t,
             exp: t + 300,
         };
-        jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|e| format!("cannot sign the client assertion: {e}"))
+        jsonwebtoken::encode(&header, &claims, &self.key).map_err(CredentialError::Unsigned)
     }
 }
 
@@ -565,7 +585,7 @@ impl EntraClient {
             ClientCredential::Certificate(c) => {
                 let assertion = c
                     .assertion(&self.client_id, &url, Utc::now())
-                    .map_err(TokenError::Rejected)?;
+                    .map_err(|e| TokenError::Rejected(e.to_string()))?;
                 form.push((
                     "client_assertion_type",
                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),

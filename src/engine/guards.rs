@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::clients::pbx::events::{self, AuthHeaders, EventsError, Verified};
 use crate::core::pbx::model::PbxEvent;
 use crate::core::rate::Rate;
-use crate::store::{guards, Store, StoreError};
+use crate::store::guards::{self, Claim, Take};
+use crate::store::{Store, StoreError};
 
 /// Sign-in starts one client may make: 10 at once, then one every six seconds.
 pub const START_PER_CLIENT: Rate = Rate {
@@ -47,20 +48,33 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Takes one sign-in start for `client` (the address the rate limit keys on) at `now`:
-/// `false` means answer 429. The client's own limit is asked first, so a client that is
-/// over it costs one read and never touches the overall row.
+/// Whether a sign-in may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInStart {
+    /// Within both limits: one start taken.
+    Allowed,
+    /// Over the client's own limit or the overall one: answer 429, nothing taken.
+    Limited,
+}
+
+/// Takes one sign-in start for `client` (the address the rate limit keys on) at `now`.
+/// The client's own limit is asked first, so a client that is over it costs one read and
+/// never touches the overall row.
 pub async fn sign_in_start(
     store: &Store,
     client: &str,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<SignInStart, StoreError> {
     // The row names a digest: the store holds no client addresses.
     let key = hex(&Sha256::digest(client.as_bytes())[..16]);
-    if !guards::take(store, SIGN_IN_CLIENT, &key, START_PER_CLIENT, now).await? {
-        return Ok(false);
-    }
-    guards::take(store, SIGN_IN_ALL, "all", START_OVERALL, now).await
+    let allowed = guards::take(store, SIGN_IN_CLIENT, &key, START_PER_CLIENT, now).await?
+        == Take::Allowed
+        && guards::take(store, SIGN_IN_ALL, "all", START_OVERALL, now).await? == Take::Allowed;
+    Ok(if allowed {
+        SignInStart::Allowed
+    } else {
+        SignInStart::Limited
+    })
 }
 
 /// Why a PBX events request was not accepted.
@@ -89,7 +103,8 @@ pub async fn accept_pbx_events(
         digest,
         replayable_until,
     } = events::verify(headers, body, secret, now)?;
-    if guards::claim(store, PBX_BODY, &hex(&digest), now, replayable_until).await? {
+    if guards::claim(store, PBX_BODY, &hex(&digest), now, replayable_until).await? == Claim::Claimed
+    {
         Ok(events)
     } else {
         Err(events::replayed().into())

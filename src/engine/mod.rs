@@ -7,6 +7,7 @@ pub mod context;
 pub mod device_code;
 pub mod guards;
 pub mod lifecycle;
+pub mod notifications;
 pub mod pbx;
 pub mod pipeline;
 pub mod poller;

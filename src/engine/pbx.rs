@@ -20,8 +20,9 @@ use secrecy::SecretString;
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::pbx::http_out::{HttpPbx, HttpPbxConfig};
-use crate::clients::pbx::threecx::ThreeCx;
+use crate::clients::graph::client::GraphError;
+use crate::clients::pbx::http_out::{HttpPbx, HttpPbxConfig, HttpPbxError};
+use crate::clients::pbx::threecx::{ThreeCx, ThreeCxError};
 use crate::config::pbx::PbxSettings;
 use crate::config::ConfigError;
 use crate::core::backoff::Backoff;
@@ -31,6 +32,7 @@ use crate::core::pbx::sync::{Action, Link, Policy, Step};
 use crate::core::presence::Presence;
 use crate::engine::context::Context;
 use crate::engine::poller::Poller;
+use crate::engine::tokens::AccessError;
 use crate::store::{PbxLinkRecord, PbxMappingRecord, StoreError};
 
 /// How long a failed write waits before it is tried again (doubling up to 5 minutes, with
@@ -77,21 +79,44 @@ impl Adapter {
         }
     }
 
-    async fn set_profile(&self, extension: &Extension, profile: &Profile) -> Result<(), String> {
+    async fn set_profile(
+        &self,
+        extension: &Extension,
+        profile: &Profile,
+    ) -> Result<(), WriteError> {
         match self {
-            Adapter::ThreeCx(c) => c
-                .set_profile(extension, profile)
-                .await
-                .map_err(|e| e.to_string()),
-            Adapter::Http(Some(c)) => c
-                .set_profile(extension, profile)
-                .await
-                .map_err(|e| e.to_string()),
-            Adapter::Http(None) => {
-                Err("PBX_HTTP_SET_URL is not set: the PBX status cannot be changed".into())
-            }
+            Adapter::ThreeCx(c) => Ok(c.set_profile(extension, profile).await?),
+            Adapter::Http(Some(c)) => Ok(c.set_profile(extension, profile).await?),
+            Adapter::Http(None) => Err(WriteError::NoSetUrl),
         }
     }
+}
+
+/// Why a write of the sync (to the PBX or to Teams) did not land: logged, kept as the
+/// link's last error for the status page, and retried with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// 3CX refused or could not be reached.
+    #[error(transparent)]
+    ThreeCx(#[from] ThreeCxError),
+    /// The generic PBX's status request failed.
+    #[error(transparent)]
+    Http(#[from] HttpPbxError),
+    /// The generic PBX has no status URL to write to.
+    #[error("PBX_HTTP_SET_URL is not set: the PBX status cannot be changed")]
+    NoSetUrl,
+    /// The presence session is named by the app's client id, which is not set.
+    #[error("AZURE_CLIENT_ID is not set")]
+    NoClientId,
+    /// The tenant's Graph budget (shared with the poller) is spent for now.
+    #[error("Graph presence budget for this tenant is spent; waiting")]
+    BudgetSpent,
+    /// No app token for Graph.
+    #[error(transparent)]
+    Token(#[from] AccessError),
+    /// Graph refused the presence write.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
 }
 
 /// Failed writes waiting for another try.
@@ -225,7 +250,7 @@ impl PbxSync {
 
     /// Checks the PBX before syncing (3CX: credentials, licence, its own Microsoft 365
     /// presence sync off, profile names known). An error is one line to show the admin.
-    pub async fn preflight(&self) -> Result<(), String> {
+    pub async fn preflight(&self) -> Result<(), ThreeCxError> {
         let Adapter::ThreeCx(c) = &self.adapter else {
             return Ok(());
         };
@@ -238,9 +263,7 @@ impl PbxSync {
                 }
             }
         }
-        c.preflight(&extensions, &profiles)
-            .await
-            .map_err(|e| e.to_string())
+        c.preflight(&extensions, &profiles).await
     }
 
     /// The mapped Teams user ids (followed for presence even when nobody signed them in).
@@ -319,13 +342,12 @@ impl PbxSync {
     }
 
     /// What Teams said about a user (a presence change, ours included: the links tell
-    /// our echo from the person's own changes). `read` is true for a value read from Graph
-    /// just now (a poll), false for a change notification, which may be a late copy.
+    /// our echo from the person's own changes), and how fresh it is.
     pub async fn on_teams(
         &self,
         user_id: &str,
         presence: &Presence,
-        read: bool,
+        freshness: Freshness,
         now: DateTime<Utc>,
     ) {
         let text = presence.to_string();
@@ -333,7 +355,7 @@ impl PbxSync {
             .with_links(
                 now,
                 |link, policy| {
-                    if read {
+                    if freshness == Freshness::ReadNow {
                         link.observe_teams_read(policy, presence.clone(), now)
                     } else {
                         link.observe_teams(policy, presence.clone(), now)
@@ -552,23 +574,14 @@ impl PbxSync {
         user_id: &str,
         action: &Action,
         now: DateTime<Utc>,
-    ) -> Result<(), String> {
+    ) -> Result<(), WriteError> {
         let s = &self.ctx.settings;
-        let session = s
-            .app
-            .client_id
-            .as_deref()
-            .ok_or("AZURE_CLIENT_ID is not set")?;
+        let session = s.app.client_id.as_deref().ok_or(WriteError::NoClientId)?;
         // One budget with the poller: presence writes and reads share Graph's limit.
         if !self.poller.take_pbx_budget(&s.app.tenant, now) {
-            return Err("Graph presence budget for this tenant is spent; waiting".into());
+            return Err(WriteError::BudgetSpent);
         }
-        let token = self
-            .ctx
-            .tokens
-            .app_token(&s.app.tenant)
-            .await
-            .map_err(|e| e.to_string())?;
+        let token = self.ctx.tokens.app_token(&s.app.tenant).await?;
         let graph = &self.ctx.graph;
         let result = match action {
             Action::SetSession {
@@ -608,10 +621,10 @@ impl PbxSync {
             Action::SetPbxProfile(_) => return Ok(()),
         };
         result.map_err(|e| {
-            if let crate::clients::graph::client::GraphError::Throttled { retry_after } = &e {
+            if let GraphError::Throttled { retry_after } = &e {
                 self.poller.throttle(&s.app.tenant, now, *retry_after);
             }
-            e.to_string()
+            e.into()
         })
     }
 
@@ -686,13 +699,43 @@ fn describe(a: &Action) -> String {
     }
 }
 
+/// How fresh a Teams presence handed to the sync is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Read from Graph just now (a poll): it is the presence now.
+    ReadNow,
+    /// A change notification, or a copy kept elsewhere: it may be a late copy.
+    MayBeLate,
+}
+
+impl Freshness {
+    /// How fresh a published change is, by where it came from.
+    pub fn of(source: crate::core::presence::Source) -> Self {
+        match source {
+            crate::core::presence::Source::Poll => Self::ReadNow,
+            crate::core::presence::Source::Notification => Self::MayBeLate,
+        }
+    }
+}
+
+/// A Teams presence for [`run`]'s sync: whose, what, how fresh.
+#[derive(Debug, Clone)]
+pub struct TeamsPresence {
+    /// Entra object id.
+    pub user_id: String,
+    /// The presence.
+    pub presence: Presence,
+    /// How fresh it is.
+    pub freshness: Freshness,
+}
+
 /// Drives a [`PbxSync`] in a long-running process (`serve`, `pbx run`): the adapter's call
 /// events, profile polling (3CX pushes none), Teams presence from `teams`, PBX events from
 /// `inbound` (the HTTP route), the links' timers and following the mapped users. Returns
 /// when `shutdown` is cancelled, after the step under way (a write is never cut off).
 pub async fn run(
     sync: Arc<PbxSync>,
-    mut teams: mpsc::UnboundedReceiver<(String, Presence, bool)>,
+    mut teams: mpsc::UnboundedReceiver<TeamsPresence>,
     poll_interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -742,7 +785,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             Some(ev) = events.recv() => sync.on_events(vec![ev], Utc::now()).await,
-            Some((user, presence, read)) = teams.recv() => sync.on_teams(&user, &presence, read, Utc::now()).await,
+            Some(t) = teams.recv() => sync.on_teams(&t.user_id, &t.presence, t.freshness, Utc::now()).await,
             _ = tokio::time::sleep(sleep) => sync.tick(Utc::now()).await,
             _ = follow.tick() => sync.follow(None, Utc::now()).await,
             Some(()) = async {

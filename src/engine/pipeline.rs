@@ -99,46 +99,64 @@ pub async fn record_batch_if(
     Ok(recorded.map(|all| all.into_iter().map(|r| r.map(Option::flatten)).collect()))
 }
 
-/// [`record_batch_if`] and publish, in order. Returns, per observation, whether a message
-/// was published; `Ok(None)` when one of `unchanged` moved (nothing recorded or published).
+/// What recording one observation came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The presence changed: stored and one message published.
+    Published,
+    /// Nothing new (the same presence, an older sequence, an item seen before): no message.
+    NothingNew,
+}
+
+/// What recording a batch came to.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// One of the entities that had to stay unchanged moved: nothing recorded or published.
+    Stale,
+    /// Per observation, in order: its outcome, or why it was not recorded or published.
+    Done(Vec<Result<Outcome, PipelineError>>),
+}
+
+/// [`record_batch_if`] and publish, in order: per observation, what it came to;
+/// [`BatchOutcome::Stale`] when one of `unchanged` moved (nothing recorded or published).
 pub async fn record_and_publish_batch(
     store: &Store,
     publisher: &Publisher,
     outbox: Option<&Outbox>,
     unchanged: Vec<(Table, String, String, Etag)>,
     observations: Vec<Observation>,
-) -> Result<Option<Vec<Result<bool, PipelineError>>>, StoreError> {
+) -> Result<BatchOutcome, StoreError> {
     let Some(recorded) = record_batch_if(store, unchanged, observations).await? else {
-        return Ok(None);
+        return Ok(BatchOutcome::Stale);
     };
-    Ok(Some(
+    Ok(BatchOutcome::Done(
         recorded
             .into_iter()
             .map(|r| match r? {
-                None => Ok(false),
+                None => Ok(Outcome::NothingNew),
                 Some(msg) => {
                     tracing::info!(user_id = %msg.user_id, presence = %msg.presence, source = ?msg.source, "presence changed");
                     publisher.publish(outbox, vec![TopicMessage::PresenceChanged(msg)])?;
-                    Ok(true)
+                    Ok(Outcome::Published)
                 }
             })
             .collect(),
     ))
 }
 
-/// [`record`] and publish. Returns whether a message was published.
+/// [`record`] and publish: whether a message was published.
 pub async fn record_and_publish(
     store: &Store,
     publisher: &Publisher,
     outbox: Option<&Outbox>,
     obs: &Observation,
-) -> Result<bool, PipelineError> {
+) -> Result<Outcome, PipelineError> {
     match record(store, obs).await? {
-        None => Ok(false),
+        None => Ok(Outcome::NothingNew),
         Some(msg) => {
             tracing::info!(user_id = %obs.user_id, presence = %msg.presence, source = ?obs.source, "presence changed");
             publisher.publish(outbox, vec![TopicMessage::PresenceChanged(msg)])?;
-            Ok(true)
+            Ok(Outcome::Published)
         }
     }
 }

@@ -25,6 +25,7 @@ use secrecy::SecretString;
 
 use crate::clients::graph::client::{GraphClient, GraphError, GraphPresence, MAX_IDS_PER_CALL};
 use crate::engine::context::Context;
+use crate::engine::pipeline::Outcome as Recorded;
 use crate::engine::publish::Outbox;
 use crate::engine::tokens::AccessError;
 use crate::store::{SubscriptionRecord, UserRecord, UserState};
@@ -145,8 +146,11 @@ pub struct Poller {
     state: Arc<Mutex<State>>,
 }
 
+/// How polling one user went.
 enum Outcome {
-    Polled { changed: bool },
+    /// Graph answered, and the answer was recorded with this result.
+    Polled(Recorded),
+    /// Out of the tenant's budget or held back by `Retry-After`: due again next tick.
     Deferred,
     Failed,
     Skipped,
@@ -326,9 +330,9 @@ impl Poller {
                 Ok((outcome, calls)) => {
                     report.calls += calls;
                     match outcome {
-                        Outcome::Polled { changed } => {
+                        Outcome::Polled(recorded) => {
                             report.polled += 1;
-                            report.changed += usize::from(changed);
+                            report.changed += usize::from(recorded == Recorded::Published);
                         }
                         Outcome::Deferred => report.deferred += 1,
                         Outcome::Failed => report.failed += 1,
@@ -344,29 +348,30 @@ impl Poller {
     }
 
     /// Polls one signed-in user now, due or not (personal mode; right after a sign-in, so the
-    /// first state is known at once). Returns whether a change was published into `outbox`.
+    /// first state is known at once). What it came to: [`Recorded::Published`] when a
+    /// change was published into `outbox`.
     pub async fn poll_now(
         &self,
         state: &Context,
         outbox: Option<&Outbox>,
         user_id: &str,
         now: DateTime<Utc>,
-    ) -> bool {
+    ) -> Recorded {
         if !state.settings.polling.tenant_users.is_empty() {
-            return false;
+            return Recorded::NothingNew;
         }
         let user = match state.store.get::<UserRecord>(user_id, "user").await {
             Ok(Some(u)) => u.value,
-            Ok(None) => return false,
+            Ok(None) => return Recorded::NothingNew,
             Err(e) => {
                 tracing::warn!(user_id, error = %e, "cannot read the user to poll");
-                return false;
+                return Recorded::NothingNew;
             }
         };
-        matches!(
-            self.poll_user(state, outbox, &user, now).await.0,
-            Outcome::Polled { changed: true }
-        )
+        match self.poll_user(state, outbox, &user, now).await.0 {
+            Outcome::Polled(recorded) => recorded,
+            _ => Recorded::NothingNew,
+        }
     }
 
     /// Polls one user; returns the outcome and the number of Graph calls made.
@@ -404,8 +409,8 @@ impl Poller {
                         id: user.user_id.clone(),
                         ..p
                     };
-                    let changed = self.record(state, outbox, &p, &user.tenant_id, now).await;
-                    return (Outcome::Polled { changed }, calls);
+                    let recorded = self.record(state, outbox, &p, &user.tenant_id, now).await;
+                    return (Outcome::Polled(recorded), calls);
                 }
                 Err(GraphError::Unauthorized) if attempt == 0 => {
                     state.tokens.forget(&user.user_id);
@@ -433,7 +438,7 @@ impl Poller {
         p: &GraphPresence,
         tenant: &str,
         now: DateTime<Utc>,
-    ) -> bool {
+    ) -> Recorded {
         let obs = p.observation(tenant, now);
         match crate::engine::pipeline::record_and_publish(
             &state.store,
@@ -443,10 +448,11 @@ impl Poller {
         )
         .await
         {
-            Ok(changed) => changed,
+            Ok(outcome) => outcome,
             Err(e) => {
+                // Logged here; the user is due again next tick like any unchanged one.
                 tracing::error!(user_id = %p.id, error = %e, "cannot record presence");
-                false
+                Recorded::NothingNew
             }
         }
     }
@@ -457,14 +463,10 @@ impl Poller {
         &self,
         state: &Context,
         outbox: Option<&Outbox>,
-    ) -> Result<SecretString, String> {
+    ) -> Result<SecretString, TenantTokenError> {
         let accounts = &state.settings.polling.tenant_sync_users;
         if accounts.is_empty() {
-            return state
-                .tokens
-                .app_token(&state.settings.app.tenant)
-                .await
-                .map_err(|e| e.to_string());
+            return Ok(state.tokens.app_token(&state.settings.app.tenant).await?);
         }
         let users: Vec<UserRecord> = state
             .store
@@ -478,12 +480,15 @@ impl Poller {
                 .map_or(account.as_str(), |u| u.user_id.as_str());
             match state.tokens.access_token(id, outbox).await {
                 Ok(t) => return Ok(t),
-                Err(e) => {
-                    first_error.get_or_insert_with(|| format!("sync account {account}: {e}"));
+                Err(source) => {
+                    first_error.get_or_insert(TenantTokenError::SyncAccount {
+                        account: account.clone(),
+                        source,
+                    });
                 }
             }
         }
-        Err(first_error.unwrap_or_default())
+        Err(first_error.unwrap_or(TenantTokenError::NoSyncAccount))
     }
 
     #[tracing::instrument(name = "poll_tenant", skip_all, fields(tenant_id = %state.settings.app.tenant))]
@@ -601,18 +606,22 @@ impl Poller {
                                     continue;
                                 }
                                 changed += usize::from(
-                                    this.record(&state, outbox.as_ref(), p, &tenant, now).await,
+                                    this.record(&state, outbox.as_ref(), p, &tenant, now).await
+                                        == Recorded::Published,
                                 );
                             }
-                            Ok((list.len(), changed))
+                            PollBatch::Polled {
+                                polled: list.len(),
+                                changed,
+                            }
                         }
                         Err(GraphError::Throttled { retry_after }) => {
                             this.throttle(&tenant, now, retry_after);
-                            Err(true)
+                            PollBatch::Throttled
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, batch = ids.len(), "presence batch failed");
-                            Err(false)
+                            PollBatch::Failed
                         }
                     };
                     (g, result)
@@ -624,15 +633,15 @@ impl Poller {
         drop(tokio::spawn(known));
         while let Some(r) = tasks.join_next().await {
             match r {
-                Ok((_, Ok((polled, changed)))) => {
+                Ok((_, PollBatch::Polled { polled, changed })) => {
                     report.polled += polled;
                     report.changed += changed;
                 }
-                Ok((g, Err(true))) => {
+                Ok((g, PollBatch::Throttled)) => {
                     report.deferred += 1;
                     group_ok[g] = false;
                 }
-                Ok((g, Err(false))) => {
+                Ok((g, PollBatch::Failed)) => {
                     report.failed += 1;
                     group_ok[g] = false;
                 }
@@ -647,6 +656,35 @@ impl Poller {
             self.record_result(key, now, ok, *interval);
         }
     }
+}
+
+/// Why tenant-mode polling has no token this tick.
+#[derive(Debug, thiserror::Error)]
+enum TenantTokenError {
+    /// No sync account is configured and the app token cannot be had.
+    #[error(transparent)]
+    App(#[from] AccessError),
+    /// No sync account gave a token: the first one's reason.
+    #[error("sync account {account}: {source}")]
+    SyncAccount {
+        /// As `TENANT_SYNC_USERS` names it.
+        account: String,
+        /// Why it gave none.
+        source: AccessError,
+    },
+    /// `TENANT_SYNC_USERS` lists no account (never: the app token is used then).
+    #[error("no sync account")]
+    NoSyncAccount,
+}
+
+/// How one presence batch of a tenant's tick went.
+enum PollBatch {
+    /// Graph answered: how many presences came back and how many changes were recorded.
+    Polled { polled: usize, changed: usize },
+    /// Graph answered 429: the tenant is held back (counted as deferred).
+    Throttled,
+    /// Any other failure (counted as failed; the users are due again next tick).
+    Failed,
 }
 
 #[cfg(test)]

@@ -150,24 +150,36 @@ fn describe(u: &Update) -> String {
     }
 }
 
+/// Why a sink did not take a change (logged, shown as its last error, retried).
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error(transparent)]
+    Mqtt(#[from] crate::clients::mqtt::MqttError),
+    #[error(transparent)]
+    Webhook(#[from] crate::clients::webhook::WebhookError),
+    #[error(transparent)]
+    Wled(#[from] crate::clients::wled::WledError),
+    #[cfg(feature = "busylight")]
+    #[error(transparent)]
+    Busylight(#[from] crate::clients::busylight::device::BusylightError),
+}
+
 impl Client {
-    async fn send(&self, u: &Update) -> Result<(), String> {
+    async fn send(&self, u: &Update) -> Result<(), SendError> {
         match self {
-            Client::Mqtt(m) => m
+            Client::Mqtt(m) => Ok(m
                 .publish(&u.user, u.name.as_deref(), &user_state(u))
-                .await
-                .map_err(|e| e.to_string()),
-            Client::Webhook(w) => w
+                .await?),
+            Client::Webhook(w) => Ok(w
                 .deliver(u.message.to_json().to_string().as_bytes())
-                .await
-                .map_err(|e| e.to_string()),
+                .await?),
             Client::Wled(w) => match &u.desired {
-                Desired::Set(s) => w.apply(s).await.map_err(|e| e.to_string()),
+                Desired::Set(s) => Ok(w.apply(s).await?),
                 Desired::Keep => Ok(()),
             },
             #[cfg(feature = "busylight")]
             Client::Busylight(b) => match &u.desired {
-                Desired::Set(s) => b.apply(s).await.map_err(|e| e.to_string()),
+                Desired::Set(s) => Ok(b.apply(s).await?),
                 Desired::Keep => Ok(()),
             },
         }
@@ -488,7 +500,7 @@ async fn drive(
                 }
                 Err(e) => {
                     tracing::warn!(user_id = %update.user, error = %e, "a sink did not take a change; will retry");
-                    set_status(&status, |s| s.last_error = Some(e));
+                    set_status(&status, |s| s.last_error = Some(e.to_string()));
                     // A newer update that arrived meanwhile wins.
                     queue.lock().entry(key).or_insert(update);
                     failing = true;

@@ -107,24 +107,36 @@ struct Endpoints {
     lifecycle: String,
 }
 
+/// Why change notifications are off and presence is polled only (the upkeep's report
+/// says it on the status page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum NotificationsOff {
+    /// Nowhere for Graph to deliver.
+    #[error("PUBLIC_BASE_URL is not set: presence is polled only")]
+    NoPublicUrl,
+    /// Graph delivers to HTTPS only.
+    #[error("PUBLIC_BASE_URL must be https for change notifications: presence is polled only")]
+    NotHttps,
+    /// Nothing to have rich notifications encrypted for.
+    #[error("no notification certificate: presence is polled only")]
+    NoCertificate,
+}
+
 /// Whether subscriptions can be used at all, and the notification and lifecycle URLs.
-fn urls(state: &Context) -> Result<Endpoints, String> {
+fn urls(state: &Context) -> Result<Endpoints, NotificationsOff> {
     let base = state
         .settings
         .graph
         .public_base_url
         .as_ref()
-        .ok_or("PUBLIC_BASE_URL is not set: presence is polled only")?;
+        .ok_or(NotificationsOff::NoPublicUrl)?;
     // Graph only delivers to HTTPS; loopback HTTP is allowed for local tests with a fake.
     let loopback = matches!(base.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     if base.scheme() != "https" && !loopback {
-        return Err(
-            "PUBLIC_BASE_URL must be https for change notifications: presence is polled only"
-                .into(),
-        );
+        return Err(NotificationsOff::NotHttps);
     }
     if state.notification_keys.current().is_none() {
-        return Err("no notification certificate: presence is polled only".into());
+        return Err(NotificationsOff::NoCertificate);
     }
     let join = |p: &str| base.join(p).map(|u| u.to_string()).unwrap_or_default();
     Ok(Endpoints {
@@ -330,7 +342,7 @@ pub async fn maintain(state: &Context, poller: &Poller, now: DateTime<Utc>) -> R
     let endpoints = match urls(state) {
         Ok(u) => u,
         Err(why) => {
-            report.disabled = Some(why);
+            report.disabled = Some(why.to_string());
             return report;
         }
     };

@@ -418,7 +418,8 @@ async fn load(which: Certificate, from: &Vault, name: &str) -> anyhow::Result<Ma
         }
         Certificate::Client => {
             let pem = keyvault::load_certificate_pem(vault, name, identity).await?;
-            let c = CertificateCredential::from_pem(&pem, from.alg).map_err(unusable)?;
+            let c = CertificateCredential::from_pem(&pem, from.alg)
+                .map_err(|e| unusable(e.to_string()))?;
             Ok(Material::Client(ClientCredential::Certificate(Box::new(c))))
         }
     }

@@ -150,7 +150,7 @@ async fn invoke_http(hs: &HandlerState, def: &FunctionDef, inv: Invocation) -> R
     let outbox = Outbox::default();
     let request = match to_http_request(def, req, outbox.clone()) {
         Ok(r) => r,
-        Err(msg) => return failure(StatusCode::BAD_REQUEST, msg),
+        Err(e) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let response = match hs.api.clone().oneshot(request).await {
         Ok(r) => r,
@@ -203,8 +203,8 @@ async fn deliver(
         let now = chrono::Utc::now();
         for m in &msgs {
             if let crate::core::message::TopicMessage::PresenceChanged(c) = m {
-                let read = c.source == crate::core::presence::Source::Poll;
-                sync.on_teams(&c.user_id, &c.presence, read, now).await;
+                let freshness = crate::engine::pbx::Freshness::of(c.source);
+                sync.on_teams(&c.user_id, &c.presence, freshness, now).await;
             }
         }
     }
@@ -250,11 +250,17 @@ fn function_path(def: &FunctionDef, params: &BTreeMap<String, String>) -> String
     path
 }
 
+/// An invocation whose request axum cannot build (a header name or value HTTP forbids):
+/// answered 400.
+#[derive(Debug, thiserror::Error)]
+#[error("invocation holds an invalid HTTP request: {0}")]
+struct InvalidInvocation(#[source] axum::http::Error);
+
 fn to_http_request(
     def: &FunctionDef,
     req: HttpTriggerRequest,
     outbox: Outbox,
-) -> Result<Request<Body>, String> {
+) -> Result<Request<Body>, InvalidInvocation> {
     // The invoked function decides the route; the envelope's URL only contributes its query.
     let uri = req.path_and_query(&function_path(def, &req.params));
     let mut builder = Request::builder().method(req.method.as_str()).uri(uri);
@@ -270,21 +276,29 @@ fn to_http_request(
     }
     let mut request = builder
         .body(Body::from(req.body))
-        .map_err(|e| format!("invocation holds an invalid HTTP request: {e}"))?;
+        .map_err(InvalidInvocation)?;
     request.extensions_mut().insert(outbox);
     Ok(request)
 }
 
-/// The function a request to the handler invokes, and whether it came forwarded
-/// (`/api/{route}`) rather than as a payload-mode invocation (`POST /{function}`).
+/// How a request reached the handler from the Functions host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// A forwarded HTTP request (`/api/{route}`), answered as the API answers.
+    Forwarded,
+    /// A payload-mode invocation (`POST /{function}`), answered with an envelope.
+    Payload,
+}
+
+/// The function a request to the handler invokes, and how it arrived.
 pub fn function_of(
     method: &axum::http::Method,
     path: &str,
-) -> Option<(&'static FunctionDef, bool)> {
+) -> Option<(&'static FunctionDef, Arrival)> {
     match path.strip_prefix("/api/") {
-        Some(route) => functions::find_by_route(route).map(|f| (f, true)),
+        Some(route) => functions::find_by_route(route).map(|f| (f, Arrival::Forwarded)),
         None if method == axum::http::Method::POST => {
-            functions::find(path.trim_start_matches('/')).map(|f| (f, false))
+            functions::find(path.trim_start_matches('/')).map(|f| (f, Arrival::Payload))
         }
         None => None,
     }
@@ -303,17 +317,16 @@ pub async fn gate(
     if app.settings.unresolved_references.is_empty() && certificates.certs.is_empty() {
         return next.run(req).await;
     }
-    let Some((def, forwarded)) = function_of(req.method(), req.uri().path()) else {
+    let Some((def, arrival)) = function_of(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
     let function = def.name;
     if let Some(r) = crate::host::gate::blocking(&app.settings, function) {
         tracing::debug!(function, setting = %r.setting, "refused: unresolved Key Vault reference");
         let line = r.to_string();
-        return if forwarded {
-            crate::http::ApiError::Unavailable(line).into_response()
-        } else {
-            failure(StatusCode::SERVICE_UNAVAILABLE, line)
+        return match arrival {
+            Arrival::Forwarded => crate::http::ApiError::Unavailable(line).into_response(),
+            Arrival::Payload => failure(StatusCode::SERVICE_UNAVAILABLE, line),
         };
     }
     if !matches!(def.trigger, Trigger::Http { .. }) {

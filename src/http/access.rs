@@ -20,10 +20,11 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::http::html::{Frame, NOTICE_CSS};
 use crate::http::state::{AppState, Mode};
 
 /// The cookie that carries the token after `?token=`.
@@ -197,7 +198,8 @@ fn denied(path: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
         www,
-        Html("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>teams-presence</title></head><body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem\"><h1>teams-presence</h1><p>This page shows people's presence, so it answers only on the machine that runs <code>serve</code>, or with its token: open <code>/?token=&lt;token&gt;</code> once (the token is <code>PRESENCE_API_TOKEN</code>, or the one in <code>admin-token</code> in the data directory, printed at first start).</p></body></html>"),
+        Frame::new("teams-presence", NOTICE_CSS).render("<p>This page shows people's presence, so it answers only on the machine that runs <code>serve</code>, or with its token: open <code>/?token=&lt;token&gt;</code> once (the token is <code>PRESENCE_API_TOKEN</code>, or the one in <code>admin-token</code> in the data directory, printed at first start).</p>"),
+
     )
         .into_response()
 }

@@ -8,6 +8,7 @@ pub mod access;
 pub mod auth;
 pub mod device;
 mod error;
+pub mod html;
 pub mod pbx;
 pub mod presence;
 pub mod state;

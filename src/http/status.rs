@@ -7,7 +7,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
@@ -15,6 +15,8 @@ use crate::core::lights::{Desired, LightMap};
 use crate::core::message::TopicMessage;
 use crate::core::presence::Presence;
 use crate::engine::applier::SinkStatus;
+pub use crate::http::html::esc;
+use crate::http::html::{Frame, STATUS_CSS};
 use crate::http::state::{AppState, Mode};
 use crate::http::status_words as words;
 use crate::store::{PresenceRecord, UserRecord, UserState};
@@ -298,13 +300,17 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
             )
         })
         .unwrap_or_default();
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"refresh\" content=\"10\"><title>teams-presence</title><style>{CSS}</style></head><body><h1>teams-presence</h1><p class=\"muted\">{store} · version {version} · {started}</p>{body}<script>{script}</script></body></html>",
+    let frame = Frame {
+        refresh_seconds: Some(10),
+        script: Some(words::SCRIPT),
+        ..Frame::new("teams-presence", STATUS_CSS)
+    };
+    let head = format!(
+        "<p class=\"muted\">{store} · version {version} · {started}</p>",
         store = esc(&v.store),
         version = v.version,
-        script = words::SCRIPT,
     );
-    Html(html).into_response()
+    frame.render(&(head + &body)).into_response()
 }
 
 /// The swatch of an unlit lamp.
@@ -367,24 +373,6 @@ fn other_sink(s: &SinkStatus, now: chrono::DateTime<chrono::Utc>) -> String {
         "<p class=\"sink\">{} · {health}{last}</p>",
         esc(&s.description)
     )
-}
-
-const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.4}.muted{color:#666}.setup{background:#fff7e0;border:1px solid #e8c66a;padding:.5rem 1rem;border-radius:.5rem}.user{display:flex;gap:.75rem;align-items:center;padding:.5rem 0;border-bottom:1px solid #eee}.dot{width:1.5rem;height:1.5rem;border-radius:50%;flex:none;border:1px solid #0002;display:inline-block}.dot.sm{width:.9rem;height:.9rem;vertical-align:middle;margin-right:.5rem}.now{font-weight:600}.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.2rem 1rem;font-size:.9rem}section{margin-bottom:1rem}.health:before{content:\"\\25CF  \"}.ok:before{color:#2e9e44}.bad{color:#a4262c}.warn{color:#8a5a00}code{background:#f3f3f3;padding:0 .2rem}time{white-space:nowrap}";
-
-/// HTML-escapes text.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The status page's "Whole tenant" section: subscribed and polled users, and why.

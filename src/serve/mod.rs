@@ -229,8 +229,12 @@ fn start_pbx(
     tokio::spawn(async move {
         while let Some(msg) = changes.recv().await {
             if let crate::core::message::TopicMessage::PresenceChanged(m) = msg {
-                let read = m.source == crate::core::presence::Source::Poll;
-                if tx.send((m.user_id, m.presence, read)).is_err() {
+                let t = crate::engine::pbx::TeamsPresence {
+                    freshness: crate::engine::pbx::Freshness::of(m.source),
+                    user_id: m.user_id,
+                    presence: m.presence,
+                };
+                if tx.send(t).is_err() {
                     return;
                 }
             }

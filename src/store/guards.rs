@@ -42,16 +42,33 @@ impl Record for GuardRecord {
     }
 }
 
-/// Claims `key` of `kind` until `until`: `true` when this call claimed it (no row, or the row
-/// expired at `now`), `false` when a live claim exists. Racing claimants: exactly one gets
-/// `true`.
+/// What a claim came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This call claimed the key (no row, or the row had expired).
+    Claimed,
+    /// A live claim exists: someone else has it.
+    AlreadyClaimed,
+}
+
+/// What taking from a rate limit came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Allowed, and stored.
+    Allowed,
+    /// Refused; nothing written.
+    Refused,
+}
+
+/// Claims `key` of `kind` until `until` (no row, or the row expired at `now`). Racing
+/// claimants: exactly one gets [`Claim::Claimed`].
 pub async fn claim(
     store: &Store,
     kind: &str,
     key: &str,
     now: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Claim, StoreError> {
     let rec = GuardRecord {
         kind: kind.to_owned(),
         key: key.to_owned(),
@@ -60,7 +77,7 @@ pub async fn claim(
     if let Store::Table(_) = store {
         // A fresh key, the common case, costs one insert and no read.
         match store.insert(&rec).await {
-            Ok(_) => return Ok(true),
+            Ok(_) => return Ok(Claim::Claimed),
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e),
         }
@@ -75,18 +92,21 @@ pub async fn claim(
             },
         )
         .await?;
-    single(one)
+    Ok(match single(one)? {
+        Some(()) => Claim::Claimed,
+        None => Claim::AlreadyClaimed,
+    })
 }
 
-/// Takes one from the rate limit `rate` of `key` at `now`: `true` when allowed (and stored),
-/// `false` when refused (nothing written). Racing takers are serialised by the ETag.
+/// Takes one from the rate limit `rate` of `key` at `now`. Racing takers are serialised by
+/// the ETag.
 pub async fn take(
     store: &Store,
     kind: &str,
     key: &str,
     rate: Rate,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Take, StoreError> {
     let (kind, key) = (kind.to_owned(), key.to_owned());
     let one = store
         .update_each(
@@ -104,12 +124,16 @@ pub async fn take(
             },
         )
         .await?;
-    single(one)
+    Ok(match single(one)? {
+        Some(()) => Take::Allowed,
+        None => Take::Refused,
+    })
 }
 
-fn single(results: Vec<Result<Option<()>, StoreError>>) -> Result<bool, StoreError> {
+/// The one result of a one-entity update: `Some` when it wrote.
+fn single(results: Vec<Result<Option<()>, StoreError>>) -> Result<Option<()>, StoreError> {
     match results.into_iter().next() {
-        Some(Ok(done)) => Ok(done.is_some()),
+        Some(Ok(done)) => Ok(done),
         Some(Err(e)) => Err(e),
         None => Err(StoreError::Other("a guard update returned nothing".into())),
     }

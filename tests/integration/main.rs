@@ -37,6 +37,7 @@
 //! - `webhook_hardening`: the webhook against an attacker and Graph's redeliveries: replays,
 //!   unauthenticated store reads, keys not fetchable yet, where an item's user id comes from.
 //! - `status_page`: the status page in a real headless browser (chromium).
+//! - `notification_accept`: the webhook's acceptance steps called without HTTP.
 //! - `pbx_http`: the generic HTTP PBX adapter's outbound requests against a fake PBX.
 //! - `pbx_generic`: the generic HTTP PBX adapter with the `vtx` preset through the production
 //!   routes: signed inbound events (in `serve` and through the handler) and the outbound
@@ -78,6 +79,7 @@ mod hue_bridge;
 mod hue_tls;
 mod infra_hooks;
 mod instances;
+mod notification_accept;
 mod pbx_e2e;
 mod pbx_generic;
 mod pbx_http;

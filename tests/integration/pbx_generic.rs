@@ -189,8 +189,13 @@ async fn vtx_preset_sends_the_documented_status_for_every_teams_state() {
     let mut previous = "Available"; // what the phone shows before the first row
     let mut expected = 0;
     for (availability, activity, status) in table {
-        sync.on_teams(USER, &Presence::new(availability, activity), true, t)
-            .await;
+        sync.on_teams(
+            USER,
+            &Presence::new(availability, activity),
+            teams_presence::engine::pbx::Freshness::ReadNow,
+            t,
+        )
+        .await;
         sync.tick(t + TimeDelta::seconds(2)).await;
         let got = w.receiver().received();
         if status == previous {

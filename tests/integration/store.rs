@@ -575,25 +575,40 @@ async fn a_guard_is_claimed_once_until_it_expires_and_racing_claimants_get_it_on
     let now = Utc::now();
     let later = now + chrono::Duration::minutes(10);
     let k = key();
-    assert!(guards::claim(&s, "test-claim", &k, now, later)
-        .await
-        .unwrap());
-    assert!(!guards::claim(&s, "test-claim", &k, now, later)
-        .await
-        .unwrap());
+    assert_eq!(
+        guards::claim(&s, "test-claim", &k, now, later)
+            .await
+            .unwrap(),
+        guards::Claim::Claimed
+    );
+    assert_eq!(
+        guards::claim(&s, "test-claim", &k, now, later)
+            .await
+            .unwrap(),
+        guards::Claim::AlreadyClaimed
+    );
     // Another kind is another guard.
-    assert!(guards::claim(&s, "test-claim-2", &k, now, later)
-        .await
-        .unwrap());
+    assert_eq!(
+        guards::claim(&s, "test-claim-2", &k, now, later)
+            .await
+            .unwrap(),
+        guards::Claim::Claimed
+    );
     // Past its expiry the key can be claimed again, once.
     let after = later + chrono::Duration::seconds(1);
     let until = after + chrono::Duration::minutes(10);
-    assert!(guards::claim(&s, "test-claim", &k, after, until)
-        .await
-        .unwrap());
-    assert!(!guards::claim(&s, "test-claim", &k, after, until)
-        .await
-        .unwrap());
+    assert_eq!(
+        guards::claim(&s, "test-claim", &k, after, until)
+            .await
+            .unwrap(),
+        guards::Claim::Claimed
+    );
+    assert_eq!(
+        guards::claim(&s, "test-claim", &k, after, until)
+            .await
+            .unwrap(),
+        guards::Claim::AlreadyClaimed
+    );
     // Eight claimants at once, on a fresh key and on an expired one: one wins each.
     for (k, at) in [(key(), now), (k, until + chrono::Duration::seconds(1))] {
         let tasks: Vec<_> = (0..8)
@@ -608,7 +623,7 @@ async fn a_guard_is_claimed_once_until_it_expires_and_racing_claimants_get_it_on
             .collect();
         let mut won = 0;
         for t in tasks {
-            won += usize::from(t.await.unwrap());
+            won += usize::from(t.await.unwrap() == guards::Claim::Claimed);
         }
         assert_eq!(won, 1);
     }
@@ -632,23 +647,35 @@ async fn a_rate_guard_allows_its_burst_then_one_per_interval_across_racing_taker
         .collect();
     let mut allowed = 0;
     for t in tasks {
-        allowed += usize::from(t.await.unwrap().unwrap());
+        allowed += usize::from(t.await.unwrap().unwrap() == guards::Take::Allowed);
     }
     assert_eq!(allowed, 10);
     let at = |secs| now + chrono::Duration::seconds(secs);
-    assert!(!guards::take(&s, "test-rate", &k, rate, at(5))
-        .await
-        .unwrap());
-    assert!(guards::take(&s, "test-rate", &k, rate, at(6))
-        .await
-        .unwrap());
-    assert!(!guards::take(&s, "test-rate", &k, rate, at(6))
-        .await
-        .unwrap());
+    assert_eq!(
+        guards::take(&s, "test-rate", &k, rate, at(5))
+            .await
+            .unwrap(),
+        guards::Take::Refused
+    );
+    assert_eq!(
+        guards::take(&s, "test-rate", &k, rate, at(6))
+            .await
+            .unwrap(),
+        guards::Take::Allowed
+    );
+    assert_eq!(
+        guards::take(&s, "test-rate", &k, rate, at(6))
+            .await
+            .unwrap(),
+        guards::Take::Refused
+    );
     // Another key has its own burst.
-    assert!(guards::take(&s, "test-rate", &key(), rate, now)
-        .await
-        .unwrap());
+    assert_eq!(
+        guards::take(&s, "test-rate", &key(), rate, now)
+            .await
+            .unwrap(),
+        guards::Take::Allowed
+    );
 }
 
 async fn purging_guards_removes_only_the_expired_ones(s: Store) {
@@ -658,24 +685,30 @@ async fn purging_guards_removes_only_the_expired_ones(s: Store) {
     let now = Utc::now();
     let (gone, kept) = (key(), key());
     let past = now - chrono::Duration::minutes(1);
-    assert!(guards::claim(
-        &s,
-        "test-purge",
-        &gone,
-        past - chrono::Duration::minutes(1),
-        past
-    )
-    .await
-    .unwrap());
-    assert!(guards::claim(
-        &s,
-        "test-purge",
-        &kept,
-        now,
-        now + chrono::Duration::minutes(5)
-    )
-    .await
-    .unwrap());
+    assert_eq!(
+        guards::claim(
+            &s,
+            "test-purge",
+            &gone,
+            past - chrono::Duration::minutes(1),
+            past
+        )
+        .await
+        .unwrap(),
+        guards::Claim::Claimed
+    );
+    assert_eq!(
+        guards::claim(
+            &s,
+            "test-purge",
+            &kept,
+            now,
+            now + chrono::Duration::minutes(5)
+        )
+        .await
+        .unwrap(),
+        guards::Claim::Claimed
+    );
     let purged = guards::purge(&s, now).await.unwrap();
     assert!(purged >= 1, "{purged}");
     assert!(s

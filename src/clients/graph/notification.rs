@@ -1,19 +1,16 @@
 //! Graph change notifications and lifecycle notifications: parsing, per-item checks and
 //! decryption of rich (encrypted) presence notifications. Pure: no I/O, `now` is an argument.
 //!
-//! The order of the checks is deliberate, cheapest and most selective first, so a forged
-//! request costs us almost nothing and learns nothing:
-//!
-//! 1. the item names a subscription we created ([`check_subscription`]), its `clientState`
-//!    hashes to the stored digest (constant-time comparison), and its tenant is the
-//!    subscription's;
-//! 2. the batch's `validationTokens` vouch for the item's tenant (checked by the caller with
-//!    [`super::validation_token`], since it needs the signing keys);
-//! 3. [`open`]: the key ring has the certificate named by `encryptionCertificateId`; RSA-OAEP
-//!    (SHA-1, MGF1-SHA-1) unwraps `dataKey` to 32 bytes; HMAC-SHA256 of the ciphertext with
-//!    that key matches `dataSignature` (constant time) *before* anything is decrypted;
-//!    AES-256-CBC with IV = the key's first 16 bytes and PKCS#7 padding decrypts `data`;
-//!    the plaintext is a presence resource whose user the subscription covers.
+//! The checks, each on its own: [`check_subscription`] (the item names a subscription we
+//! created, its `clientState` hashes to the stored digest in constant time, its tenant is the
+//! subscription's) and [`open`] (the key ring has the certificate named by
+//! `encryptionCertificateId`; RSA-OAEP (SHA-1, MGF1-SHA-1) unwraps `dataKey` to 32 bytes;
+//! HMAC-SHA256 of the ciphertext with that key matches `dataSignature` (constant time)
+//! *before* anything is decrypted; AES-256-CBC with IV = the key's first 16 bytes and PKCS#7
+//! padding decrypts `data`; the plaintext is a presence resource whose user the subscription
+//! covers). The batch's `validationTokens` are checked in [`super::validation_token`], since
+//! that needs the signing keys. The order the webhook runs them in (validation tokens first,
+//! before any store read) is written once, in the module doc of `engine::notifications`.
 //!
 //! The user id comes from the decrypted `id` only: `resourceData` and `resource` sit outside
 //! the signature (and `resource`'s shape varies: `communications/presences/{id}` or
@@ -280,7 +277,7 @@ fn strings(values: Vec<Value>) -> Vec<String> {
         .collect()
 }
 
-/// Step 1: the item belongs to `sub` (found by its `subscriptionId`), carries its
+/// The item belongs to `sub` (found by its `subscriptionId`), carries its
 /// `clientState` and its tenant. Returns the tenant id.
 pub fn check_subscription<'a, S: Subscription + ?Sized>(
     client_state: Option<&ClientState>,
@@ -301,7 +298,7 @@ pub fn check_subscription<'a, S: Subscription + ?Sized>(
     }
 }
 
-/// Step 3: decrypts an item already matched to `sub` and vouched for by a validation token,
+/// Decrypts an item already matched to `sub` and vouched for by a validation token,
 /// and turns it into an observation made at `now`.
 pub fn open<S: Subscription + ?Sized>(
     item: &ChangeNotification,
@@ -350,8 +347,9 @@ pub fn item_digest(content: &EncryptedContent) -> String {
     hex(&h.finish()[..16])
 }
 
-/// Steps 1 and 3 for one item, given whether its tenant had a valid validation token (the
-/// fuzz target and the benchmark; the webhook runs the steps separately to batch step 2).
+/// The per-item checks for one item, given whether its tenant had a valid validation token
+/// (the fuzz target and the benchmark; the webhook runs the steps separately, in the order
+/// `engine::notifications` gives, to check a batch's tokens once before any store read).
 pub fn process<S: Subscription + ?Sized>(
     item: &ChangeNotification,
     sub: Option<&S>,

@@ -85,14 +85,25 @@ impl std::fmt::Debug for SigningKeys {
     }
 }
 
+/// A JWKS document that is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    /// Not JSON.
+    #[error("JWKS is not JSON")]
+    NotJson,
+    /// No `keys` array.
+    #[error("JWKS has no keys array")]
+    NoKeys,
+}
+
 impl SigningKeys {
     /// Parses a JWKS document. Keys that are not usable RSA keys are skipped, not fatal.
-    pub fn from_jwks(body: &[u8]) -> Result<Self, String> {
-        let doc: Value = serde_json::from_slice(body).map_err(|_| "JWKS is not JSON")?;
+    pub fn from_jwks(body: &[u8]) -> Result<Self, JwksError> {
+        let doc: Value = serde_json::from_slice(body).map_err(|_| JwksError::NotJson)?;
         let list = doc
             .get("keys")
             .and_then(Value::as_array)
-            .ok_or("JWKS has no keys array")?;
+            .ok_or(JwksError::NoKeys)?;
         let mut keys = HashMap::new();
         for k in list {
             let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(k.clone()) else {
@@ -363,7 +374,7 @@ impl JwksCache {
             .bytes()
             .await
             .map_err(|e| format!("body: {}", e.without_url()))?;
-        let keys = SigningKeys::from_jwks(&body)?;
+        let keys = SigningKeys::from_jwks(&body).map_err(|e| e.to_string())?;
         if keys.is_empty() {
             return Err("JWKS holds no usable RSA key".into());
         }

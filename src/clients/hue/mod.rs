@@ -244,12 +244,20 @@ pub fn verified_client(bridge_id: &str, addr: SocketAddr) -> Result<reqwest::Cli
         .map_err(HueError::network)
 }
 
+/// A bridge's id as its unauthenticated config gave it.
+struct BridgeId {
+    /// `bridgeid`, lowercase: the name its certificate carries.
+    id: String,
+    /// Read over HTTPS: the bridge speaks TLS.
+    over_https: bool,
+}
+
 /// Reads the bridge id from the unauthenticated config (no key sent). Certificates are not
 /// checked on this one request because the id is what we need to check them: the id is then
 /// verified by the real connection, whose certificate must carry it and chain to the Hue CA.
-/// Returns the id and whether it came over HTTPS (then the bridge speaks TLS, and plain HTTP
-/// is never used with it).
-async fn bridge_id(host: &str, ports: HostPorts, https_only: bool) -> Option<(String, bool)> {
+/// Returns the id and how it came (over HTTPS: the bridge speaks TLS, and plain HTTP is
+/// never used with it).
+async fn bridge_id(host: &str, ports: HostPorts, https_only: bool) -> Option<BridgeId> {
     let insecure = reqwest::Client::builder()
         .tls_danger_accept_invalid_certs(true)
         .connect_timeout(Duration::from_secs(5))
@@ -267,7 +275,10 @@ async fn bridge_id(host: &str, ports: HostPorts, https_only: bool) -> Option<(St
         if let Ok(resp) = insecure.get(&url).send().await {
             if let Ok(v) = resp.json::<Value>().await {
                 if let Some(id) = v["bridgeid"].as_str() {
-                    return Some((id.to_ascii_lowercase(), https));
+                    return Some(BridgeId {
+                        id: id.to_ascii_lowercase(),
+                        over_https: https,
+                    });
                 }
             }
         }
@@ -342,8 +353,8 @@ async fn connect_inner(
                 bridge_id(host, ports, v2_only).await,
                 socket_addr(host, ports.https).await,
             ) {
-                (Some((id, https)), Some(addr)) => {
-                    if https {
+                (Some(BridgeId { id, over_https }), Some(addr)) => {
+                    if over_https {
                         tls_bridge = Some(id.clone());
                     }
                     let base = Url::parse(&format!("https://{id}:{}/", ports.https))
@@ -689,7 +700,7 @@ pub async fn pairing_endpoint(address: &Address) -> Result<(reqwest::Client, Url
     match address {
         Address::Url(u) => Ok((plain_client(), u.clone())),
         Address::Host(host) => {
-            if let (Some((id, _)), Some(addr)) = (
+            if let (Some(BridgeId { id, .. }), Some(addr)) = (
                 bridge_id(host, HostPorts::default(), false).await,
                 socket_addr(host, 443).await,
             ) {

@@ -80,6 +80,16 @@ impl Default for Heartbeat {
     }
 }
 
+/// 3CX's own Microsoft 365 presence sync: two writers would overwrite each other, so ours
+/// refuses to start while it is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeSync {
+    /// `AdUsers.SetTeamsPresence` is on.
+    On,
+    /// Off (or not reported).
+    Off,
+}
+
 /// What went wrong talking to 3CX, split by what the caller does about it. Messages are one
 /// line and never contain the secret or a token.
 #[derive(Debug, thiserror::Error)]
@@ -611,11 +621,17 @@ impl ThreeCx {
             .collect())
     }
 
-    /// True when 3CX's own Microsoft 365 presence sync (`AdUsers.SetTeamsPresence`) is on.
-    pub async fn native_presence_sync(&self) -> Result<bool, ThreeCxError> {
+    /// Whether 3CX's own Microsoft 365 presence sync (`AdUsers.SetTeamsPresence`) is on.
+    pub async fn native_presence_sync(&self) -> Result<NativeSync, ThreeCxError> {
         let url = self.url("xapi/v1/Microsoft365Integration")?;
         let v: Value = self.get_json("Microsoft365Integration", url).await?;
-        Ok(v["AdUsers"]["SetTeamsPresence"].as_bool().unwrap_or(false))
+        Ok(
+            if v["AdUsers"]["SetTeamsPresence"].as_bool().unwrap_or(false) {
+                NativeSync::On
+            } else {
+                NativeSync::Off
+            },
+        )
     }
 
     /// Everything to check before syncing: the credentials and licence work, 3CX's own
@@ -627,7 +643,7 @@ impl ThreeCx {
         profiles: &[Profile],
     ) -> Result<(), ThreeCxError> {
         self.check_connectivity().await?;
-        if self.native_presence_sync().await? {
+        if self.native_presence_sync().await? == NativeSync::On {
             return Err(ThreeCxError::NativeSyncOn);
         }
         for extension in extensions {

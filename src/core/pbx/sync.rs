@@ -95,6 +95,28 @@ struct Written<T> {
     own: bool,
 }
 
+/// A PBX profile the Teams → PBX rules want written, not yet written. Stored as the pair
+/// `[profile, own]` it always was, so links stored by older builds read the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(Profile, bool)", into = "(Profile, bool)")]
+struct PendingProfile {
+    profile: Profile,
+    /// Whether we own the profile once written (the rule's `own`).
+    own: bool,
+}
+
+impl From<(Profile, bool)> for PendingProfile {
+    fn from((profile, own): (Profile, bool)) -> Self {
+        Self { profile, own }
+    }
+}
+
+impl From<PendingProfile> for (Profile, bool) {
+    fn from(p: PendingProfile) -> Self {
+        (p.profile, p.own)
+    }
+}
+
 /// The state of one extension ↔ Teams user link. Serialisable, so the engine can store it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Link {
@@ -114,7 +136,7 @@ pub struct Link {
     pbx_written: Option<Written<Profile>>,
     /// The PBX profile we set and own; ownership is lost as soon as anyone else touches it.
     owned: Option<Profile>,
-    pbx_pending: Option<(Profile, bool)>,
+    pbx_pending: Option<PendingProfile>,
     last_write_teams: Option<DateTime<Utc>>,
     last_write_pbx: Option<DateTime<Utc>>,
 }
@@ -354,7 +376,10 @@ impl Link {
         // or dropped.
         self.pbx_pending = match policy.rules.teams_to_pbx(&obs, current.as_ref(), owned) {
             Some(TeamsOutcome::SetPbx { profile, own }) if current.as_ref() != Some(profile) => {
-                Some((profile.clone(), *own))
+                Some(PendingProfile {
+                    profile: profile.clone(),
+                    own: *own,
+                })
             }
             _ => None,
         };
@@ -516,7 +541,7 @@ impl Link {
         step: &mut Step,
         wake: &mut impl FnMut(DateTime<Utc>, &mut Step),
     ) {
-        let Some((profile, own)) = self.pbx_pending.clone() else {
+        let Some(PendingProfile { profile, own }) = self.pbx_pending.clone() else {
             return;
         };
         if self.pbx_current(now, s).as_ref() == Some(&profile) {

@@ -436,3 +436,17 @@ fn a_poll_showing_another_profile_after_our_write_supersedes_it() {
     link.observe_teams(&pol, p("Available", "Available"), t(300));
     assert_eq!(link.tick(&pol, t(400)).actions, vec![]);
 }
+
+/// A link stored by an older build (a pending PBX write as the pair `[profile, own]`) reads
+/// the same, and is written back in that form.
+#[test]
+fn a_pending_pbx_write_is_stored_as_the_pair_it_always_was() {
+    let pending = PendingProfile {
+        profile: pbx("Away"),
+        own: true,
+    };
+    let stored = serde_json::to_value(&pending).unwrap();
+    assert_eq!(stored, serde_json::json!(["Away", true]));
+    let back: PendingProfile = serde_json::from_value(stored).unwrap();
+    assert_eq!(back, pending);
+}
