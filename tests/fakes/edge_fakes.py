@@ -6,8 +6,14 @@ an armv7 binary under qemu-arm without building anything else).
   with long polling), complete (DELETE lock URI), abandon (PUT), renew (POST), lock tokens,
   delivery counts, dead-lettering after MAX_DELIVERY, and the SAS header checked against
   the key (HMAC-SHA256 over the key string's UTF-8 bytes).
-* A fake Hue v1 bridge: `GET /api/{key}/config`, `PUT /api/{key}/lights/{id}/state` and
-  `/groups/{id}/action`, recording every PUT; 404 on /clip/v2 so the edge picks v1.
+* A fake Hue v1 bridge: `GET /api/{key}/config`, `GET /api/{key}/lights` (one Extended color
+  light, number 1) and `GET /api/{key}/groups` (none), which the edge reads to check its key
+  and learn what each target can show, and `PUT /api/{key}/lights/{id}/state` and
+  `/groups/{id}/action`, recording every PUT; 404 on /clip/v2 so the edge picks v1. The
+  shapes are those of Hue's v1 API reference ("Lights API: Get all lights", "Groups API: Get
+  all groups", developers.meethue.com) and of the Rust fake bridge's v1 view
+  (crates/test-fakes/src/hue.rs); a wrong key gets error 1 "unauthorized user" as a real
+  bridge answers it.
 
 Control endpoints (no auth) on the Service Bus port:
   POST /_control/enqueue        body: one JSON message (or a JSON array of them)
@@ -209,6 +215,19 @@ def make_hue_handler(hue_key, puts, lock):
                     return self.reply(200, {"bridgeid": "001788FFFE000001", "apiversion": "1.16.0",
                                             "name": "Fake"})
                 return self.reply(200, [{"error": {"type": 1, "address": "/", "description": "unauthorized user"}}])
+            if parts[:1] == ["api"] and parts[2:] in (["lights"], ["groups"]):
+                if parts[1] != hue_key:
+                    return self.reply(200, [{"error": {"type": 1, "address": "/" + parts[2],
+                                                       "description": "unauthorized user"}}])
+                if parts[2] == "groups":
+                    return self.reply(200, {})
+                return self.reply(200, {"1": {
+                    "name": "Hue color lamp 1", "type": "Extended color light",
+                    "modelid": "LCT015", "manufacturername": "Signify Netherlands B.V.",
+                    "state": {"on": False, "bri": 254, "xy": [0.3227, 0.329], "ct": 366,
+                              "reachable": True, "colormode": "xy"},
+                    "capabilities": {"control": {"colorgamuttype": "C",
+                                                 "ct": {"min": 153, "max": 500}}}}})
             self.reply(404, {"error": "not found"})
 
         def do_PUT(self):
